@@ -1,0 +1,404 @@
+"""Configuration: ``config/tenants.yaml`` + ``config/tables.yaml`` + the environment -> frozen, validated models.
+
+Parsed once at the entry point (:func:`get_config` caches per process), never at import time. Validation
+reports every problem at once, each naming the file, the tenant and the key. Secrets become
+:class:`~mozart_luigi.secrets.Secret` and never render.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RESERVED_TENANT_IDS",
+    "Config",
+    "Settings",
+    "SourceConfig",
+    "TableConfig",
+    "TenantConfig",
+    "get_config",
+    "load_config",
+    "normalise_name",
+    "reset_config_cache",
+    "validate_tenant_id",
+]
+
+import functools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mozart_luigi.errors import ConfigError, ConfigProblem
+from mozart_luigi.interpolate import interpolate
+from mozart_luigi.secrets import Secret
+from mozart_luigi.settings import Settings
+
+TENANT_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+RESERVED_TENANT_IDS = frozenset(
+    {
+        "mozart_meta", "information_schema", "system", "sys", "public", "default", "pg_catalog", "pg_toast",
+        "mysql", "performance_schema", "raw", "iceberg", "tpch", "memory", "main", "temp", "admin", "root",
+    }
+)  # fmt: skip
+SOURCE_KINDS = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql", "mariadb": "mysql",
+                "oracle": "oracle", "sqlite": "sqlite"}  # fmt: skip
+MODES = ("full", "incremental")
+
+_TENANT_KEYS = {"source", "tables", "max_connections", "profiles", "enabled", "description"}
+_SOURCE_KEYS = {"kind", "url", "host", "port", "database", "user", "password", "schema", "path", "service_name",
+                "query", "connect_timeout"}  # fmt: skip
+_TABLE_KEYS = {"source_name", "source_schema", "mode", "cursor", "primary_key", "include", "exclude",
+               "description"}  # fmt: skip
+
+
+def normalise_name(name: str) -> str:
+    """Lake-path and Iceberg name for a source table name: lower-case, ``[a-z0-9_]``, no leading digit."""
+    out = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_")
+    if not out:
+        return "_"
+    return f"t_{out}" if out[0].isdigit() else out
+
+
+def validate_tenant_id(tenant: str) -> str:
+    """Return ``tenant`` if it is a safe identifier, else raise :class:`ConfigError`."""
+    problem = _tenant_id_problem(tenant)
+    if problem:
+        raise ConfigError([ConfigProblem("tenants.yaml", f"tenants.{tenant}", problem)])
+    return tenant
+
+
+def _tenant_id_problem(tenant: str) -> str | None:
+    if not isinstance(tenant, str) or not TENANT_ID_RE.match(tenant):
+        return f"invalid tenant id {tenant!r}: must match {TENANT_ID_RE.pattern}"
+    if tenant in RESERVED_TENANT_IDS:
+        return f"tenant id {tenant!r} is reserved"
+    return None
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """How to reach one tenant's database. ``password`` and ``url`` are secrets."""
+
+    kind: str
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    user: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+    url: Secret | None = field(default=None, repr=False)
+    schema: str | None = None
+    path: str | None = None
+    service_name: str | None = None
+    query: tuple[tuple[str, str], ...] = ()
+    connect_timeout: int = 10
+
+    def describe(self) -> str:
+        """Where the source is, without secrets: ``postgresql://acme_reader@db:5432/acme``."""
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.path or self.database}"
+        if self.url is not None:
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.url.reveal()).render_as_string(hide_password=True)
+        db = self.database or self.service_name or ""
+        return f"{self.kind}://{self.user or ''}@{self.host or ''}:{self.port or ''}/{db}"
+
+    def secrets(self) -> tuple[Secret, ...]:
+        return tuple(s for s in (self.password, self.url) if s is not None)
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """One configured table. ``name`` is the normalised (lake / Iceberg) name."""
+
+    name: str
+    source_name: str
+    source_schema: str | None = None
+    mode: str = "full"
+    cursor: str | None = None
+    primary_key: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    id: str
+    source: SourceConfig
+    tables: tuple[str, ...]
+    max_connections: int = 2
+    profiles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration: tenants active in the current profile, tables, runtime settings."""
+
+    tenants: Mapping[str, TenantConfig]
+    tables: Mapping[str, TableConfig]
+    settings: Settings
+    config_dir: Path
+
+    def tenant(self, tenant_id: str) -> TenantConfig:
+        try:
+            return self.tenants[tenant_id]
+        except KeyError:
+            known = ", ".join(sorted(self.tenants)) or "(none)"
+            raise ConfigError(
+                [ConfigProblem("tenants.yaml", f"tenants.{tenant_id}",
+                               f"unknown tenant in profile {self.settings.profile!r}; known: {known}")]
+            ) from None
+
+    def table(self, tenant_id: str, table: str) -> TableConfig:
+        tenant = self.tenant(tenant_id)
+        if table not in tenant.tables:
+            raise ConfigError(
+                [ConfigProblem("tenants.yaml", f"tenants.{tenant_id}.tables",
+                               f"table {table!r} is not configured for this tenant")]
+            )
+        return self.tables[table]
+
+    def tables_for(self, tenant_id: str) -> tuple[TableConfig, ...]:
+        return tuple(self.tables[name] for name in self.tenant(tenant_id).tables)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load_config(config_dir: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate the configuration. Raises :class:`ConfigError` with every problem."""
+    if env is None:
+        _read_dotenv()
+        env = os.environ
+    directory = Path(config_dir or env.get("MOZART_CONFIG_DIR") or "config").resolve()
+    problems: list[ConfigProblem] = []
+    settings = Settings.from_env(env, problems)
+    tables_raw = _read_yaml(directory / "tables.yaml", problems)
+    tenants_raw = _read_yaml(directory / "tenants.yaml", problems)
+    tables = _parse_tables(interpolate(tables_raw, env, file="tables.yaml", path="", problems=problems), problems)
+    tenants = _parse_tenants(tenants_raw, env, tables, settings, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config(tenants=tenants, tables=tables, settings=settings, config_dir=directory)
+
+
+@functools.cache
+def _cached(config_dir: str | None) -> Config:
+    return load_config(config_dir)
+
+
+def get_config(config_dir: str | None = None) -> Config:
+    """The process-wide configuration, loaded on first use (never at import time)."""
+    return _cached(config_dir or os.environ.get("MOZART_CONFIG_DIR"))
+
+
+def reset_config_cache() -> None:
+    _cached.cache_clear()
+
+
+def _read_dotenv() -> None:
+    from dotenv import find_dotenv, load_dotenv
+
+    path = find_dotenv(usecwd=True)
+    if path:
+        load_dotenv(path, override=False)
+
+
+def _read_yaml(path: Path, problems: list[ConfigProblem]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(ConfigProblem(path.name, "-", f"file not found: {path} (set MOZART_CONFIG_DIR?)"))
+        return {}
+    except yaml.YAMLError as exc:
+        problems.append(ConfigProblem(path.name, "-", f"invalid YAML: {exc}"))
+        return {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        problems.append(ConfigProblem(path.name, "-", "top level must be a mapping"))
+        return {}
+    return data
+
+
+def _unknown_keys(raw: Mapping[str, Any], allowed: set[str], file: str, path: str,
+                  problems: list[ConfigProblem]) -> None:  # fmt: skip
+    for key in sorted(set(raw) - allowed):
+        hint = ", ".join(sorted(allowed))
+        problems.append(ConfigProblem(file, f"{path}.{key}", f"unknown key (allowed: {hint})"))
+
+
+def _str_list(value: Any, file: str, path: str, problems: list[ConfigProblem]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    problems.append(ConfigProblem(file, path, "must be a string or a list of strings"))
+    return ()
+
+
+def _int(value: Any, file: str, path: str, problems: list[ConfigProblem], *, default: int | None) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        out = int(value)
+    except (TypeError, ValueError):
+        problems.append(ConfigProblem(file, path, f"must be an integer, got {value!r}"))
+        return default
+    if out <= 0:
+        problems.append(ConfigProblem(file, path, f"must be positive, got {out}"))
+    return out
+
+
+def _parse_tables(raw: dict[str, Any], problems: list[ConfigProblem]) -> dict[str, TableConfig]:
+    _unknown_keys(raw, {"tables"}, "tables.yaml", "", problems)
+    entries = raw.get("tables") or {}
+    if not isinstance(entries, dict):
+        problems.append(ConfigProblem("tables.yaml", "tables", "must be a mapping of table name -> settings"))
+        return {}
+    tables: dict[str, TableConfig] = {}
+    seen: dict[str, str] = {}
+    for key, body in entries.items():
+        table = _parse_table(str(key), body or {}, problems)
+        if table is None:
+            continue
+        if table.name in seen:
+            problems.append(ConfigProblem("tables.yaml", f"tables.{key}",
+                                          f"normalises to {table.name!r}, like tables.{seen[table.name]}"))
+            continue
+        seen[table.name] = str(key)
+        tables[table.name] = table
+    return tables
+
+
+def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableConfig | None:
+    path = f"tables.{key}"
+    if not isinstance(body, dict):
+        problems.append(ConfigProblem("tables.yaml", path, "must be a mapping"))
+        return None
+    _unknown_keys(body, _TABLE_KEYS, "tables.yaml", path, problems)
+    mode = body.get("mode", "full")
+    cursor = body.get("cursor")
+    if mode not in MODES:
+        problems.append(ConfigProblem("tables.yaml", f"{path}.mode", f"must be one of {MODES}, got {mode!r}"))
+    if mode == "incremental" and not cursor:
+        problems.append(ConfigProblem("tables.yaml", f"{path}.cursor", "incremental mode needs a cursor column"))
+    include = _str_list(body.get("include"), "tables.yaml", f"{path}.include", problems)
+    exclude = _str_list(body.get("exclude"), "tables.yaml", f"{path}.exclude", problems)
+    if include and exclude:
+        problems.append(ConfigProblem("tables.yaml", path, "set include or exclude, not both"))
+    return TableConfig(
+        name=normalise_name(key),
+        source_name=str(body.get("source_name") or key),
+        source_schema=body.get("source_schema") or None,
+        mode=mode,
+        cursor=cursor or None,
+        primary_key=_str_list(body.get("primary_key"), "tables.yaml", f"{path}.primary_key", problems),
+        include=include,
+        exclude=exclude,
+    )
+
+
+def _parse_tenants(raw: dict[str, Any], env: Mapping[str, str], tables: dict[str, TableConfig],
+                   settings: Settings, problems: list[ConfigProblem]) -> dict[str, TenantConfig]:  # fmt: skip
+    """Tenants active in the profile; a tenant of another profile (or disabled) is not interpolated."""
+    _unknown_keys(raw, {"tenants", "defaults"}, "tenants.yaml", "", problems)
+    defaults = raw.get("defaults") or {}
+    entries = raw.get("tenants") or {}
+    if not isinstance(entries, dict) or not isinstance(defaults, dict):
+        problems.append(ConfigProblem("tenants.yaml", "tenants", "must be a mapping of tenant id -> settings"))
+        return {}
+    tenants: dict[str, TenantConfig] = {}
+    for tenant_id, body in entries.items():
+        merged = {**defaults, **(body or {})} if isinstance(body, dict) else body
+        path = f"tenants.{tenant_id}"
+        if isinstance(merged, dict) and not _active(merged, env, settings.profile, path, problems):
+            continue
+        merged = interpolate(merged, env, file="tenants.yaml", path=path, problems=problems)
+        tenant = _parse_tenant(str(tenant_id), merged, tables, problems)
+        if tenant is not None:
+            tenants[tenant.id] = tenant
+    return tenants
+
+
+def _active(body: dict[str, Any], env: Mapping[str, str], profile: str, path: str,
+            problems: list[ConfigProblem]) -> bool:  # fmt: skip
+    enabled = interpolate(body.get("enabled", True), env, file="tenants.yaml", path=f"{path}.enabled",
+                          problems=problems)  # fmt: skip
+    if str(enabled).strip().lower() in ("false", "0", "no", "off", ""):
+        return False
+    profiles = interpolate(body.get("profiles"), env, file="tenants.yaml", path=f"{path}.profiles",
+                           problems=problems)  # fmt: skip
+    listed = _str_list(profiles, "tenants.yaml", f"{path}.profiles", problems)
+    return not listed or profile in listed
+
+
+def _parse_tenant(tenant_id: str, body: Any, tables: dict[str, TableConfig],
+                  problems: list[ConfigProblem]) -> TenantConfig | None:  # fmt: skip
+    path = f"tenants.{tenant_id}"
+    id_problem = _tenant_id_problem(tenant_id)
+    if id_problem:
+        problems.append(ConfigProblem("tenants.yaml", path, id_problem))
+    if not isinstance(body, dict):
+        problems.append(ConfigProblem("tenants.yaml", path, "must be a mapping"))
+        return None
+    _unknown_keys(body, _TENANT_KEYS, "tenants.yaml", path, problems)
+    source = _parse_source(body.get("source"), f"{path}.source", problems)
+    names = _str_list(body.get("tables"), "tenants.yaml", f"{path}.tables", problems) or tuple(tables)
+    resolved = []
+    for name in names:
+        norm = normalise_name(name)
+        if norm not in tables:
+            problems.append(ConfigProblem("tenants.yaml", f"{path}.tables",
+                                          f"table {name!r} is not defined in tables.yaml"))
+        else:
+            resolved.append(norm)
+    max_conn = _int(body.get("max_connections"), "tenants.yaml", f"{path}.max_connections", problems, default=2)
+    profiles = _str_list(body.get("profiles"), "tenants.yaml", f"{path}.profiles", problems)
+    if id_problem or source is None:
+        return None
+    return TenantConfig(id=tenant_id, source=source, tables=tuple(resolved), max_connections=max_conn or 2,
+                        profiles=profiles)  # fmt: skip
+
+
+def _parse_source(body: Any, path: str, problems: list[ConfigProblem]) -> SourceConfig | None:
+    if not isinstance(body, dict):
+        problems.append(ConfigProblem("tenants.yaml", path, "missing: a mapping with kind and url or host/..."))
+        return None
+    _unknown_keys(body, _SOURCE_KEYS, "tenants.yaml", path, problems)
+    kind = SOURCE_KINDS.get(str(body.get("kind", "")).lower())
+    if kind is None:
+        problems.append(ConfigProblem("tenants.yaml", f"{path}.kind",
+                                      f"must be one of {sorted(SOURCE_KINDS)}, got {body.get('kind')!r}"))
+        return None
+    has_url = bool(body.get("url"))
+    if kind == "sqlite" and not (has_url or body.get("path")):
+        problems.append(ConfigProblem("tenants.yaml", path, "sqlite needs path (or url)"))
+    elif kind != "sqlite" and not has_url:
+        for key in ("host", "user"):
+            if not body.get(key):
+                problems.append(ConfigProblem("tenants.yaml", f"{path}.{key}", "required unless url is given"))
+        if not (body.get("database") or body.get("service_name")):
+            problems.append(ConfigProblem("tenants.yaml", f"{path}.database", "required unless url is given"))
+    query = body.get("query") or {}
+    password = body.get("password")
+    return SourceConfig(
+        kind=kind,
+        host=body.get("host") or None,
+        port=_int(body.get("port"), "tenants.yaml", f"{path}.port", problems, default=None),
+        database=body.get("database") or None,
+        user=body.get("user") or None,
+        password=Secret(str(password)) if password not in (None, "") else None,
+        url=Secret(str(body["url"])) if has_url else None,
+        schema=body.get("schema") or None,
+        path=body.get("path") or None,
+        service_name=body.get("service_name") or None,
+        query=tuple(sorted((str(k), str(v)) for k, v in query.items())) if isinstance(query, dict) else (),
+        connect_timeout=_int(body.get("connect_timeout"), "tenants.yaml", f"{path}.connect_timeout", problems,
+                             default=10) or 10,
+    )

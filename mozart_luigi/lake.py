@@ -1,0 +1,168 @@
+"""The lake: a URL (``s3://raw`` or ``file:///.../lake/raw``) -> paths, a pyarrow filesystem and Luigi targets.
+
+This is the one module that touches ``pyarrow.fs``; S3 and local folders go through the same code.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Lake", "LakeFileTarget", "ManifestTarget"]
+
+import datetime as dt
+import logging
+import uuid
+from functools import cached_property
+from urllib.parse import urlparse
+
+import luigi
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from mozart_luigi.errors import StorageError
+from mozart_luigi.manifest import MANIFEST_NAME, Manifest
+from mozart_luigi.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Lake:
+    """Raw layout ``{url}/{tenant}/{table}/{YYYY-MM-DD}/``; ``url`` has no trailing slash."""
+
+    def __init__(self, url: str, settings: Settings | None = None) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("s3", "file"):
+            raise StorageError(f"unsupported lake URL {url!r}: use s3://bucket[/prefix] or file:///path")
+        self.url = url.rstrip("/")
+        self.scheme = parsed.scheme
+        self._settings = settings or Settings()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Lake:
+        return cls(settings.lake_url, settings)
+
+    # ------------------------------------------------------------------------------------------ paths
+    def date_url(self, tenant: str, table: str, date: dt.date) -> str:
+        return f"{self.url}/{tenant}/{table}/{date.isoformat()}"
+
+    def table_url(self, tenant: str, table: str) -> str:
+        return f"{self.url}/{tenant}/{table}"
+
+    def manifest_url(self, tenant: str, table: str, date: dt.date) -> str:
+        return f"{self.date_url(tenant, table, date)}/{MANIFEST_NAME}"
+
+    def fs_path(self, url: str) -> str:
+        """The path that :attr:`filesystem` understands for a lake URL."""
+        parsed = urlparse(url)
+        if parsed.scheme == "s3":
+            return f"{parsed.netloc}{parsed.path}"
+        return parsed.path
+
+    # ------------------------------------------------------------------------------------ filesystem
+    @cached_property
+    def filesystem(self) -> pafs.FileSystem:
+        if self.scheme == "file":
+            return pafs.LocalFileSystem()
+        s = self._settings
+        endpoint = urlparse(s.s3_endpoint_url) if s.s3_endpoint_url else None
+        return pafs.S3FileSystem(
+            access_key=s.s3_access_key.reveal() if s.s3_access_key else None,
+            secret_key=s.s3_secret_key.reveal() if s.s3_secret_key else None,
+            region=s.s3_region,
+            endpoint_override=endpoint.netloc if endpoint else None,
+            scheme=endpoint.scheme if endpoint else "https",
+            force_virtual_addressing=False,
+            allow_bucket_creation=False,
+            request_timeout=60,
+            connect_timeout=10,
+        )
+
+    def exists(self, url: str) -> bool:
+        try:
+            return self.filesystem.get_file_info(self.fs_path(url)).type == pafs.FileType.File
+        except OSError as exc:
+            raise StorageError(f"cannot check {url}: {exc}") from exc
+
+    def read_text(self, url: str) -> str:
+        try:
+            with self.filesystem.open_input_stream(self.fs_path(url)) as stream:
+                return stream.read().decode("utf-8")
+        except OSError as exc:
+            raise StorageError(f"cannot read {url}: {exc}") from exc
+
+    def write_text_atomic(self, url: str, text: str) -> None:
+        """Publish a small file atomically: S3 PUTs are atomic; locally write a temp file, then rename."""
+        path = self.fs_path(url)
+        target = path if self.scheme == "s3" else f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            if self.scheme == "file":
+                self.filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            with self.filesystem.open_output_stream(target) as stream:
+                stream.write(text.encode("utf-8"))
+            if target != path:
+                self.filesystem.move(target, path)
+        except OSError as exc:
+            raise StorageError(f"cannot write {url}: {exc}") from exc
+
+    def open_output(self, url: str) -> pa.NativeFile:
+        path = self.fs_path(url)
+        if self.scheme == "file":
+            self.filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        return self.filesystem.open_output_stream(path)
+
+    def list_files(self, dir_url: str) -> list[str]:
+        """File names directly under a folder (empty when the folder does not exist)."""
+        selector = pafs.FileSelector(self.fs_path(dir_url), allow_not_found=True, recursive=False)
+        try:
+            infos = self.filesystem.get_file_info(selector)
+        except OSError as exc:
+            raise StorageError(f"cannot list {dir_url}: {exc}") from exc
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+
+    def delete_file(self, url: str) -> None:
+        try:
+            self.filesystem.delete_file(self.fs_path(url))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot delete {url}: {exc}") from exc
+
+    def clear_dir(self, dir_url: str) -> int:
+        """Delete every file in a date folder (stale parts of a failed attempt). Returns how many."""
+        names = self.list_files(dir_url)
+        for name in names:
+            self.delete_file(f"{dir_url}/{name}")
+        if names:
+            log.info("removed %d stale file(s) under %s", len(names), dir_url)
+        return len(names)
+
+    # ------------------------------------------------------------------------------------- manifests
+    def manifest_target(self, tenant: str, table: str, date: dt.date) -> ManifestTarget:
+        return ManifestTarget(self, self.manifest_url(tenant, table, date))
+
+    def read_manifest(self, tenant: str, table: str, date: dt.date) -> Manifest:
+        return Manifest.from_json(self.read_text(self.manifest_url(tenant, table, date)))
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        self.write_text_atomic(self.manifest_url(manifest.tenant, manifest.table, manifest.date),
+                               manifest.to_json())  # fmt: skip
+
+
+class LakeFileTarget(luigi.Target):
+    """A Luigi target for one file in the lake: it exists when the file does."""
+
+    def __init__(self, lake: Lake, url: str) -> None:
+        self.lake = lake
+        self.url = url
+        self.path = url  # luigi shows target paths in the visualizer
+
+    def exists(self) -> bool:
+        return self.lake.exists(self.url)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+class ManifestTarget(LakeFileTarget):
+    """The ``_SUCCESS`` manifest of one extract; exists only once every part was written."""
+
+    def read(self) -> Manifest:
+        return Manifest.from_json(self.lake.read_text(self.url))

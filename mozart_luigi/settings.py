@@ -1,0 +1,108 @@
+"""Runtime settings of a profile, from the environment (``.env`` is read first by ``load_config``).
+
+| variable | default | meaning |
+|---|---|---|
+| MOZART_PROFILE | local | ``local`` (SQLite sources, local lake, DuckDB) or ``stack`` (S3, Trino + Iceberg) |
+| MOZART_DATA_DIR | ./.mozart | local profile: lake, DuckDB file, demo sources, reports |
+| MOZART_LAKE_URL | file://{data}/lake/raw or s3://raw | where raw Parquet lands |
+| MOZART_S3_ENDPOINT_URL / _ACCESS_KEY / _SECRET_KEY / _REGION | - / - / - / us-east-1 | S3-compatible store |
+| MOZART_TRINO_HOST / _PORT / _USER / _CATALOG / _RAW_CATALOG | 127.0.0.1 / 8080 / mozart / iceberg / raw | Trino |
+| MOZART_DUCKDB_PATH | {data}/warehouse.duckdb | local warehouse |
+| MOZART_BATCH_ROWS | 50000 | rows per fetched batch (memory is bounded by this) |
+| MOZART_PART_ROWS | 1000000 | rows per Parquet part before rotation |
+| MOZART_COMPRESSION | zstd | Parquet codec |
+| MOZART_REPORT_DIR | {data}/reports | run reports (JSON) |
+"""
+
+from __future__ import annotations
+
+__all__ = ["PROFILES", "Settings"]
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mozart_luigi.errors import ConfigProblem
+from mozart_luigi.secrets import Secret
+
+PROFILES = ("local", "stack")
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str = "local"
+    data_dir: Path = Path(".mozart")
+    lake_url: str = ""
+    s3_endpoint_url: str | None = None
+    s3_access_key: Secret | None = field(default=None, repr=False)
+    s3_secret_key: Secret | None = field(default=None, repr=False)
+    s3_region: str = "us-east-1"
+    trino_host: str = "127.0.0.1"
+    trino_port: int = 8080
+    trino_user: str = "mozart"
+    trino_catalog: str = "iceberg"
+    trino_raw_catalog: str = "raw"
+    duckdb_path: Path = Path(".mozart/warehouse.duckdb")
+    batch_rows: int = 50_000
+    part_rows: int = 1_000_000
+    compression: str = "zstd"
+    report_dir: Path = Path(".mozart/reports")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], problems: list[ConfigProblem]) -> Settings:
+        profile = env.get("MOZART_PROFILE", "local") or "local"
+        if profile not in PROFILES:
+            problems.append(ConfigProblem("environment", "MOZART_PROFILE", f"must be one of {PROFILES}"))
+            profile = "local"
+        data_dir = Path(env.get("MOZART_DATA_DIR") or ".mozart").resolve()
+        default_lake = "s3://raw" if profile == "stack" else (data_dir / "lake" / "raw").as_uri()
+        secret = env.get("MOZART_S3_SECRET_KEY")
+        access = env.get("MOZART_S3_ACCESS_KEY")
+        settings = cls(
+            profile=profile,
+            data_dir=data_dir,
+            lake_url=(env.get("MOZART_LAKE_URL") or default_lake).rstrip("/"),
+            s3_endpoint_url=env.get("MOZART_S3_ENDPOINT_URL") or None,
+            s3_access_key=Secret(access) if access else None,
+            s3_secret_key=Secret(secret) if secret else None,
+            s3_region=env.get("MOZART_S3_REGION") or "us-east-1",
+            trino_host=env.get("MOZART_TRINO_HOST") or "127.0.0.1",
+            trino_port=_int(env, "MOZART_TRINO_PORT", 8080, problems),
+            trino_user=env.get("MOZART_TRINO_USER") or "mozart",
+            trino_catalog=env.get("MOZART_TRINO_CATALOG") or "iceberg",
+            trino_raw_catalog=env.get("MOZART_TRINO_RAW_CATALOG") or "raw",
+            duckdb_path=Path(env.get("MOZART_DUCKDB_PATH") or data_dir / "warehouse.duckdb").resolve(),
+            batch_rows=_int(env, "MOZART_BATCH_ROWS", 50_000, problems),
+            part_rows=_int(env, "MOZART_PART_ROWS", 1_000_000, problems),
+            compression=env.get("MOZART_COMPRESSION") or "zstd",
+            report_dir=Path(env.get("MOZART_REPORT_DIR") or data_dir / "reports").resolve(),
+        )
+        settings._check(problems)
+        return settings
+
+    def _check(self, problems: list[ConfigProblem]) -> None:
+        if self.lake_url.startswith("s3://") and not (self.s3_access_key and self.s3_secret_key):
+            problems.append(ConfigProblem("environment", "MOZART_S3_ACCESS_KEY/MOZART_S3_SECRET_KEY",
+                                          f"required for the lake {self.lake_url}"))
+        if not self.lake_url.startswith(("s3://", "file://")):
+            problems.append(ConfigProblem("environment", "MOZART_LAKE_URL", "must start with s3:// or file://"))
+        if self.compression not in ("zstd", "snappy", "gzip", "none"):
+            problems.append(ConfigProblem("environment", "MOZART_COMPRESSION", "zstd, snappy, gzip or none"))
+
+    def secrets(self) -> tuple[Secret, ...]:
+        return tuple(s for s in (self.s3_access_key, self.s3_secret_key) if s is not None)
+
+
+def _int(env: Mapping[str, str], key: str, default: int, problems: list[ConfigProblem]) -> int:
+    raw = env.get(key)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(ConfigProblem("environment", key, f"must be an integer, got {raw!r}"))
+        return default
+    if value <= 0:
+        problems.append(ConfigProblem("environment", key, "must be positive"))
+        return default
+    return value

@@ -1,0 +1,48 @@
+"""What every mozart task shares: the (tenant, date) slice, config access, progress reporting."""
+
+from __future__ import annotations
+
+__all__ = ["Progress", "TenantDateTask", "yesterday"]
+
+import datetime as dt
+import time
+
+import luigi
+
+from mozart_luigi.config import Config, get_config
+
+
+def yesterday() -> dt.date:
+    return dt.date.today() - dt.timedelta(days=1)
+
+
+class TenantDateTask(luigi.Task):
+    """Parameters name the slice of data; credentials are looked up by tenant inside ``run()``."""
+
+    tenant: str = luigi.Parameter(description="tenant id from config/tenants.yaml")
+    date: dt.date = luigi.DateParameter(description="the day to process, YYYY-MM-DD")
+
+    @property
+    def config(self) -> Config:
+        return get_config()
+
+
+class Progress:
+    """Rate-limited ``set_status_message`` / ``set_progress_percentage`` for the luigid visualizer."""
+
+    def __init__(self, task: luigi.Task, total: int | None, *, every_seconds: float = 2.0) -> None:
+        self._task = task
+        self._total = total
+        self._every = every_seconds
+        self._last = 0.0
+
+    def update(self, done: int, message: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self._every:
+            return
+        self._last = now
+        self._task.set_status_message(message)
+        if self._total:
+            self._task.set_progress_percentage(min(100, round(100 * done / self._total)))
+        elif self._total == 0:
+            self._task.set_progress_percentage(100)

@@ -1,0 +1,4 @@
+"""(being written)"""
+import luigi
+class LoadIceberg(luigi.Task):
+    pass

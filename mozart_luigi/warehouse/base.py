@@ -1,0 +1,94 @@
+"""The ``Warehouse`` interface: what ``LoadIceberg`` and ``DbtRun`` need of Trino+Iceberg or DuckDB.
+
+Every implementation passes ``tests/contract/test_warehouse_contract.py``. Failure semantics:
+- :meth:`ensure_table` either applies every allowed change or raises ``SchemaDriftError`` before changing
+  anything;
+- :meth:`replace_partition` may leave the partition half-replaced when it crashes (Trino has no
+  multi-statement transactions); it is idempotent, so a rerun converges. No marker is written by it;
+- a marker is written by the task only after the partition count was verified.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EXTRACTED_AT_COLUMN", "META_SCHEMA", "PARTITION_COLUMN", "Marker", "Warehouse"]
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from mozart_luigi.lake import Lake
+from mozart_luigi.manifest import Manifest
+
+PARTITION_COLUMN = "_mozart_date"
+EXTRACTED_AT_COLUMN = "_mozart_extracted_at"
+META_SCHEMA = "mozart_meta"
+
+
+@dataclass(frozen=True)
+class Marker:
+    """One completed task, stored in ``{warehouse}.mozart_meta.task_markers``."""
+
+    task_family: str
+    task_id: str
+    tenant: str
+    date: dt.date
+    table: str | None = None
+    rows: int | None = None
+    finished_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Warehouse(ABC):
+    """Schema per tenant; table ``{tenant}.{table}`` partitioned by ``_mozart_date``."""
+
+    @abstractmethod
+    def ensure_table(self, tenant: str, table: str, schema: pa.Schema) -> list[str]:
+        """Create schema and table when missing, or apply allowed drift (add column, widen).
+
+        Returns a description of each change applied. Raises ``SchemaDriftError`` naming the column and
+        both types, before any change, for narrowing, type changes and dropped columns.
+        """
+
+    @abstractmethod
+    def replace_partition(self, tenant: str, table: str, manifest: Manifest, lake: Lake) -> int:
+        """Delete the ``_mozart_date = manifest.date`` partition, insert exactly the manifest's files.
+
+        Returns the number of rows inserted.
+        """
+
+    @abstractmethod
+    def count_partition(self, tenant: str, table: str, date: dt.date) -> int:
+        """Rows in the ``_mozart_date = date`` partition (0 when the table does not exist)."""
+
+    @abstractmethod
+    def write_marker(self, marker: Marker) -> None:
+        """Record a completed task (replacing an older marker of the same task id)."""
+
+    @abstractmethod
+    def completed(self, task_family: str, tenant: str, date: dt.date) -> set[str]:
+        """Task ids with a marker for this family, tenant and date: one query, for bulk completeness."""
+
+    @abstractmethod
+    def completed_many(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[str]:
+        """Task ids with a marker for any of the (tenant, date) pairs: one query for a whole backfill."""
+
+    @abstractmethod
+    def delete_markers(self, task_ids: Iterable[str]) -> None:
+        """Forget markers (to force a rerun)."""
+
+    @abstractmethod
+    def markers(self, tenant: str | None, date: dt.date) -> list[Marker]:
+        """All markers for a date (optionally one tenant), for run reports and ``mozart status``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
