@@ -1,0 +1,231 @@
+"""The ``mozart`` command: ``validate``, ``plan``, ``status``, ``run``, ``demo``.
+
+Exit codes: 0 ok; 2 invalid configuration or arguments; ``run`` and ``demo`` exit with the ``[retcode]``
+codes of ``luigi.cfg`` (30 a task failed, 35 scheduling error, ...); ``status`` exits 1 when something is not
+done. Nothing here prints a secret: sources are shown through ``SourceConfig.describe()``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["main"]
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import luigi
+import luigi.configuration
+
+from mozart_luigi import __version__
+from mozart_luigi.config import Config, load_config
+from mozart_luigi.errors import ConfigError, MozartError
+from mozart_luigi.runner import RunOutcome
+from mozart_luigi.secrets import Secret
+from mozart_luigi.tasks.base import yesterday
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_NOT_DONE, EXIT_CONFIG = 0, 1, 2
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mozart", description="Multi-tenant ETL orchestrated by Luigi.")
+    parser.add_argument("--version", action="version", version=f"mozart {__version__}")
+    parser.add_argument("--config-dir", help="folder with tenants.yaml and tables.yaml (MOZART_CONFIG_DIR)")
+    parser.add_argument("--profile", choices=("local", "stack"), help="MOZART_PROFILE for this command")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: INFO for run/demo)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("validate", help="check the configuration; print every problem (exit 2 on error)")
+    for name, text in (
+        ("plan", "show the tasks a run would execute; nothing runs"),
+        ("status", "the run report of a date, read from the lake and the warehouse"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--date", type=_date, default=None, help="YYYY-MM-DD (default: yesterday)")
+        cmd.add_argument("--tenant", action="append", dest="tenants", help="only this tenant (repeatable)")
+        cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    run = sub.add_parser("run", help="run AllTenants for a date, print and write the run report")
+    run.add_argument("--date", type=_date, default=None, help="YYYY-MM-DD (default: yesterday)")
+    run.add_argument("--tenants", nargs="+", default=None, help="only these tenants")
+    run.add_argument("--workers", type=int, default=1, help="parallel Luigi workers (default 1)")
+    run.add_argument("--local-scheduler", action="store_true", help="no luigid: schedule in this process")
+    run.add_argument("--scheduler-host", help="luigid host (default: [core] of luigi.cfg)")
+    run.add_argument("--scheduler-port", type=int, help="luigid port (default: [core] of luigi.cfg)")
+    demo = sub.add_parser("demo", help="generate the SQLite demo shops and run the local pipeline")
+    demo.add_argument("--date", type=_date, default=None, help="last demo day (default 2026-11-28)")
+    demo.add_argument("--workers", type=int, default=1, help="parallel Luigi workers (default 1)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.config_dir:
+        os.environ["MOZART_CONFIG_DIR"] = args.config_dir
+    if args.profile:
+        os.environ["MOZART_PROFILE"] = args.profile
+    _setup_logging(args.log_level or ("INFO" if args.command in ("run", "demo") else "WARNING"))
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_CONFIG
+    except MozartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_DONE
+
+
+def _setup_logging(level: str) -> None:
+    """Log to stderr; Luigi is told not to add its own handlers on top (no duplicated lines)."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    luigi.configuration.get_config().set("core", "no_configure_logging", "true")
+    for noisy in ("botocore", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _print_problems(exc: ConfigError) -> None:
+    print(f"configuration invalid: {len(exc.problems)} problem(s)", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
+
+
+def _config() -> Config:
+    return load_config()
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _config()
+    s = config.settings
+    print(f"configuration OK: {config.config_dir}")
+    counts = f"{len(config.tenants)} tenant(s), {len(config.tables)} table(s)"
+    print(f"profile {s.profile}; lake {s.lake_url}; {counts}")
+    for tenant in config.tenants.values():
+        print(f"  {tenant.id}: {tenant.source.describe()} (max_connections {tenant.max_connections})")
+        print(f"    tables: {', '.join(tenant.tables) or '(none)'}")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from mozart_luigi.plan import plan_lines
+
+    config = _config()
+    root = _all_tenants(config, args.date, args.tenants)
+    lines, counts = plan_lines(root)
+    if args.json:
+        import json
+
+        print(
+            json.dumps(
+                {
+                    "date": root.date.isoformat(),
+                    "counts": counts,
+                    "tasks": [{"depth": d, "task": t, "state": s} for d, t, s in lines],
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    print(
+        f"Plan for {root.date.isoformat()} (profile {config.settings.profile}): "
+        f"{counts['to run']} to run, {counts['done']} complete, {counts['error']} error(s)"
+    )
+    for depth, task, state in lines:
+        print(f"{'  ' * depth}[{state}] {task}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from mozart_luigi.report import build_report
+
+    config = _config()
+    root = _all_tenants(config, args.date, args.tenants)
+    report = build_report(config, root.date, tenants=root.tenant_ids(config))
+    print(report.to_json() if args.json else report.to_text())
+    return EXIT_OK if report.ok else EXIT_NOT_DONE
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mozart_luigi.runner import run_tasks
+
+    config = _config()
+    root = _all_tenants(config, args.date, args.tenants)
+    outcome = run_tasks(
+        [root],
+        workers=args.workers,
+        local_scheduler=args.local_scheduler,
+        scheduler_host=args.scheduler_host,
+        scheduler_port=args.scheduler_port,
+        secrets=_secrets(config),
+    )
+    _report_after_run(config, root, outcome)
+    return outcome.exit_code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mozart_luigi.demo import run_demo
+
+    return run_demo(end=args.date, workers=args.workers)
+
+
+_COMMANDS = {
+    "validate": cmd_validate,
+    "plan": cmd_plan,
+    "status": cmd_status,
+    "run": cmd_run,
+    "demo": cmd_demo,
+}
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _all_tenants(config: Config, date: dt.date | None, tenants: Sequence[str] | None) -> luigi.Task:
+    from mozart_luigi.tasks.pipeline import AllTenants
+
+    task = AllTenants(date=date or yesterday(), tenants=tuple(tenants or ()))
+    task.tenant_ids(config)  # unknown tenants -> ConfigError (exit 2) before anything runs
+    return task
+
+
+def _secrets(config: Config) -> list[Secret]:
+    out: list[Secret] = list(config.settings.secrets())
+    for tenant in config.tenants.values():
+        out += tenant.source.secrets()
+    return out
+
+
+def _report_after_run(config: Config, root: luigi.Task, outcome: RunOutcome) -> None:
+    from mozart_luigi.report import build_report, write_report
+
+    try:
+        report = build_report(
+            config,
+            root.date,
+            tenants=root.tenant_ids(config),
+            failures=outcome.failures_for(root.date),
+            run=outcome.as_dict(),
+        )
+        path = write_report(report, config.settings)
+    except MozartError as exc:
+        print(f"warning: no run report: {exc}", file=sys.stderr)
+        return
+    print(report.to_text())
+    print(f"report: {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

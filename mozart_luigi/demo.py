@@ -1,0 +1,322 @@
+"""The embedded default: deterministic SQLite shops for the ``local`` tenants, then the whole pipeline.
+
+``mozart demo`` (and ``make demo``):
+
+1. writes ``{MOZART_DATA_DIR}/sources/{tenant}.sqlite`` for each SQLite tenant of the ``local`` profile
+   (``demo_north``, ``demo_south``, ``demo_west``) — the shop schema of the stack's samples, with every
+   ``updated_at`` on the four days ending at the demo date, sizes differing per tenant, a seeded RNG, so the
+   same date always gives the same bytes of data. A source that already holds the right data is kept;
+   a new file is written next to it and renamed into place;
+2. runs ``AllTenants`` for those four days with the local scheduler (lake folder, DuckDB, dbt ``local``);
+3. prints the run report of the demo date and a few mart rows.
+
+The demo date is fixed (:data:`DEMO_DATE`, 2026-11-28, the day the stack samples end) so that the demo is
+the same on every machine and every day; ``mozart demo --date`` or ``MOZART_DEMO_DATE`` picks another.
+A second ``mozart demo`` finds every date complete (one warehouse query) and says so.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEMO_DATE",
+    "DEMO_DAYS",
+    "DemoSize",
+    "demo_dates",
+    "generate_source",
+    "run_demo",
+    "source_is_current",
+]
+
+import datetime as dt
+import os
+import random
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import TextIO
+
+from mozart_luigi.config import Config, get_config, reset_config_cache
+from mozart_luigi.report import build_report, report_path, write_report
+from mozart_luigi.runner import RunOutcome, run_tasks
+from mozart_luigi.tasks.pipeline import AllTenants
+from mozart_luigi.warehouse import open_warehouse
+
+DEMO_DATE = dt.date(2026, 11, 28)
+DEMO_DAYS = 4
+SCHEMA_VERSION = 1
+_META_TABLE = "mozart_demo_meta"
+_META_DDL = "CREATE TABLE mozart_demo_meta (version INTEGER, tenant TEXT, end_date TEXT)"
+_META_INSERT = "INSERT INTO mozart_demo_meta VALUES (?, ?, ?)"
+
+_SCHEMA = """
+CREATE TABLE customers (
+  customer_id INTEGER PRIMARY KEY,
+  email       VARCHAR(255) NOT NULL,
+  full_name   VARCHAR(200) NOT NULL,
+  country     CHAR(2) NOT NULL,
+  created_at  TIMESTAMP NOT NULL,
+  updated_at  TIMESTAMP NOT NULL
+);
+CREATE TABLE products (
+  product_id  INTEGER PRIMARY KEY,
+  sku         VARCHAR(32) NOT NULL UNIQUE,
+  name        VARCHAR(200) NOT NULL,
+  category    VARCHAR(64) NOT NULL,
+  unit_price  NUMERIC(12, 2) NOT NULL,
+  updated_at  TIMESTAMP NOT NULL
+);
+CREATE TABLE orders (
+  order_id    INTEGER PRIMARY KEY,
+  customer_id INTEGER NOT NULL REFERENCES customers (customer_id),
+  status      VARCHAR(16) NOT NULL CHECK (status IN ('placed', 'shipped', 'delivered', 'cancelled')),
+  ordered_at  TIMESTAMP NOT NULL,
+  updated_at  TIMESTAMP NOT NULL
+);
+CREATE TABLE order_items (
+  order_item_id INTEGER PRIMARY KEY,
+  order_id      INTEGER NOT NULL REFERENCES orders (order_id),
+  product_id    INTEGER NOT NULL REFERENCES products (product_id),
+  quantity      INTEGER NOT NULL CHECK (quantity > 0),
+  unit_price    NUMERIC(12, 2) NOT NULL,
+  updated_at    TIMESTAMP NOT NULL
+);
+CREATE INDEX orders_updated_at ON orders (updated_at);
+CREATE INDEX order_items_updated_at ON order_items (updated_at);
+"""
+
+_FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Frances", "John")
+_LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Allen")
+_COUNTRIES = ("DE", "FR", "NL", "SE", "ES", "IT", "US", "GB")
+_CATEGORIES = {
+    "books": (8, 60),
+    "games": (15, 80),
+    "kitchen": (5, 120),
+    "garden": (10, 300),
+    "audio": (20, 450),
+}
+_STATUSES = (("delivered", 55), ("shipped", 20), ("placed", 15), ("cancelled", 10))
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    customers: int
+    products: int
+    orders: int
+
+
+SIZES = {
+    "demo_north": DemoSize(customers=150, products=40, orders=600),
+    "demo_south": DemoSize(customers=80, products=25, orders=300),
+    "demo_west": DemoSize(customers=30, products=12, orders=90),
+}
+_DEFAULT_SIZE = DemoSize(customers=50, products=15, orders=150)
+
+
+def demo_dates(end: dt.date = DEMO_DATE, days: int = DEMO_DAYS) -> list[dt.date]:
+    """The ``days`` days ending at ``end``, oldest first."""
+    return [end - dt.timedelta(days=n) for n in range(days - 1, -1, -1)]
+
+
+def size_of(tenant: str) -> DemoSize:
+    return SIZES.get(tenant, _DEFAULT_SIZE)
+
+
+def source_is_current(path: Path, tenant: str, end: dt.date) -> bool:
+    """True when ``path`` holds the demo data this version generates for ``tenant`` and ``end``."""
+    if not path.is_file():
+        return False
+    try:
+        with _connect(path) as conn:
+            row = conn.execute(f"SELECT version, tenant, end_date FROM {_META_TABLE}").fetchone()  # noqa: S608
+    except sqlite3.DatabaseError:
+        return False
+    return row == (SCHEMA_VERSION, tenant, end.isoformat())
+
+
+def generate_source(path: Path, tenant: str, end: dt.date = DEMO_DATE) -> bool:
+    """Write the demo shop of ``tenant`` to ``path`` unless it is already there. Returns True if written."""
+    if source_is_current(path, tenant, end):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        with _connect(tmp) as conn:
+            conn.executescript(_SCHEMA)
+            _fill(conn, tenant, end)
+            conn.execute(_META_DDL)
+            conn.execute(_META_INSERT, (SCHEMA_VERSION, tenant, end.isoformat()))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+class _connect:
+    """A ``sqlite3`` connection that commits and *closes* on exit (sqlite3's own one only commits)."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path)
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self._conn
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self._conn.commit()
+        self._conn.close()
+
+
+# ------------------------------------------------------------------------------------------- the data
+
+
+def _fill(conn: sqlite3.Connection, tenant: str, end: dt.date) -> None:
+    rng = random.Random(f"mozart-demo:{tenant}:{end.isoformat()}")
+    size = size_of(tenant)
+    days = demo_dates(end)
+    conn.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)", _customers(rng, tenant, size, days))
+    products = list(_products(rng, size, days))
+    conn.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?, ?)", products)
+    prices = {p[0]: Decimal(p[4]) for p in products}
+    orders, items = _orders(rng, size, days, prices)
+    conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?)", orders)
+    conn.executemany("INSERT INTO order_items VALUES (?, ?, ?, ?, ?, ?)", items)
+
+
+def _moment(rng: random.Random, day: dt.date) -> dt.datetime:
+    """A random instant of ``day`` with microseconds (stored as SQLAlchemy's SQLite text format)."""
+    return dt.datetime.combine(day, dt.time()) + dt.timedelta(microseconds=rng.randrange(86_400 * 10**6))
+
+
+def _ts(value: dt.datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _customers(rng: random.Random, tenant: str, size: DemoSize, days: list[dt.date]) -> Iterator[tuple]:
+    for i in range(1, size.customers + 1):
+        updated = _moment(rng, rng.choice(days))
+        created = updated - dt.timedelta(days=rng.randrange(0, 900), seconds=rng.randrange(86_400))
+        name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+        yield (
+            i,
+            f"customer{i}@{tenant.replace('_', '-')}.example",
+            name,
+            rng.choice(_COUNTRIES),
+            _ts(created),
+            _ts(updated),
+        )
+
+
+def _products(rng: random.Random, size: DemoSize, days: list[dt.date]) -> Iterator[tuple]:
+    categories = sorted(_CATEGORIES)
+    for i in range(1, size.products + 1):
+        category = categories[i % len(categories)]
+        low, high = _CATEGORIES[category]
+        price = Decimal(rng.randrange(low * 100, high * 100)) / 100
+        yield (
+            i,
+            f"SKU-{category[:3].upper()}-{i:04d}",
+            f"{category.title()} item {i}",
+            category,
+            str(price),
+            _ts(_moment(rng, rng.choice(days))),
+        )
+
+
+def _orders(
+    rng: random.Random, size: DemoSize, days: list[dt.date], prices: dict[int, Decimal]
+) -> tuple[list[tuple], list[tuple]]:
+    statuses = [s for s, _ in _STATUSES]
+    weights = [w for _, w in _STATUSES]
+    orders: list[tuple] = []
+    items: list[tuple] = []
+    for order_id in range(1, size.orders + 1):
+        updated = _moment(rng, rng.choice(days))
+        ordered = updated - dt.timedelta(seconds=rng.randrange(0, 3 * 86_400))
+        customer = rng.randrange(1, size.customers + 1)
+        orders.append((order_id, customer, rng.choices(statuses, weights)[0], _ts(ordered), _ts(updated)))
+        for product in rng.sample(sorted(prices), k=rng.randint(1, min(3, len(prices)))):
+            items.append(
+                (len(items) + 1, order_id, product, rng.randint(1, 4), str(prices[product]), _ts(updated))
+            )
+    return orders, items
+
+
+# ------------------------------------------------------------------------------------------- the run
+
+
+def run_demo(end: dt.date | None = None, *, workers: int = 1, out: TextIO | None = None) -> int:
+    """Generate the sources, run the four demo days, print the report. Returns the exit code."""
+    out = out or sys.stdout
+    started = time.monotonic()
+    if os.environ.get("MOZART_PROFILE", "local") != "local":
+        print(
+            f"note: the demo runs the local profile (MOZART_PROFILE was {os.environ['MOZART_PROFILE']!r})",
+            file=out,
+        )
+    os.environ["MOZART_PROFILE"] = "local"
+    reset_config_cache()
+    config = get_config()
+    end = end or _env_date() or DEMO_DATE
+    _generate_all(config, end, out)
+    dates = demo_dates(end)
+    span = f"{dates[0].isoformat()}..{dates[-1].isoformat()}"
+    done = set(AllTenants.bulk_complete(dates))
+    if done == set(dates):
+        print(f"Everything is already done for {span}: nothing to run.", file=out)
+        code = 0
+    else:
+        print(
+            f"Running AllTenants for {len(dates) - len(done)} day(s) of {span} (local scheduler)...", file=out
+        )
+        outcome = run_tasks(
+            [AllTenants(date=d) for d in dates if d not in done], workers=workers, local_scheduler=True
+        )
+        code = outcome.exit_code
+        _write_reports(config, [d for d in dates if d not in done], outcome)
+    report = build_report(config, end)
+    print(report.to_text(), file=out)
+    print(f"report: {report_path(config.settings, end)}", file=out)
+    _print_marts(config, out)
+    print(f"demo finished in {time.monotonic() - started:.1f} s (exit code {code})", file=out)
+    return code
+
+
+def _env_date() -> dt.date | None:
+    raw = os.environ.get("MOZART_DEMO_DATE")
+    return dt.date.fromisoformat(raw) if raw else None
+
+
+def _generate_all(config: Config, end: dt.date, out: TextIO) -> None:
+    for tenant in config.tenants.values():
+        if tenant.source.kind != "sqlite" or not tenant.source.path:
+            continue
+        path = Path(tenant.source.path).resolve()
+        size = size_of(tenant.id)
+        written = generate_source(path, tenant.id, end)
+        state = "generated" if written else "up to date"
+        print(
+            f"source {tenant.id}: {state} ({size.customers} customers, {size.products} products, "
+            f"{size.orders} orders) {path}",
+            file=out,
+        )
+
+
+def _write_reports(config: Config, dates: list[dt.date], outcome: RunOutcome) -> None:
+    for date in dates:
+        report = build_report(config, date, failures=outcome.failures_for(date), run=outcome.as_dict())
+        write_report(report, config.settings)
+
+
+def _print_marts(config: Config, out: TextIO, limit: int = 3) -> None:
+    with open_warehouse(config.settings) as warehouse:
+        for tenant in config.tenants:
+            for name, columns, rows in warehouse.preview_schema(f"{tenant}_mart", limit=limit):
+                print(f"\n{tenant}_mart.{name}", file=out)
+                print("  " + " | ".join(columns), file=out)
+                for row in rows:
+                    print("  " + " | ".join("" if v is None else str(v) for v in row), file=out)

@@ -1,0 +1,267 @@
+"""The run report: one row per tenant x table, built from the truth (lake manifests + warehouse markers).
+
+Luigi's scheduler state is a cache; this report reads what is really there: the ``_SUCCESS`` manifest of each
+extract (rows extracted) and the ``LoadIceberg`` / ``DbtRun`` markers (rows loaded, dbt done). A run adds
+what only it knows: which tasks failed and why. ``mozart status`` rebuilds the same report later and keeps
+the ``failed`` status of the last run for rows that are still not done.
+
+Written as JSON to ``{settings.report_dir}/{date}/report.json``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DbtStatus",
+    "RunReport",
+    "TableStatus",
+    "build_report",
+    "read_report",
+    "report_path",
+    "write_report",
+]
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mozart_luigi.config import Config
+from mozart_luigi.errors import MozartError
+from mozart_luigi.lake import Lake
+from mozart_luigi.manifest import Manifest
+from mozart_luigi.settings import Settings
+from mozart_luigi.warehouse import Marker, open_warehouse
+
+log = logging.getLogger(__name__)
+
+DONE, MISSING, FAILED = "done", "missing", "failed"
+LOAD_FAMILY, DBT_FAMILY = "LoadIceberg", "DbtRun"
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """One tenant x table of one date."""
+
+    tenant: str
+    table: str
+    rows_extracted: int | None
+    rows_loaded: int | None
+    seconds: float | None
+    status: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DbtStatus:
+    tenant: str
+    status: str
+    seconds: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    date: dt.date
+    profile: str
+    rows: tuple[TableStatus, ...]
+    dbt: tuple[DbtStatus, ...]
+    generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    run: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == DONE for r in self.rows) and all(d.status == DONE for d in self.dbt)
+
+    def counts(self) -> dict[str, int]:
+        out = {DONE: 0, MISSING: 0, FAILED: 0}
+        for status in [r.status for r in self.rows] + [d.status for d in self.dbt]:
+            out[status] = out.get(status, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "date": self.date.isoformat(),
+            "profile": self.profile,
+            "generated_at": self.generated_at.isoformat(),
+            "ok": self.ok,
+            "counts": self.counts(),
+            "run": dict(self.run),
+            "tables": [asdict(r) for r in self.rows],
+            "dbt": [asdict(d) for d in self.dbt],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def to_text(self) -> str:
+        """The console table."""
+        header = ("tenant", "table", "extracted", "loaded", "seconds", "status")
+        lines = [
+            (
+                r.tenant,
+                r.table,
+                _num(r.rows_extracted),
+                _num(r.rows_loaded),
+                _secs(r.seconds),
+                r.status + (f"  ({r.error})" if r.error else ""),
+            )
+            for r in self.rows
+        ]
+        lines += [
+            (
+                d.tenant,
+                "(dbt build)",
+                "",
+                "",
+                _secs(d.seconds),
+                d.status + (f"  ({d.error})" if d.error else ""),
+            )
+            for d in self.dbt
+        ]
+        widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(5)]
+        out = [f"Run report for {self.date.isoformat()} (profile {self.profile})"]
+        for row in [header, *lines]:
+            cells = [str(row[0]).ljust(widths[0]), str(row[1]).ljust(widths[1])]
+            cells += [str(row[i]).rjust(widths[i]) for i in (2, 3, 4)]
+            out.append("  ".join([*cells, str(row[5])]).rstrip())
+        counts = self.counts()
+        out.append(f"{counts[DONE]} done, {counts[MISSING]} missing, {counts[FAILED]} failed")
+        return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------- building
+
+
+def build_report(
+    config: Config,
+    date: dt.date,
+    *,
+    tenants: Iterable[str] | None = None,
+    failures: Mapping[tuple[str, str | None], str] | None = None,
+    run: Mapping[str, Any] | None = None,
+) -> RunReport:
+    """Read the truth for ``date``. ``failures`` maps ``(tenant, table)`` (table None for dbt) to an error.
+
+    Without ``failures`` (``mozart status``), the failures of the last written report for the date are kept
+    for rows that are still not done.
+    """
+    settings = config.settings
+    chosen = list(tenants) if tenants else list(config.tenants)
+    if failures is None:
+        failures = _previous_failures(settings, date)
+    lake = Lake.from_settings(settings)
+    rows: list[TableStatus] = []
+    dbt: list[DbtStatus] = []
+    with open_warehouse(settings) as warehouse:
+        for tenant in chosen:
+            markers = warehouse.markers(tenant, date)
+            rows += [
+                _table_status(
+                    lake, tenant=tenant, table=t.name, date=date, markers=markers, failures=failures
+                )
+                for t in config.tables_for(tenant)
+            ]
+            dbt.append(_dbt_status(tenant, markers, failures))
+    return RunReport(
+        date=date, profile=settings.profile, rows=tuple(rows), dbt=tuple(dbt), run=dict(run or {})
+    )
+
+
+def _table_status(
+    lake: Lake,
+    *,
+    tenant: str,
+    table: str,
+    date: dt.date,
+    markers: list[Marker],
+    failures: Mapping[tuple[str, str | None], str],
+) -> TableStatus:
+    manifest = _manifest(lake, tenant, table, date)
+    marker = next((m for m in markers if m.task_family == LOAD_FAMILY and m.table == table), None)
+    extracted = manifest.row_count if manifest else None
+    loaded = marker.rows if marker else None
+    seconds = _sum_seconds(manifest.details if manifest else None, marker.details if marker else None)
+    error = failures.get((tenant, table))
+    if marker is not None and manifest is not None and loaded is not None and loaded != extracted:
+        status, error = FAILED, f"loaded {loaded} rows but the manifest has {extracted}"
+    elif marker is not None:
+        status, error = DONE, None
+    else:
+        status = FAILED if error else MISSING
+    return TableStatus(tenant, table, extracted, loaded, seconds, status, error)
+
+
+def _dbt_status(
+    tenant: str, markers: list[Marker], failures: Mapping[tuple[str, str | None], str]
+) -> DbtStatus:
+    marker = next((m for m in markers if m.task_family == DBT_FAMILY), None)
+    if marker is not None:
+        return DbtStatus(tenant, DONE, _sum_seconds(marker.details))
+    error = failures.get((tenant, None))
+    return DbtStatus(tenant, FAILED if error else MISSING, None, error)
+
+
+def _manifest(lake: Lake, tenant: str, table: str, date: dt.date) -> Manifest | None:
+    if not lake.manifest_target(tenant, table, date).exists():
+        return None
+    try:
+        return lake.read_manifest(tenant, table, date)
+    except (MozartError, ValueError, KeyError) as exc:
+        log.warning("tenant '%s', table '%s': unreadable manifest for %s: %s", tenant, table, date, exc)
+        return None
+
+
+def _sum_seconds(*details: Mapping[str, Any] | None) -> float | None:
+    values = [float(d["seconds"]) for d in details if d and isinstance(d.get("seconds"), int | float)]
+    return round(sum(values), 3) if values else None
+
+
+# ------------------------------------------------------------------------------------------ persistence
+
+
+def report_path(settings: Settings, date: dt.date) -> Path:
+    return settings.report_dir / date.isoformat() / "report.json"
+
+
+def write_report(report: RunReport, settings: Settings) -> Path:
+    """Write ``report.json`` atomically (temp file + rename); returns its path."""
+    path = report_path(settings, report.date)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(report.to_json() + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_report(settings: Settings, date: dt.date) -> dict[str, Any] | None:
+    path = report_path(settings, date)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable report %s: %s", path, exc)
+        return None
+
+
+def _previous_failures(settings: Settings, date: dt.date) -> dict[tuple[str, str | None], str]:
+    previous = read_report(settings, date) or {}
+    out: dict[tuple[str, str | None], str] = {}
+    for row in previous.get("tables", []):
+        if row.get("status") == FAILED:
+            out[(row["tenant"], row["table"])] = row.get("error") or "failed in the last run"
+    for row in previous.get("dbt", []):
+        if row.get("status") == FAILED:
+            out[(row["tenant"], None)] = row.get("error") or "failed in the last run"
+    return out
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"

@@ -1,0 +1,134 @@
+"""Run tasks through Luigi and turn the outcome into an exit code (``[retcode]`` semantics) and failures.
+
+``luigi --module mozart_luigi ...`` computes its exit code in ``luigi.retcodes.run_with_retcodes``; ``mozart
+run`` calls ``luigi.build`` instead and mirrors that computation here, so both exit with the codes of the
+``[retcode]`` section of ``luigi.cfg``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_RETCODES", "RunOutcome", "exit_code", "failures_of", "retcodes", "run_tasks"]
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import luigi
+import luigi.configuration
+import luigi.execution_summary as summary
+from luigi.retcodes import retcode
+
+from mozart_luigi.secrets import Secret, redact
+
+log = logging.getLogger(__name__)
+
+# The [retcode] block of the shipped luigi.cfg; used when no luigi.cfg with a [retcode] section was found
+# (luigi's own defaults are all 0, which would hide every failure from cron).
+DEFAULT_RETCODES = {
+    "already_running": 10,
+    "missing_data": 20,
+    "not_run": 25,
+    "task_failed": 30,
+    "scheduling_error": 35,
+    "unhandled_exception": 40,
+}
+# (retcode attribute, summary category) in luigi's order; the highest configured code wins.
+_CODES = (
+    ("missing_data", "still_pending_ext"),
+    ("task_failed", "failed"),
+    ("already_running", "run_by_other_worker"),
+    ("scheduling_error", "scheduling_error"),
+    ("not_run", "not_run"),
+)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str
+    exit_code: int
+    failures: Mapping[tuple[dt.date | None, str, str | None], str] = field(default_factory=dict)
+    summary_text: str = ""
+
+    def failures_for(self, date: dt.date) -> dict[tuple[str, str | None], str]:
+        """``{(tenant, table or None): error}`` of the failed tasks of ``date``."""
+        return {
+            (tenant, table): err for (day, tenant, table), err in self.failures.items() if day in (date, None)
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "exit_code": self.exit_code}
+
+
+def run_tasks(
+    tasks: Sequence[luigi.Task],
+    *,
+    workers: int = 1,
+    local_scheduler: bool = True,
+    scheduler_host: str | None = None,
+    scheduler_port: int | None = None,
+    secrets: Iterable[Secret] = (),
+) -> RunOutcome:
+    """``luigi.build`` the tasks; never raises for task failures (they are in the outcome)."""
+    params: dict[str, Any] = {
+        "workers": workers,
+        "local_scheduler": local_scheduler,
+        "detailed_summary": True,
+    }
+    if scheduler_host:
+        params["scheduler_host"] = scheduler_host
+    if scheduler_port:
+        params["scheduler_port"] = scheduler_port
+    result = luigi.build(list(tasks), **params)
+    sets = summary._summary_dict(result.worker)
+    code = exit_code(sets, roots=tasks)
+    failures = failures_of(sets, result.worker, secrets=tuple(secrets))
+    return RunOutcome(
+        status=result.status.name, exit_code=code, failures=failures, summary_text=result.summary_text
+    )
+
+
+def exit_code(sets: Mapping[str, set[luigi.Task]], *, roots: Sequence[luigi.Task]) -> int:
+    """The exit code ``luigi`` itself would give (``luigi.retcodes``), for several root tasks."""
+    codes = retcodes()
+    code = max((codes[attr] if sets.get(category) else 0) for attr, category in _CODES)
+    finished = set(sets.get("completed", ())) | set(sets.get("already_done", ()))
+    if code == 0 and any(root not in finished for root in roots):
+        return codes["not_run"] or 1
+    return code
+
+
+def retcodes() -> dict[str, int]:
+    """``[retcode]`` of luigi.cfg, or :data:`DEFAULT_RETCODES` when no config file has that section."""
+    if not luigi.configuration.get_config().has_section("retcode"):
+        return dict(DEFAULT_RETCODES)
+    codes = retcode()
+    return {name: int(getattr(codes, name)) for name in DEFAULT_RETCODES}
+
+
+def failures_of(
+    sets: Mapping[str, set[luigi.Task]], worker: Any, secrets: Sequence[Secret] = ()
+) -> dict[tuple[dt.date | None, str, str | None], str]:
+    """``{(date, tenant, table or None for dbt): one-line error}`` for the tasks that failed."""
+    out: dict[tuple[dt.date | None, str, str | None], str] = {}
+    failed = set(sets.get("failed", ())) | set(sets.get("scheduling_error", ()))
+    for task in sorted(failed, key=lambda t: t.task_id):
+        tenant = getattr(task, "tenant", None)
+        if not isinstance(tenant, str):
+            continue
+        date = getattr(task, "date", None)
+        key = (date if isinstance(date, dt.date) else None, tenant, getattr(task, "table", None))
+        out.setdefault(key, f"{task.get_task_family()}: {_error_line(worker, task, secrets)}")
+    return out
+
+
+def _error_line(worker: Any, task: luigi.Task, secrets: Sequence[Secret]) -> str:
+    """The last line of the traceback the scheduler stored for the task (its exception message)."""
+    try:
+        text = worker._scheduler.fetch_error(task.task_id).get("error") or ""
+    except Exception as exc:  # noqa: BLE001 - the scheduler may be gone; the report still gets written
+        log.debug("cannot fetch the error of %s: %s", task.task_id, exc)
+        text = ""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return redact(lines[-1], secrets)[:300] if lines else "failed (see the log)"
