@@ -1,4 +1,132 @@
-"""(being written)"""
-import luigi
-class DbtRun(luigi.Task):
-    pass
+"""``DbtRun(tenant, date)``: ``dbt build`` of one tenant's staging, intermediate and mart schemas.
+
+Template: every ``LoadIceberg(tenant, table, date)`` of the tenant is done -> ``dbt build`` in a subprocess
+(:func:`mozart_luigi.dbt_runner.run_dbt`; target ``trino`` in profile ``stack``, ``local`` (DuckDB) in
+profile ``local``) -> ``run_results.json`` kept under ``{report_dir}/dbt/{tenant}/{date}/`` -> only when every
+model and test passed, a marker (family ``DbtRun``, rows = models built, details = node counts).
+
+A failing model or test raises :class:`~mozart_luigi.dbt_runner.DbtFailure` naming the tenant and each
+failed node; no marker is written, other tenants' tasks are unaffected (Luigi fails this task only).
+
+Concurrency (Luigi resources):
+- ``dbt_{tenant}`` (capacity 1, see luigi.cfg): two dates of one tenant never build the same schemas (and
+  the same per-tenant dbt target folder) at once; different tenants run in parallel.
+- ``duckdb_writer`` (profile ``local`` only, capacity 1): DuckDB lets one process write the file at a time
+  and dbt-duckdb holds it for the whole build, so local dbt runs are serialised (other DuckDB writers
+  should take the same resource; a short lock conflict is also retried by the runner). On Trino, separate
+  dbt processes for different tenants are safe in parallel.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DbtRun"]
+
+import datetime as dt
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mozart_luigi.config import validate_tenant_id
+from mozart_luigi.dbt_runner import DbtFailure, DbtProgress, DbtRunResult, run_dbt, target_for_profile
+from mozart_luigi.targets import MarkerTarget, prefetch_markers
+from mozart_luigi.tasks.base import Progress, TenantDateTask
+from mozart_luigi.tasks.load import LoadIceberg
+from mozart_luigi.warehouse import Marker, open_warehouse
+
+log = logging.getLogger(__name__)
+
+DUCKDB_WRITER_RESOURCE = "duckdb_writer"
+
+
+class DbtRun(TenantDateTask):
+    """Transform one tenant's loaded tables for one date with dbt."""
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        resources = {f"dbt_{self.tenant}": 1}
+        if self.config.settings.profile == "local":
+            resources[DUCKDB_WRITER_RESOURCE] = 1
+        return resources
+
+    def requires(self) -> list[LoadIceberg]:
+        return [LoadIceberg(tenant=self.tenant, table=table.name, date=self.date)
+                for table in self.config.tables_for(self.tenant)]  # fmt: skip
+
+    def output(self) -> MarkerTarget:
+        return MarkerTarget(self.task_family, self.task_id, self.tenant, self.date)
+
+    def run(self) -> None:
+        validate_tenant_id(self.tenant)
+        settings = self.config.settings
+        target = target_for_profile(settings.profile)
+        self.set_status_message(f"dbt {self.tenant}: starting (target {target})")
+        try:
+            result = run_dbt(self.tenant, self.date, settings=settings, target=target,
+                             tables=self.config.tables_for(self.tenant),
+                             on_progress=self._progress_callback())  # fmt: skip
+        except DbtFailure as failure:
+            if failure.result is not None:
+                self._keep_run_results(failure.result)
+            failed = [n.name for n in failure.result.failed] if failure.result else ["(before any node)"]
+            self.set_status_message(f"dbt {self.tenant}: FAILED: {', '.join(failed)}")
+            raise
+        report = self._keep_run_results(result)
+        with open_warehouse(settings, tenant=self.tenant) as warehouse:
+            warehouse.write_marker(self._marker(result, report))
+        self.set_status_message(f"dbt {self.tenant}: {result.models_built} models built, "
+                                f"{len(result.nodes)} nodes ok in {result.elapsed_seconds:.1f}s")  # fmt: skip
+        self.set_progress_percentage(100)
+
+    # ------------------------------------------------------------------------------------------- steps
+    def _progress_callback(self) -> Any:
+        holder: dict[str, Progress] = {}
+
+        def update(state: DbtProgress) -> None:
+            if "progress" not in holder:
+                holder["progress"] = Progress(self, state.nodes_total)
+            last = state.nodes_done == state.nodes_total
+            holder["progress"].update(state.nodes_done, state.message(self.tenant), force=last)
+
+        return update
+
+    def _keep_run_results(self, result: DbtRunResult) -> Path:
+        """Copy ``run_results.json`` to ``{report_dir}/dbt/{tenant}/{date}/`` (atomically) for run reports."""
+        folder = self.config.settings.report_dir / "dbt" / self.tenant / self.date.isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / "run_results.json"
+        partial = folder / f".run_results.json.{os.getpid()}.tmp"
+        shutil.copyfile(result.run_results_path, partial)
+        partial.replace(final)
+        return final
+
+    def _marker(self, result: DbtRunResult, report: Path) -> Marker:
+        details: dict[str, Any] = {
+            "target": result.target, "counts": result.counts(), "seconds": round(result.elapsed_seconds, 2),
+            "invocation_id": result.invocation_id, "run_results": str(report),
+        }  # fmt: skip
+        return Marker(task_family=self.task_family, task_id=self.task_id, tenant=self.tenant, date=self.date,
+                      table=None, rows=result.models_built, details=details)  # fmt: skip
+
+    # ------------------------------------------------------------------------------------- bulk checks
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[Any]) -> list[Any]:
+        """Parameters whose task has a marker, in one query (``cls`` may be a partial, from RangeDaily)."""
+        params = list(parameter_tuples)
+        tasks = [_instantiate(cls, p) for p in params]
+        if not tasks:
+            return []
+        done = prefetch_markers(tasks[0].task_family, {(t.tenant, t.date) for t in tasks})
+        return [p for p, task in zip(params, tasks, strict=True) if task.task_id in done]
+
+
+def _instantiate(cls: Any, param: Any) -> DbtRun:
+    if isinstance(param, dict):
+        return cls(**param)
+    if isinstance(param, dt.date):
+        return cls(date=param)
+    if isinstance(param, list | tuple):
+        return cls(*param)
+    return cls(param)

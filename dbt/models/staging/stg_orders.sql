@@ -1,0 +1,13 @@
+-- Orders, current state (mode from var `tables`: incremental -> latest row per order_id).
+with current_rows as (
+    {{ mozart_current_state('orders') }}
+)
+select
+    {{ dbt.cast('order_id', dbt.type_int()) }} as order_id,
+    {{ dbt.cast('customer_id', dbt.type_int()) }} as customer_id,
+    {{ dbt.cast('status', dbt.type_string()) }} as status,
+    {{ dbt.cast('ordered_at', mozart_type_timestamp()) }} as ordered_at,
+    {{ dbt.cast('updated_at', mozart_type_timestamp()) }} as updated_at,
+    _mozart_date,
+    _mozart_extracted_at
+from current_rows

@@ -1,0 +1,234 @@
+"""A tiny, deterministic shop in the raw-table layout LoadIceberg produces, and the marts it must give.
+
+Used by the dbt tests on DuckDB (tests/contract/test_dbt_duckdb.py) and Trino
+(tests/integration/test_dbt_trino.py). Three `_mozart_date` partitions:
+
+- customers, products (mode full): a complete snapshot per day; on the last day a customer changes e-mail
+  and a product its price (customer 6 never orders, product 4 never sells);
+- orders, order_items (mode incremental): each day's changed rows; order 1 is placed, then shipped, then
+  delivered (a row updated on later days), order 2 is cancelled on day 3, item 4 changes quantity on day 2,
+  order 9 has no lines.
+
+`expected_marts` computes the marts in plain Python from the same rows, independently of the dbt models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["DAYS", "TABLES", "ShopData", "expected_marts", "shop", "MART_KEYS"]
+
+DAYS = (dt.date(2026, 11, 26), dt.date(2026, 11, 27), dt.date(2026, 11, 28))
+UTC = dt.UTC
+
+# table -> ordered (column, DuckDB type, Trino type)
+TABLES: dict[str, list[tuple[str, str, str]]] = {
+    "customers": [
+        ("customer_id", "INTEGER", "integer"), ("email", "VARCHAR", "varchar"),
+        ("full_name", "VARCHAR", "varchar"), ("country", "VARCHAR", "varchar"),
+        ("created_at", "TIMESTAMP", "timestamp(6)"), ("updated_at", "TIMESTAMP", "timestamp(6)"),
+    ],
+    "products": [
+        ("product_id", "INTEGER", "integer"), ("sku", "VARCHAR", "varchar"), ("name", "VARCHAR", "varchar"),
+        ("category", "VARCHAR", "varchar"), ("unit_price", "DECIMAL(12,2)", "decimal(12,2)"),
+        ("updated_at", "TIMESTAMP", "timestamp(6)"),
+    ],
+    "orders": [
+        ("order_id", "INTEGER", "integer"), ("customer_id", "INTEGER", "integer"),
+        ("status", "VARCHAR", "varchar"), ("ordered_at", "TIMESTAMP", "timestamp(6)"),
+        ("updated_at", "TIMESTAMP", "timestamp(6)"),
+    ],
+    "order_items": [
+        ("order_item_id", "INTEGER", "integer"), ("order_id", "INTEGER", "integer"),
+        ("product_id", "INTEGER", "integer"), ("quantity", "INTEGER", "integer"),
+        ("unit_price", "DECIMAL(12,2)", "decimal(12,2)"), ("updated_at", "TIMESTAMP", "timestamp(6)"),
+    ],
+}  # fmt: skip
+META_COLUMNS = [("_mozart_date", "DATE", "date"), ("_mozart_extracted_at", "TIMESTAMPTZ",
+                                                     "timestamp(6) with time zone")]  # fmt: skip
+MART_KEYS = {"daily_revenue": "order_date", "customer_lifetime_value": "customer_id",
+             "product_performance": "product_id"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ShopData:
+    """Raw rows per table; each row is a dict with the source columns plus the two _mozart columns."""
+
+    tables: dict[str, list[dict[str, Any]]]
+
+    def columns(self, table: str) -> list[str]:
+        return [c for c, _, _ in TABLES[table] + META_COLUMNS]
+
+    def tuples(self, table: str) -> list[tuple[Any, ...]]:
+        cols = self.columns(table)
+        return [tuple(row[c] for c in cols) for row in self.tables[table]]
+
+
+def _at(day: int, hh: int, mm: int = 0, ss: int = 0, us: int = 0) -> dt.datetime:
+    return dt.datetime.combine(DAYS[day], dt.time(hh, mm, ss, us))
+
+
+def _meta(day: int) -> dict[str, Any]:
+    extracted = dt.datetime.combine(DAYS[day] + dt.timedelta(days=1), dt.time(1, 0, 0, 250), UTC)
+    return {"_mozart_date": DAYS[day], "_mozart_extracted_at": extracted}
+
+
+def _customers(variant: int) -> list[dict[str, Any]]:
+    rows = []
+    for day, ids in enumerate(((1, 2, 3, 4, 5), (1, 2, 3, 4, 5, 6), (1, 2, 3, 4, 5, 6))):
+        for i in ids:
+            changed = day == 2 and i == 2
+            rows.append({
+                "customer_id": i, "email": f"c{i}{'-new' if changed else ''}@v{variant}.example",
+                "full_name": f"Customer {i}", "country": ("US", "DE", "FR")[i % 3],
+                "created_at": dt.datetime(2026, 1, i, 12, 0, 0, 123456),
+                "updated_at": _at(2, 9) if changed else dt.datetime(2026, 1, i, 12, 0, 0, 123456),
+                **_meta(day),
+            })  # fmt: skip
+    return rows
+
+
+def _price(product_id: int, variant: int, day: int) -> Decimal:
+    base = Decimal("9.99") + Decimal(product_id * 5) + Decimal(variant)
+    return base + Decimal("1.50") if (day == 2 and product_id == 3) else base
+
+
+def _products(variant: int) -> list[dict[str, Any]]:
+    rows = []
+    for day in range(3):
+        for i in (1, 2, 3, 4):
+            rows.append({
+                "product_id": i, "sku": f"P-{i:04d}", "name": f"Product {i}",
+                "category": ("tools", "toys")[i % 2],
+                "unit_price": _price(i, variant, day),
+                "updated_at": _at(2, 6) if (day == 2 and i == 3) else dt.datetime(2026, 1, 1),
+                **_meta(day),
+            })  # fmt: skip
+    return rows
+
+
+# (partition day, order_id, customer_id, status, ordered_at, updated_at)
+_ORDERS = [
+    (0, 1, 1, "placed", _at(0, 9, 0, 0, 123456), _at(0, 9, 0, 0, 123456)),
+    (0, 2, 2, "placed", _at(0, 10), _at(0, 10)),
+    (0, 3, 3, "placed", _at(0, 11), _at(0, 11)),
+    (0, 4, 1, "placed", _at(0, 23, 59, 59, 999999), _at(0, 23, 59, 59, 999999)),
+    (1, 1, 1, "shipped", _at(0, 9, 0, 0, 123456), _at(1, 8)),
+    (1, 5, 4, "placed", _at(1, 12), _at(1, 12)),
+    (1, 6, 5, "placed", _at(1, 13), _at(1, 13)),
+    (1, 7, 2, "placed", _at(1, 14), _at(1, 14)),
+    (2, 1, 1, "delivered", _at(0, 9, 0, 0, 123456), _at(2, 7)),
+    (2, 2, 2, "cancelled", _at(0, 10), _at(2, 8)),
+    (2, 8, 3, "placed", _at(2, 15), _at(2, 15)),
+    (2, 9, 5, "placed", _at(2, 16), _at(2, 16)),
+]
+# (partition day, order_item_id, order_id, product_id, quantity, price day)
+_ITEMS = [
+    (0, 1, 1, 1, 2, 0), (0, 2, 1, 2, 1, 0), (0, 3, 2, 3, 1, 0), (0, 4, 3, 1, 3, 0), (0, 5, 4, 2, 1, 0),
+    (1, 4, 3, 1, 4, 0), (1, 6, 5, 3, 2, 1), (1, 7, 6, 1, 1, 1), (1, 8, 7, 2, 5, 1),
+    (2, 9, 8, 3, 1, 2),
+]  # fmt: skip
+
+
+def shop(variant: int = 0, *, bad_status: bool = False) -> ShopData:
+    """The shop for one tenant; ``variant`` shifts prices and e-mails, ``bad_status`` breaks a dbt test."""
+    orders = [{"order_id": oid, "customer_id": cid, "status": status, "ordered_at": ordered,
+               "updated_at": upd, **_meta(day)}
+              for day, oid, cid, status, ordered, upd in _ORDERS]  # fmt: skip
+    if bad_status:
+        orders[-1]["status"] = "returned"
+    items = []
+    for day, iid, oid, pid, qty, price_day in _ITEMS:
+        ordered_at = next(o["ordered_at"] for o in orders if o["order_id"] == oid)
+        updated = ordered_at if day == 0 or iid != 4 else _at(1, 10)
+        items.append({"order_item_id": iid, "order_id": oid, "product_id": pid, "quantity": qty,
+                      "unit_price": _price(pid, variant, price_day), "updated_at": updated, **_meta(day)})
+    return ShopData({"customers": _customers(variant), "products": _products(variant), "orders": orders,
+                     "order_items": items})  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- independent computation
+
+
+def _snapshot(rows: list[dict[str, Any]], run_date: dt.date, key: str) -> dict[int, dict[str, Any]]:
+    return {r[key]: r for r in rows if r["_mozart_date"] == run_date}
+
+
+def _latest(rows: list[dict[str, Any]], run_date: dt.date, key: str) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    order = lambda r: (r["updated_at"], r["_mozart_date"], r["_mozart_extracted_at"])  # noqa: E731
+    for row in rows:
+        if row["_mozart_date"] <= run_date and (row[key] not in out or order(row) > order(out[row[key]])):
+            out[row[key]] = row
+    return out
+
+
+def current_state(data: ShopData, run_date: dt.date) -> dict[str, dict[int, dict[str, Any]]]:
+    return {
+        "customers": _snapshot(data.tables["customers"], run_date, "customer_id"),
+        "products": _snapshot(data.tables["products"], run_date, "product_id"),
+        "orders": _latest(data.tables["orders"], run_date, "order_id"),
+        "order_items": _latest(data.tables["order_items"], run_date, "order_item_id"),
+    }
+
+
+def expected_marts(data: ShopData, run_date: dt.date) -> dict[str, list[tuple[Any, ...]]]:
+    """The three marts, rows sorted by key, computed in plain Python."""
+    state = current_state(data, run_date)
+    orders = state["orders"]
+    amount: dict[int, Decimal] = defaultdict(Decimal)
+    units: dict[int, int] = defaultdict(int)
+    for item in state["order_items"].values():
+        if item["order_id"] in orders:
+            amount[item["order_id"]] += item["quantity"] * item["unit_price"]
+            units[item["order_id"]] += item["quantity"]
+    live = {oid: o for oid, o in orders.items() if o["status"] != "cancelled"}
+    return {
+        "daily_revenue": _daily_revenue(orders, live, amount, units),
+        "customer_lifetime_value": _clv(state["customers"], live, amount),
+        "product_performance": _products_perf(state, live),
+    }
+
+
+def _daily_revenue(orders, live, amount, units) -> list[tuple[Any, ...]]:
+    days = sorted({o["ordered_at"].date() for o in orders.values()})
+    out = []
+    for day in days:
+        on_day = [oid for oid, o in live.items() if o["ordered_at"].date() == day]
+        cancelled = sum(1 for o in orders.values()
+                        if o["ordered_at"].date() == day and o["status"] == "cancelled")  # fmt: skip
+        customers = {live[oid]["customer_id"] for oid in on_day}
+        out.append((day, len(on_day), cancelled, len(customers), sum(units[o] for o in on_day),
+                    sum((amount[o] for o in on_day), Decimal("0.00"))))  # fmt: skip
+    return out
+
+
+def _clv(customers, live, amount) -> list[tuple[Any, ...]]:
+    out = []
+    for cid in sorted(customers):
+        c = customers[cid]
+        mine = [oid for oid, o in live.items() if o["customer_id"] == cid]
+        dates = sorted(live[oid]["ordered_at"].date() for oid in mine)
+        first, last = (dates[0], dates[-1]) if dates else (None, None)
+        out.append((cid, c["email"], c["full_name"], c["country"], len(mine),
+                    sum((amount[o] for o in mine), Decimal("0.00")), first, last,
+                    (last - first).days if dates else None))  # fmt: skip
+    return out
+
+
+def _products_perf(state, live) -> list[tuple[Any, ...]]:
+    out = []
+    for pid in sorted(state["products"]):
+        p = state["products"][pid]
+        lines = [i for i in state["order_items"].values() if i["product_id"] == pid and i["order_id"] in live]
+        dates = sorted(live[i["order_id"]]["ordered_at"].date() for i in lines)
+        out.append((pid, p["sku"], p["name"], p["category"], p["unit_price"],
+                    sum(i["quantity"] for i in lines),
+                    sum((i["quantity"] * i["unit_price"] for i in lines), Decimal("0.00")),
+                    len({i["order_id"] for i in lines}), dates[0] if dates else None,
+                    dates[-1] if dates else None))  # fmt: skip
+    return out
