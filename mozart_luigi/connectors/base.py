@@ -1,0 +1,293 @@
+"""The connector: one base class, each dialect overrides only what differs.
+
+A :class:`Connector` turns a tenant's :class:`~mozart_luigi.config.SourceConfig` into a SQLAlchemy engine
+(the only place a password is revealed), opens one consistent read snapshot per extract, reflects the table
+from the source catalog and maps every column to Arrow (:class:`~mozart_luigi.types.ColumnPlan`). The rows
+themselves are read by a :class:`~mozart_luigi.connectors.snapshot.BatchReader` — the SQLAlchemy row path by
+default; a dialect may return a native Arrow reader from :meth:`Connector.make_reader` instead.
+
+Failure semantics: driver exceptions are translated here, at one boundary, with ``raise ... from``:
+unreachable database -> :class:`SourceUnavailableError` (retried with backoff inside :meth:`connect`, then
+raised); wrong password, missing database/table/column -> :class:`SourceError` at once. Messages name the
+tenant, the host (``SourceConfig.describe()``) and the table, and pass through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Connector", "SourceColumn", "Window"]
+
+import contextlib
+import datetime as dt
+import logging
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+from mozart_luigi.config import TableConfig, TenantConfig
+from mozart_luigi.errors import SourceError, SourceUnavailableError, TypeMappingError
+from mozart_luigi.retry import retrying
+from mozart_luigi.secrets import redact
+from mozart_luigi.types import ColumnPlan, UnsupportedType
+
+if TYPE_CHECKING:
+    from mozart_luigi.connectors.snapshot import BatchReader, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The half-open ``[start, end)`` of an incremental extract, as naive UTC wall-clock datetimes."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    @classmethod
+    def for_date(cls, date: dt.date) -> Window:
+        start = dt.datetime.combine(date, dt.time())
+        return cls(start, start + dt.timedelta(days=1))
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """A column as the source catalog describes it."""
+
+    name: str
+    type: sa.types.TypeEngine[Any]
+    nullable: bool = True
+    detail: str | None = None  # dialect refinement SQLAlchemy reflection drops (e.g. Oracle TIMESTAMP(9))
+
+
+class Connector(ABC):
+    """Reach one tenant database; subclasses supply the dialect deltas (URL, session, mapping, errors)."""
+
+    kind: ClassVar[str]
+    driver: ClassVar[str]
+    #: SQL run first on the snapshot connection, in order (isolation, read only, session time zone).
+    snapshot_statements: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        tenant: TenantConfig,
+        *,
+        attempts: int = 4,
+        base_delay: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.tenant = tenant
+        self.source = tenant.source
+        self._attempts = attempts
+        self._base_delay = base_delay
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.tenant.id!r}, {self.source.describe()!r})"
+
+    # ------------------------------------------------------------------------------------- engine
+    def url(self) -> URL:
+        """The SQLAlchemy URL (holds the password: never log it; ``repr`` of a URL hides it)."""
+        s = self.source
+        if s.url is not None:
+            url = make_url(s.url.reveal())
+            return url if "+" in url.drivername else url.set(drivername=self.driver)
+        return URL.create(
+            self.driver,
+            username=s.user,
+            password=s.password.reveal() if s.password else None,
+            host=s.host,
+            port=s.port,
+            database=s.database,
+            query=dict(s.query),
+        )
+
+    def connect_args(self) -> dict[str, Any]:
+        return {}
+
+    @cached_property
+    def engine(self) -> sa.Engine:
+        """One connection per extract, not pooled: ``resources`` caps how many run per tenant database."""
+        return sa.create_engine(self.url(), poolclass=NullPool, connect_args=self.connect_args())
+
+    def prepare_dbapi_connection(self, dbapi_connection: Any) -> None:  # noqa: B027 - optional hook
+        """Dialect hook run on the snapshot's DBAPI connection first (e.g. Oracle's output type handler)."""
+
+    def dispose(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
+    def connect(self) -> sa.Connection:
+        """A connection, retrying while the database is unreachable (bounded backoff)."""
+        return retrying(
+            self._connect_once,
+            what=f"tenant '{self.tenant.id}': connect to {self.source.describe()}",
+            attempts=self._attempts,
+            base_delay=self._base_delay,
+            sleep=self._sleep,
+        )
+
+    def _connect_once(self) -> sa.Connection:
+        with self.errors("cannot connect to"):
+            return self.engine.connect()
+
+    # ----------------------------------------------------------------------------------- snapshot
+    @contextlib.contextmanager
+    def snapshot(self, table: TableConfig, window: Window | None = None) -> Iterator[Snapshot]:
+        """Open one consistent read snapshot of ``table`` (restricted to ``window`` when given)."""
+        from mozart_luigi.connectors.snapshot import Snapshot
+
+        conn = self.connect()
+        try:
+            with self.errors("cannot open a read snapshot on", table):
+                self.begin_snapshot(conn)
+                columns = self.reflect(conn, table)
+            snap = Snapshot(self, conn, table, window, columns)
+            try:
+                yield snap
+            finally:
+                snap.close()
+        finally:
+            self._close(conn)
+
+    def make_reader(self, snapshot: Snapshot) -> BatchReader:
+        """The reader streaming the snapshot's rows. Default: the SQLAlchemy row path. A dialect may return a
+        native Arrow reader (COPY, ADBC, connectorx) here; it must yield batches with ``snapshot.schema``."""
+        from mozart_luigi.connectors.snapshot import RowBatchReader
+
+        return RowBatchReader()
+
+    def begin_snapshot(self, conn: sa.Connection) -> None:
+        self.prepare_dbapi_connection(conn.connection.dbapi_connection)
+        for statement in self.snapshot_statements:
+            conn.exec_driver_sql(statement)
+
+    def _close(self, conn: sa.Connection) -> None:
+        try:
+            conn.rollback()  # read only: nothing to commit
+            conn.close()
+        except sa.exc.DBAPIError as exc:
+            log.warning(
+                "tenant '%s': closing the source connection failed: %s",
+                self.tenant.id,
+                redact(str(exc.orig), self.source.secrets()),
+            )
+
+    def schema_for(self, table: TableConfig) -> str | None:
+        return table.source_schema or self.source.schema
+
+    def table_clause(self, table: TableConfig, columns: Sequence[SourceColumn]) -> sa.TableClause:
+        """The table as a lightweight clause: names quoted by the dialect, no per-type result processing."""
+        return sa.table(
+            table.source_name, *(sa.column(c.name) for c in columns), schema=self.schema_for(table)
+        )
+
+    def qualified_name(self, table: TableConfig) -> str:
+        preparer = self.engine.dialect.identifier_preparer
+        schema = self.schema_for(table)
+        name = preparer.quote(table.source_name)
+        return f"{preparer.quote_schema(schema)}.{name}" if schema else name
+
+    # --------------------------------------------------------------------------------- reflection
+    def reflect(self, conn: sa.Connection, table: TableConfig) -> list[SourceColumn]:
+        """Columns from the source catalog, in table order. Missing table -> :class:`SourceError`."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", sa.exc.SAWarning)
+            try:
+                raw = sa.inspect(conn).get_columns(table.source_name, schema=self.schema_for(table))
+            except sa.exc.NoSuchTableError:
+                raise self._missing_table(table) from None
+        for warning in caught:
+            log.info("tenant '%s' table '%s': reflection: %s", self.tenant.id, table.name, warning.message)
+        if not raw:
+            raise self._missing_table(table)
+        return [SourceColumn(c["name"], c["type"], bool(c.get("nullable", True))) for c in raw]
+
+    def _missing_table(self, table: TableConfig) -> SourceError:
+        return SourceError(
+            f"table {self.qualified_name(table)} not found on {self.source.describe()} "
+            "(check source_name/source_schema in tables.yaml and the user's grants)",
+            tenant=self.tenant.id,
+            table=table.name,
+        )
+
+    # ------------------------------------------------------------------------------------ mapping
+    def plan(self, column: SourceColumn, table: TableConfig) -> ColumnPlan:
+        """The Arrow plan of one column, else :class:`TypeMappingError` naming tenant, table, column, type."""
+        try:
+            return self.map_column(column)
+        except UnsupportedType as exc:
+            raise TypeMappingError(
+                f"column {column.name!r} of type {self.type_name(column)} cannot be stored exactly: {exc} "
+                "(exclude the column in tables.yaml or cast it in a source view; see docs/types.md)",
+                tenant=self.tenant.id,
+                table=table.name,
+            ) from None
+
+    def type_name(self, column: SourceColumn) -> str:
+        if column.detail:
+            return column.detail
+        try:
+            return column.type.compile(dialect=self.engine.dialect)
+        except sa.exc.CompileError:
+            return type(column.type).__name__
+
+    @abstractmethod
+    def map_column(self, column: SourceColumn) -> ColumnPlan:
+        """Dialect type mapping; raises :class:`UnsupportedType` for types without an exact mapping."""
+
+    def window_filter(
+        self, column: sa.ColumnClause[Any], cursor: ColumnPlan, window: Window
+    ) -> list[sa.ColumnElement[bool]]:
+        """``cursor >= start AND cursor < end`` with bound values typed like the cursor column."""
+        if pa.types.is_date(cursor.arrow_type):
+            start = sa.bindparam("window_start", window.start.date(), type_=sa.Date())
+            end = sa.bindparam("window_end", window.end.date(), type_=sa.Date())
+        elif pa.types.is_timestamp(cursor.arrow_type):
+            start = sa.bindparam("window_start", window.start, type_=sa.DateTime())
+            end = sa.bindparam("window_end", window.end, type_=sa.DateTime())
+        else:
+            raise ValueError(
+                f"cursor column {cursor.name!r} is {cursor.source_type}: a date or timestamp is needed"
+            )
+        return [column >= start, column < end]
+
+    # ------------------------------------------------------------------------------------- errors
+    def is_transient(self, exc: sa.exc.DBAPIError) -> bool:
+        """Whether a driver error means "not reachable right now" (retry) rather than "refused" (fail)."""
+        return bool(exc.connection_invalidated)
+
+    @contextlib.contextmanager
+    def errors(self, action: str, table: TableConfig | None = None) -> Iterator[None]:
+        """Translate driver exceptions into :class:`SourceError` / :class:`SourceUnavailableError`."""
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            raise self.translate(exc, action, table) from exc
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+            raise SourceError(
+                f"{action} {self.source.describe()}: invalid connection settings: {exc}",
+                tenant=self.tenant.id,
+                table=table.name if table else None,
+            ) from exc
+
+    def translate(self, exc: sa.exc.DBAPIError, action: str, table: TableConfig | None) -> SourceError:
+        orig = exc.orig if exc.orig is not None else exc
+        message = redact(" ".join(str(orig).split()), self.source.secrets())
+        code = self.error_code(orig)
+        where = f"{action} {self.source.describe()}"
+        if table is not None:
+            where += f" (table {table.source_name!r})"
+        cls = SourceUnavailableError if self.is_transient(exc) else SourceError
+        text = f"{where}: {message}" + (f" [{code}]" if code else "")
+        return cls(text, tenant=self.tenant.id, table=table.name if table else None)
+
+    def error_code(self, orig: BaseException) -> str | None:
+        return None
