@@ -83,7 +83,7 @@ class ExtractTable(TenantDateTask):
         job.lake.clear_dir(job.dir_url)
         started = time.monotonic()
         extracted = self._extract(job)
-        manifest = self._manifest(job, extracted)
+        manifest = self._manifest(job, extracted, seconds=time.monotonic() - started)
         crash_point("before_manifest")
         job.lake.write_manifest(manifest)
         self._summary(manifest, time.monotonic() - started)
@@ -122,7 +122,7 @@ class ExtractTable(TenantDateTask):
             connector.dispose()
         return _Extracted(count, files, snap)
 
-    def _manifest(self, job: _Job, extracted: _Extracted) -> Manifest:
+    def _manifest(self, job: _Job, extracted: _Extracted, *, seconds: float = 0.0) -> Manifest:
         """The manifest, only when the rows written equal the rows counted in the snapshot."""
         rows = sum(f.rows for f in extracted.files)
         if rows != extracted.count:
@@ -153,7 +153,7 @@ class ExtractTable(TenantDateTask):
             source=job.tenant.source.describe(),
             source_table=snap.source_table,
             zero_dates_nulled=snap.zero_dates_nulled,
-            details=snap.details(),
+            details={**snap.details(), "seconds": round(seconds, 3)},  # for the run report
         )
 
     def _summary(self, manifest: Manifest, seconds: float) -> None:
