@@ -23,6 +23,7 @@ __all__ = [
     "build_command",
     "dbt_env",
     "dbt_executable",
+    "parse_project",
     "project_dir",
     "read_run_results",
     "run_dbt",
@@ -315,6 +316,29 @@ def run_dbt(tenant: str, run_date: dt.date, *, settings: Settings,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def parse_project(tenant: str, *, settings: Settings, run_date: dt.date | None = None,
+                  tables: Iterable[TableConfig] | None = None, target: str | None = None,
+                  project: Path | None = None, env: Mapping[str, str] | None = None) -> Path:  # fmt: skip
+    """``dbt parse`` for one tenant (no connection needed): validates the project, returns manifest.json.
+
+    Raises :class:`DbtFailure` with dbt's error (e.g. an invalid ``tenant``) when parsing fails.
+    """
+    target = target or target_for_profile(settings.profile)
+    work = work_dir(settings, tenant)
+    run_date = run_date or dt.date.today()
+    spec = tables_var(tables) if tables is not None else None
+    argv = build_command(tenant, run_date, target=target, project=project or project_dir(), work=work,
+                         tables=spec, command="parse")  # fmt: skip
+    call = _Invocation(tenant, run_date, target, "parse", argv, dbt_env(settings, target, env), work)
+    work.mkdir(parents=True, exist_ok=True)
+    return_code, tail, _ = _stream(call, None, None)
+    manifest = work / "target" / "manifest.json"
+    if return_code != 0 or not manifest.exists():
+        raise DbtFailure(f"{call.what} failed (exit code {return_code}):\n{_last_error(tail)}",
+                         tenant=tenant)  # fmt: skip
+    return manifest
+
+
 class _LockConflictError(Exception):
     pass
 
@@ -348,22 +372,22 @@ def _stream(call: _Invocation, on_progress: ProgressCallback | None,
     """Run dbt, log its lines, feed progress; return (exit code, last lines, timed out)."""
     tracker = ProgressTracker()
     tail: deque[str] = deque(maxlen=60)
-    proc = subprocess.Popen(call.argv, env=call.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1, start_new_session=True)  # fmt: skip
-    timer = _Watchdog(proc, timeout)
-    try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.rstrip()
-            tail.append(line)
-            log.debug("dbt[%s] %s", call.tenant, line)
-            if tracker.feed(line) and on_progress is not None:
-                on_progress(tracker.state)
-        return_code = proc.wait()
-    finally:
-        timer.cancel()
-        if proc.poll() is None:
-            _kill(proc)
+    with subprocess.Popen(call.argv, env=call.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1, start_new_session=True) as proc:  # fmt: skip
+        timer = _Watchdog(proc, timeout)
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.rstrip()
+                tail.append(line)
+                log.debug("dbt[%s] %s", call.tenant, line)
+                if tracker.feed(line) and on_progress is not None:
+                    on_progress(tracker.state)
+            return_code = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                _kill(proc)
     return return_code, list(tail), timer.fired
 
 
