@@ -1,4 +1,132 @@
-"""(being written)"""
+"""``LoadIceberg(tenant, table, date)``: replace one date of ``{tenant}.{table}`` from the extract's Parquet.
+
+Template: read the manifest -> ``ensure_table`` (create, or add/widen columns; refused drift fails here,
+before any change) -> ``replace_partition`` (delete the date, insert exactly the manifest's files) ->
+``count_partition`` must equal the manifest's ``row_count`` -> only then ``write_marker``. A crash anywhere
+before the marker leaves the task incomplete and the rerun converges (the replace is idempotent).
+
+Crash test hook: ``MOZART_TEST_CRASH_AT=after_delete`` kills the process between the delete and the insert
+(see :func:`mozart_luigi.warehouse.common.crash_point`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["LoadIceberg"]
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
 import luigi
-class LoadIceberg(luigi.Task):
-    pass
+
+from mozart_luigi.config import normalise_name, validate_tenant_id
+from mozart_luigi.errors import ConfigError, ConfigProblem, VerificationError
+from mozart_luigi.lake import Lake
+from mozart_luigi.manifest import Manifest
+from mozart_luigi.targets import MarkerTarget, prefetch_markers
+from mozart_luigi.tasks.base import Progress, TenantDateTask
+from mozart_luigi.tasks.extract import ExtractTable
+from mozart_luigi.warehouse import Marker, open_warehouse
+from mozart_luigi.warehouse.base import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+class LoadIceberg(TenantDateTask):
+    """Load one extracted table and date into ``iceberg.{tenant}.{table}`` (DuckDB in profile ``local``)."""
+
+    table: str = luigi.Parameter(description="table name as in tables.yaml (normalised)")
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        """One writer per target table; different tables load in parallel."""
+        return {f"iceberg_{self.tenant}_{self.table}": 1}
+
+    def requires(self) -> luigi.Task:
+        return ExtractTable(tenant=self.tenant, table=self.table, date=self.date)
+
+    def output(self) -> MarkerTarget:
+        return MarkerTarget(self.task_family, self.task_id, self.tenant, self.date, table=self.table)
+
+    def run(self) -> None:
+        self._check_params()
+        started = time.monotonic()
+        manifest: Manifest = self.input().read()
+        self._check_manifest(manifest)
+        settings = self.config.settings
+        progress = Progress(self, total=4, every_seconds=0)
+        with open_warehouse(settings, tenant=self.tenant) as warehouse:
+            progress.update(0, f"{self.tenant}.{self.table} {self.date}: checking the table schema")
+            changes = warehouse.ensure_table(self.tenant, self.table, manifest.schema)
+            progress.update(1, f"{self.tenant}.{self.table} {self.date}: replacing the partition with "
+                               f"{manifest.row_count} row(s) from {len(manifest.files)} file(s)")  # fmt: skip
+            warehouse.replace_partition(self.tenant, self.table, manifest, Lake.from_settings(settings))
+            progress.update(2, f"{self.tenant}.{self.table} {self.date}: verifying the row count")
+            rows = self._verify(warehouse, manifest)
+            warehouse.write_marker(self._marker(manifest, rows, changes))
+        seconds = time.monotonic() - started
+        progress.update(4, f"{self.tenant}.{self.table} {self.date}: loaded {rows} row(s) in {seconds:.1f}s")
+        log.info("loaded tenant=%s table=%s date=%s rows=%d files=%d bytes=%d seconds=%.2f changes=%s",
+                 self.tenant, self.table, self.date, rows, len(manifest.files),
+                 sum(f.bytes for f in manifest.files), seconds, changes or "none")  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------ steps
+    def _check_params(self) -> None:
+        validate_tenant_id(self.tenant)
+        if normalise_name(self.table) != self.table:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "tables.yaml",
+                        f"tables.{self.table}",
+                        f"LoadIceberg needs the normalised name {normalise_name(self.table)!r}",
+                    )
+                ]
+            )
+
+    def _check_manifest(self, manifest: Manifest) -> None:
+        found = (manifest.tenant, manifest.table, manifest.date)
+        if found != (self.tenant, self.table, self.date):
+            raise VerificationError(f"manifest is for {found}, not for date {self.date}",
+                                    tenant=self.tenant, table=self.table)  # fmt: skip
+
+    def _verify(self, warehouse: Warehouse, manifest: Manifest) -> int:
+        rows = warehouse.count_partition(self.tenant, self.table, self.date)
+        if rows != manifest.row_count:
+            raise VerificationError(f"partition {self.date} holds {rows} row(s) after the load, the manifest "
+                                    f"(run {manifest.run_id}) says {manifest.row_count}; no marker written",
+                                    tenant=self.tenant, table=self.table)  # fmt: skip
+        return rows
+
+    def _marker(self, manifest: Manifest, rows: int, changes: list[str]) -> Marker:
+        details: dict[str, Any] = {"run_id": manifest.run_id, "files": [f.name for f in manifest.files],
+                                   "changes": changes,
+                                   "extracted_at": manifest.extracted_at.isoformat()}  # fmt: skip
+        return Marker(task_family=self.task_family, task_id=self.task_id, tenant=self.tenant, date=self.date,
+                      table=self.table, rows=rows, details=details)  # fmt: skip
+
+    # ----------------------------------------------------------------------------------- bulk checks
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[Any]) -> list[Any]:
+        """The parameters (dates for ``RangeDaily``) whose task has a marker, answered in one query.
+
+        ``cls`` may be a ``functools.partial`` of this class with the other parameters bound (RangeDaily).
+        """
+        params = list(parameter_tuples)
+        tasks = [_instantiate(cls, p) for p in params]
+        if not tasks:
+            return []
+        done = prefetch_markers(tasks[0].task_family, {(t.tenant, t.date) for t in tasks})
+        return [p for p, task in zip(params, tasks, strict=True) if task.task_id in done]
+
+
+def _instantiate(cls: Any, param: Any) -> LoadIceberg:
+    if isinstance(param, dict):
+        return cls(**param)
+    if isinstance(param, dt.date):
+        return cls(date=param)
+    if isinstance(param, list | tuple):
+        return cls(*param)
+    return cls(param)

@@ -77,6 +77,13 @@ class Warehouse(ABC):
         """Task ids with a marker for any of the (tenant, date) pairs: one query for a whole backfill."""
 
     @abstractmethod
+    def completed_rows(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:
+        """``(task_id, tenant, date)`` of every marker for the (tenant, date) pairs, in one query.
+
+        Like :meth:`completed_many`, with the tenant and date of each id so a cache can be filled per pair.
+        """
+
+    @abstractmethod
     def delete_markers(self, task_ids: Iterable[str]) -> None:
         """Forget markers (to force a rerun)."""
 

@@ -1,0 +1,259 @@
+"""DuckDB warehouse (profile ``local``): one file, a schema per tenant, the same table layout as Iceberg.
+
+The one module that imports ``duckdb``. DuckDB lets one process write a file at a time, so a connection is
+opened per operation and closed right after; a lock held by another process (another Luigi worker,
+dbt-duckdb) is retried briefly. Unlike Trino, DuckDB has real transactions: the delete and insert of
+:meth:`DuckDBWarehouse.replace_partition` commit together.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DuckDBWarehouse"]
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+import pyarrow as pa
+
+from mozart_luigi.config import validate_tenant_id
+from mozart_luigi.errors import LoadError, WarehouseUnavailableError
+from mozart_luigi.lake import Lake
+from mozart_luigi.manifest import Manifest
+from mozart_luigi.retry import retrying
+from mozart_luigi.settings import Settings
+from mozart_luigi.warehouse import sql
+from mozart_luigi.warehouse.base import EXTRACTED_AT_COLUMN, META_SCHEMA, PARTITION_COLUMN, Marker, Warehouse
+from mozart_luigi.warehouse.common import (
+    MARKER_CACHE,
+    crash_point,
+    latest_markers,
+    marker_from_row,
+    marker_row,
+    placeholders,
+    qualified,
+    quote_ident,
+)
+from mozart_luigi.warehouse.types import (
+    ColumnType,
+    DriftPlan,
+    columns_from_schema,
+    parse_duckdb_type,
+    plan_drift,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Conn = duckdb.DuckDBPyConnection
+
+
+def _sql(name: str, **identifiers: str) -> str:
+    return sql.statement("duckdb", name, **identifiers)
+
+
+class DuckDBWarehouse(Warehouse):
+    """One file: schema ``{tenant}``, tables ``{tenant}.{table}``, markers in ``mozart_meta.task_markers``."""
+
+    def __init__(self, path: Path, *, lock_attempts: int = 8, lock_delay: float = 0.2) -> None:
+        self.path = Path(path)
+        self.key = f"duckdb://{self.path}"
+        self._lock_attempts = lock_attempts
+        self._lock_delay = lock_delay
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DuckDBWarehouse:
+        return cls(settings.duckdb_path)
+
+    # -------------------------------------------------------------------------------- connections
+    @contextmanager
+    def _connect(self) -> Iterator[Conn]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = retrying(self._open, what=f"opening {self.path}", attempts=self._lock_attempts,
+                        base_delay=self._lock_delay, max_delay=2.0)  # fmt: skip
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _open(self) -> Conn:
+        try:
+            conn = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise WarehouseUnavailableError(
+                    f"DuckDB file {self.path} is locked by another process"
+                ) from exc
+            raise LoadError(f"cannot open DuckDB file {self.path}: {exc}") from exc
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn
+
+    def _run(self, what: str, operation: Callable[[Conn], T], *, tenant: str | None = None,
+             table: str | None = None) -> T:  # fmt: skip
+        """One connection, one operation; DuckDB errors become ``LoadError`` naming tenant and table."""
+        with self._connect() as conn:
+            try:
+                return operation(conn)
+            except duckdb.Error as exc:
+                raise LoadError(f"{what} failed in {self.path}: {exc}", tenant=tenant, table=table) from exc
+
+    # ------------------------------------------------------------------------------------- tables
+    def ensure_table(self, tenant: str, table: str, schema: pa.Schema) -> list[str]:
+        validate_tenant_id(tenant)
+        wanted = columns_from_schema(schema, tenant=tenant, table=table)
+
+        def apply(conn: Conn) -> list[str]:
+            existing = _columns(conn, tenant, table)
+            plan = plan_drift(existing, wanted, tenant=tenant, table=table)  # raises before any change
+            conn.execute("BEGIN")
+            _apply_plan(conn, tenant, table, plan)
+            conn.execute("COMMIT")
+            return plan.describe()
+
+        changes = self._run("ensure_table", apply, tenant=tenant, table=table)
+        if changes:
+            log.info("tenant %s table %s: %s", tenant, table, "; ".join(changes))
+        return changes
+
+    def replace_partition(self, tenant: str, table: str, manifest: Manifest, lake: Lake) -> int:
+        validate_tenant_id(tenant)
+        if lake.scheme != "file":
+            raise NotImplementedError(
+                "the DuckDB warehouse reads a local (file://) lake only; use profile 'stack'"
+            )
+        folder = lake.date_url(tenant, table, manifest.date)
+        files = [lake.fs_path(f"{folder}/{part.name}") for part in manifest.files]
+        columns = columns_from_schema(manifest.schema, tenant=tenant, table=table)
+
+        def replace(conn: Conn) -> int:
+            conn.execute("BEGIN")
+            conn.execute(_sql("delete_partition", table=qualified(tenant, table)), [manifest.date])
+            crash_point("after_delete")
+            inserted = _insert(conn, qualified(tenant, table), columns, files, manifest) if files else 0
+            conn.execute("COMMIT")
+            return inserted
+
+        return self._run("replace_partition", replace, tenant=tenant, table=table)
+
+    def count_partition(self, tenant: str, table: str, date: dt.date) -> int:
+        validate_tenant_id(tenant)
+
+        def count(conn: Conn) -> int:
+            if not _columns(conn, tenant, table):
+                return 0
+            return int(
+                conn.execute(_sql("count_partition", table=qualified(tenant, table)), [date]).fetchone()[0]
+            )
+
+        return self._run("count_partition", count, tenant=tenant, table=table)
+
+    # ------------------------------------------------------------------------------------ markers
+    def write_marker(self, marker: Marker) -> None:
+        validate_tenant_id(marker.tenant)
+
+        def write(conn: Conn) -> None:
+            _ensure_markers(conn)
+            conn.execute("BEGIN")
+            conn.execute(_sql("delete_markers", ids="?"), [marker.task_id])
+            conn.execute(_sql("insert_marker"), list(marker_row(marker)))
+            conn.execute("COMMIT")
+
+        self._run("write_marker", write, tenant=marker.tenant, table=marker.table)
+        MARKER_CACHE.add(self.key, marker)
+
+    def completed(self, task_family: str, tenant: str, date: dt.date) -> set[str]:
+        return self.completed_many(task_family, [(tenant, date)])
+
+    def completed_many(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[str]:
+        return {task_id for task_id, _, _ in self.completed_rows(task_family, pairs)}
+
+    def completed_rows(self, task_family: str,
+                       pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:  # fmt: skip
+        wanted = {(validate_tenant_id(t), d) for t, d in pairs}
+        if not wanted:
+            return set()
+        tenants = sorted({t for t, _ in wanted})
+        dates = sorted({d for _, d in wanted})
+        query = _sql("completed", tenants=placeholders(len(tenants)), dates=placeholders(len(dates)))
+        rows = self._run("completed", lambda c: _query_markers(c, query, [task_family, *tenants, *dates]))
+        return {(task_id, tenant, day) for task_id, tenant, day in rows if (tenant, day) in wanted}
+
+    def delete_markers(self, task_ids: Iterable[str]) -> None:
+        ids = sorted(set(task_ids))
+        if not ids:
+            return
+
+        def delete(conn: Conn) -> None:
+            _ensure_markers(conn)
+            conn.execute(_sql("delete_markers", ids=placeholders(len(ids))), ids)
+
+        self._run("delete_markers", delete)
+        MARKER_CACHE.discard(self.key, ids)
+
+    def markers(self, tenant: str | None, date: dt.date) -> list[Marker]:
+        params: list[object] = [date] if tenant is None else [date, validate_tenant_id(tenant)]
+        query = _sql("markers", and_tenant="" if tenant is None else "AND tenant = ?")
+        rows = self._run("markers", lambda c: _query_markers(c, query, params))
+        return latest_markers(marker_from_row(row) for row in rows)
+
+    # ------------------------------------------------------------------------------------- extras
+    def query(self, statement: str, params: Iterable[object] = ()) -> list[tuple]:
+        """Run one statement with bound values and return its rows (tests, benchmarks, ``mozart status``)."""
+        return self._run("query", lambda c: c.execute(statement, list(params)).fetchall())
+
+    def drop_tenant(self, tenant: str) -> None:
+        """Drop a tenant's schema with its tables and forget its markers (test clean-up, tenant removal)."""
+        validate_tenant_id(tenant)
+
+        def drop(conn: Conn) -> None:
+            conn.execute(_sql("drop_schema", schema=quote_ident(tenant)))
+            if _columns(conn, META_SCHEMA, "task_markers"):
+                conn.execute(_sql("delete_tenant_markers"), [tenant])
+
+        self._run("drop_tenant", drop, tenant=tenant)
+        MARKER_CACHE.clear()
+
+
+def _columns(conn: Conn, schema: str, table: str) -> dict[str, ColumnType]:
+    rows = conn.execute(_sql("columns"), [schema, table]).fetchall()
+    return {name: parse_duckdb_type(kind) for name, kind in rows}
+
+
+def _apply_plan(conn: Conn, tenant: str, table: str, plan: DriftPlan) -> None:
+    target = qualified(tenant, table)
+    if plan.create:
+        defs = [f"{quote_ident(name)} {kind.duckdb()}" for name, kind in plan.columns]
+        defs += [f"{quote_ident(PARTITION_COLUMN)} DATE NOT NULL",
+                 f"{quote_ident(EXTRACTED_AT_COLUMN)} TIMESTAMP WITH TIME ZONE NOT NULL"]  # fmt: skip
+        conn.execute(_sql("create_schema", schema=quote_ident(tenant)))
+        conn.execute(_sql("create_table", table=target, columns=", ".join(defs)))
+    for name, kind in plan.adds:
+        conn.execute(_sql("add_column", table=target, column=quote_ident(name), type=kind.duckdb()))
+    for name, _old, new in plan.widens:
+        conn.execute(_sql("widen_column", table=target, column=quote_ident(name), type=new.duckdb()))
+
+
+def _insert(conn: Conn, target: str, columns: list[tuple[str, ColumnType]], files: list[str],
+            manifest: Manifest) -> int:  # fmt: skip
+    names = [quote_ident(name) for name, _ in columns]
+    casts = [f"CAST({name} AS {kind.duckdb()})" for name, (_, kind) in zip(names, columns, strict=True)]
+    statement = _sql("insert_partition", table=target, columns=", ".join(names), expressions=", ".join(casts))
+    extracted_at = manifest.extracted_at
+    if extracted_at.tzinfo is None:
+        extracted_at = extracted_at.replace(tzinfo=dt.UTC)
+    row = conn.execute(statement, [manifest.date, extracted_at, files]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _ensure_markers(conn: Conn) -> None:
+    conn.execute(_sql("create_schema", schema=quote_ident(META_SCHEMA)))
+    conn.execute(_sql("create_markers"))
+
+
+def _query_markers(conn: Conn, statement: str, params: list[object]) -> list[tuple]:
+    if not _columns(conn, META_SCHEMA, "task_markers"):
+        return []
+    return conn.execute(statement, params).fetchall()

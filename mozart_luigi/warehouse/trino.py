@@ -1,0 +1,366 @@
+"""Trino + Iceberg warehouse (profile ``stack``): ``iceberg.{tenant}.{table}``, raw Parquet read through Hive.
+
+The one module that imports the ``trino`` client. Every statement goes through
+:meth:`TrinoWarehouse._execute`, the single boundary where driver errors are translated, keeping Trino's
+query id:
+
+- user errors (``TrinoUserError``) and other query failures -> :class:`TrinoQueryFailed` (a ``LoadError``),
+  at once;
+- HTTP 502/503/504, connection errors and Iceberg commit conflicts -> :class:`TrinoUnavailable`
+  (a retryable ``WarehouseUnavailableError``), retried with bounded backoff around the whole operation
+  (each operation is idempotent, so retrying it is safe).
+
+Values are bound (``?``, sent by the client as ``EXECUTE IMMEDIATE ... USING``); identifiers are quoted by
+:func:`~mozart_luigi.warehouse.common.quote_ident`. No credential is ever part of a statement: Trino reads S3
+with its own catalog configuration. Queries carry ``source=mozart-luigi`` and the client tag ``tenant:<id>``.
+
+The raw side: one external Hive table per tenant, table and Parquet schema, ``raw.{tenant}.{table}__{hash}``,
+over ``{lake}/{tenant}/{table}/`` with the date folder as a projected partition (``_mozart_folder``), so no
+partition is ever registered. A load reads only the manifest's files (``"$path" IN (...)``) of that folder;
+a new schema gets a new table (the stale ones are dropped).
+"""
+
+from __future__ import annotations
+
+__all__ = ["TrinoQueryFailed", "TrinoUnavailable", "TrinoWarehouse"]
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import requests
+import trino
+from trino.exceptions import HttpError, TrinoConnectionError, TrinoQueryError
+
+from mozart_luigi.config import validate_tenant_id
+from mozart_luigi.errors import LoadError, WarehouseUnavailableError
+from mozart_luigi.lake import Lake
+from mozart_luigi.manifest import Manifest
+from mozart_luigi.retry import retrying
+from mozart_luigi.secrets import Secret, redact
+from mozart_luigi.settings import Settings
+from mozart_luigi.warehouse import sql
+from mozart_luigi.warehouse.base import META_SCHEMA, Marker, Warehouse
+from mozart_luigi.warehouse.common import (
+    MARKER_CACHE,
+    crash_point,
+    latest_markers,
+    marker_from_row,
+    marker_row,
+    placeholders,
+    qualified,
+    quote_ident,
+)
+from mozart_luigi.warehouse.types import (
+    ColumnType,
+    DriftPlan,
+    columns_from_schema,
+    hive_type,
+    parse_trino_type,
+    plan_drift,
+    raw_expression,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+SOURCE = "mozart-luigi"
+_NOT_FOUND = {"TABLE_NOT_FOUND", "SCHEMA_NOT_FOUND"}
+_ALREADY_EXISTS = {"ALREADY_EXISTS", "TABLE_ALREADY_EXISTS", "SCHEMA_ALREADY_EXISTS"}
+_RETRYABLE_NAMES = {"TRANSACTION_CONFLICT", "SERVER_STARTING_UP", "SERVER_SHUTTING_DOWN"}
+_CONFLICT_WORDS = ("conflict", "requirement failed", "commitfailed", "has changed", "cannot commit",
+                   "concurrent", "commit state unknown")  # fmt: skip
+_RETRY_HTTP = ("502", "503", "504")
+
+
+class TrinoQueryFailed(LoadError):
+    """A statement failed for good (user error, or a failure a retry will not fix)."""
+
+    def __init__(self, message: str, *, query_id: str | None, error_name: str | None,
+                 tenant: str | None = None, table: str | None = None) -> None:  # fmt: skip
+        self.query_id = query_id
+        self.error_name = error_name
+        super().__init__(message, tenant=tenant, table=table)
+
+
+class TrinoUnavailable(WarehouseUnavailableError):
+    """Trino or the Iceberg catalog is unavailable or a commit conflicted: retried with backoff."""
+
+    def __init__(self, message: str, *, query_id: str | None = None, tenant: str | None = None,
+                 table: str | None = None) -> None:  # fmt: skip
+        self.query_id = query_id
+        super().__init__(message, tenant=tenant, table=table)
+
+
+class TrinoWarehouse(Warehouse):
+    """Tables ``{catalog}.{tenant}.{table}``, markers in ``{catalog}.mozart_meta.task_markers``."""
+
+    def __init__(self, *, host: str, port: int, user: str, catalog: str = "iceberg", raw_catalog: str = "raw",
+                 tenant: str | None = None, secrets: Sequence[Secret] = (), attempts: int = 4,
+                 base_delay: float = 1.0) -> None:  # fmt: skip
+        self.host, self.port, self.user = host, port, user
+        self.catalog, self.raw_catalog = catalog, raw_catalog
+        self.key = f"trino://{host}:{port}/{catalog}"
+        self._tenant = validate_tenant_id(tenant) if tenant else None
+        self._secrets = tuple(secrets)
+        self._attempts, self._base_delay = attempts, base_delay
+        self._connections: dict[str | None, trino.dbapi.Connection] = {}
+        self._raw_ready: set[str] = set()
+        self._markers_ready = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, tenant: str | None = None) -> TrinoWarehouse:
+        return cls(host=settings.trino_host, port=settings.trino_port, user=settings.trino_user,
+                   catalog=settings.trino_catalog, raw_catalog=settings.trino_raw_catalog, tenant=tenant,
+                   secrets=settings.secrets())  # fmt: skip
+
+    # --------------------------------------------------------------------------------- the boundary
+    def _connection(self, tenant: str | None) -> trino.dbapi.Connection:
+        tag = tenant or self._tenant
+        if tag not in self._connections:
+            self._connections[tag] = trino.dbapi.connect(
+                host=self.host, port=self.port, user=self.user, http_scheme="http", source=SOURCE,
+                catalog=self.catalog, client_tags=[f"tenant:{tag}"] if tag else [], timezone="UTC",
+            )  # fmt: skip
+        return self._connections[tag]
+
+    def _execute(self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None,
+                 table: str | None = None) -> list[list[Any]]:  # fmt: skip
+        """Run one statement; every driver error leaves here translated (with the query id)."""
+        cursor = self._connection(tenant).cursor()
+        try:
+            cursor.execute(statement, list(params) if params else None)
+            return cursor.fetchall()
+        except TrinoQueryError as exc:
+            raise self._translate(exc, tenant, table) from exc
+        except (HttpError, TrinoConnectionError, requests.ConnectionError, requests.Timeout) as exc:
+            message = self._clean(
+                f"Trino at {self.host}:{self.port} unavailable: {type(exc).__name__}: {exc}"
+            )
+            if isinstance(exc, HttpError) and not str(exc).startswith(_RETRY_HTTP):
+                raise TrinoQueryFailed(message, query_id=cursor.query_id, error_name=None, tenant=tenant,
+                                       table=table) from exc  # fmt: skip
+            raise TrinoUnavailable(message, query_id=cursor.query_id, tenant=tenant, table=table) from exc
+        finally:
+            cursor.close()
+
+    def _translate(self, exc: TrinoQueryError, tenant: str | None, table: str | None) -> LoadError:
+        message = self._clean(f"Trino {exc.error_type} error {exc.error_name}: {exc.message} "
+                              f"(query {exc.query_id})")  # fmt: skip
+        retryable = exc.error_name in _RETRYABLE_NAMES or (
+            exc.error_name == "ICEBERG_COMMIT_ERROR"
+            and any(w in exc.message.lower() for w in _CONFLICT_WORDS)
+        )
+        if retryable:
+            return TrinoUnavailable(message, query_id=exc.query_id, tenant=tenant, table=table)
+        return TrinoQueryFailed(message, query_id=exc.query_id, error_name=exc.error_name, tenant=tenant,
+                                table=table)  # fmt: skip
+
+    def _clean(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+    def _retry(self, what: str, operation: Callable[[], T]) -> T:
+        return retrying(operation, what=what, attempts=self._attempts, base_delay=self._base_delay)
+
+    def _sql(self, name: str, **identifiers: str) -> str:
+        return sql.statement("trino", name, catalog=quote_ident(self.catalog), **identifiers)
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+
+    # -------------------------------------------------------------------------------------- tables
+    def ensure_table(self, tenant: str, table: str, schema: pa.Schema) -> list[str]:
+        validate_tenant_id(tenant)
+        wanted = columns_from_schema(schema, tenant=tenant, table=table)
+        changes = self._retry(f"ensure_table {tenant}.{table}", lambda: self._ensure(tenant, table, wanted))
+        if changes:
+            log.info("tenant %s table %s: %s", tenant, table, "; ".join(changes))
+        return changes
+
+    def _ensure(self, tenant: str, table: str, wanted: list[tuple[str, ColumnType]]) -> list[str]:
+        plan = plan_drift(self._columns(tenant, table), wanted, tenant=tenant, table=table)  # raises first
+        self._apply(tenant, table, plan)
+        return plan.describe()
+
+    def _columns(self, tenant: str, table: str) -> dict[str, ColumnType]:
+        rows = self._execute(self._sql("columns"), [tenant, table], tenant=tenant, table=table)
+        return {name: parse_trino_type(kind) for name, kind in rows}
+
+    def _apply(self, tenant: str, table: str, plan: DriftPlan) -> None:
+        target = qualified(self.catalog, tenant, table)
+        run = lambda statement: self._execute(statement, tenant=tenant, table=table)  # noqa: E731
+        if plan.create:
+            defs = [f"{quote_ident(name)} {kind.trino()}" for name, kind in plan.columns]
+            defs += ['"_mozart_date" date', '"_mozart_extracted_at" timestamp(6) with time zone']
+            run(self._sql("create_schema", schema=qualified(self.catalog, tenant)))
+            run(self._sql("create_table", table=target, columns=", ".join(defs)))
+        for name, kind in plan.adds:
+            run(self._sql("add_column", table=target, column=quote_ident(name), type=kind.trino()))
+        for name, _old, new in plan.widens:
+            run(self._sql("widen_column", table=target, column=quote_ident(name), type=new.trino()))
+
+    def replace_partition(self, tenant: str, table: str, manifest: Manifest, lake: Lake) -> int:
+        validate_tenant_id(tenant)
+        if lake.scheme != "s3":
+            raise LoadError(f"Trino reads the lake through its S3 catalog; {lake.url} is not s3://",
+                            tenant=tenant, table=table)  # fmt: skip
+        columns = columns_from_schema(manifest.schema, tenant=tenant, table=table)
+        raw = ""
+        if manifest.files:
+            raw = self._retry(
+                f"raw table {tenant}.{table}", lambda: self._raw_table(tenant, table, manifest, lake)
+            )
+        replace = lambda: self._replace(tenant, table, manifest, lake, columns=columns, raw=raw)  # noqa: E731
+        return self._retry(f"replace {tenant}.{table} {manifest.date}", replace)
+
+    def _replace(self, tenant: str, table: str, manifest: Manifest, lake: Lake, *,
+                 columns: list[tuple[str, ColumnType]], raw: str) -> int:  # fmt: skip
+        target = qualified(self.catalog, tenant, table)
+        self._execute(
+            self._sql("delete_partition", table=target), [manifest.date], tenant=tenant, table=table
+        )
+        crash_point("after_delete")
+        if not manifest.files:
+            return 0
+        folder = lake.date_url(tenant, table, manifest.date)
+        paths = [f"{folder}/{part.name}" for part in manifest.files]
+        names = [quote_ident(name) for name, _ in columns]
+        expressions = [raw_expression(quote_ident(f.name.lower()), f.type) for f in manifest.schema]
+        statement = self._sql("insert_partition", table=target, columns=", ".join(names), raw_table=raw,
+                              expressions=", ".join(expressions), paths=placeholders(len(paths)))  # fmt: skip
+        extracted_at = manifest.extracted_at
+        if extracted_at.tzinfo is None:
+            extracted_at = extracted_at.replace(tzinfo=dt.UTC)
+        params = [manifest.date, extracted_at.astimezone(dt.UTC), manifest.date.isoformat(), *paths]
+        rows = self._execute(statement, params, tenant=tenant, table=table)
+        return int(rows[0][0]) if rows else 0
+
+    def _raw_table(self, tenant: str, table: str, manifest: Manifest, lake: Lake) -> str:
+        """The external Hive table for this schema (created once, stale versions dropped)."""
+        defs = ", ".join(f"{quote_ident(f.name.lower())} {hive_type(f.type)}" for f in manifest.schema)
+        folder = lake.table_url(tenant, table)
+        digest = hashlib.sha256(f"{folder}\n{defs}".encode()).hexdigest()[:10]
+        name = f"{table}__{digest}"
+        target = qualified(self.raw_catalog, tenant, name)
+        if target in self._raw_ready:
+            return target
+        run = lambda statement, params=(): self._execute(statement, params, tenant=tenant, table=table)  # noqa: E731
+        run(self._sql("create_schema", schema=qualified(self.raw_catalog, tenant)))
+        run(
+            self._sql("create_raw_table", table=target, columns=defs), [folder, folder + "/${_mozart_folder}"]
+        )
+        like = table.replace("_", "\\_") + "\\_\\_%"
+        tables = run(sql.statement("trino", "tables", catalog=quote_ident(self.raw_catalog)), [tenant, like])
+        for (stale,) in tables:
+            if stale != name:
+                run(self._sql("drop_table", table=qualified(self.raw_catalog, tenant, stale)))
+        self._raw_ready.add(target)
+        return target
+
+    def count_partition(self, tenant: str, table: str, date: dt.date) -> int:
+        validate_tenant_id(tenant)
+        statement = self._sql("count_partition", table=qualified(self.catalog, tenant, table))
+        count = lambda: self._execute_or_empty(statement, [date], tenant=tenant, table=table)  # noqa: E731
+        rows = self._retry(f"count {tenant}.{table} {date}", count)
+        return int(rows[0][0]) if rows else 0
+
+    def _execute_or_empty(self, statement: str, params: Sequence[Any], *, tenant: str | None = None,
+                          table: str | None = None) -> list[list[Any]]:  # fmt: skip
+        """Like :meth:`_execute`, but a missing schema or table reads as no rows."""
+        try:
+            return self._execute(statement, params, tenant=tenant, table=table)
+        except TrinoQueryFailed as exc:
+            if exc.error_name in _NOT_FOUND:
+                return []
+            raise
+
+    # ------------------------------------------------------------------------------------- markers
+    @property
+    def _markers(self) -> str:
+        return qualified(self.catalog, META_SCHEMA, "task_markers")
+
+    def _ensure_markers(self) -> None:
+        if self._markers_ready:
+            return
+        for statement in (self._sql("create_schema", schema=qualified(self.catalog, META_SCHEMA)),
+                          self._sql("create_markers", table=self._markers)):  # fmt: skip
+            try:
+                self._execute(statement)
+            except TrinoQueryFailed as exc:  # created concurrently by another worker
+                if exc.error_name not in _ALREADY_EXISTS:
+                    raise
+        self._markers_ready = True
+
+    def write_marker(self, marker: Marker) -> None:
+        validate_tenant_id(marker.tenant)
+
+        def write() -> None:
+            self._ensure_markers()
+            self._execute(self._sql("insert_marker", table=self._markers), marker_row(marker),
+                          tenant=marker.tenant, table=marker.table)  # fmt: skip
+
+        self._retry(f"marker {marker.task_id}", write)
+        MARKER_CACHE.add(self.key, marker)
+
+    def completed(self, task_family: str, tenant: str, date: dt.date) -> set[str]:
+        return self.completed_many(task_family, [(tenant, date)])
+
+    def completed_many(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[str]:
+        return {task_id for task_id, _, _ in self.completed_rows(task_family, pairs)}
+
+    def completed_rows(self, task_family: str,
+                       pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:  # fmt: skip
+        wanted = {(validate_tenant_id(t), d) for t, d in pairs}
+        if not wanted:
+            return set()
+        tenants = sorted({t for t, _ in wanted})
+        dates = sorted({d for _, d in wanted})
+        statement = self._sql("completed", table=self._markers, dates=placeholders(len(dates)),
+                              tenants=placeholders(len(tenants)))  # fmt: skip
+        tag = tenants[0] if len(tenants) == 1 else None
+        rows = self._retry("completed markers", lambda: self._execute_or_empty(
+            statement, [task_family, *dates, *tenants], tenant=tag))  # fmt: skip
+        return {(task_id, tenant, day) for task_id, tenant, day in rows if (tenant, day) in wanted}
+
+    def delete_markers(self, task_ids: Iterable[str]) -> None:
+        ids = sorted(set(task_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            statement = self._sql("delete_markers", table=self._markers, ids=placeholders(len(chunk)))
+            self._retry("delete markers", lambda s=statement, c=chunk: self._execute_or_empty(s, c))
+        MARKER_CACHE.discard(self.key, ids)
+
+    def markers(self, tenant: str | None, date: dt.date) -> list[Marker]:
+        params: list[Any] = [date] if tenant is None else [date, validate_tenant_id(tenant)]
+        statement = self._sql(
+            "markers", table=self._markers, and_tenant="" if tenant is None else "AND tenant = ?"
+        )
+        rows = self._retry("markers", lambda: self._execute_or_empty(statement, params, tenant=tenant))
+        return latest_markers(marker_from_row(row) for row in rows)
+
+    # -------------------------------------------------------------------------------------- extras
+    def query(
+        self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None
+    ) -> list[list[Any]]:
+        """Run one statement with bound values through the boundary (tests, benchmarks, ``mozart status``)."""
+        return self._execute(statement, params, tenant=tenant)
+
+    def drop_tenant(self, tenant: str) -> None:
+        """Drop the tenant's Iceberg and raw schemas with their tables, and its markers (test clean-up)."""
+        validate_tenant_id(tenant)
+        for catalog in (self.catalog, self.raw_catalog):
+            listing = sql.statement("trino", "tables", catalog=quote_ident(catalog))
+            for (name,) in self._execute(listing, [tenant, "%"], tenant=tenant):
+                self._execute(self._sql("drop_table", table=qualified(catalog, tenant, name)), tenant=tenant)
+            self._execute(self._sql("drop_schema", schema=qualified(catalog, tenant)), tenant=tenant)
+        self._execute_or_empty(
+            self._sql("delete_tenant_markers", table=self._markers), [tenant], tenant=tenant
+        )
+        self._raw_ready = {
+            t for t in self._raw_ready if not t.startswith(qualified(self.raw_catalog, tenant))
+        }
+        MARKER_CACHE.clear()
