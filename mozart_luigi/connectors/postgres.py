@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = ["PostgresConnector", "postgres_plan"]
 
+import re
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.sql import sqltypes
 
+from mozart_luigi.config import TableConfig
 from mozart_luigi.connectors.base import Connector, SourceColumn
 from mozart_luigi.types import ColumnPlan, UnsupportedType, decimal_plan, is_native, plain, text_values
 
@@ -52,6 +54,14 @@ _AS_TEXT = (
     pg.REGCONFIG,
     sqltypes.Enum,
 )
+
+
+_DOMAIN_BASES = sa.text(
+    "SELECT a.attname, format_type(t.typbasetype, t.typtypmod) FROM pg_attribute a "
+    "JOIN pg_type t ON t.oid = a.atttypid "
+    "WHERE a.attrelid = CAST(:rel AS regclass) AND t.typtype = 'd' AND a.attnum > 0 AND NOT a.attisdropped"
+)
+_NUMERIC = re.compile(r"numeric\((\d+)(?:,(\d+))?\)")
 
 
 def _as_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -90,16 +100,33 @@ class PostgresConnector(Connector):
         code = getattr(orig, "pgcode", None)
         return f"SQLSTATE {code}" if code else None
 
+    def reflect(self, conn: sa.Connection, table: TableConfig) -> list[SourceColumn]:
+        """SQLAlchemy reflection, refined with domain base types (it drops their ``(p, s)``)."""
+        columns = super().reflect(conn, table)
+        if not any(isinstance(c.type, pg.DOMAIN) for c in columns):
+            return columns
+        bases = dict(conn.execute(_DOMAIN_BASES, {"rel": self.qualified_name(table)}).all())
+        return [SourceColumn(c.name, c.type, c.nullable, bases.get(c.name)) for c in columns]
+
     def map_column(self, column: SourceColumn) -> ColumnPlan:
         return postgres_plan(column)
 
 
 def postgres_plan(column: SourceColumn) -> ColumnPlan:
     """The PostgreSQL mapping of one reflected column (domains map like their base type)."""
-    type_ = column.type.data_type if isinstance(column.type, pg.DOMAIN) else column.type
+    type_ = _domain_base(column) if isinstance(column.type, pg.DOMAIN) else column.type
     if isinstance(type_, sqltypes.ARRAY):
         return _array_plan(column, type_)
     return _scalar_plan(column, type_)
+
+
+def _domain_base(column: SourceColumn) -> sa.types.TypeEngine[Any]:
+    """A domain's base type, with the numeric ``(p, s)`` the catalog query found (``column.detail``)."""
+    base = column.type.data_type  # type: ignore[attr-defined]
+    match = _NUMERIC.fullmatch(column.detail or "")
+    if match and isinstance(base, sqltypes.Numeric) and not isinstance(base, sqltypes.Float):
+        return sa.Numeric(int(match.group(1)), int(match.group(2) or 0))
+    return base
 
 
 def _scalar_plan(column: SourceColumn, type_: sa.types.TypeEngine[Any]) -> ColumnPlan:

@@ -170,10 +170,8 @@ class ExtractTable(TenantDateTask):
             seconds,
             rate,
         )
-        self.set_status_message(
-            f"{self.table}: {manifest.row_count:,} rows, {size:,} bytes in {seconds:.1f}s"
-        )
-        self.set_progress_percentage(100)
+        message = f"{self.table}: {manifest.row_count:,} rows, {size:,} bytes in {seconds:.1f}s"
+        Progress(self, manifest.row_count).update(manifest.row_count, message, force=True)
 
 
 def _run_id() -> str:
