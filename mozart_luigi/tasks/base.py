@@ -41,6 +41,8 @@ class Progress:
         if not force and now - self._last < self._every:
             return
         self._last = now
+        if self._task.set_status_message is None:  # run() called outside a Luigi worker (tests, debugging)
+            return
         self._task.set_status_message(message)
         if self._total:
             self._task.set_progress_percentage(min(100, round(100 * done / self._total)))
