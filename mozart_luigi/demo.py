@@ -44,6 +44,7 @@ from mozart_luigi.report import build_report, report_path, write_report
 from mozart_luigi.runner import RunOutcome, run_tasks
 from mozart_luigi.tasks.pipeline import AllTenants
 from mozart_luigi.warehouse import open_warehouse
+from mozart_luigi.warehouse.common import qualified
 
 DEMO_DATE = dt.date(2026, 11, 28)
 DEMO_DAYS = 4
@@ -51,6 +52,11 @@ SCHEMA_VERSION = 1
 _META_TABLE = "mozart_demo_meta"
 _META_DDL = "CREATE TABLE mozart_demo_meta (version INTEGER, tenant TEXT, end_date TEXT)"
 _META_INSERT = "INSERT INTO mozart_demo_meta VALUES (?, ?, ?)"
+_MART_TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name"
+_MART_COLUMNS = (
+    "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+    "ORDER BY ordinal_position"
+)
 
 _SCHEMA = """
 CREATE TABLE customers (
@@ -312,11 +318,16 @@ def _write_reports(config: Config, dates: list[dt.date], outcome: RunOutcome) ->
         write_report(report, config.settings)
 
 
-def _print_marts(config: Config, out: TextIO, limit: int = 3) -> None:
+def _print_marts(config: Config, out: TextIO, limit: int = 2) -> None:
+    """The first rows of every table of each tenant's ``{tenant}_mart`` schema (DuckDB, profile local)."""
     with open_warehouse(config.settings) as warehouse:
         for tenant in config.tenants:
-            for name, columns, rows in warehouse.preview_schema(f"{tenant}_mart", limit=limit):
-                print(f"\n{tenant}_mart.{name}", file=out)
+            schema = f"{tenant}_mart"
+            for (table,) in warehouse.query(_MART_TABLES, [schema]):
+                columns = [name for (name,) in warehouse.query(_MART_COLUMNS, [schema, table])]
+                select = f"SELECT * FROM {qualified(schema, table)} ORDER BY 1 LIMIT {int(limit)}"  # noqa: S608
+                rows = warehouse.query(select)
+                print(f"\n{schema}.{table} (first {len(rows)} rows)", file=out)
                 print("  " + " | ".join(columns), file=out)
                 for row in rows:
                     print("  " + " | ".join("" if v is None else str(v) for v in row), file=out)
