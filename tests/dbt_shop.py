@@ -15,12 +15,24 @@ Used by the dbt tests on DuckDB (tests/contract/test_dbt_duckdb.py) and Trino
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-__all__ = ["DAYS", "TABLES", "ShopData", "expected_marts", "shop", "MART_KEYS"]
+import luigi
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+__all__ = ["DAYS", "MART_KEYS", "TABLES", "ShopData", "build", "create_duckdb_raw", "expected_marts",
+           "luigi_events", "mark_loads_done", "shop", "trino_raw_statements", "write_config"]
 
 DAYS = (dt.date(2026, 11, 26), dt.date(2026, 11, 27), dt.date(2026, 11, 28))
 UTC = dt.UTC
@@ -232,3 +244,105 @@ def _products_perf(state, live) -> list[tuple[Any, ...]]:
                     len({i["order_id"] for i in lines}), dates[0] if dates else None,
                     dates[-1] if dates else None))  # fmt: skip
     return out
+
+
+# ---------------------------------------------------------------------------------------- writing it
+
+
+def create_duckdb_raw(path: Path, tenant: str, data: ShopData) -> None:
+    """The raw tables of ``tenant`` in the DuckDB file, laid out as LoadIceberg's DuckDB warehouse does."""
+    import duckdb
+
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {tenant}")
+        for table, cols in TABLES.items():
+            defs = ", ".join(f"{c} {t}" for c, t, _ in cols + META_COLUMNS)
+            con.execute(f"CREATE OR REPLACE TABLE {tenant}.{table} ({defs})")
+            marks = ", ".join("?" for _ in cols + META_COLUMNS)
+            con.executemany(f"INSERT INTO {tenant}.{table} VALUES ({marks})", data.tuples(table))
+
+
+def trino_raw_statements(catalog: str, tenant: str, data: ShopData) -> list[tuple[str, list[Any]]]:
+    """(SQL, bound values) creating the raw Iceberg tables of ``tenant``, partitioned by _mozart_date."""
+    out: list[tuple[str, list[Any]]] = [(f"CREATE SCHEMA IF NOT EXISTS {catalog}.{tenant}", [])]
+    for table, cols in TABLES.items():
+        defs = ", ".join(f"{c} {t}" for c, _, t in cols + META_COLUMNS)
+        out.append((f"CREATE TABLE {catalog}.{tenant}.{table} ({defs}) "
+                    "WITH (partitioning = ARRAY['_mozart_date'])", []))  # fmt: skip
+        rows = data.tuples(table)
+        marks = "(" + ", ".join("?" for _ in cols + META_COLUMNS) + ")"
+        out.append((f"INSERT INTO {catalog}.{tenant}.{table} VALUES {', '.join(marks for _ in rows)}",
+                    [value for row in rows for value in row]))  # fmt: skip
+    return out
+
+
+def write_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tenants: list[str], *,
+                 profile: str) -> Path:  # fmt: skip
+    """A config dir with the repo's tables.yaml and ``tenants`` (dummy SQLite sources), selected by env."""
+    from mozart_luigi.config import reset_config_cache
+    from mozart_luigi.targets import clear_marker_cache
+
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(exist_ok=True)
+    shutil.copy(REPO / "config" / "tables.yaml", config_dir / "tables.yaml")
+    body = {t: {"source": {"kind": "sqlite", "path": str(tmp_path / f"{t}.sqlite")}} for t in tenants}
+    (config_dir / "tenants.yaml").write_text(yaml.safe_dump({"tenants": body}), encoding="utf-8")
+    monkeypatch.setenv("MOZART_CONFIG_DIR", str(config_dir))
+    monkeypatch.setenv("MOZART_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MOZART_PROFILE", profile)
+    for name in ("MOZART_DUCKDB_PATH", "MOZART_REPORT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    if profile == "local":
+        monkeypatch.delenv("MOZART_LAKE_URL", raising=False)
+    reset_config_cache()
+    clear_marker_cache()
+    return config_dir
+
+
+def mark_loads_done(tenant: str, date: dt.date) -> None:
+    """Record LoadIceberg markers for the tenant's tables (their raw tables were written by the test)."""
+    from mozart_luigi.config import get_config
+    from mozart_luigi.tasks.load import LoadIceberg
+    from mozart_luigi.warehouse import Marker, open_warehouse
+
+    config = get_config()
+    with open_warehouse(config.settings, tenant=tenant) as warehouse:
+        for table in config.tables_for(tenant):
+            task = LoadIceberg(tenant=tenant, table=table.name, date=date)
+            warehouse.write_marker(Marker(task_family="LoadIceberg", task_id=task.task_id, tenant=tenant,
+                                          date=date, table=table.name, rows=0, details={"test": True}))
+
+
+def build(*tasks: luigi.Task, workers: int = 1) -> luigi.execution_summary.LuigiRunResult:
+    """``luigi.build`` with the local scheduler (luigi warns about a luigi.cfg alias key; ignore that)."""
+    luigi.task_register.Register.clear_instance_cache()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=luigi.parameter.UnconsumedParameterWarning)
+        return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, workers=workers)
+
+
+@dataclass
+class Events:
+    succeeded: list[str] = field(default_factory=list)
+    failed: dict[str, BaseException] = field(default_factory=dict)
+
+
+@contextmanager
+def luigi_events(task_class: type[luigi.Task]) -> Iterator[Events]:
+    """Collect SUCCESS / FAILURE events of ``task_class`` (in-process: use workers=1)."""
+    events = Events()
+
+    def on_success(task: luigi.Task) -> None:
+        events.succeeded.append(task.task_id)
+
+    def on_failure(task: luigi.Task, exc: BaseException) -> None:
+        events.failed[task.task_id] = exc
+
+    callbacks = luigi.Task._event_callbacks.setdefault(task_class, {})
+    callbacks.setdefault(luigi.Event.SUCCESS, set()).add(on_success)
+    callbacks.setdefault(luigi.Event.FAILURE, set()).add(on_failure)
+    try:
+        yield events
+    finally:
+        callbacks[luigi.Event.SUCCESS].discard(on_success)
+        callbacks[luigi.Event.FAILURE].discard(on_failure)

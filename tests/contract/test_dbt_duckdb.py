@@ -1,0 +1,119 @@
+"""dbt on the DuckDB target: marts equal an independent computation; DbtRun through Luigi, twice; a tenant
+whose data breaks a dbt test fails with the test named while another tenant completes.
+
+Raw tables are written with the duckdb module in a temporary warehouse file (the layout LoadIceberg's DuckDB
+warehouse produces), and LoadIceberg's markers are recorded so that DbtRun's requirements are complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dbt_shop import (
+    DAYS,
+    MART_KEYS,
+    build,
+    create_duckdb_raw,
+    expected_marts,
+    luigi_events,
+    mark_loads_done,
+    shop,
+    write_config,
+)
+
+from mozart_luigi.config import get_config
+from mozart_luigi.dbt_runner import DbtFailure, run_dbt
+from mozart_luigi.tasks.dbt import DbtRun
+from mozart_luigi.warehouse import open_warehouse
+
+pytestmark = pytest.mark.contract
+GOOD, BAD = "shop_good", "shop_bad"
+RUN_DATE = DAYS[-1]
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    write_config(tmp_path, monkeypatch, [GOOD, BAD], profile="local")
+    path = get_config().settings.duckdb_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    create_duckdb_raw(path, GOOD, shop(1))
+    create_duckdb_raw(path, BAD, shop(2, bad_status=True))
+    return path
+
+
+def marts(path: Path, tenant: str) -> dict[str, list[tuple[Any, ...]]]:
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {mart: [tuple(r) for r in con.execute(f"SELECT * FROM {tenant}_mart.{mart} ORDER BY {key}")
+                       .fetchall()] for mart, key in MART_KEYS.items()}  # fmt: skip
+
+
+def schemas(path: Path) -> set[str]:
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {r[0] for r in con.execute("SELECT schema_name FROM information_schema.schemata").fetchall()}
+
+
+def test_marts_equal_an_independent_computation_as_of_each_run_date(warehouse: Path) -> None:
+    settings = get_config().settings
+    tables = get_config().tables_for(GOOD)
+    for run_date in (DAYS[1], DAYS[2]):
+        result = run_dbt(GOOD, run_date, settings=settings, tables=tables)
+        assert result.ok and result.models_built == 9 and not result.failed
+        assert marts(warehouse, GOOD) == expected_marts(shop(1), run_date), f"as of {run_date}"
+    assert {f"{GOOD}_staging", f"{GOOD}_intermediate", f"{GOOD}_mart"} <= schemas(warehouse)
+    assert not any(s.startswith(BAD + "_") for s in schemas(warehouse))
+
+
+def test_a_broken_dbt_test_names_the_tenant_and_the_test_and_a_fix_converges(warehouse: Path) -> None:
+    with pytest.raises(DbtFailure) as caught:
+        run_dbt(BAD, RUN_DATE, settings=get_config().settings, tables=get_config().tables_for(BAD))
+    text = str(caught.value)
+    assert text.startswith(f"tenant '{BAD}': dbt build for {RUN_DATE} (target local) failed: 1 node(s)")
+    assert "test accepted_values_stg_orders_status__placed__shipped__delivered__cancelled (fail" in text
+    assert caught.value.result is not None
+    skipped = {n.name for n in caught.value.result.nodes if n.status == "skipped"}
+    assert {"int_order_lines", "daily_revenue"} <= skipped  # nothing downstream of the failure was built
+
+    create_duckdb_raw(warehouse, BAD, shop(2))  # the source data is fixed: the next run converges
+    result = run_dbt(BAD, RUN_DATE, settings=get_config().settings, tables=get_config().tables_for(BAD))
+    assert result.ok
+    assert marts(warehouse, BAD) == expected_marts(shop(2), RUN_DATE)
+
+
+def test_dbt_run_through_luigi_twice_one_tenant_failing(warehouse: Path) -> None:
+    settings = get_config().settings
+    for tenant in (GOOD, BAD):
+        mark_loads_done(tenant, RUN_DATE)
+    good, bad = DbtRun(tenant=GOOD, date=RUN_DATE), DbtRun(tenant=BAD, date=RUN_DATE)
+
+    with luigi_events(DbtRun) as events:
+        first = build(good, bad)
+    assert events.succeeded == [good.task_id]
+    assert set(events.failed) == {bad.task_id}
+    message = str(events.failed[bad.task_id])
+    assert f"tenant '{BAD}'" in message and "accepted_values_stg_orders_status" in message
+    assert not first.scheduling_succeeded  # a failed task makes the run fail (non-zero exit for cron)
+
+    assert marts(warehouse, GOOD) == expected_marts(shop(1), RUN_DATE)
+    report = settings.report_dir / "dbt" / GOOD / RUN_DATE.isoformat() / "run_results.json"
+    statuses = {r["status"] for r in json.loads(report.read_text())["results"]}
+    assert statuses == {"success", "pass"}
+    with open_warehouse(settings) as wh:
+        markers = {m.tenant: m for m in wh.markers(None, RUN_DATE) if m.task_family == "DbtRun"}
+    assert set(markers) == {GOOD}
+    assert markers[GOOD].rows == 9 and markers[GOOD].table is None
+    assert markers[GOOD].details["counts"]["test:pass"] == 44
+    report_mtime = report.stat().st_mtime_ns
+
+    with luigi_events(DbtRun) as again:
+        second = build(DbtRun(tenant=GOOD, date=RUN_DATE))
+    assert second.scheduling_succeeded and again.succeeded == [] and again.failed == {}
+    assert "complete ones were encountered" in second.summary_text
+    assert report.stat().st_mtime_ns == report_mtime
+    assert marts(warehouse, GOOD) == expected_marts(shop(1), RUN_DATE)
