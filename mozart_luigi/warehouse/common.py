@@ -1,9 +1,9 @@
 """What both warehouses share: identifier quoting, the marker row layout, the per-process marker cache and
 the crash hook used by the convergence test.
 
-``MOZART_TEST_CRASH_AT=after_delete`` makes :func:`crash_point` kill the current process (SIGKILL, like an
-OOM kill or ``kill -9``) right after a partition was deleted and before it is re-inserted. Tests use it to
-prove a rerun converges; it is a no-op when the variable is unset.
+``MOZART_TEST_CRASH_AT=after_delete`` makes :func:`crash_point` (the extract's hook, re-exported) kill the
+current process (SIGKILL, like an OOM kill or ``kill -9``) right after a partition was deleted and before
+it is re-inserted. Tests use it to prove a rerun converges; it is a no-op when the variable is unset.
 """
 
 from __future__ import annotations
@@ -26,17 +26,16 @@ import datetime as dt
 import json
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from mozart_luigi.parquet import crash_point
 from mozart_luigi.settings import Settings
 from mozart_luigi.warehouse.base import Marker
 
 log = logging.getLogger(__name__)
-CRASH_ENV = "MOZART_TEST_CRASH_AT"
 MARKER_COLUMNS = (
     "task_family",
     "task_id",
@@ -62,13 +61,6 @@ def qualified(*parts: str) -> str:
 
 def placeholders(count: int) -> str:
     return ", ".join("?" * count)
-
-
-def crash_point(name: str) -> None:
-    """Kill this process when ``MOZART_TEST_CRASH_AT`` names this point (crash tests only)."""
-    if os.environ.get(CRASH_ENV) == name:
-        log.error("%s=%s: killing process %d on purpose", CRASH_ENV, name, os.getpid())
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def warehouse_key(settings: Settings) -> str:
