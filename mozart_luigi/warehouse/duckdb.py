@@ -58,7 +58,7 @@ def _sql(name: str, **identifiers: str) -> str:
 class DuckDBWarehouse(Warehouse):
     """One file: schema ``{tenant}``, tables ``{tenant}.{table}``, markers in ``mozart_meta.task_markers``."""
 
-    def __init__(self, path: Path, *, lock_attempts: int = 8, lock_delay: float = 0.2) -> None:
+    def __init__(self, path: Path, *, lock_attempts: int = 12, lock_delay: float = 0.2) -> None:
         self.path = Path(path)
         self.key = f"duckdb://{self.path}"
         self._lock_attempts = lock_attempts
@@ -73,7 +73,7 @@ class DuckDBWarehouse(Warehouse):
     def _connect(self) -> Iterator[Conn]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = retrying(self._open, what=f"opening {self.path}", attempts=self._lock_attempts,
-                        base_delay=self._lock_delay, max_delay=2.0)  # fmt: skip
+                        base_delay=self._lock_delay, max_delay=5.0)  # fmt: skip
         try:
             yield conn
         finally:

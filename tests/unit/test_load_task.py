@@ -120,13 +120,19 @@ def test_count_mismatch_fails_without_a_marker(local: Path):
     assert not task.complete()
 
 
-def test_output_is_pure_and_one_writer_per_table(monkeypatch: pytest.MonkeyPatch):
+def test_output_is_pure(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("MOZART_CONFIG_DIR", "/nonexistent")  # output() must not read config or connect
     task = LoadIceberg(tenant="acme", table="orders", date=DAY)
     target = task.output()
     assert isinstance(target, MarkerTarget) and target.task_id == task.task_id
-    assert task.resources == {"iceberg_acme_orders": 1}
     assert task.requires() == ExtractTable(tenant="acme", table="orders", date=DAY)
+
+
+def test_one_writer_per_table(local: Path):
+    resources = LoadIceberg(tenant=TENANT, table="orders", date=DAY).resources
+    assert resources[f"iceberg_{TENANT}_orders"] == 1
+    other = LoadIceberg(tenant=TENANT, table="customers", date=DAY).resources
+    assert other[f"iceberg_{TENANT}_customers"] == 1
 
 
 def test_bulk_complete_answers_a_range_in_one_go(local: Path):
