@@ -124,18 +124,22 @@ class Connector(ABC):
         if "engine" in self.__dict__:
             self.engine.dispose()
 
-    def connect(self) -> sa.Connection:
-        """A connection, retrying while the database is unreachable (bounded backoff)."""
+    def connect(self, table: TableConfig | None = None) -> sa.Connection:
+        """A connection, retrying while the database is unreachable (bounded backoff).
+
+        Raises :class:`SourceUnavailableError` after the last attempt, :class:`SourceError` at once when
+        the server refuses (password, unknown database); ``table`` is only named in the message.
+        """
         return retrying(
-            self._connect_once,
+            lambda: self._connect_once(table),
             what=f"tenant '{self.tenant.id}': connect to {self.source.describe()}",
             attempts=self._attempts,
             base_delay=self._base_delay,
             sleep=self._sleep,
         )
 
-    def _connect_once(self) -> sa.Connection:
-        with self.errors("cannot connect to"):
+    def _connect_once(self, table: TableConfig | None) -> sa.Connection:
+        with self.errors("cannot connect to", table):
             return self.engine.connect()
 
     # ----------------------------------------------------------------------------------- snapshot
@@ -144,7 +148,7 @@ class Connector(ABC):
         """Open one consistent read snapshot of ``table`` (restricted to ``window`` when given)."""
         from mozart_luigi.connectors.snapshot import Snapshot
 
-        conn = self.connect()
+        conn = self.connect(table)
         try:
             with self.errors("cannot open a read snapshot on", table):
                 self.begin_snapshot(conn)
@@ -283,8 +287,8 @@ class Connector(ABC):
         message = redact(" ".join(str(orig).split()), self.source.secrets())
         code = self.error_code(orig)
         where = f"{action} {self.source.describe()}"
-        if table is not None:
-            where += f" (table {table.source_name!r})"
+        if table is not None and table.source_name != table.name:
+            where += f" (source table {table.source_name!r})"
         cls = SourceUnavailableError if self.is_transient(exc) else SourceError
         text = f"{where}: {message}" + (f" [{code}]" if code else "")
         return cls(text, tenant=self.tenant.id, table=table.name if table else None)
