@@ -41,8 +41,15 @@ class LoadIceberg(TenantDateTask):
 
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
-        """One writer per target table; different tables load in parallel."""
-        return {f"iceberg_{self.tenant}_{self.table}": 1}
+        """One writer per target table; different tables load in parallel.
+
+        In profile ``local`` also ``duckdb_writer`` (as ``DbtRun``): DuckDB lets one process write the file,
+        and a dbt build holds it for seconds, so with several workers a load would otherwise time out.
+        """
+        resources = {f"iceberg_{self.tenant}_{self.table}": 1}
+        if self.config.settings.profile == "local":
+            resources["duckdb_writer"] = 1
+        return resources
 
     def requires(self) -> luigi.Task:
         return ExtractTable(tenant=self.tenant, table=self.table, date=self.date)
@@ -65,7 +72,7 @@ class LoadIceberg(TenantDateTask):
             warehouse.replace_partition(self.tenant, self.table, manifest, Lake.from_settings(settings))
             progress.update(2, f"{self.tenant}.{self.table} {self.date}: verifying the row count")
             rows = self._verify(warehouse, manifest)
-            warehouse.write_marker(self._marker(manifest, rows, changes))
+            warehouse.write_marker(self._marker(manifest, rows, changes, seconds=time.monotonic() - started))
         seconds = time.monotonic() - started
         progress.update(4, f"{self.tenant}.{self.table} {self.date}: loaded {rows} row(s) in {seconds:.1f}s")
         log.info("loaded tenant=%s table=%s date=%s rows=%d files=%d bytes=%d seconds=%.2f changes=%s",
@@ -100,9 +107,9 @@ class LoadIceberg(TenantDateTask):
                                     tenant=self.tenant, table=self.table)  # fmt: skip
         return rows
 
-    def _marker(self, manifest: Manifest, rows: int, changes: list[str]) -> Marker:
+    def _marker(self, manifest: Manifest, rows: int, changes: list[str], *, seconds: float = 0.0) -> Marker:
         details: dict[str, Any] = {"run_id": manifest.run_id, "files": [f.name for f in manifest.files],
-                                   "changes": changes,
+                                   "changes": changes, "seconds": round(seconds, 3),
                                    "extracted_at": manifest.extracted_at.isoformat()}  # fmt: skip
         return Marker(task_family=self.task_family, task_id=self.task_id, tenant=self.tenant, date=self.date,
                       table=self.table, rows=rows, details=details)  # fmt: skip
