@@ -1,0 +1,259 @@
+"""Load benchmark (issue #4): LoadIceberg end to end vs the bare Trino INSERT, and bulk completeness checks.
+
+Needs the stack (``eval "$(scripts/stack env)"``). Everything it creates lives under unique names
+(tenant ``bench_<hex>``, lake prefix ``s3://raw/_bench/<hex>``) and is dropped at the end.
+
+1. **Load**: one Parquet date folder of ``--rows`` rows (8 typical columns, written with pyarrow, a manifest
+   as ExtractTable writes it). Measured side by side, alternating, ``--repeat`` times, median reported:
+   - ``LoadIceberg`` through ``luigi.build`` (ensure_table, raw table, DELETE, INSERT ... SELECT, count,
+     marker), the extract being complete;
+   - the limit: a bare ``INSERT INTO iceberg... SELECT * FROM raw...`` over the same files into a table of
+     the same layout (the raw table already exists; nothing else happens).
+2. **Completeness of 2,000 LoadIceberg tasks** (``--tenants`` x ``--tables``, one date): markers written by
+   ``--writers`` threads, one INSERT per task as LoadIceberg does (so the markers table gets one file per
+   task, like a real day), then, from a cold cache: ``complete()`` on every task (one query per tenant and
+   date), ``LoadIceberg.bulk_complete`` (one query), and Luigi scheduling a wrapper over all of them.
+
+Usage: ``.venv/bin/python benchmarks/load.py [--rows 1500000] [--repeat 3] [--tenants 20 --tables 100]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import sys
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import luigi
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+from mozart_luigi.config import get_config, reset_config_cache
+from mozart_luigi.lake import Lake
+from mozart_luigi.manifest import Manifest, PartFile
+from mozart_luigi.targets import clear_marker_cache
+from mozart_luigi.tasks.load import LoadIceberg
+from mozart_luigi.warehouse import Marker
+from mozart_luigi.warehouse.trino import TrinoWarehouse
+
+DAY = dt.date(2026, 11, 25)
+PART_ROWS = 1_000_000
+
+
+def main() -> None:
+    args = _args()
+    run = uuid.uuid4().hex[:8]
+    with _environment(run, args.tenants, args.tables) as tenants:
+        results = {"rows": args.rows}
+        if args.rows:
+            results["load"] = bench_load(tenants[0], args.rows, args.repeat)
+        if args.tenants and args.tables:
+            results["completeness"] = bench_completeness(tenants, args.tables, args.writers)
+    print(json.dumps(results, indent=2))
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_500_000, help="rows of the load benchmark (0: skip)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tenants", type=int, default=20, help="tenants of the completeness check (0: skip)")
+    parser.add_argument("--tables", type=int, default=100)
+    parser.add_argument("--writers", type=int, default=4, help="threads writing the markers")
+    return parser.parse_args()
+
+
+# ------------------------------------------------------------------------------------------ set-up
+@contextmanager
+def _environment(run: str, tenants: int, tables: int) -> Iterator[list[str]]:
+    """A config dir with bench tenants (never contacted: their extracts are complete) and a bench lake."""
+    import os
+    import tempfile
+
+    names = [f"bench_{run}_{i:02d}" for i in range(max(tenants, 1))]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp)
+        tenant_body = {"source": {"kind": "sqlite", "path": str(config / "none.sqlite")}}
+        (config / "tenants.yaml").write_text(yaml.safe_dump({"tenants": dict.fromkeys(names, tenant_body)}))
+        table_names = ["facts"] + [f"t{i:03d}" for i in range(tables)]
+        (config / "tables.yaml").write_text(
+            yaml.safe_dump({"tables": {t: {"mode": "full"} for t in table_names}})
+        )
+        os.environ.update(MOZART_CONFIG_DIR=str(config), MOZART_LAKE_URL=f"s3://raw/_bench/{run}")
+        reset_config_cache()
+        settings = get_config().settings
+        try:
+            yield names
+        finally:
+            warehouse = TrinoWarehouse.from_settings(settings)
+            for tenant in names:
+                warehouse.drop_tenant(tenant)
+            lake = Lake.from_settings(settings)
+            lake.filesystem.delete_dir_contents(lake.fs_path(lake.url), missing_dir_ok=True)
+
+
+def bench_data(rows: int) -> pa.Table:
+    ids = pa.array(range(1, rows + 1), pa.int64())
+    base = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    micros = pc.multiply(ids, 500_000)
+    return pa.table({
+        "id": ids,
+        "qty": pc.cast(pc.bit_wise_and(pc.multiply(ids, 7919), 0xFFFF), pa.int32()),
+        "price": pc.cast(pc.divide(pc.cast(pc.bit_wise_and(pc.multiply(ids, 31), 0xFFFFF), pa.float64()),
+                                   100),
+                         pa.decimal128(12, 2)),
+        "score": pc.divide(pc.cast(ids, pa.float64()), 7.0),
+        "label": pc.binary_join_element_wise("item-", pc.cast(pc.bit_wise_and(ids, 0xFFF), pa.string()), ""),
+        "created_at": pc.cast(pc.add(pc.cast(micros, pa.int64()), 1_577_836_800_000_000), pa.timestamp("us")),
+        "updated_at": pc.cast(pc.add(micros, int(base.timestamp() * 1e6)), pa.timestamp("us", tz="UTC")),
+        "active": pc.equal(pc.bit_wise_and(ids, 1), 0),
+    })  # fmt: skip
+
+
+def publish(lake: Lake, tenant: str, table: str, data: pa.Table) -> Manifest:
+    folder = lake.date_url(tenant, table, DAY)
+    run_id = uuid.uuid4().hex[:8]
+    files = []
+    for n, start in enumerate(range(0, data.num_rows, PART_ROWS)):
+        name = f"part-{run_id}-{n:05d}.parquet"
+        with lake.open_output(f"{folder}/{name}") as out:
+            pq.write_table(data.slice(start, PART_ROWS), out, compression="zstd")
+        size = lake.filesystem.get_file_info(lake.fs_path(f"{folder}/{name}")).size
+        files.append(PartFile(name, min(PART_ROWS, data.num_rows - start), size))
+    manifest = Manifest(tenant=tenant, table=table, date=DAY, mode="full", row_count=data.num_rows,
+                        source_count=data.num_rows, files=tuple(files), schema=data.schema,
+                        extracted_at=dt.datetime.now(dt.UTC), run_id=run_id)  # fmt: skip
+    lake.write_manifest(manifest)
+    return manifest
+
+
+def _build(*tasks: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
+    luigi.task_register.Register.clear_instance_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, log_level="WARNING")
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------------------------- load
+def bench_load(tenant: str, rows: int, repeat: int) -> dict[str, object]:
+    settings = get_config().settings
+    lake = Lake.from_settings(settings)
+    data = bench_data(rows)
+    manifest = publish(lake, tenant, "facts", data)
+    warehouse = TrinoWarehouse.from_settings(settings, tenant=tenant)
+    task = LoadIceberg(tenant=tenant, table="facts", date=DAY)
+
+    def ours() -> None:
+        warehouse.delete_markers([task.task_id])
+        clear_marker_cache()
+        result = _build(LoadIceberg(tenant=tenant, table="facts", date=DAY))
+        if not result.scheduling_succeeded:
+            raise SystemExit(result.summary_text)
+
+    ours()  # warm-up: creates the schemas, the table and the raw table
+    bare_sql = _bare_table(warehouse, tenant, manifest, lake)
+    timings: dict[str, list[float]] = {"LoadIceberg (luigi.build)": [], "bare INSERT ... SELECT": []}
+    for _ in range(repeat):
+        timings["LoadIceberg (luigi.build)"].append(_timed(ours))
+        warehouse.query(f'DELETE FROM iceberg."{tenant}"."bare"')
+        timings["bare INSERT ... SELECT"].append(_timed(lambda: warehouse.query(bare_sql)))
+    medians = {name: round(statistics.median(values), 2) for name, values in timings.items()}
+    ours_s, bare_s = medians.values()
+    return {"rows": rows, "files": len(manifest.files), "bytes": sum(f.bytes for f in manifest.files),
+            "seconds_median": medians, "all_seconds": timings,
+            "overhead_pct": round(100 * (ours_s - bare_s) / bare_s, 1)}  # fmt: skip
+
+
+def _bare_table(warehouse: TrinoWarehouse, tenant: str, manifest: Manifest, lake: Lake) -> str:
+    """An Iceberg table of the same layout and the INSERT ... SELECT * the limit runs."""
+    warehouse.query(f'CREATE TABLE iceberg."{tenant}"."bare" (LIKE iceberg."{tenant}"."facts")'
+                    " WITH (partitioning = ARRAY['_mozart_date'])")  # fmt: skip
+    listing = ("SELECT table_name FROM raw.information_schema.tables "
+               "WHERE table_schema = ? AND table_name LIKE 'facts\\_\\_%' ESCAPE '\\'")
+    (raw,) = [r[0] for r in warehouse.query(listing,
+                                            [tenant])]  # fmt: skip
+    return (f'INSERT INTO iceberg."{tenant}"."bare" SELECT id, qty, price, score, label, created_at, '
+            "with_timezone(updated_at, 'UTC'), active, DATE '2026-11-25', current_timestamp "
+            f"FROM raw.\"{tenant}\".\"{raw}\" WHERE \"_mozart_folder\" = '2026-11-25'")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- completeness
+def bench_completeness(tenants: list[str], tables: int, writers: int) -> dict[str, object]:
+    settings = get_config().settings
+    tasks = [LoadIceberg(tenant=t, table=f"t{i:03d}", date=DAY) for t in tenants for i in range(tables)]
+    warehouse = TrinoWarehouse.from_settings(settings)
+    local = threading.local()
+
+    def write(task: LoadIceberg) -> None:
+        if not hasattr(local, "warehouse"):
+            local.warehouse = TrinoWarehouse.from_settings(settings)
+        local.warehouse.write_marker(Marker(task.task_family, task.task_id, task.tenant, DAY,
+                                            table=task.table,
+                                            rows=1))  # fmt: skip
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(writers) as pool:
+        list(pool.map(write, tasks))
+    write_s = time.perf_counter() - started
+    files = warehouse.query('SELECT count(*) FROM iceberg.mozart_meta."task_markers$files" '
+                            "WHERE partition.run_date = ?", [DAY])[0][0]  # fmt: skip
+    result = {
+        "tasks": len(tasks),
+        "marker_writes_seconds": round(write_s, 1),
+        "marker_files_for_the_date": files,
+    }
+    result.update(_check_all(tasks, "before compaction"))
+    warehouse.query("ALTER TABLE iceberg.mozart_meta.task_markers EXECUTE optimize WHERE run_date = ?", [DAY])
+    result.update(_check_all(tasks, "after optimize"))
+    return result
+
+
+def _check_all(tasks: list[LoadIceberg], label: str) -> dict[str, float]:
+    clear_marker_cache()
+    per_task = _timed(lambda: _assert_all(t.complete() for t in tasks))
+    clear_marker_cache()
+    pairs_bulk = _timed(lambda: _assert_all(_bulk_all(tasks)))
+    clear_marker_cache()
+    scheduling = _timed(lambda: _build(_All(ids=tuple((t.tenant, t.table) for t in tasks))))
+    return {f"{label}: complete() x{len(tasks)} (1 query per tenant)": round(per_task, 2),
+            f"{label}: prefetch all + complete() x{len(tasks)} (1 query)": round(pairs_bulk, 2),
+            f"{label}: luigi.build of a wrapper over all": round(scheduling, 2)}  # fmt: skip
+
+
+def _bulk_all(tasks: list[LoadIceberg]) -> Iterator[bool]:
+    from mozart_luigi.targets import prefetch_markers
+
+    prefetch_markers("LoadIceberg", {(t.tenant, t.date) for t in tasks})
+    return (t.complete() for t in tasks)
+
+
+def _assert_all(values: Iterator[bool]) -> None:
+    if not all(values):
+        raise SystemExit("a task with a marker was reported incomplete")
+
+
+class _All(luigi.WrapperTask):
+    ids = luigi.ListParameter()
+
+    def requires(self) -> list[LoadIceberg]:
+        return [LoadIceberg(tenant=tenant, table=table, date=DAY) for tenant, table in self.ids]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

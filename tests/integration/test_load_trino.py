@@ -1,0 +1,276 @@
+"""LoadIceberg on the real stack: PostgreSQL / MariaDB -> ExtractTable -> s3://raw -> Trino -> Iceberg.
+
+Every test uses a unique tenant id (``t_<hex>``: the Iceberg and raw schemas) and lake prefix
+(``s3://raw/_test/<uuid>``), dropped afterwards. Pipelines run through ``luigi.build``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import extract_helpers
+import pytest
+import test_extract_mysql as mysql_cases
+import test_extract_postgres as pg_cases
+from extract_helpers import build, mysql_tenant, pg_tenant, write_config
+
+from mozart_luigi.config import get_config
+from mozart_luigi.errors import LoadError, SchemaDriftError
+from mozart_luigi.lake import Lake
+from mozart_luigi.tasks.load import LoadIceberg
+from mozart_luigi.warehouse.trino import TrinoQueryFailed, TrinoWarehouse
+
+pytestmark = pytest.mark.integration
+pg_schema = extract_helpers.pg_schema
+mysql_db = extract_helpers.mysql_db
+DAY = extract_helpers.DAY
+UTC = dt.UTC
+
+
+class Stack:
+    """One test's tenant on the stack: config written, Trino at hand, everything dropped afterwards."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.tenant = f"t_{uuid.uuid4().hex[:12]}"
+        self.lake_url = f"s3://raw/_test/{uuid.uuid4().hex}"
+        self._tmp, self._monkeypatch = tmp_path, monkeypatch
+
+    def configure(self, source: dict[str, Any], tables: dict[str, Any]) -> None:
+        write_config(self._tmp, self._monkeypatch, {self.tenant: source}, tables, self.lake_url)
+
+    @property
+    def warehouse(self) -> TrinoWarehouse:
+        return TrinoWarehouse.from_settings(get_config().settings, tenant=self.tenant)
+
+    def load(self, table: str, date: dt.date = DAY) -> LoadIceberg:
+        return LoadIceberg(tenant=self.tenant, table=table, date=date)
+
+    def rows(self, table: str, columns: str = "*", date: dt.date = DAY) -> list[list[Any]]:
+        sql = f'SELECT {columns} FROM iceberg."{self.tenant}"."{table}" WHERE _mozart_date = ? ORDER BY 1'
+        return self.warehouse.query(sql, [date])
+
+    def snapshots(self, table: str) -> int:
+        return self.warehouse.query(f'SELECT count(*) FROM iceberg."{self.tenant}"."{table}$snapshots"')[0][0]
+
+    def force(self, table: str, date: dt.date = DAY) -> None:
+        """Forget the extract (manifest) and the load (marker) of one date, as an operator would."""
+        lake = Lake.from_settings(get_config().settings)
+        lake.delete_file(lake.manifest_url(self.tenant, table, date))
+        self.warehouse.delete_markers([self.load(table, date).task_id])
+
+    def cleanup(self) -> None:
+        try:
+            settings = get_config().settings
+        except Exception:  # noqa: BLE001 - configure() was never called: nothing to drop
+            return
+        TrinoWarehouse.from_settings(settings).drop_tenant(self.tenant)
+        lake = Lake(self.lake_url, settings)
+        lake.filesystem.delete_dir_contents(lake.fs_path(self.lake_url), missing_dir_ok=True)
+
+
+@pytest.fixture
+def stack(stack_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    monkeypatch.delenv("MOZART_TEST_CRASH_AT", raising=False)
+    env = Stack(tmp_path, monkeypatch)
+    yield env
+    env.cleanup()
+
+
+def _same(got: Any, want: Any) -> bool:
+    if isinstance(want, float) and math.isnan(want):
+        return isinstance(got, float) and math.isnan(got)
+    if isinstance(got, list) and isinstance(want, list):
+        return len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want, strict=True))
+    return type(got) is type(want) and got == want or (isinstance(got, Decimal | float) and got == want)
+
+
+def _check_row(stack: Stack, table: str, expected: dict[str, Any], *, key: int = 1) -> None:
+    names = list(expected)
+    columns = ", ".join(f'"{n.lower()}"' for n in names)
+    (row,) = [r for r in stack.rows(table, columns) if r[0] == key]
+    wrong = {n: (g, expected[n]) for n, g in zip(names, row, strict=True) if not _same(g, expected[n])}
+    assert not wrong, wrong
+
+
+# ------------------------------------------------------------------------------------- type cases
+PG_ICEBERG_TYPES = {
+    "id": "integer", "n_free": "decimal(38,10)", "n_12_3": "decimal(12,3)", "n_50": "varchar",
+    "ts_tz": "timestamp(6) with time zone", "ts": "timestamp(6)", "t": "time(6)", "raw": "varbinary",
+    "ints": "array(integer)", "texts": "array(varchar)", "flag": "boolean", "r": "real", "d": "double",
+    "s": "integer", "b": "bigint", "day": "date", "money_": "decimal(19,2)",
+    "amounts": "array(decimal(10,2))",
+}  # fmt: skip
+
+
+def test_every_pg_type_case_reaches_iceberg_exactly(stack: Stack, pg_schema) -> None:
+    engine, schema = pg_schema
+    pg_cases.setup_types(engine, schema)
+    stack.configure(pg_tenant(schema), {"types": {"mode": "full"}})
+    result = build(stack.load("types"))
+    assert result.scheduling_succeeded, result.summary_text
+    types = dict(stack.warehouse.query(
+        "SELECT column_name, data_type FROM iceberg.information_schema.columns "
+        "WHERE table_schema = ? AND table_name = 'types'", [stack.tenant]))  # fmt: skip
+    assert {k: types[k] for k in PG_ICEBERG_TYPES} == PG_ICEBERG_TYPES
+    expected = {"id": 1, "r": math.nan, **{k: v for k, v in pg_cases.EXPECTED_ROW.items() if k != "id"}}
+    _check_row(stack, "types", expected)
+    assert stack.rows("types", "id, d, r, flag")[1] == [2, math.inf, 3.5, False]
+    assert all(v is None for v in stack.rows("types", ", ".join(f'"{k}"' for k in expected))[2][1:])
+
+
+def test_every_mysql_type_case_reaches_iceberg_exactly(stack: Stack, mysql_db) -> None:
+    engine, prefix = mysql_db
+    name = mysql_cases.setup_types(engine, prefix)
+    stack.configure(mysql_tenant(), {"types": {"source_name": name, "mode": "full"}})
+    result = build(stack.load("types"))
+    assert result.scheduling_succeeded, result.summary_text
+    _check_row(stack, "types", mysql_cases.EXPECTED_ROW)
+    types = dict(stack.warehouse.query(
+        "SELECT column_name, data_type FROM iceberg.information_schema.columns "
+        "WHERE table_schema = ? AND table_name = 'types'", [stack.tenant]))  # fmt: skip
+    assert (types["big_u"], types["tiny_u"], types["ts6"], types["t6"]) == (
+        "decimal(20,0)",
+        "integer",
+        "timestamp(6) with time zone",
+        "time(6)",
+    )
+
+
+def test_hostile_names_are_quoted(stack: Stack, pg_schema) -> None:
+    engine, schema = pg_schema
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE TABLE "{schema}"."select" ("from" text, "Where Now" int)')
+        conn.exec_driver_sql(f"""INSERT INTO "{schema}"."select" VALUES ('x''; DROP TABLE y; --', 7)""")
+    stack.configure(pg_tenant(schema), {"select": {"mode": "full"}})
+    assert build(stack.load("select")).scheduling_succeeded
+    assert stack.rows("select", '"from", "where now"') == [["x'; DROP TABLE y; --", 7]]
+
+
+# ---------------------------------------------------------------------------------- runs and reruns
+def _orders(engine, schema: str) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE TABLE "{schema}".orders (id int, qty int, updated_at timestamptz)')
+        conn.exec_driver_sql(f"""INSERT INTO "{schema}".orders VALUES (1, 10, '2026-11-24 10:00+00'),
+            (2, 20, '2026-11-25 10:00+00'), (3, 30, '2026-11-25 11:00+00')""")
+
+
+def test_second_run_does_nothing_and_forced_rerun_replaces_one_date(stack: Stack, pg_schema) -> None:
+    engine, schema = pg_schema
+    _orders(engine, schema)
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "incremental", "cursor": "updated_at"}})
+    before = DAY - dt.timedelta(days=1)
+    first = build(stack.load("orders", before), stack.load("orders"))
+    assert first.scheduling_succeeded, first.summary_text
+    assert stack.rows("orders", "id, qty") == [[2, 20], [3, 30]]
+    snapshots = stack.snapshots("orders")
+    other = stack.rows("orders", "id, qty, _mozart_extracted_at", before)
+    second = build(stack.load("orders", before), stack.load("orders"))
+    assert second.scheduling_succeeded and "ran successfully" not in second.summary_text
+    assert stack.snapshots("orders") == snapshots
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'UPDATE "{schema}".orders SET qty = 99 WHERE id = 3')
+        conn.exec_driver_sql(f"""INSERT INTO "{schema}".orders VALUES (4, 40, '2026-11-25 12:00+00')""")
+    stack.force("orders")
+    third = build(stack.load("orders", before), stack.load("orders"))
+    assert third.scheduling_succeeded, third.summary_text
+    assert stack.rows("orders", "id, qty") == [[2, 20], [3, 99], [4, 40]]
+    assert stack.rows("orders", "id, qty, _mozart_extracted_at", before) == other
+    delete = stack.warehouse.query(
+        f'SELECT summary FROM iceberg."{stack.tenant}"."orders$snapshots" '
+        "WHERE operation = 'delete' ORDER BY committed_at DESC LIMIT 1")[0][0]  # fmt: skip
+    assert delete["deleted-data-files"] != "0" and "added-delete-files" not in delete  # metadata-only
+
+
+def test_empty_table_loads_as_a_valid_empty_partition(stack: Stack, pg_schema) -> None:
+    engine, schema = pg_schema
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f'CREATE TABLE "{schema}".nothing (id bigint, amount numeric(10,2), at timestamptz)'
+        )
+    stack.configure(pg_tenant(schema), {"nothing": {"mode": "full"}})
+    assert build(stack.load("nothing")).scheduling_succeeded
+    assert stack.load("nothing").complete()
+    assert stack.warehouse.count_partition(stack.tenant, "nothing", DAY) == 0
+    (marker,) = stack.warehouse.markers(stack.tenant, DAY)
+    assert marker.rows == 0
+
+
+def test_drift_add_widen_then_narrow(stack: Stack, pg_schema) -> None:
+    engine, schema = pg_schema
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE TABLE "{schema}".items (id int, qty int, price numeric(10,2), r real)')
+        conn.exec_driver_sql(f'INSERT INTO "{schema}".items VALUES (1, 5, 1.25, 0.5)')
+    stack.configure(pg_tenant(schema), {"items": {"mode": "full"}})
+    day1, day2, day3 = DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)
+    assert build(stack.load("items", day1)).scheduling_succeeded
+    with engine.begin() as conn:
+        for ddl in ("ADD COLUMN note text", "ALTER COLUMN qty TYPE bigint",
+                    "ALTER COLUMN price TYPE numeric(14,2)",
+                    "ALTER COLUMN r TYPE double precision"):  # fmt: skip
+            conn.exec_driver_sql(f'ALTER TABLE "{schema}".items {ddl}')
+        conn.exec_driver_sql(
+            f"UPDATE \"{schema}\".items SET qty = 5000000000, price = 123456789012.25, note = 'n'"
+        )
+    assert build(stack.load("items", day2)).scheduling_succeeded
+    assert stack.rows("items", "id, qty, price, r, note", day1) == [[1, 5, Decimal("1.25"), 0.5, None]]
+    assert stack.rows("items", "id, qty, price, note", day2) == [
+        [1, 5000000000, Decimal("123456789012.25"), "n"]
+    ]
+    snapshots = stack.snapshots("items")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'UPDATE "{schema}".items SET qty = 7')
+        conn.exec_driver_sql(f'ALTER TABLE "{schema}".items ALTER COLUMN qty TYPE int')
+    failed = build(stack.load("items", day3))
+    assert not failed.scheduling_succeeded
+    with pytest.raises(SchemaDriftError, match=r"column 'qty': narrowing from bigint \(table\) to integer"):
+        stack.load("items", day3).run()
+    assert stack.snapshots("items") == snapshots
+    assert not stack.load("items", day3).complete()
+
+
+def test_a_run_killed_between_delete_and_insert_converges(stack: Stack, pg_schema) -> None:
+    engine, schema = pg_schema
+    _orders(engine, schema)
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "incremental", "cursor": "updated_at"}})
+    assert build(stack.load("orders")).scheduling_succeeded
+    stack.warehouse.delete_markers([stack.load("orders").task_id])
+    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.load import LoadIceberg; "
+              f"luigi.build([LoadIceberg(tenant={stack.tenant!r}, table='orders', "
+              "date=dt.date(2026, 11, 25))], "
+              "local_scheduler=True)")  # fmt: skip
+    env = {**os.environ, "MOZART_TEST_CRASH_AT": "after_delete"}
+    killed = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, timeout=300, check=False
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert stack.warehouse.count_partition(stack.tenant, "orders", DAY) == 0  # deleted, never re-inserted
+    assert not stack.load("orders").complete()
+    assert build(stack.load("orders")).scheduling_succeeded
+    assert stack.rows("orders", "id, qty") == [[2, 20], [3, 30]]
+
+
+# --------------------------------------------------------------------------------- the boundary
+def test_errors_keep_the_query_id_and_queries_carry_source_and_no_secret(stack: Stack, pg_schema) -> None:
+    engine, schema = pg_schema
+    _orders(engine, schema)
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
+    assert build(stack.load("orders")).scheduling_succeeded
+    with pytest.raises(TrinoQueryFailed, match=r"TABLE_NOT_FOUND.*\(query \d{8}_\d{6}_\d+_\w+\)") as info:
+        stack.warehouse.query(f'SELECT * FROM iceberg."{stack.tenant}".missing')
+    assert info.value.query_id and not info.value.retryable and isinstance(info.value, LoadError)
+    settings = get_config().settings
+    secrets = [s.reveal() for s in settings.secrets()]
+    ours = stack.warehouse.query(
+        "SELECT query FROM system.runtime.queries WHERE source = 'mozart-luigi' AND query LIKE ?",
+        [f"%{stack.tenant}%"])  # fmt: skip
+    assert any("INSERT INTO" in q for (q,) in ours)
+    assert not [q for (q,) in ours if any(s in q for s in secrets)]
