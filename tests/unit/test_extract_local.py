@@ -1,0 +1,204 @@
+"""Local profile: ExtractTable from a SQLite source into a file:// lake, through luigi.build, twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import warnings
+from decimal import Decimal
+from pathlib import Path
+
+import luigi
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from mozart_luigi.config import get_config, reset_config_cache
+from mozart_luigi.errors import SourceError, TypeMappingError
+from mozart_luigi.lake import Lake
+from mozart_luigi.manifest import MANIFEST_NAME
+from mozart_luigi.parquet import PartWriter
+from mozart_luigi.tasks.extract import ExtractTable
+
+pytestmark = pytest.mark.unit
+DAY = dt.date(2026, 11, 25)
+TABLES = {
+    "orders": {"mode": "incremental", "cursor": "updated_at", "primary_key": ["order_id"]},
+    "Order Items": {"mode": "full"},
+    "products": {"mode": "full", "exclude": ["secret_note"]},
+    "empty": {"mode": "full"},
+}
+
+
+@pytest.fixture
+def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A SQLite source with odd but legal SQLite data, config in tmp_path, a file:// lake."""
+    source = tmp_path / "source.sqlite"
+    with sqlite3.connect(source) as db:
+        db.executescript("""
+            CREATE TABLE orders (order_id INTEGER PRIMARY KEY, amount NUMERIC(10, 2), note TEXT,
+                                 updated_at TIMESTAMP, placed DATE, paid BOOLEAN, raw BLOB);
+            CREATE TABLE "Order Items" ("select" INTEGER, "Unit Price" DECIMAL(8, 3), "from" VARCHAR(20));
+            CREATE TABLE products (id INTEGER, name TEXT, secret_note TEXT, ratio REAL, t TIME);
+            CREATE TABLE empty (id INTEGER, at DATETIME, amount NUMERIC(12, 4));
+        """)
+        db.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (1, 12.34, "late 😀", "2026-11-24 23:59:59.999999", "2026-11-24", 1, b"\x00\x01"),
+                (2, "7.10", "exactly midnight", "2026-11-25 00:00:00", "2026-11-25", 0, None),
+                (3, 5, "ISO T and Z", "2026-11-25T13:14:15.5Z", "2026-11-25", "true", None),
+                (4, 0.1, "offset", "2026-11-26T00:30:00+02:00", "2026-11-26", None, b""),
+                (5, None, "next day", "2026-11-26 00:00:00", "2026-11-26", 0, None),
+            ],
+        )
+        db.execute("""INSERT INTO "Order Items" VALUES (1, 2.5, 'x'), (2, 0.125, NULL)""")
+        db.execute("INSERT INTO products VALUES (1, 'tea', 'do not copy', 0.5, '10:11:12.5')")
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    tenants = {"tenants": {"demo": {"source": {"kind": "sqlite", "path": str(source)}, "max_connections": 2}}}
+    (config_dir / "tenants.yaml").write_text(yaml.safe_dump(tenants), encoding="utf-8")
+    (config_dir / "tables.yaml").write_text(yaml.safe_dump({"tables": TABLES}), encoding="utf-8")
+    monkeypatch.setenv("MOZART_CONFIG_DIR", str(config_dir))
+    monkeypatch.setenv("MOZART_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MOZART_PROFILE", "local")
+    monkeypatch.delenv("MOZART_LAKE_URL", raising=False)
+    monkeypatch.setenv("MOZART_BATCH_ROWS", "2")
+    reset_config_cache()
+    return source
+
+
+def build(*tasks: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
+    luigi.task_register.Register.clear_instance_cache()
+    with warnings.catch_warnings():  # luigi 3.8 misreports the repo luigi.cfg's [core] aliases as unconsumed
+        warnings.filterwarnings("ignore", category=luigi.parameter.UnconsumedParameterWarning)
+        return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True)
+
+
+def read(table: str, date: dt.date = DAY) -> tuple[object, pa.Table]:
+    lake = Lake.from_settings(get_config().settings)
+    manifest = lake.read_manifest("demo", table, date)
+    folder = lake.fs_path(lake.date_url("demo", table, date))
+    data = pa.concat_tables([pq.read_table(f"{folder}/{f.name}") for f in manifest.files])
+    return manifest, data
+
+
+def test_local_extract_runs_through_luigi_and_the_second_run_does_nothing(local: Path) -> None:
+    tasks = [
+        ExtractTable(tenant="demo", table=t, date=DAY) for t in ("orders", "order_items", "products", "empty")
+    ]
+    first = build(*tasks)
+    assert first.scheduling_succeeded and "4 ran successfully" in first.summary_text
+    lake = Lake.from_settings(get_config().settings)
+    assert lake.url.startswith("file://") and lake.url.endswith("/data/lake/raw")
+    runs = {t.table: t.output().read().run_id for t in tasks}
+
+    second = build(*(ExtractTable(tenant="demo", table=t.table, date=DAY) for t in tasks))
+    assert second.scheduling_succeeded and "ran successfully" not in second.summary_text
+    assert "4 complete ones were encountered" in second.summary_text
+    assert {t.table: t.output().read().run_id for t in tasks} == runs
+
+
+def test_local_values_are_parsed_exactly_and_the_window_is_half_open(local: Path) -> None:
+    assert build(ExtractTable(tenant="demo", table="orders", date=DAY)).scheduling_succeeded
+    manifest, data = read("orders")
+    assert data.schema.types == [
+        pa.int64(),
+        pa.decimal128(10, 2),
+        pa.string(),
+        pa.timestamp("us"),
+        pa.date32(),
+        pa.bool_(),
+        pa.binary(),
+    ]
+    rows = {r["order_id"]: r for r in data.to_pylist()}
+    assert sorted(rows) == [2, 3, 4]  # 4 is 2026-11-25 22:30 UTC
+    assert rows[2]["amount"] == Decimal("7.10") and rows[2]["paid"] is False
+    assert rows[3]["updated_at"] == dt.datetime(2026, 11, 25, 13, 14, 15, 500000) and rows[3]["paid"] is True
+    assert rows[4]["updated_at"] == dt.datetime(2026, 11, 25, 22, 30) and rows[4]["amount"] == Decimal("0.10")
+    assert rows[4]["raw"] == b"" and rows[4]["placed"] == dt.date(2026, 11, 26)
+    assert manifest.row_count == manifest.source_count == 3 and len(manifest.files) == 1
+    assert manifest.mode == "incremental" and manifest.window_start == dt.datetime(
+        2026, 11, 25, tzinfo=dt.UTC
+    )
+
+
+def test_local_hostile_names_exclude_and_empty_table(local: Path) -> None:
+    assert build(
+        *(ExtractTable(tenant="demo", table=t, date=DAY) for t in ("order_items", "products", "empty"))
+    )
+    _, items = read("order_items")
+    assert items.to_pylist() == [
+        {"select": 1, "Unit Price": Decimal("2.500"), "from": "x"},
+        {"select": 2, "Unit Price": Decimal("0.125"), "from": None},
+    ]
+    _, products = read("products")
+    assert products.schema.names == ["id", "name", "ratio", "t"]
+    assert products.column("t").to_pylist() == [dt.time(10, 11, 12, 500000)]
+    manifest, empty = read("empty")
+    assert manifest.row_count == 0 and empty.num_rows == 0 and len(manifest.files) == 1
+    assert empty.schema.types == [pa.int64(), pa.timestamp("us"), pa.decimal128(12, 4)]
+
+
+def test_stale_parts_are_removed_before_writing(local: Path) -> None:
+    lake = Lake.from_settings(get_config().settings)
+    folder = lake.date_url("demo", "products", DAY)
+    with lake.open_output(f"{folder}/part-crashed-00000.parquet") as out:
+        out.write(b"half a file")
+    ExtractTable(tenant="demo", table="products", date=DAY).run()
+    manifest = lake.read_manifest("demo", "products", DAY)
+    assert lake.list_files(folder) == sorted([MANIFEST_NAME, *(f.name for f in manifest.files)])
+
+
+def test_lossy_value_fails_without_manifest(local: Path) -> None:
+    with sqlite3.connect(local) as db:
+        db.execute(
+            "INSERT INTO orders VALUES (9, 1.005, 'three decimals', '2026-11-25 10:00', NULL, NULL, NULL)"
+        )
+    task = ExtractTable(tenant="demo", table="orders", date=DAY)
+    with pytest.raises(TypeMappingError, match=r"tenant 'demo', table 'orders': column 'amount' \(NUMERIC"):
+        task.run()
+    assert not task.output().exists()
+
+
+def test_missing_sqlite_file_is_a_terminal_source_error(local: Path) -> None:
+    local.unlink()
+    with pytest.raises(SourceError, match=r"tenant 'demo', table 'products': cannot connect to sqlite:///"):
+        ExtractTable(tenant="demo", table="products", date=DAY).run()
+    assert not local.exists(), "the source is opened read-only: never created"
+
+
+def test_resources_take_one_of_max_connections_slots(local: Path) -> None:
+    tables = ("orders", "order_items", "products", "empty")
+    resources = [ExtractTable(tenant="demo", table=t, date=DAY).resources for t in tables]
+    assert all(len(r) == 1 and set(r.values()) == {1} for r in resources)
+    assert {name for r in resources for name in r} <= {"db_demo_0", "db_demo_1"}
+    again = [ExtractTable(tenant="demo", table=t, date=DAY + dt.timedelta(days=1)).resources for t in tables]
+    assert again == resources, "the slot depends on the table only (stable across runs and dates)"
+
+
+# --------------------------------------------------------------------------------------- part writer
+
+
+def test_part_writer_rotates_exactly_and_writes_an_empty_typed_part(tmp_path: Path) -> None:
+    lake = Lake(tmp_path.as_uri())
+    schema = pa.schema([("id", pa.int64()), ("name", pa.string())])
+    batch = pa.record_batch([pa.array(range(7)), pa.array([str(i) for i in range(7)])], schema=schema)
+    with PartWriter(lake, f"{lake.url}/t", "r1", schema, compression="snappy", part_rows=3) as writer:
+        writer.write(batch)
+        writer.write(batch.slice(0, 2))
+        files = writer.close()
+    assert [(f.name, f.rows) for f in files] == [
+        ("part-r1-00000.parquet", 3),
+        ("part-r1-00001.parquet", 3),
+        ("part-r1-00002.parquet", 3),
+    ]
+    assert all(f.bytes == (tmp_path / "t" / f.name).stat().st_size for f in files)
+    assert pq.read_table(tmp_path / "t" / "part-r1-00002.parquet").column("id").to_pylist() == [6, 0, 1]
+    meta = pq.ParquetFile(tmp_path / "t" / "part-r1-00000.parquet").metadata
+    assert meta.row_group(0).column(0).compression == "SNAPPY"
+
+    with PartWriter(lake, f"{lake.url}/e", "r2", schema) as writer:
+        (empty,) = writer.close()
+    assert empty.rows == 0 and pq.read_table(tmp_path / "e" / empty.name).schema == schema
