@@ -69,7 +69,8 @@ T = TypeVar("T")
 SOURCE = "mozart-luigi"
 _NOT_FOUND = {"TABLE_NOT_FOUND", "SCHEMA_NOT_FOUND"}
 _ALREADY_EXISTS = {"ALREADY_EXISTS", "TABLE_ALREADY_EXISTS", "SCHEMA_ALREADY_EXISTS"}
-_RETRYABLE_NAMES = {"TRANSACTION_CONFLICT", "SERVER_STARTING_UP", "SERVER_SHUTTING_DOWN"}
+_RETRYABLE_NAMES = {"TRANSACTION_CONFLICT", "ICEBERG_COMMIT_CONFLICT", "SERVER_STARTING_UP",
+                    "SERVER_SHUTTING_DOWN"}  # fmt: skip
 _CONFLICT_WORDS = ("conflict", "requirement failed", "commitfailed", "has changed", "cannot commit",
                    "concurrent", "commit state unknown")  # fmt: skip
 _RETRY_HTTP = ("502", "503", "504")
