@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Iceberg REST catalog: Apache Iceberg's REST test server (iceberg-open-api
-# 1.10.1 fat jar) backed by a SQLite file in .stack/iceberg-rest, writing
+# 1.10.1 fat jar) backed by a SQLite file in .stack/iceberg-rest (one pooled
+# connection: with the default two, concurrent commits hit SQLITE_BUSY), writing
 # metadata to s3://warehouse/ with S3FileIO. Started through
 # java/LoopbackRESTCatalogServer.java so it listens on 127.0.0.1 only.
 
@@ -21,7 +22,8 @@ iceberg_rest_cmd() {
   dir="$(svc_dir iceberg-rest)"; java="$(java_home)/bin/java"
   classes="$(rest_launcher_classes)"
   REST_CMD=("$java" "-Dmozart.stack=$dir" -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1
-            --enable-native-access=ALL-UNNAMED)
+            --enable-native-access=ALL-UNNAMED -Dorg.slf4j.simpleLogger.showDateTime=true
+            "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS")
   if [[ -n "$classes" ]]; then
     REST_CMD+=(-cp "$classes:$(rest_jar)" org.apache.iceberg.rest.LoopbackRESTCatalogServer)
   else
@@ -41,7 +43,8 @@ iceberg_rest_start() {
   CATALOG_S3_PATH__STYLE__ACCESS=true \
   CATALOG_S3_ACCESS__KEY__ID="$MOZART_S3_ACCESS_KEY" \
   CATALOG_S3_SECRET__ACCESS__KEY="$MOZART_S3_SECRET_KEY" \
-  CATALOG_URI="jdbc:sqlite:$dir/catalog.db" \
+  CATALOG_URI="jdbc:sqlite:$dir/catalog.db?busy_timeout=30000" \
+  CATALOG_CLIENTS=1 \
   CATALOG_JDBC_USER=mozart CATALOG_JDBC_PASSWORD=mozart \
   CATALOG_REST_PORT="$MOZART_ICEBERG_REST_PORT" \
   MOZART_REST_BIND_HOST="$BIND_HOST" \

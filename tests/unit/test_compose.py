@@ -1,0 +1,152 @@
+"""docker-compose.yml and the native stack (scripts/stack) describe the same stack.
+
+- every host path that compose bind-mounts exists in the repo;
+- every ${ENV:NAME} used by the Trino catalog files is provided both by compose's
+  trino service and by `scripts/stack env` (which must work with no service running);
+- published ports are loopback-only and default to the same ports as the native stack;
+- `scripts/stack env` output survives `eval` with awkward passwords.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+CATALOG_DIR = REPO / "docker" / "trino" / "catalog"
+STACK = REPO / "scripts" / "stack"
+
+ENV_REF = re.compile(r"\$\{ENV:([A-Za-z_][A-Za-z0-9_]*)\}")
+PORT_SPEC = re.compile(r"^(?P<host>[^:]+):\$\{(?P<var>[A-Z0-9_]+):-(?P<default>\d+)\}:(?P<container>\d+)$")
+STACK_VARS = ("ACME_DB_PASSWORD", "GLOBEX_DB_PASSWORD")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The current environment without any stack override, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOZART_") and k not in STACK_VARS}
+    env.update(extra)
+    return env
+
+
+def stack_env(**extra: str) -> dict[str, str]:
+    """Variables exported by `scripts/stack env`, as bash sees them after eval."""
+    script = 'eval "$("$0" env)" && env -0'
+    out = subprocess.run(
+        ["bash", "-c", script, str(STACK)],
+        capture_output=True,
+        check=True,
+        env=clean_env(**extra),
+        timeout=60,
+    ).stdout.decode()
+    return dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
+
+
+def exported_names() -> set[str]:
+    out = subprocess.run(
+        [str(STACK), "env"], capture_output=True, text=True, check=True, env=clean_env(), timeout=60
+    ).stdout
+    names = set()
+    for line in out.splitlines():
+        assert line.startswith("export "), line
+        names.add(line[len("export ") :].split("=", 1)[0])
+    return names
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def env_mapping(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return env
+
+
+def catalog_env_names() -> set[str]:
+    names: set[str] = set()
+    for path in CATALOG_DIR.glob("*.properties"):
+        names.update(ENV_REF.findall(path.read_text()))
+    return names
+
+
+def test_catalog_files_use_env_names():
+    assert {"MOZART_ICEBERG_REST_URI", "MOZART_S3_ENDPOINT_URL", "MOZART_S3_ACCESS_KEY"} <= catalog_env_names()
+
+
+def test_every_bind_mount_exists(compose):
+    missing = []
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            if isinstance(volume, dict):
+                source = volume.get("source", "") if volume.get("type") == "bind" else ""
+            else:
+                source = volume.split(":", 1)[0]
+            if source.startswith((".", "/")) and not (REPO / source).exists():
+                missing.append(f"{name}: {source}")
+    assert not missing, f"bind-mounted host paths missing: {missing}"
+
+
+def test_compose_trino_provides_catalog_env(compose):
+    provided = set(env_mapping(compose["services"]["trino"]))
+    assert catalog_env_names() <= provided, catalog_env_names() - provided
+
+
+def test_stack_env_provides_catalog_env():
+    provided = exported_names()
+    assert catalog_env_names() <= provided, catalog_env_names() - provided
+
+
+def test_stack_env_exports_the_documented_names():
+    expected = {
+        "MOZART_PROFILE", "MOZART_LAKE_URL", "MOZART_S3_ENDPOINT_URL", "MOZART_S3_ACCESS_KEY",
+        "MOZART_S3_SECRET_KEY", "MOZART_S3_REGION", "MOZART_ICEBERG_REST_URI", "MOZART_TRINO_HOST",
+        "MOZART_TRINO_PORT", "MOZART_TRINO_USER", "MOZART_PG_HOST", "MOZART_PG_PORT", "MOZART_PG_USER",
+        "MOZART_PG_PASSWORD", "MOZART_MYSQL_HOST", "MOZART_MYSQL_PORT", "MOZART_MYSQL_USER",
+        "MOZART_MYSQL_PASSWORD", "ACME_DB_PASSWORD", "GLOBEX_DB_PASSWORD", "MOZART_TEST_PG_URL",
+        "MOZART_TEST_MYSQL_URL",
+    }  # fmt: skip
+    assert expected <= exported_names()
+
+
+def test_published_ports_are_loopback_and_match_native_defaults(compose):
+    defaults = stack_env()
+    native_port = {
+        "MOZART_S3_PORT": defaults["MOZART_S3_ENDPOINT_URL"].rsplit(":", 1)[1],
+        "MOZART_ICEBERG_REST_PORT": defaults["MOZART_ICEBERG_REST_URI"].rsplit(":", 1)[1],
+        "MOZART_TRINO_PORT": defaults["MOZART_TRINO_PORT"],
+        "MOZART_PG_PORT": defaults["MOZART_PG_PORT"],
+        "MOZART_MYSQL_PORT": defaults["MOZART_MYSQL_PORT"],
+    }
+    seen = set()
+    for name, service in compose["services"].items():
+        for spec in service.get("ports", []):
+            match = PORT_SPEC.match(str(spec))
+            assert match, f"{name}: port {spec!r} must look like 127.0.0.1:${{VAR:-default}}:port"
+            assert match["host"] == "127.0.0.1", f"{name}: {spec} is not loopback-only"
+            if match["var"] in native_port:
+                assert match["default"] == native_port[match["var"]], f"{name}: {spec}"
+                seen.add(match["var"])
+    assert seen == set(native_port)
+
+
+def test_stack_env_defaults_and_url_encoding():
+    password = "p@ss w:rd/%'\"$x"
+    env = stack_env(MOZART_PG_PASSWORD=password, MOZART_MYSQL_PORT="3307")
+    assert env["MOZART_PG_PASSWORD"] == password
+    assert env["MOZART_TEST_PG_URL"] == (
+        "postgresql+psycopg2://mozart:p%40ss%20w%3Ard%2F%25%27%22%24x@127.0.0.1:55432/mozart_test"
+    )
+    assert env["MOZART_TEST_MYSQL_URL"] == "mysql+pymysql://mozart:mozart-dev@127.0.0.1:3307/mozart_test"
+    assert env["MOZART_PROFILE"] == "stack"
+    assert env["MOZART_LAKE_URL"] == "s3://raw"
+    assert env["MOZART_S3_ENDPOINT_URL"] == "http://127.0.0.1:9000"
