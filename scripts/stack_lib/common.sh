@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # settings are used by the sourcing scripts
 # Settings and small helpers shared by scripts/stack and its service modules.
 # Every port and credential has a default and an environment override.
 
@@ -19,6 +19,10 @@ BIND_HOST=127.0.0.1
 : "${MOZART_S3_ACCESS_KEY:=mozart}"
 : "${MOZART_S3_SECRET_KEY:=mozart-dev-secret}"
 : "${MOZART_S3_REGION:=us-east-1}"
+: "${MOZART_S3_MASTER_PORT:=9333}"     # weed mini's internal servers (gRPC: port + 10000)
+: "${MOZART_S3_VOLUME_PORT:=9340}"
+: "${MOZART_S3_FILER_PORT:=8888}"
+: "${MOZART_S3_ADMIN_PORT:=23646}"
 : "${MOZART_ICEBERG_REST_PORT:=8181}"
 : "${MOZART_TRINO_PORT:=8080}"
 
@@ -49,6 +53,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 # the pid written to $pidfile is that of the final exec'd program.
 spawn() {
   local pidfile="$1" log="$2"; shift 2
+  # shellcheck disable=SC2016  # expanded by the inner bash
   setsid bash -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" >>"$log" 2>&1 </dev/null &
   local i
   for i in $(seq 1 50); do [[ -s "$pidfile" ]] && return 0; sleep 0.1; done

@@ -5,10 +5,16 @@
 
 APT_UPDATED=""
 
+# Newest /usr/lib/postgresql/<major>/bin that has initdb.
 pg_bindir() {
-  local d
-  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
-  [[ -n "$d" && -x "$d/initdb" ]] && printf '%s' "$d"
+  local d best=""
+  for d in /usr/lib/postgresql/*/bin; do
+    [[ -x "$d/initdb" ]] || continue
+    if [[ -z "$best" ]] || (( $(basename "$(dirname "$d")") > $(basename "$(dirname "$best")") )); then
+      best="$d"
+    fi
+  done
+  [[ -n "$best" ]] && printf '%s' "$best"
 }
 
 apt_install() {

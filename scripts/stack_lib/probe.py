@@ -64,7 +64,7 @@ def main(argv):
         else:
             print(f"unknown probe {argv[0]!r}", file=sys.stderr)
             return 2
-    except Exception as exc:  # a probe reports, never raises
+    except Exception as exc:  # noqa: BLE001 - a probe reports any failure, never raises
         print(f"{argv[0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0

