@@ -1,0 +1,202 @@
+"""What both native readers share: the fallback signal, exact Arrow conversions, re-batching, error text.
+
+A *converter* turns one driver column (an Arrow array) into the target type. Every converter here is
+exact by construction — an identity, a widening, or a checked parse (Arrow's safe casts raise on a value
+that does not fit instead of rounding it). Anything else is :class:`NativeUnsupportedError`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Converter",
+    "NativeUnsupportedError",
+    "Where",
+    "assemble",
+    "check_width",
+    "prefetch",
+    "rebatch",
+    "safe_converter",
+    "scrub",
+    "zero_dates_to_null",
+]
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from mozart_luigi.errors import SourceError, SourceUnavailableError
+from mozart_luigi.secrets import redact
+
+Converter = Callable[[pa.Array], pa.Array]
+T = TypeVar("T")
+
+_UTC_NAMES = frozenset({"UTC", "utc", "+00:00", "Etc/UTC", "Z", "GMT", "Etc/GMT"})
+
+
+class NativeUnsupportedError(SourceError):
+    """The native reader cannot produce this query or column exactly; use the SQLAlchemy path instead.
+
+    Raised only before the first batch is yielded (nothing was read or written), so falling back is safe.
+    """
+
+
+def _identity(array: pa.Array) -> pa.Array:
+    return array
+
+
+def _cast_to(target: pa.DataType) -> Converter:
+    def convert(array: pa.Array) -> pa.Array:
+        return pc.cast(array, target, safe=True)
+
+    return convert
+
+
+def _nonzero(array: pa.Array) -> pa.Array:
+    return pc.not_equal(array, 0)
+
+
+def _same_instant_tz(src: pa.TimestampType, dst: pa.TimestampType) -> bool:
+    if (src.tz is None) != (dst.tz is None):
+        return False
+    return src.tz == dst.tz or (src.tz in _UTC_NAMES and dst.tz in _UTC_NAMES)
+
+
+def _widens(src: pa.DataType, dst: pa.DataType) -> bool:
+    """True when every ``src`` value has exactly one ``dst`` value (no rounding, no overflow possible)."""
+    t = pa.types
+    if t.is_integer(src) and t.is_integer(dst):
+        if t.is_signed_integer(src) and t.is_unsigned_integer(dst):
+            return False
+        extra = 0 if t.is_signed_integer(src) == t.is_signed_integer(dst) else 1
+        return dst.bit_width >= src.bit_width + extra
+    if t.is_floating(src) and t.is_floating(dst):
+        return dst.bit_width >= src.bit_width
+    if t.is_decimal(src) and t.is_decimal(dst):
+        return dst.scale == src.scale and dst.precision >= src.precision
+    if t.is_timestamp(src) and t.is_timestamp(dst):
+        return src.unit == dst.unit and _same_instant_tz(src, dst)
+    pairs = {(pa.string(), pa.large_string()), (pa.large_string(), pa.string()),
+             (pa.binary(), pa.large_binary()), (pa.large_binary(), pa.binary())}  # fmt: skip
+    return (src, dst) in pairs
+
+
+def _checked(src: pa.DataType, dst: pa.DataType) -> bool:
+    """Numeric casts Arrow checks value by value: exact, or an error for a value that does not fit."""
+    t = pa.types
+    return (t.is_integer(src) or t.is_decimal(src)) and (t.is_integer(dst) or t.is_decimal(dst))
+
+
+def safe_converter(src: pa.DataType, dst: pa.DataType) -> Converter | None:
+    """An exact converter between two plain Arrow types, or None when there is none."""
+    if src.equals(dst, check_metadata=False):
+        return _identity
+    if _widens(src, dst) or _checked(src, dst):
+        return _cast_to(dst)  # safe=True: Arrow raises instead of truncating or overflowing
+    if pa.types.is_integer(src) and pa.types.is_boolean(dst):
+        return _nonzero  # MySQL TINYINT(1) / BOOLEAN: any non-zero value is true, as in the driver's bool()
+    if pa.types.is_list(src) and pa.types.is_list(dst) and src.value_type.equals(dst.value_type):
+        return _cast_to(dst)  # same values, only the child field's name/metadata differ
+    return None
+
+
+def zero_dates_to_null(text: pa.Array, stats: dict[str, int]) -> pa.Array:
+    """MySQL ``0000-00-00...`` values become NULL; how many is added to ``stats['zero_dates_nulled']``."""
+    zero = pc.starts_with(text, "0000-00-00")
+    hits = pc.sum(zero).as_py() or 0
+    if not hits:
+        return text
+    stats["zero_dates_nulled"] = stats.get("zero_dates_nulled", 0) + hits
+    return pc.if_else(zero, pa.scalar(None, text.type), text)
+
+
+def assemble(columns: list[pa.Array], schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def rebatch(batches: Iterable[pa.RecordBatch], max_rows: int) -> Iterator[pa.RecordBatch]:
+    """Zero-copy slices of at most ``max_rows`` rows; empty driver batches are skipped."""
+    for batch in batches:
+        for offset in range(0, batch.num_rows, max_rows):
+            yield batch.slice(offset, max_rows)
+
+
+def scrub(text: str, url: sa.URL) -> str:
+    """A driver message without the password (drivers may echo connection strings)."""
+    return redact(text, [url.password if isinstance(url.password, str) else None])
+
+
+@dataclass(frozen=True)
+class Where:
+    """What a reader's errors name: the source (never its password), the tenant and the table."""
+
+    url: sa.URL
+    tenant: str | None
+    table: str | None
+
+    def unsupported(self, message: str) -> NativeUnsupportedError:
+        return NativeUnsupportedError(message, tenant=self.tenant, table=self.table)
+
+    def driver_error(self, driver: str, exc: BaseException, unreachable: bool) -> SourceError:
+        kind = SourceUnavailableError if unreachable else SourceError
+        url = self.url
+        source = f"{url.get_backend_name()} {url.host}:{url.port}/{url.database} ({driver})"
+        return kind(f"{source}: {scrub(str(exc), url)}", tenant=self.tenant, table=self.table)
+
+    def inexact(self, exc: pa.ArrowInvalid) -> SourceError:
+        return SourceError(f"a value has no exact target representation: {exc}", tenant=self.tenant,
+                           table=self.table)  # fmt: skip
+
+
+def check_width(query: sa.Select, schema: pa.Schema, where: Where) -> None:
+    width = len(query.selected_columns)
+    if width != len(schema):
+        raise where.unsupported(f"query selects {width} columns but the target schema has {len(schema)}")
+
+
+def prefetch(source: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Run ``source`` (driver reads + Arrow conversions, which release the GIL) one thread ahead.
+
+    At most ``depth`` items wait in the queue, so memory stays bounded. Errors re-raise in the consumer;
+    when the consumer stops early, the thread stops after its current item and is joined before returning,
+    so the caller may close the connection safely afterwards.
+    """
+    items: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(kind: str, item: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put((kind, item), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for item in source:
+                if not put("item", item):
+                    return
+            put("end", None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
+            put("error", exc)
+
+    worker = threading.Thread(target=pump, name="mozart-native-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = items.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item  # type: ignore[misc]
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join()

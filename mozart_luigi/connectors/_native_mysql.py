@@ -1,0 +1,283 @@
+"""MySQL/MariaDB native reader: connectorx (Rust, binary protocol) streamed as Arrow batches.
+
+connectorx opens its own connection and runs one statement, and it cannot bind values. So:
+
+* **snapshot + count**: the count rides in the same statement (``... JOIN (SELECT COUNT(*) ...) ON true``);
+  one InnoDB statement reads one read view, so the rows and the count come from one snapshot.
+* **values**: a query that carries bound values is refused (:class:`NativeUnsupportedError`, the caller
+  uses the SQLAlchemy path); full-table snapshots carry none.
+* **exact types**: connectorx would squeeze ``DECIMAL`` into ``decimal128(38, 10)`` (silent rounding past
+  10 digits) and panics on zero dates and negative ``TIME``; those columns are selected as ``CAST(... AS
+  CHAR)`` (the server's exact text) and parsed by Arrow. ``TIMESTAMP`` is selected as
+  ``UNIX_TIMESTAMP(col) * 1000000`` — the stored UTC instant, independent of the session time zone.
+  ``0000-00-00`` dates become NULL, counted in ``stats['zero_dates_nulled']``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["converter_for", "open_read", "rewrite"]
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from mozart_luigi.connectors._native_common import (
+    Converter,
+    Where,
+    assemble,
+    check_width,
+    prefetch,
+    rebatch,
+    safe_converter,
+)
+from mozart_luigi.errors import SourceError
+
+_DIALECT = mysql.dialect(paramstyle="qmark")
+_COUNT = "mozart_n"
+_TIME_RE = r"^(?P<sign>-?)(?P<h>\d+):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<f>\d{1,6}))?$"
+_DAY_US = 86_400_000_000
+# a slow consumer (S3 upload) must not cut the stream; our SQL, no values
+_SESSION = ("SET SESSION net_write_timeout = 3600",)
+_UNREACHABLE = ("can't connect", "connection refused", "timed out", "lost connection", "gone away")
+
+# how a column is selected and read back: ``kind`` names the converter family
+_CHECKED, _DATES, _TIME, _MICROS, _PASS = "checked", "dates", "time", "micros", "pass"
+
+
+# --------------------------------------------------------------------------------------------- rewriting
+def rewrite(query: sa.Select, where: Where) -> tuple[str, list[str]]:
+    """The statement connectorx runs and each column's kind.
+
+    Its columns: the query's columns re-selected exactly, then the window's ``COUNT(*)`` and, per date
+    column, how many of its values are zero dates (all from the same statement, so the same read view).
+    """
+    exprs, kinds, zero_counts = [], [], []
+    counted = query.subquery("mozart_q2")
+    for i, (column, inner) in enumerate(zip(query.selected_columns, counted.c, strict=True)):
+        expr, kind, invalid = _select_expr(column)
+        exprs.append(expr.label(f"mozart_c{i}"))
+        kinds.append(kind)
+        if invalid is not None:  # how many values the same statement turns into NULL
+            one, nought = sa.literal_column("1"), sa.literal_column("0")
+            hits = sa.func.coalesce(sa.func.sum(sa.case((invalid(inner), one), else_=nought)), nought)
+            zero_counts.append(hits.label(f"mozart_z{i}"))
+    rows = query.with_only_columns(*exprs).subquery("mozart_q")
+    count = sa.select(sa.func.count().label(_COUNT), *zero_counts).select_from(counted).subquery("mozart_c")
+    # the 1-row count first (STRAIGHT_JOIN keeps that order): the rows then stream from the scan
+    statement = sa.select(*rows.c, *count.c).select_from(count.join(rows, sa.true()))
+    statement = statement.prefix_with("STRAIGHT_JOIN", dialect="mysql")
+    compiled = statement.compile(dialect=_DIALECT)
+    if compiled.binds:
+        raise where.unsupported(f"connectorx cannot bind values; the query carries {sorted(compiled.binds)}")
+    return str(compiled), kinds
+
+
+_Rewrite = tuple[Any, str, Callable[[Any], Any] | None]
+
+
+def _select_expr(column: Any) -> _Rewrite:
+    """``(expression, kind, invalid-date predicate or None)`` for one selected column."""
+    if isinstance(column.type, sa.Float):
+        return column, _PASS, None  # binary protocol: the stored IEEE value
+    for sa_type, build in _REWRITES:
+        if isinstance(column.type, sa_type):
+            return build(column)
+    return column, _PASS, None
+
+
+def _unix_micros(column: Any) -> _Rewrite:
+    micros = sa.func.unix_timestamp(column) * sa.literal_column("1000000")  # the stored UTC instant
+    return sa.cast(micros, sa.BigInteger), _MICROS, None
+
+
+def _invalid_date(column: Any) -> Any:
+    """Dates the SQLAlchemy path cannot represent either (PyMySQL hands them back as text): year, month or
+    day 0 - ``0000-00-00``, ``2024-00-10``, ``0000-01-01``. Both paths store them as NULL and count them."""
+    zero = sa.literal_column("0")
+    return sa.or_(sa.func.year(column) == zero, sa.func.month(column) == zero,
+                  sa.func.dayofmonth(column) == zero)  # fmt: skip
+
+
+def _zero_nulled(column: Any) -> _Rewrite:
+    return sa.case((_invalid_date(column), sa.null()), else_=column), _DATES, _invalid_date
+
+
+_REWRITES: tuple[tuple[type, Callable[[Any], _Rewrite]], ...] = (
+    (sa.Numeric, lambda c: (sa.cast(c, sa.CHAR), _CHECKED, None)),  # the exact decimal text
+    (sa.TIMESTAMP, _unix_micros),
+    (sa.DateTime, _zero_nulled),
+    (sa.Date, _zero_nulled),
+    (sa.Time, lambda c: (sa.cast(c, sa.CHAR), _TIME, None)),  # may be negative or past 24h
+    (mysql.BIT, lambda c: (sa.cast(c, mysql.BIGINT(unsigned=True)), _CHECKED, None)),  # else raw bytes
+)
+
+
+# -------------------------------------------------------------------------------------------- converting
+def converter_for(kind: str, src: pa.DataType, dst: pa.DataType, stats: dict[str, int],
+                  name: str = "") -> Converter | None:  # fmt: skip
+    """How a connectorx column of ``kind``/``src`` becomes ``dst`` exactly, or None.
+
+    ``stats[name]`` counts the zero dates a converter turns into NULL.
+    """
+    if kind == _PASS:
+        return safe_converter(src, dst)
+    if kind == _CHECKED:
+        return _checked_cast(dst)
+    if kind == _MICROS and pa.types.is_timestamp(dst) and dst.tz is not None:
+        return _micros(dst, stats, name)
+    if kind == _DATES:
+        return _dates(src, dst)
+    if kind == _TIME and (pa.types.is_duration(dst) or pa.types.is_time64(dst)):
+        return _time_of(dst)
+    return None
+
+
+def _checked_cast(dst: pa.DataType) -> Converter:
+    def convert(array: pa.Array) -> pa.Array:
+        return pc.cast(array, dst, safe=True)  # parses exactly or raises; never rounds
+
+    return convert
+
+
+def _dates(src: pa.DataType, dst: pa.DataType) -> Converter | None:
+    """DATE/DATETIME (zero dates already NULL); a tz-aware target reads a DATETIME as UTC wall time."""
+    if pa.types.is_timestamp(src) and pa.types.is_timestamp(dst) and src.tz is None and dst.tz is not None:
+        def as_utc(array: pa.Array) -> pa.Array:
+            return pc.cast(pc.assume_timezone(array, "UTC"), dst, safe=True)
+
+        return as_utc
+    return safe_converter(src, dst)
+
+
+def _micros(dst: pa.DataType, stats: dict[str, int], name: str) -> Converter:
+    def convert(array: pa.Array) -> pa.Array:
+        zero = pc.equal(array, 0)  # UNIX_TIMESTAMP of a zero TIMESTAMP; 0 itself is not a valid TIMESTAMP
+        hits = pc.sum(zero).as_py() or 0
+        if hits:
+            stats[name] = stats.get(name, 0) + hits
+            array = pc.if_else(zero, pa.scalar(None, array.type), array)
+        return pc.cast(pc.cast(array, pa.int64()).view(pa.timestamp("us", "UTC")), dst, safe=True)
+
+    return convert
+
+
+def _time_of(dst: pa.DataType) -> Converter:
+    def convert(array: pa.Array) -> pa.Array:
+        parts = pc.extract_regex(array, _TIME_RE)
+        if parts.null_count > array.null_count:
+            raise SourceError("unparsable MySQL TIME value")
+        micros = _time_micros(parts)
+        if pa.types.is_time64(dst):
+            if (pc.min(micros).as_py() or 0) < 0 or (pc.max(micros).as_py() or 0) >= _DAY_US:
+                raise SourceError("MySQL TIME value outside 00:00:00..23:59:59 cannot be a time of day")
+            return pc.cast(micros.view(pa.time64("us")), dst, safe=True)
+        return pc.cast(micros.view(pa.duration("us")), dst, safe=True)
+
+    return convert
+
+
+def _time_micros(parts: pa.StructArray) -> pa.Array:
+    def field(name: str) -> pa.Array:
+        return pc.cast(parts.field(name), pa.int64())
+
+    fraction = pc.utf8_rpad(pc.coalesce(parts.field("f"), ""), 6, "0")
+    magnitude = pc.add(pc.multiply(pc.add(pc.multiply(pc.add(pc.multiply(field("h"), 60), field("m")), 60),
+                                          field("s")), 1_000_000), pc.cast(fraction, pa.int64()))  # fmt: skip
+    negative = pc.equal(parts.field("sign"), "-")
+    signed = pc.if_else(negative, pc.negate(magnitude), magnitude)
+    return pc.if_else(pc.is_valid(parts), signed, pa.scalar(None, pa.int64()))
+
+
+def plan(result: pa.Schema, kinds: list[str], target: pa.Schema, stats: dict[str, int],
+         where: Where) -> list[Converter]:  # fmt: skip
+    converters = []
+    for got, kind, want in zip(result, kinds, target, strict=True):
+        convert = converter_for(kind, got.type, want.type, stats, want.name)
+        if convert is None:
+            raise where.unsupported(f"column {want.name!r}: connectorx gives {got.type} ({kind}), no exact "
+                                    f"conversion to {want.type}")  # fmt: skip
+        converters.append(convert)
+    return converters
+
+
+# ---------------------------------------------------------------------------------------------- reading
+@contextmanager
+def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int, *, stats: dict[str, int],
+              where: Where) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:  # fmt: skip
+    """``(count, batches)`` from one statement (one read view); the first batch is read to learn the count."""
+    check_width(query, schema, where)
+    sql, kinds = rewrite(query, where)
+    reader = _start(url, sql, batch_rows, where)
+    batches = None
+    try:
+        width = len(kinds)
+        converters = plan(pa.schema(list(reader.schema)[:width]), kinds, schema, stats, where)
+        first = _next(reader, where)
+        count = int(first.column(width)[0].as_py()) if first is not None else 0
+        if first is not None:  # per date column: ``mozart_z{i}`` zero dates, counted by the statement
+            for i in range(width + 1, first.num_columns):
+                name = schema.field(int(first.schema.field(i).name.removeprefix("mozart_z"))).name
+                stats[name] = stats.get(name, 0) + int(first.column(i)[0].as_py())
+        driver = _driver_batches(first, reader, where)
+        batches = prefetch(_batches(driver, converters, schema, batch_rows, where))
+        yield count, batches
+    finally:
+        if batches is not None:
+            batches.close()
+        reader.close()
+
+
+def _start(url: sa.URL, sql: str, batch_rows: int, where: Where) -> Any:
+    import connectorx
+
+    conn = sa.URL.create("mysql", username=url.username, password=url.password, host=url.host,
+                         port=url.port, database=url.database)  # fmt: skip
+    conn = conn.render_as_string(hide_password=False)
+    try:
+        return connectorx.read_sql(conn, sql, return_type="arrow_stream", batch_size=batch_rows,
+                                   pre_execution_queries=list(_SESSION))  # fmt: skip
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # connectorx raises RuntimeError, or a Rust panic (a BaseException)
+        raise _translate(exc, where) from exc
+
+
+def _next(reader: Any, where: Where) -> pa.RecordBatch | None:
+    """The next non-empty driver batch, or None at the end."""
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            raise _translate(exc, where) from exc
+        if batch.num_rows:
+            return batch
+
+
+def _driver_batches(first: pa.RecordBatch | None, reader: Any, where: Where) -> Iterator[pa.RecordBatch]:
+    batch = first
+    while batch is not None:
+        yield batch
+        batch = _next(reader, where)
+
+
+def _batches(driver: Iterator[pa.RecordBatch], converters: list[Converter], schema: pa.Schema,
+             batch_rows: int, where: Where) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    try:
+        for batch in rebatch(driver, batch_rows):
+            yield assemble([convert(batch.column(i)) for i, convert in enumerate(converters)], schema)
+    except pa.ArrowInvalid as exc:
+        raise where.inexact(exc) from exc
+
+
+def _translate(exc: BaseException, where: Where) -> SourceError:
+    text = str(exc).lower()
+    return where.driver_error("connectorx", exc, any(s in text for s in _UNREACHABLE))

@@ -1,0 +1,240 @@
+"""PostgreSQL native reader: ADBC (libpq; ``COPY ... TO STDOUT (FORMAT binary)`` decoded into Arrow in C).
+
+Values stay bound although ``COPY`` takes no parameters: each one is bound to ``set_config('mozart.pN',
+$1, true)`` (transaction-local) and the query reads it back through an InitPlan, ``(SELECT
+CAST(current_setting('mozart.pN') AS <type>))``, evaluated once per query, so index scans still apply.
+"""
+
+from __future__ import annotations
+
+__all__ = ["compile_query", "converter_for", "open_read"]
+
+import datetime as dt
+import decimal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.sqltypes import NullType
+from sqlalchemy.sql.visitors import replacement_traverse
+
+from mozart_luigi.connectors._native_common import (
+    Converter,
+    NativeUnsupportedError,
+    Where,
+    assemble,
+    check_width,
+    prefetch,
+    rebatch,
+    safe_converter,
+)
+from mozart_luigi.errors import SourceError
+
+_DIALECT = postgresql.dialect(paramstyle="qmark")  # no %-escaping: the SQL text carries no placeholders
+_SETTING = "mozart.p{}"
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# PostgreSQL's ±infinity timestamps/dates arrive from ADBC as wrapped-around int64/int32 values far below
+# any real value (PostgreSQL's minimum is 4713 BC); such a value is refused, never written.
+_MIN_REAL = {pa.int64(): -(10**18), pa.int32(): -(10**8)}
+_UNAVAILABLE_STATES = ("08", "57P03", "53300")
+
+
+# --------------------------------------------------------------------------------------------- compiling
+def compile_query(query: sa.Select) -> tuple[str, str, list[tuple[str, str]]]:
+    """``(select_sql, count_sql, settings)``: SQL without placeholders and the ``(name, text)`` to bind."""
+    settings: list[tuple[str, str]] = []
+
+    def replace(element: Any) -> Any:
+        if not isinstance(element, BindParameter):
+            return None
+        name = _SETTING.format(len(settings))
+        settings.append((name, _as_text(element)))
+        setting = sa.func.current_setting(sa.literal_column(f"'{name}'"))  # our own constant name
+        return sa.select(sa.cast(setting, _bind_type(element))).scalar_subquery()
+
+    rewritten = replacement_traverse(query, {}, replace)
+    counted = sa.select(sa.func.count()).select_from(rewritten.subquery("mozart_q"))
+    return _render(rewritten), _render(counted), settings
+
+
+def _bind_type(bind: BindParameter) -> sa.types.TypeEngine:
+    if isinstance(bind.type, NullType):
+        return sa.literal(bind.effective_value).type
+    return bind.type
+
+
+def _as_text(bind: BindParameter) -> str:
+    """PostgreSQL's input text for a bound value; exact for every type accepted here."""
+    value = bind.effective_value
+    if bind.expanding or value is None:
+        raise NativeUnsupportedError(f"bound value {bind.key!r} is a list or NULL")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | decimal.Decimal | str):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # shortest text that round-trips
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()  # aware datetimes keep their offset
+    raise NativeUnsupportedError(f"bound value {bind.key!r} of type {type(value).__name__}")
+
+
+def _render(statement: sa.Select) -> str:
+    compiled = statement.compile(dialect=_DIALECT)
+    if compiled.binds:
+        raise NativeUnsupportedError(f"cannot move bound values {sorted(compiled.binds)} out of the query")
+    return str(compiled)
+
+
+# -------------------------------------------------------------------------------------------- converting
+def converter_for(src: pa.DataType, dst: pa.DataType) -> Converter | None:
+    """How an ADBC column of type ``src`` becomes ``dst`` exactly, or None."""
+    if isinstance(src, pa.BaseExtensionType):
+        return _extension_converter(src, dst)
+    convert = safe_converter(src, dst)
+    if convert is not None and (pa.types.is_timestamp(src) or pa.types.is_date32(src)):
+        return _finite(convert, pa.int64() if pa.types.is_timestamp(src) else pa.int32())
+    return convert
+
+
+def _extension_converter(src: pa.BaseExtensionType, dst: pa.DataType) -> Converter | None:
+    textual = pa.types.is_string(dst) or pa.types.is_large_string(dst)
+    if isinstance(src, pa.OpaqueType) and src.type_name == "numeric":
+        # exact decimal text; Arrow's safe cast refuses NaN, infinity and values that do not fit
+        return _storage_then(dst) if pa.types.is_decimal(dst) or textual else None
+    if isinstance(src, pa.JsonType):
+        return _storage_then(dst) if textual else None
+    if isinstance(src, pa.UuidType):
+        if pa.types.is_string(dst):
+            return _uuid_text
+        return _storage_then(dst) if dst == pa.binary(16) else None
+    return None  # enums, inet, ... arrive as opaque binary: select them as text in SQL to read natively
+
+
+def _storage_then(dst: pa.DataType) -> Converter:
+    def convert(array: pa.Array) -> pa.Array:
+        return pc.cast(array.storage, dst, safe=True)
+
+    return convert
+
+
+def _finite(convert: Converter, raw: pa.DataType) -> Converter:
+    def check(array: pa.Array) -> pa.Array:
+        if array.null_count < len(array) and pc.min(array.view(raw)).as_py() < _MIN_REAL[raw]:
+            raise SourceError("PostgreSQL 'infinity'/'-infinity' has no exact Parquet value")
+        return convert(array)
+
+    return check
+
+
+def _uuid_text(array: pa.Array) -> pa.Array:
+    """``arrow.uuid`` -> canonical lower-case text, vectorised (what ``str(uuid.UUID)`` gives)."""
+    storage = array.storage
+    n = len(storage)
+    raw = np.frombuffer(storage.buffers()[1], dtype=np.uint8)[storage.offset * 16:(storage.offset + n) * 16]
+    raw = raw.reshape(n, 16)
+    digits = np.empty((n, 32), dtype=np.uint8)
+    digits[:, 0::2], digits[:, 1::2] = _HEX[raw >> 4], _HEX[raw & 15]
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for out, src, width in ((0, 0, 8), (9, 8, 4), (14, 12, 4), (19, 16, 4), (24, 20, 12)):
+        text[:, out:out + width] = digits[:, src:src + width]
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(36), n, [None, pa.py_buffer(text.tobytes())])
+    strings = pc.cast(pc.cast(fixed, pa.binary()), pa.string())
+    if not storage.null_count:
+        return strings
+    return pc.if_else(pc.is_null(storage), pa.scalar(None, pa.string()), strings)
+
+
+def plan(result: pa.Schema, target: pa.Schema, where: Where) -> list[Converter]:
+    converters = []
+    for got, want in zip(result, target, strict=True):
+        convert = converter_for(got.type, want.type)
+        if convert is None:
+            raise where.unsupported(f"column {want.name!r}: ADBC gives {got.type}, no exact conversion to "
+                                    f"{want.type}")  # fmt: skip
+        converters.append(convert)
+    return converters
+
+
+# ---------------------------------------------------------------------------------------------- reading
+@contextmanager
+def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int,
+              where: Where) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:  # fmt: skip
+    """``(count, batches)`` read in one ``REPEATABLE READ READ ONLY`` transaction on one connection."""
+    import adbc_driver_manager
+
+    check_width(query, schema, where)
+    sql, count_sql, settings = compile_query(query)
+    conn = _connect(url, where)
+    cursor = conn.cursor()
+    batches = None
+    try:
+        try:
+            count = _begin_and_count(cursor, count_sql, settings)
+            cursor.execute(sql)
+            reader = cursor.fetch_record_batch()
+        except adbc_driver_manager.Error as exc:
+            raise _translate(exc, where) from exc
+        converters = plan(reader.schema, schema, where)
+        batches = prefetch(_batches(reader, converters, schema, batch_rows, where))
+        yield count, batches
+    finally:
+        if batches is not None:
+            batches.close()  # stops and joins the reading thread before the connection goes away
+        _close(cursor, conn)  # closing ends the read-only transaction (and any unfinished COPY) at once
+
+
+def _connect(url: sa.URL, where: Where) -> Any:
+    import adbc_driver_manager
+    import adbc_driver_postgresql.dbapi as adbc_pg
+
+    uri = sa.URL.create("postgresql", username=url.username, password=url.password, host=url.host,
+                        port=url.port, database=url.database, query=url.query)  # fmt: skip
+    try:
+        return adbc_pg.connect(uri.render_as_string(hide_password=False), autocommit=True)
+    except adbc_driver_manager.Error as exc:
+        raise _translate(exc, where) from exc
+
+
+def _begin_and_count(cursor: Any, count_sql: str, settings: list[tuple[str, str]]) -> int:
+    cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+    for name, value in settings:
+        cursor.execute("SELECT set_config($1, $2, true)", (name, value))
+        cursor.fetchall()
+    cursor.execute(count_sql)
+    return int(cursor.fetchone()[0])
+
+
+def _batches(reader: pa.RecordBatchReader, converters: list[Converter], schema: pa.Schema, batch_rows: int,
+             where: Where) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    import adbc_driver_manager
+
+    try:
+        for batch in rebatch(reader, batch_rows):
+            yield assemble([convert(batch.column(i)) for i, convert in enumerate(converters)], schema)
+    except adbc_driver_manager.Error as exc:
+        raise _translate(exc, where) from exc
+    except pa.ArrowInvalid as exc:
+        raise where.inexact(exc) from exc
+
+
+def _close(cursor: Any, conn: Any) -> None:
+    try:
+        cursor.close()
+    finally:
+        conn.close()
+
+
+def _translate(exc: Exception, where: Where) -> SourceError:
+    state = str(getattr(exc, "sqlstate", "") or "")
+    text = str(exc).lower()
+    unreachable = state.startswith(_UNAVAILABLE_STATES) or "could not connect" in text \
+        or "connection refused" in text  # fmt: skip
+    return where.driver_error("ADBC", exc, unreachable)

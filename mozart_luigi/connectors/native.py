@@ -1,0 +1,171 @@
+"""Native Arrow readers: the fast, exact path from PostgreSQL and MySQL/MariaDB to typed RecordBatches.
+
+SQLAlchemy stays in charge of reflection, dialects, the query (a ``Select`` with bound values) and the
+target Arrow schema; these readers only move the rows, without creating a Python object per value:
+
+* **PostgreSQL — ADBC** (``adbc-driver-postgresql``): the driver runs ``COPY (query) TO STDOUT (FORMAT
+  binary)`` and decodes the binary tuples into Arrow in C. ``numeric`` arrives as its exact decimal text
+  (cast to ``decimal128`` with Arrow's safe cast: a value that does not fit fails, it is never rounded),
+  ``timestamptz`` as UTC microseconds, ``uuid``/``json`` as Arrow extension types.
+* **MySQL/MariaDB — connectorx** (Rust, binary protocol, ``return_type="arrow_stream"``): ``DECIMAL``,
+  dates and ``TIME`` re-selected as the server's exact text and parsed by Arrow (connectorx itself would
+  round decimals past 10 digits and panics on zero dates), ``TIMESTAMP`` as its UTC epoch microseconds.
+
+Both count the rows in the snapshot they read (PostgreSQL: one ``REPEATABLE READ READ ONLY`` transaction;
+MySQL: the count rides in the same single statement, and one InnoDB statement reads one read view) and
+stream batches of at most ``batch_rows`` rows (memory flat in table size). Values are never formatted into
+SQL: on PostgreSQL each one is bound to ``set_config('mozart.pN', $1, true)`` and read back by an InitPlan
+``(SELECT CAST(current_setting('mozart.pN') AS <type>))`` (``COPY`` takes no parameters); connectorx
+cannot bind at all, so a MySQL query that carries values is :class:`NativeUnsupportedError`.
+
+A column the reader cannot produce *exactly* in the target type raises :class:`NativeUnsupportedError`
+when the stream opens, before any batch is yielded: the caller falls back to the SQLAlchemy path.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NativeBatchReader",
+    "NativeRead",
+    "NativeUnsupportedError",
+    "mysql_batches",
+    "native_batches",
+    "postgres_batches",
+    "typed_query",
+]
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.sql.sqltypes import NullType
+from sqlalchemy.sql.visitors import replacement_traverse
+
+from mozart_luigi.connectors import _native_mysql, _native_pg
+from mozart_luigi.connectors._native_common import NativeUnsupportedError, Where, rebatch
+
+if TYPE_CHECKING:
+    from mozart_luigi.connectors.snapshot import Snapshot
+
+_OPEN_BATCH_ROWS = 50_000  # the reader's own batches; read() re-slices to the caller's batch_rows
+
+
+@dataclass
+class NativeRead:
+    """An open native read: the window's row ``count`` (same snapshot) and the ``batches`` to consume.
+
+    ``stats`` maps a column name to its MySQL zero dates stored as NULL; complete once the batches are.
+    """
+
+    count: int
+    batches: Iterator[pa.RecordBatch]
+    reader: str
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def zero_dates_nulled(self) -> int:
+        return sum(self.stats.values())
+
+
+@contextmanager
+def postgres_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
+                     tenant: str | None = None,
+                     table: str | None = None) -> Iterator[NativeRead]:  # fmt: skip
+    """Read ``query`` from PostgreSQL through ADBC as batches of ``schema``.
+
+    The connection, its ``REPEATABLE READ READ ONLY`` transaction and the COPY stream are closed on exit,
+    whether the batches were consumed or not.
+    """
+    where = Where(url, tenant, table)
+    with _native_pg.open_read(url, query, schema, batch_rows, where) as (count, batches):
+        yield NativeRead(count=count, batches=batches, reader="adbc-postgresql")
+
+
+@contextmanager
+def mysql_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
+                  tenant: str | None = None, table: str | None = None) -> Iterator[NativeRead]:  # fmt: skip
+    """Read ``query`` (no bound values) from MySQL/MariaDB through connectorx, as batches of ``schema``."""
+    stats: dict[str, int] = {}
+    where = Where(url, tenant, table)
+    with _native_mysql.open_read(url, query, schema, batch_rows, stats=stats, where=where) as (n, batches):
+        yield NativeRead(count=n, batches=batches, reader="connectorx-mysql", stats=stats)
+
+
+_OPENERS = {"postgresql": postgres_batches, "mysql": mysql_batches, "mariadb": mysql_batches}
+
+
+def native_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
+                   tenant: str | None = None,
+                   table: str | None = None) -> AbstractContextManager[NativeRead]:  # fmt: skip
+    """The native reader for ``url``'s backend; :class:`NativeUnsupportedError` for any other backend."""
+    opener = _OPENERS.get(url.get_backend_name())
+    if opener is None:
+        raise NativeUnsupportedError(f"no native reader for {url.get_backend_name()!r}", tenant=tenant,
+                                     table=table)  # fmt: skip
+    return opener(url, query, schema, batch_rows=batch_rows, tenant=tenant, table=table)
+
+
+Opener = Callable[..., AbstractContextManager[NativeRead]]
+
+
+class NativeBatchReader:
+    """The native readers as a :class:`~mozart_luigi.connectors.snapshot.BatchReader` for ``ExtractTable``.
+
+    Returned by ``Connector.make_reader`` for PostgreSQL and MySQL/MariaDB sources (``native: false`` in a
+    tenant's ``source`` keeps the SQLAlchemy path). ``count`` opens the native read — its own connection and
+    snapshot, shared by the count and the rows — or raises ``ReaderUnsupported`` (nothing read yet) so the
+    snapshot falls back to the SQLAlchemy path: a MySQL window (connectorx cannot bind values), a type
+    without an exact native conversion.
+    """
+
+    def __init__(self, open_batches: Opener = native_batches) -> None:
+        self.name = "native"
+        self._open = open_batches
+        self._stack = ExitStack()
+        self._read: NativeRead | None = None
+
+    def count(self, snapshot: Snapshot) -> int:
+        from mozart_luigi.connectors.snapshot import ReaderUnsupported
+
+        tenant, table = snapshot.connector.tenant.id, snapshot.table.name
+        try:
+            opened = self._open(_native_url(snapshot), typed_query(snapshot), snapshot.schema,
+                                batch_rows=_OPEN_BATCH_ROWS, tenant=tenant, table=table)  # fmt: skip
+            self._read = self._stack.enter_context(opened)
+        except NativeUnsupportedError as exc:
+            raise ReaderUnsupported(str(exc)) from exc
+        self.name = self._read.reader
+        return self._read.count
+
+    def read(self, snapshot: Snapshot, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        if self._read is None:
+            raise RuntimeError("NativeBatchReader.read() before count()")
+        yield from rebatch(self._read.batches, batch_rows)
+        for column, zero in self._read.stats.items():  # complete now that every batch was read
+            snapshot.stats[column].zero_dates += zero
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def typed_query(snapshot: Snapshot) -> sa.Select:
+    """``snapshot.query`` with the reflected type on each table column (the readers choose casts by type)."""
+    types = {c.name: c.type for c in snapshot.source_columns}
+
+    def typed(element: object) -> sa.ColumnClause | None:
+        if isinstance(element, sa.ColumnClause) and element.table is not None and element.name in types \
+                and isinstance(element.type, NullType):  # fmt: skip
+            return sa.column(element.name, types[element.name], _selectable=element.table)
+        return None
+
+    return replacement_traverse(snapshot.query, {}, typed)
+
+
+def _native_url(snapshot: Snapshot) -> sa.URL:
+    url = snapshot.connector.url()
+    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+        url = url.update_query_dict({"connect_timeout": str(snapshot.connector.source.connect_timeout)})
+    return url
