@@ -5,6 +5,11 @@ Template: every ``LoadIceberg(tenant, table, date)`` of the tenant is done -> ``
 profile ``local``) -> ``run_results.json`` kept under ``{report_dir}/dbt/{tenant}/{date}/`` -> only when every
 model and test passed, a marker (family ``DbtRun``, rows = models built, details = node counts).
 
+dbt's ``run_date`` var is this date: staging reads partitions up to it (all loaded, since they are
+required), so the marts are the state as of that date. When a later date's DbtRun already completed (a
+retry or backfill of an older date), dbt runs as of that later date instead: marts never go back in time,
+and reloaded older partitions are still picked up.
+
 A failing model or test raises :class:`~mozart_luigi.dbt_runner.DbtFailure` naming the tenant and each
 failed node; no marker is written, other tenants' tasks are unaffected (Luigi fails this task only).
 
@@ -62,9 +67,10 @@ class DbtRun(TenantDateTask):
         validate_tenant_id(self.tenant)
         settings = self.config.settings
         target = target_for_profile(settings.profile)
-        self.set_status_message(f"dbt {self.tenant}: starting (target {target})")
+        as_of = self._as_of()
+        self.set_status_message(f"dbt {self.tenant}: starting (target {target}, as of {as_of})")
         try:
-            result = run_dbt(self.tenant, self.date, settings=settings, target=target,
+            result = run_dbt(self.tenant, as_of, settings=settings, target=target,
                              tables=self.config.tables_for(self.tenant),
                              on_progress=self._progress_callback())  # fmt: skip
         except DbtFailure as failure:
@@ -81,6 +87,21 @@ class DbtRun(TenantDateTask):
         self.set_progress_percentage(100)
 
     # ------------------------------------------------------------------------------------------- steps
+    def _as_of(self) -> dt.date:
+        """The run date given to dbt: this date, or a later one whose DbtRun already completed.
+
+        Marts hold the current state; rebuilding an older date (a retry, a backfill) must not take them
+        back in time. Every partition up to a completed DbtRun's date was loaded, so rebuilding as of that
+        date is consistent and picks up reloaded older partitions.
+        """
+        with open_warehouse(self.config.settings, tenant=self.tenant) as warehouse:
+            newest = warehouse.latest_marker_date(self.task_family, self.tenant)
+        if newest is not None and newest > self.date:
+            log.info("dbt tenant=%s date=%s: DbtRun of %s is complete; building as of %s", self.tenant,
+                     self.date, newest, newest)  # fmt: skip
+            return newest
+        return self.date
+
     def _progress_callback(self) -> Any:
         holder: dict[str, Progress] = {}
 
@@ -106,6 +127,7 @@ class DbtRun(TenantDateTask):
         details: dict[str, Any] = {
             "target": result.target, "counts": result.counts(), "seconds": round(result.elapsed_seconds, 2),
             "invocation_id": result.invocation_id, "run_results": str(report),
+            "as_of": result.run_date.isoformat(),
         }  # fmt: skip
         return Marker(task_family=self.task_family, task_id=self.task_id, tenant=self.tenant, date=self.date,
                       table=None, rows=result.models_built, details=details)  # fmt: skip

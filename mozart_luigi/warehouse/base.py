@@ -91,6 +91,13 @@ class Warehouse(ABC):
     def markers(self, tenant: str | None, date: dt.date) -> list[Marker]:
         """All markers for a date (optionally one tenant), for run reports and ``mozart status``."""
 
+    @abstractmethod
+    def latest_marker_date(self, task_family: str, tenant: str) -> dt.date | None:
+        """The newest date with a marker of ``task_family`` for ``tenant`` (None when there is none).
+
+        ``DbtRun`` uses it so that rebuilding an older date never takes the marts back in time.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

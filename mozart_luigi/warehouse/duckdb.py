@@ -199,6 +199,11 @@ class DuckDBWarehouse(Warehouse):
         rows = self._run("markers", lambda c: _query_markers(c, query, params))
         return latest_markers(marker_from_row(row) for row in rows)
 
+    def latest_marker_date(self, task_family: str, tenant: str) -> dt.date | None:
+        params = [task_family, validate_tenant_id(tenant)]
+        rows = self._run("latest marker", lambda c: _query_markers(c, _sql("latest_marker_date"), params))
+        return rows[0][0] if rows else None
+
     # ------------------------------------------------------------------------------------- extras
     def query(self, statement: str, params: Iterable[object] = ()) -> list[tuple]:
         """Run one statement with bound values and return its rows (tests, benchmarks, ``mozart status``)."""

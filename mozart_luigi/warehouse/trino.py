@@ -343,6 +343,12 @@ class TrinoWarehouse(Warehouse):
         rows = self._retry("markers", lambda: self._execute_or_empty(statement, params, tenant=tenant))
         return latest_markers(marker_from_row(row) for row in rows)
 
+    def latest_marker_date(self, task_family: str, tenant: str) -> dt.date | None:
+        params = [task_family, validate_tenant_id(tenant)]
+        statement = self._sql("latest_marker_date", table=self._markers)
+        rows = self._retry("latest marker", lambda: self._execute_or_empty(statement, params, tenant=tenant))
+        return rows[0][0] if rows else None
+
     # -------------------------------------------------------------------------------------- extras
     def query(
         self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None

@@ -117,3 +117,13 @@ def test_dbt_run_through_luigi_twice_one_tenant_failing(warehouse: Path) -> None
     assert "complete ones were encountered" in second.summary_text
     assert report.stat().st_mtime_ns == report_mtime
     assert marts(warehouse, GOOD) == expected_marts(shop(1), RUN_DATE)
+
+    older = DAYS[1]  # a backfill of an older date after the newer one: the marts stay as of the newer date
+    mark_loads_done(GOOD, older)
+    with luigi_events(DbtRun) as backfill:
+        build(DbtRun(tenant=GOOD, date=older))
+    assert backfill.succeeded == [DbtRun(tenant=GOOD, date=older).task_id]
+    assert marts(warehouse, GOOD) == expected_marts(shop(1), RUN_DATE) != expected_marts(shop(1), older)
+    with open_warehouse(settings) as wh:
+        (marker,) = [m for m in wh.markers(GOOD, older) if m.task_family == "DbtRun"]
+    assert marker.details["as_of"] == RUN_DATE.isoformat()

@@ -57,6 +57,9 @@ DELETE FROM "mozart_meta"."task_markers" WHERE tenant = ?
 SELECT task_id, tenant, run_date FROM "mozart_meta"."task_markers"
 WHERE task_family = ? AND tenant IN ({tenants}) AND run_date IN ({dates})
 
+-- name: latest_marker_date
+SELECT max(run_date) FROM "mozart_meta"."task_markers" WHERE task_family = ? AND tenant = ?
+
 -- name: markers
 SELECT task_family, task_id, tenant, table_name, run_date, rows, finished_at, details
 FROM "mozart_meta"."task_markers" WHERE run_date = ? {and_tenant}

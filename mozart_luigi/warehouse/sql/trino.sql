@@ -87,6 +87,9 @@ DELETE FROM {table} WHERE tenant = ?
 SELECT DISTINCT task_id, tenant, run_date FROM {table}
 WHERE task_family = ? AND run_date IN ({dates}) AND tenant IN ({tenants})
 
+-- name: latest_marker_date
+SELECT max(run_date) FROM {table} WHERE task_family = ? AND tenant = ?
+
 -- name: markers
 SELECT task_family, task_id, tenant, table_name, run_date, rows, finished_at, details
 FROM {table} WHERE run_date = ? {and_tenant}
