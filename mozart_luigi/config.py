@@ -49,7 +49,7 @@ MODES = ("full", "incremental")
 
 _TENANT_KEYS = {"source", "tables", "max_connections", "profiles", "enabled", "description"}
 _SOURCE_KEYS = {"kind", "url", "host", "port", "database", "user", "password", "schema", "path", "service_name",
-                "query", "connect_timeout"}  # fmt: skip
+                "query", "connect_timeout", "native"}  # fmt: skip
 _TABLE_KEYS = {"source_name", "source_schema", "mode", "cursor", "primary_key", "include", "exclude",
                "description"}  # fmt: skip
 
@@ -94,6 +94,7 @@ class SourceConfig:
     service_name: str | None = None
     query: tuple[tuple[str, str], ...] = ()
     connect_timeout: int = 10
+    native: bool = True  # PostgreSQL/MySQL: the native Arrow reader (connectors/native.py); false: SQLAlchemy
 
     def describe(self) -> str:
         """Where the source is, without secrets: ``postgresql://acme_reader@db:5432/acme``."""
@@ -401,4 +402,17 @@ def _parse_source(body: Any, path: str, problems: list[ConfigProblem]) -> Source
         query=tuple(sorted((str(k), str(v)) for k, v in query.items())) if isinstance(query, dict) else (),
         connect_timeout=_int(body.get("connect_timeout"), "tenants.yaml", f"{path}.connect_timeout", problems,
                              default=10) or 10,
+        native=_flag(body.get("native"), "tenants.yaml", f"{path}.native", problems, default=True),
     )
+
+
+def _flag(value: Any, file: str, path: str, problems: list[ConfigProblem], *, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    problems.append(ConfigProblem(file, path, f"must be true or false, got {value!r}"))
+    return default

@@ -11,7 +11,7 @@ __all__ = [
     "Converter",
     "NativeUnsupportedError",
     "Where",
-    "assemble",
+    "convert_batch",
     "check_width",
     "prefetch",
     "rebatch",
@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from mozart_luigi.errors import SourceError, SourceUnavailableError
+from mozart_luigi.errors import SourceError, SourceUnavailableError, TypeMappingError
 from mozart_luigi.secrets import redact
 
 Converter = Callable[[pa.Array], pa.Array]
@@ -115,8 +115,16 @@ def zero_dates_to_null(text: pa.Array, stats: dict[str, int]) -> pa.Array:
     return pc.if_else(zero, pa.scalar(None, text.type), text)
 
 
-def assemble(columns: list[pa.Array], schema: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
+def convert_batch(batch: pa.RecordBatch, converters: list[Converter], schema: pa.Schema,
+                  where: Where) -> pa.RecordBatch:  # fmt: skip
+    """One driver batch -> one batch of ``schema``; a value that does not convert exactly names its column."""
+    arrays = []
+    for i, (convert, field) in enumerate(zip(converters, schema, strict=True)):
+        try:
+            arrays.append(convert(batch.column(i)))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError) as exc:
+            raise where.inexact(field, exc) from exc
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def rebatch(batches: Iterable[pa.RecordBatch], max_rows: int) -> Iterator[pa.RecordBatch]:
@@ -148,9 +156,12 @@ class Where:
         source = f"{url.get_backend_name()} {url.host}:{url.port}/{url.database} ({driver})"
         return kind(f"{source}: {scrub(str(exc), url)}", tenant=self.tenant, table=self.table)
 
-    def inexact(self, exc: pa.ArrowInvalid) -> SourceError:
-        return SourceError(f"a value has no exact target representation: {exc}", tenant=self.tenant,
-                           table=self.table)  # fmt: skip
+    def inexact(self, field: pa.Field, exc: Exception) -> TypeMappingError:
+        """The row path's message for a value that cannot be stored exactly (never rounded)."""
+        source = (field.metadata or {}).get(b"mozart.source_type", b"?").decode()
+        return TypeMappingError(f"column {field.name!r} ({source} -> {field.type}): a value cannot be stored "
+                                f"exactly: {exc} (see docs/types.md)", tenant=self.tenant,
+                                table=self.table)  # fmt: skip
 
 
 def check_width(query: sa.Select, schema: pa.Schema, where: Where) -> None:

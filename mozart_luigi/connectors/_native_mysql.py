@@ -17,7 +17,7 @@ from __future__ import annotations
 
 __all__ = ["converter_for", "open_read", "rewrite"]
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,8 +29,8 @@ from sqlalchemy.dialects import mysql
 from mozart_luigi.connectors._native_common import (
     Converter,
     Where,
-    assemble,
     check_width,
+    convert_batch,
     prefetch,
     rebatch,
     safe_converter,
@@ -170,11 +170,11 @@ def _time_of(dst: pa.DataType) -> Converter:
     def convert(array: pa.Array) -> pa.Array:
         parts = pc.extract_regex(array, _TIME_RE)
         if parts.null_count > array.null_count:
-            raise SourceError("unparsable MySQL TIME value")
+            raise pa.ArrowInvalid("unparsable MySQL TIME value")
         micros = _time_micros(parts)
         if pa.types.is_time64(dst):
             if (pc.min(micros).as_py() or 0) < 0 or (pc.max(micros).as_py() or 0) >= _DAY_US:
-                raise SourceError("MySQL TIME value outside 00:00:00..23:59:59 cannot be a time of day")
+                raise pa.ArrowInvalid("TIME value is not a time of day (00:00:00 <= t < 24:00:00)")
             return pc.cast(micros.view(pa.time64("us")), dst, safe=True)
         return pc.cast(micros.view(pa.duration("us")), dst, safe=True)
 
@@ -182,15 +182,16 @@ def _time_of(dst: pa.DataType) -> Converter:
 
 
 def _time_micros(parts: pa.StructArray) -> pa.Array:
-    def field(name: str) -> pa.Array:
-        return pc.cast(parts.field(name), pa.int64())
+    """``[-]H:MM:SS[.f]`` parts -> signed microseconds (NULL where the value is NULL)."""
+    fields = dict(zip(("sign", "h", "m", "s", "f"), parts.flatten(), strict=True))  # parent NULLs applied
 
-    fraction = pc.utf8_rpad(pc.coalesce(parts.field("f"), ""), 6, "0")
-    magnitude = pc.add(pc.multiply(pc.add(pc.multiply(pc.add(pc.multiply(field("h"), 60), field("m")), 60),
-                                          field("s")), 1_000_000), pc.cast(fraction, pa.int64()))  # fmt: skip
-    negative = pc.equal(parts.field("sign"), "-")
-    signed = pc.if_else(negative, pc.negate(magnitude), magnitude)
-    return pc.if_else(pc.is_valid(parts), signed, pa.scalar(None, pa.int64()))
+    def number(name: str) -> pa.Array:
+        return pc.cast(fields[name], pa.int64())
+
+    fraction = pc.cast(pc.utf8_rpad(fields["f"], 6, "0"), pa.int64())
+    seconds = pc.add(pc.multiply(pc.add(pc.multiply(number("h"), 60), number("m")), 60), number("s"))
+    magnitude = pc.add(pc.multiply(seconds, 1_000_000), fraction)
+    return pc.if_else(pc.equal(fields["sign"], "-"), pc.negate(magnitude), magnitude)
 
 
 def plan(result: pa.Schema, kinds: list[str], target: pa.Schema, stats: dict[str, int],
@@ -208,11 +209,15 @@ def plan(result: pa.Schema, kinds: list[str], target: pa.Schema, stats: dict[str
 # ---------------------------------------------------------------------------------------------- reading
 @contextmanager
 def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int, *, stats: dict[str, int],
+              session: Sequence[str],
               where: Where) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:  # fmt: skip
-    """``(count, batches)`` from one statement (one read view); the first batch is read to learn the count."""
+    """``(count, batches)`` from one statement (one read view); the first batch is read to learn the count.
+
+    ``session`` statements run first on connectorx's connection (``pre_execution_queries``).
+    """
     check_width(query, schema, where)
     sql, kinds = rewrite(query, where)
-    reader = _start(url, sql, batch_rows, where)
+    reader = _start(url, sql, batch_rows, [*_SESSION, *session], where)
     batches = None
     try:
         width = len(kinds)
@@ -232,7 +237,7 @@ def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int,
         reader.close()
 
 
-def _start(url: sa.URL, sql: str, batch_rows: int, where: Where) -> Any:
+def _start(url: sa.URL, sql: str, batch_rows: int, session: list[str], where: Where) -> Any:
     import connectorx
 
     conn = sa.URL.create("mysql", username=url.username, password=url.password, host=url.host,
@@ -240,7 +245,7 @@ def _start(url: sa.URL, sql: str, batch_rows: int, where: Where) -> Any:
     conn = conn.render_as_string(hide_password=False)
     try:
         return connectorx.read_sql(conn, sql, return_type="arrow_stream", batch_size=batch_rows,
-                                   pre_execution_queries=list(_SESSION))  # fmt: skip
+                                   pre_execution_queries=session)  # fmt: skip
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # connectorx raises RuntimeError, or a Rust panic (a BaseException)
@@ -271,11 +276,8 @@ def _driver_batches(first: pa.RecordBatch | None, reader: Any, where: Where) -> 
 
 def _batches(driver: Iterator[pa.RecordBatch], converters: list[Converter], schema: pa.Schema,
              batch_rows: int, where: Where) -> Iterator[pa.RecordBatch]:  # fmt: skip
-    try:
-        for batch in rebatch(driver, batch_rows):
-            yield assemble([convert(batch.column(i)) for i, convert in enumerate(converters)], schema)
-    except pa.ArrowInvalid as exc:
-        raise where.inexact(exc) from exc
+    for batch in driver:
+        yield from rebatch([convert_batch(batch, converters, schema, where)], batch_rows)
 
 
 def _translate(exc: BaseException, where: Where) -> SourceError:

@@ -11,7 +11,7 @@ __all__ = ["compile_query", "converter_for", "open_read"]
 
 import datetime as dt
 import decimal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,8 +28,8 @@ from mozart_luigi.connectors._native_common import (
     Converter,
     NativeUnsupportedError,
     Where,
-    assemble,
     check_width,
+    convert_batch,
     prefetch,
     rebatch,
     safe_converter,
@@ -97,6 +97,9 @@ def converter_for(src: pa.DataType, dst: pa.DataType) -> Converter | None:
     """How an ADBC column of type ``src`` becomes ``dst`` exactly, or None."""
     if isinstance(src, pa.BaseExtensionType):
         return _extension_converter(src, dst)
+    if pa.types.is_list(src) and pa.types.is_list(dst):
+        inner = converter_for(src.value_type, dst.value_type)
+        return _each_item(inner, dst) if inner is not None else None
     convert = safe_converter(src, dst)
     if convert is not None and (pa.types.is_timestamp(src) or pa.types.is_date32(src)):
         return _finite(convert, pa.int64() if pa.types.is_timestamp(src) else pa.int32())
@@ -117,6 +120,16 @@ def _extension_converter(src: pa.BaseExtensionType, dst: pa.DataType) -> Convert
     return None  # enums, inet, ... arrive as opaque binary: select them as text in SQL to read natively
 
 
+def _each_item(inner: Converter, dst: pa.ListType) -> Converter:
+    """Arrays (``numeric[]``, ``timestamptz[]``, ...): convert the items, keep offsets and NULL lists."""
+
+    def convert(array: pa.Array) -> pa.Array:
+        mask = array.is_null() if array.null_count else None
+        return pa.ListArray.from_arrays(array.offsets, inner(array.values), type=dst, mask=mask)
+
+    return convert
+
+
 def _storage_then(dst: pa.DataType) -> Converter:
     def convert(array: pa.Array) -> pa.Array:
         return pc.cast(array.storage, dst, safe=True)
@@ -127,7 +140,7 @@ def _storage_then(dst: pa.DataType) -> Converter:
 def _finite(convert: Converter, raw: pa.DataType) -> Converter:
     def check(array: pa.Array) -> pa.Array:
         if array.null_count < len(array) and pc.min(array.view(raw)).as_py() < _MIN_REAL[raw]:
-            raise SourceError("PostgreSQL 'infinity'/'-infinity' has no exact Parquet value")
+            raise pa.ArrowInvalid("PostgreSQL 'infinity'/'-infinity' has no exact Parquet value")
         return convert(array)
 
     return check
@@ -164,9 +177,13 @@ def plan(result: pa.Schema, target: pa.Schema, where: Where) -> list[Converter]:
 
 # ---------------------------------------------------------------------------------------------- reading
 @contextmanager
-def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int,
+def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int, *, session: Sequence[str],
               where: Where) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:  # fmt: skip
-    """``(count, batches)`` read in one ``REPEATABLE READ READ ONLY`` transaction on one connection."""
+    """``(count, batches)`` read in one ``REPEATABLE READ READ ONLY`` transaction on one connection.
+
+    ``session`` statements run right after ``BEGIN`` (e.g. ``SET LOCAL intervalstyle``, which decides how
+    the server renders casts to text).
+    """
     import adbc_driver_manager
 
     check_width(query, schema, where)
@@ -176,7 +193,7 @@ def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int,
     batches = None
     try:
         try:
-            count = _begin_and_count(cursor, count_sql, settings)
+            count = _begin_and_count(cursor, count_sql, settings, session)
             cursor.execute(sql)
             reader = cursor.fetch_record_batch()
         except adbc_driver_manager.Error as exc:
@@ -202,9 +219,11 @@ def _connect(url: sa.URL, where: Where) -> Any:
         raise _translate(exc, where) from exc
 
 
-def _begin_and_count(cursor: Any, count_sql: str, settings: list[tuple[str, str]]) -> int:
+def _begin_and_count(cursor: Any, count_sql: str, settings: list[tuple[str, str]],
+                     session: Sequence[str]) -> int:  # fmt: skip
     cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+    for statement in session:
+        cursor.execute(statement)
     for name, value in settings:
         cursor.execute("SELECT set_config($1, $2, true)", (name, value))
         cursor.fetchall()
@@ -217,12 +236,10 @@ def _batches(reader: pa.RecordBatchReader, converters: list[Converter], schema: 
     import adbc_driver_manager
 
     try:
-        for batch in rebatch(reader, batch_rows):
-            yield assemble([convert(batch.column(i)) for i, convert in enumerate(converters)], schema)
+        for batch in reader:  # convert whole driver batches (~16 MB), then slice
+            yield from rebatch([convert_batch(batch, converters, schema, where)], batch_rows)
     except adbc_driver_manager.Error as exc:
         raise _translate(exc, where) from exc
-    except pa.ArrowInvalid as exc:
-        raise where.inexact(exc) from exc
 
 
 def _close(cursor: Any, conn: Any) -> None:

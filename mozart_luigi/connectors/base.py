@@ -74,6 +74,8 @@ class Connector(ABC):
     driver: ClassVar[str]
     #: SQL run first on the snapshot connection, in order (isolation, read only, session time zone).
     snapshot_statements: ClassVar[tuple[str, ...]] = ()
+    #: whether connectors/native.py has a native Arrow reader for this dialect (used unless ``native: false``)
+    native_reader: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -166,6 +168,10 @@ class Connector(ABC):
         native Arrow reader (COPY, ADBC, connectorx) here; it must yield batches with ``snapshot.schema``."""
         from mozart_luigi.connectors.snapshot import RowBatchReader
 
+        if self.native_reader and self.source.native:
+            from mozart_luigi.connectors.native import NativeBatchReader
+
+            return NativeBatchReader()  # falls back to the row path itself when it cannot read exactly
         return RowBatchReader()
 
     def begin_snapshot(self, conn: sa.Connection) -> None:

@@ -49,6 +49,7 @@ _INTEGERS: tuple[tuple[type, pa.DataType, pa.DataType], ...] = (
 class MySQLConnector(Connector):
     kind = "mysql"
     driver = "mysql+pymysql"
+    native_reader: ClassVar[bool] = True
     snapshot_statements: ClassVar[tuple[str, ...]] = (
         "SET SESSION time_zone = '+00:00'",
         "SET SESSION net_write_timeout = 3600",  # a slow consumer (S3 upload) must not cut the stream

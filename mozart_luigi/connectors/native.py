@@ -34,7 +34,7 @@ __all__ = [
     "typed_query",
 ]
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -72,25 +72,31 @@ class NativeRead:
 
 @contextmanager
 def postgres_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
-                     tenant: str | None = None,
+                     session: Sequence[str] = ("SET LOCAL TIME ZONE 'UTC'",), tenant: str | None = None,
                      table: str | None = None) -> Iterator[NativeRead]:  # fmt: skip
     """Read ``query`` from PostgreSQL through ADBC as batches of ``schema``.
 
-    The connection, its ``REPEATABLE READ READ ONLY`` transaction and the COPY stream are closed on exit,
-    whether the batches were consumed or not.
+    ``session``: statements run right after ``BEGIN`` (time zone, ``intervalstyle``: they decide how the
+    server renders casts to text). The connection, its ``REPEATABLE READ READ ONLY`` transaction and the
+    COPY stream are closed on exit, whether the batches were consumed or not.
     """
     where = Where(url, tenant, table)
-    with _native_pg.open_read(url, query, schema, batch_rows, where) as (count, batches):
-        yield NativeRead(count=count, batches=batches, reader="adbc-postgresql")
+    with _native_pg.open_read(url, query, schema, batch_rows, session=session, where=where) as (n, batches):
+        yield NativeRead(count=n, batches=batches, reader="adbc-postgresql")
 
 
 @contextmanager
 def mysql_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
-                  tenant: str | None = None, table: str | None = None) -> Iterator[NativeRead]:  # fmt: skip
-    """Read ``query`` (no bound values) from MySQL/MariaDB through connectorx, as batches of ``schema``."""
+                  session: Sequence[str] = (), tenant: str | None = None,
+                  table: str | None = None) -> Iterator[NativeRead]:  # fmt: skip
+    """Read ``query`` (no bound values) from MySQL/MariaDB through connectorx, as batches of ``schema``.
+
+    ``session``: statements run first on connectorx's connection.
+    """
     stats: dict[str, int] = {}
     where = Where(url, tenant, table)
-    with _native_mysql.open_read(url, query, schema, batch_rows, stats=stats, where=where) as (n, batches):
+    with _native_mysql.open_read(url, query, schema, batch_rows, stats=stats, session=session,
+                                 where=where) as (n, batches):  # fmt: skip
         yield NativeRead(count=n, batches=batches, reader="connectorx-mysql", stats=stats)
 
 
@@ -98,14 +104,15 @@ _OPENERS = {"postgresql": postgres_batches, "mysql": mysql_batches, "mariadb": m
 
 
 def native_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
-                   tenant: str | None = None,
+                   session: Sequence[str] | None = None, tenant: str | None = None,
                    table: str | None = None) -> AbstractContextManager[NativeRead]:  # fmt: skip
     """The native reader for ``url``'s backend; :class:`NativeUnsupportedError` for any other backend."""
     opener = _OPENERS.get(url.get_backend_name())
     if opener is None:
         raise NativeUnsupportedError(f"no native reader for {url.get_backend_name()!r}", tenant=tenant,
                                      table=table)  # fmt: skip
-    return opener(url, query, schema, batch_rows=batch_rows, tenant=tenant, table=table)
+    extra = {} if session is None else {"session": session}  # None: the reader's own default
+    return opener(url, query, schema, batch_rows=batch_rows, tenant=tenant, table=table, **extra)
 
 
 Opener = Callable[..., AbstractContextManager[NativeRead]]
@@ -133,7 +140,8 @@ class NativeBatchReader:
         tenant, table = snapshot.connector.tenant.id, snapshot.table.name
         try:
             opened = self._open(_native_url(snapshot), typed_query(snapshot), snapshot.schema,
-                                batch_rows=_OPEN_BATCH_ROWS, tenant=tenant, table=table)  # fmt: skip
+                                batch_rows=_OPEN_BATCH_ROWS, session=snapshot.connector.snapshot_statements,
+                                tenant=tenant, table=table)  # fmt: skip
             self._read = self._stack.enter_context(opened)
         except NativeUnsupportedError as exc:
             raise ReaderUnsupported(str(exc)) from exc

@@ -79,6 +79,7 @@ def _money_as_numeric(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
 class PostgresConnector(Connector):
     kind = "postgresql"
     driver = "postgresql+psycopg2"
+    native_reader: ClassVar[bool] = True
     snapshot_statements: ClassVar[tuple[str, ...]] = (
         "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
         "SET LOCAL TIME ZONE 'UTC'",
