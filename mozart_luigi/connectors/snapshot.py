@@ -83,13 +83,26 @@ class RowBatchReader:
         conn = snapshot.connection.execution_options(yield_per=batch_rows)
         result = conn.execute(snapshot.query)
         try:
-            while rows := result.fetchmany(batch_rows):
+            while rows := _fetch_raw(result, batch_rows):
                 yield snapshot.to_batch(rows)
         finally:
             result.close()
 
     def close(self) -> None:
         return None
+
+
+def _fetch_raw(result: sa.CursorResult[Any], size: int) -> Sequence[Sequence[Any]]:
+    """Up to ``size`` driver tuples, skipping SQLAlchemy's per-row ``Row`` objects (~15% of client CPU).
+
+    The select's columns are untyped (and its casts to text/numeric have no result processor), so a Row
+    would only wrap the tuple. The result's cursor strategy keeps SQLAlchemy's buffering and error
+    translation; if a future SQLAlchemy changes it, the public ``fetchmany`` gives the same values.
+    """
+    strategy = getattr(result, "cursor_strategy", None)
+    if strategy is None or not hasattr(strategy, "fetchmany"):  # pragma: no cover - other SQLAlchemy versions
+        return result.fetchmany(size)
+    return strategy.fetchmany(result, result.cursor, size)  # soft-closes the result when exhausted
 
 
 class Snapshot:
