@@ -9,6 +9,7 @@ iceberg_rest_deps()    { echo s3; }
 iceberg_rest_port()    { echo "$MOZART_ICEBERG_REST_PORT"; }
 iceberg_rest_timeout() { echo 90; }
 iceberg_rest_signal()  { echo TERM; }
+iceberg_rest_stop_timeout() { echo 60; }
 
 iceberg_rest_prepare() {
   ensure_rest_jar

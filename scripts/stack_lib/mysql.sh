@@ -6,6 +6,7 @@ mysql_deps()    { :; }
 mysql_port()    { echo "$MOZART_MYSQL_PORT"; }
 mysql_timeout() { echo 60; }
 mysql_signal()  { echo TERM; }
+mysql_stop_timeout() { echo 60; }
 
 mysql_data()   { printf '%s/data' "$(svc_dir mysql)"; }
 mysql_socket() { printf '%s/mysqld.sock' "$(svc_dir mysql)"; }

@@ -6,6 +6,7 @@ postgres_deps()    { :; }
 postgres_port()    { echo "$MOZART_PG_PORT"; }
 postgres_timeout() { echo 60; }
 postgres_signal()  { echo INT; }   # fast shutdown (TERM would wait for clients)
+postgres_stop_timeout() { echo 60; }
 
 pg_data() { printf '%s/data' "$(svc_dir postgres)"; }
 as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }

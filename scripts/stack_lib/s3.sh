@@ -10,6 +10,7 @@ s3_deps()    { :; }
 s3_port()    { echo "$MOZART_S3_PORT"; }
 s3_timeout() { echo 60; }
 s3_signal()  { echo TERM; }
+s3_stop_timeout() { echo 60; }
 
 s3_prepare() {
   ensure_venv_tools
