@@ -115,12 +115,29 @@ def mysql_db(stack_env: dict[str, str]) -> Iterator[tuple[sa.Engine, str]]:
         engine.dispose()
 
 
-def pg_tenant(schema: str, **extra: Any) -> dict[str, Any]:
-    return {"source": {"kind": "postgresql", "url": "${MOZART_TEST_PG_URL}", "schema": schema}, **extra}
+@pytest.fixture(params=["sqlalchemy", "native"])
+def reader(request: pytest.FixtureRequest) -> str:
+    """Run a test through the SQLAlchemy row path and through the native Arrow reader (``source.native``)."""
+    return request.param
 
 
-def mysql_tenant(**extra: Any) -> dict[str, Any]:
-    return {"source": {"kind": "mysql", "url": "${MOZART_TEST_MYSQL_URL}"}, **extra}
+def pg_tenant(schema: str, reader: str = "native", **extra: Any) -> dict[str, Any]:
+    source = {"kind": "postgresql", "url": "${MOZART_TEST_PG_URL}", "schema": schema}
+    return {"source": {**source, "native": reader == "native"}, **extra}
+
+
+def mysql_tenant(reader: str = "native", **extra: Any) -> dict[str, Any]:
+    return {
+        "source": {"kind": "mysql", "url": "${MOZART_TEST_MYSQL_URL}", "native": reader == "native"},
+        **extra,
+    }
+
+
+def assert_reader(manifest: Manifest, reader: str) -> None:
+    """The SQLAlchemy path really ran when asked for; the native path may fall back to it (never silently
+    changing a type: the schema is checked on every batch)."""
+    if reader == "sqlalchemy":
+        assert manifest.details["reader"] == "sqlalchemy"
 
 
 @pytest.fixture(params=["local", "s3"])

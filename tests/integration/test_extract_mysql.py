@@ -9,13 +9,14 @@ from pathlib import Path
 import extract_helpers
 import pyarrow as pa
 import pytest
-from extract_helpers import DAY, build, extract, mysql_tenant, read_back, write_config
+from extract_helpers import DAY, assert_reader, build, extract, mysql_tenant, read_back, write_config
 
 from mozart_luigi.errors import TypeMappingError
 
 pytestmark = pytest.mark.integration
 mysql_db = extract_helpers.mysql_db
 lake_url = extract_helpers.lake_url
+reader = extract_helpers.reader
 UTC = dt.UTC
 
 DDL = """CREATE TABLE `{t}` (
@@ -105,11 +106,13 @@ def setup_types(engine, prefix: str) -> str:
     return name
 
 
-def test_every_mysql_type_case_round_trips_exactly(mysql_db, lake_url, tmp_path: Path, monkeypatch) -> None:
+def test_every_mysql_type_case_round_trips_exactly(
+    mysql_db, reader, lake_url, tmp_path: Path, monkeypatch
+) -> None:
     engine, prefix = mysql_db
     name = setup_types(engine, prefix)
     write_config(
-        tmp_path, monkeypatch, {"globex": mysql_tenant()}, {"types": {"source_name": name}}, lake_url
+        tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, {"types": {"source_name": name}}, lake_url
     )
     assert build(extract("globex", "types")).scheduling_succeeded
     manifest, data = read_back("globex", "types")
@@ -118,12 +121,15 @@ def test_every_mysql_type_case_round_trips_exactly(mysql_db, lake_url, tmp_path:
     assert rows[1] == EXPECTED_ROW
     assert all(v is None for k, v in rows[2].items() if k != "id")
     assert manifest.row_count == manifest.source_count == 2
+    assert_reader(manifest, reader)
     assert manifest.zero_dates_nulled == 2
     assert manifest.details["zero_dates_nulled_by_column"] == {"day": 1, "dt0": 1}
     assert "precision 65 > 38" in manifest.details["policies"]["d65"]
 
 
-def test_datetime_is_wall_clock_and_timestamp_is_an_instant(mysql_db, tmp_path: Path, monkeypatch) -> None:
+def test_datetime_is_wall_clock_and_timestamp_is_an_instant(
+    mysql_db, reader, tmp_path: Path, monkeypatch
+) -> None:
     """The same literal written by clients in two time zones: DATETIME keeps it, TIMESTAMP stores instants."""
     engine, prefix = mysql_db
     name = f"{prefix}_clock"
@@ -134,7 +140,7 @@ def test_datetime_is_wall_clock_and_timestamp_is_an_instant(mysql_db, tmp_path: 
             conn.exec_driver_sql(
                 f"INSERT INTO `{name}` VALUES ({i}, '2026-11-25 12:00:00.5', '2026-11-25 12:00:00.5')"
             )
-    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant()}, {"clock": {"source_name": name}})
+    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, {"clock": {"source_name": name}})
     extract("globex", "clock").run()
     rows = sorted(read_back("globex", "clock")[1].to_pylist(), key=lambda r: r["id"])
     assert [r["wall"] for r in rows] == [dt.datetime(2026, 11, 25, 12, 0, 0, 500000)] * 3
@@ -145,7 +151,7 @@ def test_datetime_is_wall_clock_and_timestamp_is_an_instant(mysql_db, tmp_path: 
     ]
 
 
-def test_incremental_window_on_timestamp_cursor_is_utc(mysql_db, tmp_path: Path, monkeypatch) -> None:
+def test_incremental_window_on_timestamp_cursor_is_utc(mysql_db, reader, tmp_path: Path, monkeypatch) -> None:
     engine, prefix = mysql_db
     name = f"{prefix}_orders"
     with engine.begin() as conn:
@@ -156,7 +162,7 @@ def test_incremental_window_on_timestamp_cursor_is_utc(mysql_db, tmp_path: Path,
     write_config(
         tmp_path,
         monkeypatch,
-        {"globex": mysql_tenant()},
+        {"globex": mysql_tenant(reader)},
         {"orders": {"source_name": name, "mode": "incremental", "cursor": "updated_at"}},
     )
     monkeypatch.setenv("TZ", "America/New_York")  # the client's zone must not matter
@@ -165,7 +171,7 @@ def test_incremental_window_on_timestamp_cursor_is_utc(mysql_db, tmp_path: Path,
     assert sorted(data.column("id").to_pylist()) == [2, 3] and manifest.source_count == 2
 
 
-def test_hostile_table_names(mysql_db, tmp_path: Path, monkeypatch) -> None:
+def test_hostile_table_names(mysql_db, reader, tmp_path: Path, monkeypatch) -> None:
     engine, prefix = mysql_db
     items, select = f"{prefix} Order Items", f"{prefix}select"
     with engine.begin() as conn:
@@ -177,7 +183,7 @@ def test_hostile_table_names(mysql_db, tmp_path: Path, monkeypatch) -> None:
         "Order Items": {"source_name": items, "mode": "incremental", "cursor": "Updated At"},
         "select": {"source_name": select},
     }
-    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant()}, tables)
+    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, tables)
     assert build(extract("globex", "order_items"), extract("globex", "select")).scheduling_succeeded
     assert read_back("globex", "order_items")[1].to_pylist() == [
         {"select": 1, "Updated At": dt.datetime(2026, 11, 25, 8)}
@@ -185,27 +191,29 @@ def test_hostile_table_names(mysql_db, tmp_path: Path, monkeypatch) -> None:
     assert read_back("globex", "select")[1].to_pylist() == [{"from": "x`; DROP TABLE y; --", "where": 7}]
 
 
-def test_time_outside_a_day_is_refused(mysql_db, tmp_path: Path, monkeypatch) -> None:
+def test_time_outside_a_day_is_refused(mysql_db, reader, tmp_path: Path, monkeypatch) -> None:
     engine, prefix = mysql_db
     name = f"{prefix}_durations"
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE `{name}` (id int, spent time)")
         conn.exec_driver_sql(f"INSERT INTO `{name}` VALUES (1, '12:00:00'), (2, '-01:00:00')")
-    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant()}, {"durations": {"source_name": name}})
+    write_config(
+        tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, {"durations": {"source_name": name}}
+    )
     task = extract("globex", "durations")
     with pytest.raises(TypeMappingError, match=r"tenant 'globex', table 'durations': column 'spent' \(TIME"):
         task.run()
     assert not task.output().exists()
 
 
-def test_empty_table_and_second_run(mysql_db, tmp_path: Path, monkeypatch) -> None:
+def test_empty_table_and_second_run(mysql_db, reader, tmp_path: Path, monkeypatch) -> None:
     engine, prefix = mysql_db
     name = f"{prefix}_empty"
     with engine.begin() as conn:
         conn.exec_driver_sql(
             f"CREATE TABLE `{name}` (id bigint unsigned, amount decimal(12,4), at timestamp NULL)"
         )
-    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant()}, {"empty": {"source_name": name}})
+    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, {"empty": {"source_name": name}})
     assert build(extract("globex", "empty")).scheduling_succeeded
     first, data = read_back("globex", "empty")
     assert first.row_count == 0 and data.num_rows == 0 and len(first.files) == 1

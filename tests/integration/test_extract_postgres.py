@@ -12,13 +12,14 @@ import extract_helpers
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from extract_helpers import DAY, build, extract, lake, pg_tenant, read_back, write_config
+from extract_helpers import DAY, assert_reader, build, extract, lake, pg_tenant, read_back, write_config
 
 from mozart_luigi.errors import TypeMappingError
 
 pytestmark = pytest.mark.integration
 pg_schema = extract_helpers.pg_schema
 lake_url = extract_helpers.lake_url
+reader = extract_helpers.reader
 UTC = dt.UTC
 
 DDL = """
@@ -111,10 +112,14 @@ def setup_types(engine: sa.Engine, schema: str) -> None:
         conn.exec_driver_sql(ROW.format(s=schema))
 
 
-def test_every_pg_type_case_round_trips_exactly(pg_schema, lake_url, tmp_path: Path, monkeypatch) -> None:
+def test_every_pg_type_case_round_trips_exactly(
+    pg_schema, reader, lake_url, tmp_path: Path, monkeypatch
+) -> None:
     engine, schema = pg_schema
     setup_types(engine, schema)
-    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema)}, {"types": {"mode": "full"}}, lake_url)
+    write_config(
+        tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"types": {"mode": "full"}}, lake_url
+    )
     assert build(extract("acme", "types")).scheduling_succeeded
     manifest, data = read_back("acme", "types")
     assert {f.name: f.type for f in data.schema} == EXPECTED_TYPES
@@ -125,14 +130,16 @@ def test_every_pg_type_case_round_trips_exactly(pg_schema, lake_url, tmp_path: P
     assert first == EXPECTED_ROW
     assert rows[2]["d"] == math.inf and rows[2]["r"] == 3.5 and rows[2]["flag"] is False
     assert all(v is None for k, v in rows[3].items() if k != "id")
-    assert manifest.details["reader"] in ("sqlalchemy", "adbc-postgresql")
+    assert_reader(manifest, reader)
     assert "n_50" in manifest.details["policies"] and "n_free" in manifest.details["policies"]
 
 
-def test_second_run_does_nothing(pg_schema, lake_url, tmp_path: Path, monkeypatch) -> None:
+def test_second_run_does_nothing(pg_schema, reader, lake_url, tmp_path: Path, monkeypatch) -> None:
     engine, schema = pg_schema
     setup_types(engine, schema)
-    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema)}, {"types": {"mode": "full"}}, lake_url)
+    write_config(
+        tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"types": {"mode": "full"}}, lake_url
+    )
     first = build(extract("acme", "types"))
     assert first.scheduling_succeeded
     before, _ = read_back("acme", "types")
@@ -146,7 +153,7 @@ def test_second_run_does_nothing(pg_schema, lake_url, tmp_path: Path, monkeypatc
     assert lake().list_files(lake().date_url("acme", "types", DAY)) == files_before
 
 
-def test_incremental_window_is_half_open_in_utc(pg_schema, tmp_path: Path, monkeypatch) -> None:
+def test_incremental_window_is_half_open_in_utc(pg_schema, reader, tmp_path: Path, monkeypatch) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
         conn.exec_driver_sql(
@@ -163,7 +170,7 @@ def test_incremental_window_is_half_open_in_utc(pg_schema, tmp_path: Path, monke
         "events": {"mode": "incremental", "cursor": "changed"},
         "events_local": {"source_name": "events", "mode": "incremental", "cursor": "local_ts"},
     }
-    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema)}, tables)
+    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, tables)
     days = [DAY - dt.timedelta(days=1), DAY, DAY + dt.timedelta(days=1)]
     assert build(*(extract("acme", t, d) for t in tables for d in days)).scheduling_succeeded
     ids = {(t, d): sorted(read_back("acme", t, d)[1].column("id").to_pylist()) for t in tables for d in days}
@@ -176,15 +183,16 @@ def test_incremental_window_is_half_open_in_utc(pg_schema, tmp_path: Path, monke
     assert manifest.window_end == dt.datetime(2026, 11, 26, tzinfo=UTC)
 
 
-def test_empty_table_gives_a_typed_zero_row_part(pg_schema, tmp_path: Path, monkeypatch) -> None:
+def test_empty_table_gives_a_typed_zero_row_part(pg_schema, reader, tmp_path: Path, monkeypatch) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
         conn.exec_driver_sql(
             f'CREATE TABLE "{schema}".nothing (id bigint, amount numeric(10,2), at timestamptz)'
         )
-    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema)}, {"nothing": {"mode": "full"}})
+    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"nothing": {"mode": "full"}})
     assert build(extract("acme", "nothing")).scheduling_succeeded
     manifest, data = read_back("acme", "nothing")
+    assert_reader(manifest, reader)
     assert manifest.row_count == 0 and manifest.source_count == 0 and len(manifest.files) == 1
     assert data.num_rows == 0
     assert data.schema.types == [pa.int64(), pa.decimal128(10, 2), pa.timestamp("us", tz="UTC")]
@@ -195,13 +203,13 @@ def test_empty_table_gives_a_typed_zero_row_part(pg_schema, tmp_path: Path, monk
     [("'NaN'", "not a valid decimal128"), ("0.12345678901", "data loss"), ("1e30", "precision")],
 )
 def test_unbounded_numeric_that_does_not_fit_fails_without_rounding(
-    pg_schema, tmp_path: Path, monkeypatch, value: str, why: str
+    pg_schema, reader, tmp_path: Path, monkeypatch, value: str, why: str
 ) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
         conn.exec_driver_sql(f'CREATE TABLE "{schema}".measures (id int, x numeric)')
         conn.exec_driver_sql(f'INSERT INTO "{schema}".measures VALUES (1, 1.5), (2, {value})')
-    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema)}, {"measures": {"mode": "full"}})
+    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"measures": {"mode": "full"}})
     task = extract("acme", "measures")
     with pytest.raises(TypeMappingError) as info:
         task.run()
@@ -211,14 +219,16 @@ def test_unbounded_numeric_that_does_not_fit_fails_without_rounding(
     assert not task.output().exists()
 
 
-def test_unsupported_type_is_refused_naming_the_column(pg_schema, tmp_path: Path, monkeypatch) -> None:
+def test_unsupported_type_is_refused_naming_the_column(
+    pg_schema, reader, tmp_path: Path, monkeypatch
+) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
         conn.exec_driver_sql(f'CREATE TABLE "{schema}".shapes (id int, p point)')
     write_config(
         tmp_path,
         monkeypatch,
-        {"acme": pg_tenant(schema)},
+        {"acme": pg_tenant(schema, reader)},
         {
             "shapes": {"mode": "full"},
             "shapes_ok": {"source_name": "shapes", "mode": "full", "exclude": ["p"]},
@@ -230,7 +240,7 @@ def test_unsupported_type_is_refused_naming_the_column(pg_schema, tmp_path: Path
     assert read_back("acme", "shapes_ok")[1].schema.names == ["id"]
 
 
-def test_hostile_table_and_column_names(pg_schema, tmp_path: Path, monkeypatch) -> None:
+def test_hostile_table_and_column_names(pg_schema, reader, tmp_path: Path, monkeypatch) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
         conn.exec_driver_sql(f'CREATE TABLE "{schema}"."Order Items" ("select" int, "Updated At" timestamp)')
@@ -239,7 +249,7 @@ def test_hostile_table_and_column_names(pg_schema, tmp_path: Path, monkeypatch) 
                                  (2, '2026-11-26 08:00')""")
         conn.exec_driver_sql(f"""INSERT INTO "{schema}"."select" VALUES ('x''; DROP TABLE y; --', 7)""")
     tables = {"Order Items": {"mode": "incremental", "cursor": "Updated At"}, "select": {"mode": "full"}}
-    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema)}, tables)
+    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, tables)
     assert build(extract("acme", "order_items"), extract("acme", "select")).scheduling_succeeded
     manifest, items = read_back("acme", "order_items")
     assert items.to_pylist() == [{"select": 1, "Updated At": dt.datetime(2026, 11, 25, 8)}]
@@ -247,7 +257,7 @@ def test_hostile_table_and_column_names(pg_schema, tmp_path: Path, monkeypatch) 
     assert read_back("acme", "select")[1].to_pylist() == [{"from": "x'; DROP TABLE y; --", "where": 7}]
 
 
-def test_part_rotation_and_progress(pg_schema, tmp_path: Path, monkeypatch) -> None:
+def test_part_rotation_and_progress(pg_schema, reader, tmp_path: Path, monkeypatch) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
         conn.exec_driver_sql(
@@ -256,20 +266,21 @@ def test_part_rotation_and_progress(pg_schema, tmp_path: Path, monkeypatch) -> N
         )
     monkeypatch.setenv("MOZART_BATCH_ROWS", "300")
     monkeypatch.setenv("MOZART_PART_ROWS", "1000")
-    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema)}, {"big": {"mode": "full"}})
+    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"big": {"mode": "full"}})
     task = extract("acme", "big")
     messages: list[str] = []
     monkeypatch.setattr(task, "set_status_message", messages.append)
     monkeypatch.setattr(task, "set_progress_percentage", lambda p: None)
     task.run()
     manifest, data = read_back("acme", "big")
+    assert_reader(manifest, reader)
     assert [f.rows for f in manifest.files] == [1000, 1000, 500]
     assert all(f.name.startswith(f"part-{manifest.run_id}-") for f in manifest.files)
     assert sorted(data.column("id").to_pylist()) == list(range(1, 2501))
     assert messages[0] == "big: 0/2,500 rows" and any("2,500/2,500 rows" in m for m in messages)
 
 
-def test_uuid_arrays_and_domains(pg_schema, tmp_path: Path, monkeypatch) -> None:
+def test_uuid_arrays_and_domains(pg_schema, reader, tmp_path: Path, monkeypatch) -> None:
     engine, schema = pg_schema
     value = uuid.uuid4()
     with engine.begin() as conn:
@@ -280,7 +291,7 @@ def test_uuid_arrays_and_domains(pg_schema, tmp_path: Path, monkeypatch) -> None
         conn.exec_driver_sql(
             f"""INSERT INTO "{schema}".doms VALUES (1, 9.99, ARRAY['{{"k": "{value}"}}']::jsonb[])"""
         )
-    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema)}, {"doms": {"mode": "full"}})
+    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"doms": {"mode": "full"}})
     extract("acme", "doms").run()
     _, data = read_back("acme", "doms")
     assert data.schema.field("price").type == pa.decimal128(8, 2)

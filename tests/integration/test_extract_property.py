@@ -10,13 +10,14 @@ from pathlib import Path
 
 import extract_helpers
 import pytest
-from extract_helpers import extract, mysql_tenant, pg_tenant, read_back, write_config
+from extract_helpers import assert_reader, extract, mysql_tenant, pg_tenant, read_back, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.integration
 pg_schema = extract_helpers.pg_schema
 mysql_db = extract_helpers.mysql_db
+reader = extract_helpers.reader
 PROPERTY = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -53,14 +54,14 @@ def same_float(a: float | None, b: float | None) -> bool:
     )
 
 
-def test_random_values_round_trip_through_postgres(pg_schema, tmp_path: Path, monkeypatch) -> None:
+def test_random_values_round_trip_through_postgres(pg_schema, reader, tmp_path: Path, monkeypatch) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
         conn.exec_driver_sql(
             f'CREATE TABLE "{schema}".prop (id int, d numeric(24,6), u numeric, ts timestamp, '
             "tz timestamptz, f float8, t text, b bytea)"
         )
-    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema)}, {"prop": {"mode": "full"}})
+    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"prop": {"mode": "full"}})
 
     @PROPERTY
     @given(st.lists(PG_ROW, max_size=15))
@@ -75,6 +76,7 @@ def test_random_values_round_trip_through_postgres(pg_schema, tmp_path: Path, mo
         extract("acme", "prop").run()
         manifest, data = read_back("acme", "prop")
         assert manifest.row_count == len(rows)
+        assert_reader(manifest, reader)
         got = sorted(data.to_pylist(), key=lambda r: r["id"])
         for row, back in zip(rows, got, strict=True):
             d, u, ts, tz, f, t, b = row
@@ -85,7 +87,7 @@ def test_random_values_round_trip_through_postgres(pg_schema, tmp_path: Path, mo
     check()
 
 
-def test_random_values_round_trip_through_mariadb(mysql_db, tmp_path: Path, monkeypatch) -> None:
+def test_random_values_round_trip_through_mariadb(mysql_db, reader, tmp_path: Path, monkeypatch) -> None:
     engine, prefix = mysql_db
     name = f"{prefix}_prop"
     with engine.begin() as conn:
@@ -93,7 +95,7 @@ def test_random_values_round_trip_through_mariadb(mysql_db, tmp_path: Path, monk
             f"CREATE TABLE `{name}` (id int, wide decimal(65,30), d decimal(10,2), "
             "ts datetime(6), t longtext, b longblob) DEFAULT CHARSET=utf8mb4"
         )
-    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant()}, {"prop": {"source_name": name}})
+    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, {"prop": {"source_name": name}})
 
     @PROPERTY
     @given(st.lists(MYSQL_ROW, max_size=15))
@@ -108,6 +110,7 @@ def test_random_values_round_trip_through_mariadb(mysql_db, tmp_path: Path, monk
         extract("globex", "prop").run()
         manifest, data = read_back("globex", "prop")
         assert manifest.row_count == len(rows)
+        assert_reader(manifest, reader)
         got = sorted(data.to_pylist(), key=lambda r: r["id"])
         for (wide, d, ts, t, b), back in zip(rows, got, strict=True):
             assert (

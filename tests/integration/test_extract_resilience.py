@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 pg_schema = extract_helpers.pg_schema
 mysql_db = extract_helpers.mysql_db
 lake_url = extract_helpers.lake_url
+reader = extract_helpers.reader
 WRONG_PASSWORD = "wrong-pw-Xq7Zr2"
 
 
@@ -47,7 +48,7 @@ def run_luigi_subprocess(cwd: Path, crash_at: str) -> subprocess.CompletedProces
 
 @pytest.mark.parametrize("crash_at", ["mid_stream", "before_manifest"])
 def test_sigkill_leaves_no_manifest_and_the_rerun_lands_the_count(
-    pg_schema, lake_url, tmp_path: Path, monkeypatch, crash_at: str
+    pg_schema, reader, lake_url, tmp_path: Path, monkeypatch, crash_at: str
 ) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
@@ -57,7 +58,9 @@ def test_sigkill_leaves_no_manifest_and_the_rerun_lands_the_count(
         )
     monkeypatch.setenv("MOZART_BATCH_ROWS", "300")
     monkeypatch.setenv("MOZART_PART_ROWS", "1000")
-    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema)}, {"big": {"mode": "full"}}, lake_url)
+    write_config(
+        tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"big": {"mode": "full"}}, lake_url
+    )
     folder = lake().date_url("acme", "big", DAY)
 
     crashed = run_luigi_subprocess(tmp_path, crash_at)
