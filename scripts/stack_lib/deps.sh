@@ -128,16 +128,18 @@ ensure_rest_jar() {
 
 # Compiles scripts/stack_lib/java/*.java against the REST jar into
 # .cache/iceberg-rest-launcher/<hash>/ and prints that class directory.
-# Prints nothing when no javac is available (JRE only).
+# Uses the JDK's javac, else any javac on PATH (e.g. Debian's 17, with
+# --release 17); prints nothing when there is none (JRE only).
 rest_launcher_classes() {
   local src="$STACK_LIB/java/LoopbackRESTCatalogServer.java" hash out javac
   javac="$(java_home)/bin/javac"
-  [[ -x "$javac" ]] || return 0
-  hash="$(sha256sum "$src" | cut -c1-12)-$ICEBERG_REST_VERSION"
+  [[ -x "$javac" ]] || javac="$(command -v javac || true)"
+  [[ -n "$javac" ]] || return 0
+  hash="$(sha256sum "$src" | cut -c1-12)-$ICEBERG_REST_VERSION-r17"
   out="$CACHE_DIR/iceberg-rest-launcher/$hash"
   if [[ ! -f "$out/.ok" ]]; then
     mkdir -p "$out"
-    "$javac" -nowarn -d "$out" -cp "$(rest_jar)" "$src" >&2 || die "javac failed for $src"
+    "$javac" --release 17 -nowarn -d "$out" -cp "$(rest_jar)" "$src" >&2 || die "javac failed for $src"
     touch "$out/.ok"
   fi
   printf '%s' "$out"
