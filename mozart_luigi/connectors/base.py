@@ -35,7 +35,7 @@ from sqlalchemy.pool import NullPool
 from mozart_luigi.config import TableConfig, TenantConfig
 from mozart_luigi.errors import SourceError, SourceUnavailableError, TypeMappingError
 from mozart_luigi.retry import retrying
-from mozart_luigi.secrets import redact
+from mozart_luigi.secrets import Secret, redact
 from mozart_luigi.types import ColumnPlan, UnsupportedType
 
 if TYPE_CHECKING:
@@ -114,6 +114,15 @@ class Connector(ABC):
     def connect_args(self) -> dict[str, Any]:
         return {}
 
+    def secrets(self) -> tuple[str | Secret, ...]:
+        """What :func:`redact` removes from driver messages: the password, the URL and the URL's password."""
+        found: list[str | Secret] = list(self.source.secrets())
+        if self.source.url is not None:
+            password = make_url(self.source.url.reveal()).password
+            if password:
+                found.append(str(password))
+        return tuple(found)
+
     @cached_property
     def engine(self) -> sa.Engine:
         """One connection per extract, not pooled: ``resources`` caps how many run per tenant database."""
@@ -187,7 +196,7 @@ class Connector(ABC):
             log.warning(
                 "tenant '%s': closing the source connection failed: %s",
                 self.tenant.id,
-                redact(str(exc.orig), self.source.secrets()),
+                redact(str(exc.orig), self.secrets()),
             )
 
     def schema_for(self, table: TableConfig) -> str | None:
@@ -290,7 +299,7 @@ class Connector(ABC):
 
     def translate(self, exc: sa.exc.DBAPIError, action: str, table: TableConfig | None) -> SourceError:
         orig = exc.orig if exc.orig is not None else exc
-        message = redact(" ".join(str(orig).split()), self.source.secrets())
+        message = redact(" ".join(str(orig).split()), self.secrets())
         code = self.error_code(orig)
         where = f"{action} {self.source.describe()}"
         if table is not None and table.source_name != table.name:

@@ -105,6 +105,15 @@ def test_driver_messages_are_redacted_and_codes_kept() -> None:
     assert PASSWORD not in str(error) and "***" in str(error) and str(error).endswith("[MySQL error 1045]")
 
 
+def test_password_inside_a_url_is_redacted_too() -> None:
+    source = SourceConfig(kind="mysql", url=Secret(f"mysql+pymysql://reader:{PASSWORD}@db:3306/acme"))
+    conn = connector_for(TenantConfig(id="acme", source=source, tables=()))
+    orig = pymysql.err.OperationalError(1045, f"bad login reader/{PASSWORD}")
+    error = conn.translate(wrapped(orig), "cannot connect to", None)
+    assert PASSWORD not in str(error) and "reader/***" in str(error)
+    assert str(error).startswith("tenant 'acme': cannot connect to mysql+pymysql://reader:***@db:3306/acme")
+
+
 def test_sqlstate_is_kept_for_postgres() -> None:
     class WithCode(psycopg2.Error):
         pgcode = "42P01"
