@@ -23,6 +23,7 @@ import yaml
 from mozart_luigi.config import load_config
 from mozart_luigi.demo import generate_source
 from mozart_luigi.lake import Lake
+from mozart_luigi.retry import retrying
 from mozart_luigi.targets import clear_marker_cache
 from mozart_luigi.warehouse import open_warehouse
 
@@ -137,8 +138,11 @@ def cleanup(setup: Setup) -> None:
     if settings.profile == "stack":
         with open_warehouse(settings) as wh:
             for tenant in setup.tenants:
-                _drop_dbt_schemas(wh, settings.trino_catalog, tenant)
-                wh.drop_tenant(tenant)
+                # other tests commit to mozart_meta at the same time: Iceberg commit conflicts are retried
+                retrying(
+                    lambda t=tenant: _drop_dbt_schemas(wh, settings.trino_catalog, t), what="drop dbt schemas"
+                )
+                retrying(lambda t=tenant: wh.drop_tenant(t), what=f"drop tenant {tenant}", attempts=6)
         lake = Lake.from_settings(settings)
         for tenant in setup.tenants:
             for table in config.tables:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import cleanup, stack_setup, unique
 
 EXIT_LOCKED = 10  # documented in scripts/cron/mozart-daily and the README (luigi's already_running)
 
@@ -123,26 +124,27 @@ def test_bad_arguments_are_refused(tmp_path: Path, repo_root: Path) -> None:
 def test_real_daily_runs_at_once_on_the_stack(
     stack_env: dict[str, str], tmp_path: Path, repo_root: Path
 ) -> None:
-    """The real thing: two mozart-daily for the stack tenants; one runs the pipeline, the other exits 10."""
-    env = _env(tmp_path, **{**stack_env, "MOZART_PROFILE": "stack", "MOZART_WORKERS": "2"})
-    env.update(MOZART_DATA_DIR=str(tmp_path / "data"), MOZART_LOG_DIR=str(tmp_path / "logs"))
+    """The real thing: two mozart-daily at once for unique stack tenants; one runs, the other exits 10."""
+    setup = stack_setup(tmp_path, stack_env, unique("t_cron"), ["acme", "globex"])
+    env = {**setup.env, "MOZART_LOG_DIR": str(tmp_path / "logs"), "MOZART_WORKERS": "2"}
     args = [_script(repo_root), "--date", "2026-11-28"]
-    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "logs" / "mozart-daily-2026-11-28.log"
-    deadline = time.monotonic() + 30
-    while not (log.exists() and "start" in log.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    second = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
-    out, err = first.communicate(timeout=900)
-    assert second.returncode == EXIT_LOCKED, second.stderr
-    assert first.returncode == 0, log.read_text()[-4000:]
-    text = log.read_text()
-    assert "Run report for 2026-11-28 (profile stack)" in text
-    report = json.loads((tmp_path / "data" / "reports" / "2026-11-28" / "report.json").read_text())
-    assert report["ok"] is True
-    assert {row["status"] for row in report["tables"]} == {"done"}
-    assert all(row["rows_extracted"] == row["rows_loaded"] for row in report["tables"])
-    for name in ("ACME_DB_PASSWORD", "GLOBEX_DB_PASSWORD", "MOZART_S3_SECRET_KEY"):
-        secret = stack_env.get(name)
-        if secret:
-            assert secret not in text, name
+    try:
+        first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not (log.exists() and "start" in log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
+        first.communicate(timeout=1200)
+        assert second.returncode == EXIT_LOCKED, second.stderr
+        assert first.returncode == 0, log.read_text()[-4000:]
+        text = log.read_text()
+        assert "Run report for 2026-11-28 (profile stack)" in text
+        report = json.loads((setup.data_dir / "reports" / "2026-11-28" / "report.json").read_text())
+        assert report["ok"] is True
+        assert {row["tenant"] for row in report["tables"]} == set(setup.tenants)
+        assert all(row["rows_extracted"] == row["rows_loaded"] > 0 for row in report["tables"])
+        for name in ("ACME_DB_PASSWORD", "GLOBEX_DB_PASSWORD", "MOZART_S3_SECRET_KEY"):
+            assert stack_env[name] not in text, name
+    finally:
+        cleanup(setup)
