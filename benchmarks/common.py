@@ -49,7 +49,8 @@ SELECT g,
        g / 7.0::float8,
        CASE WHEN g % 97 = 0 THEN NULL ELSE 'item-' || substr(md5(g::text), 1, 8 + (g % 24)::int) END,
        timestamp '2020-01-01' + g * interval '1.234567 second',
-       CASE WHEN g % 89 = 0 THEN NULL ELSE timestamptz '2024-01-01 00:00:00+00' + g * interval '0.5 second' END,
+       CASE WHEN g % 89 = 0 THEN NULL
+            ELSE timestamptz '2024-01-01 00:00:00+00' + g * interval '0.5 second' END,
        g % 3 = 0
 FROM generate_series(1::bigint, CAST(:rows AS bigint)) AS g"""
 
@@ -88,6 +89,7 @@ class Measured:
     seconds: float
     peak_mb: float
     error: str | None = None
+    load: float = 0.0  # 1-minute load average when it started (the machine is shared)
 
     @property
     def rows_per_s(self) -> float:
@@ -145,6 +147,7 @@ def run_measured(name: str, dialect: str, rows: int, argv: list[str], *, env: di
     Output goes to temporary files (a CLI limit writes its rows to /dev/null itself), so the parent never
     buffers data, and ``os.wait4`` reaps exactly this child, giving its own ``ru_maxrss``.
     """
+    load = os.getloadavg()[0]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         proc = subprocess.Popen(argv, stdout=out if json_report else subprocess.DEVNULL, stderr=err, env=env)
@@ -157,8 +160,8 @@ def run_measured(name: str, dialect: str, rows: int, argv: list[str], *, env: di
     peak_mb = usage.ru_maxrss / 1024.0
     if proc.returncode != 0:
         tail = " | ".join(stderr.strip().splitlines()[-3:]) or f"exit {proc.returncode}"
-        return Measured(name, dialect, rows, wall, peak_mb, error=tail)
+        return Measured(name, dialect, rows, wall, peak_mb, error=tail, load=load)
     if not json_report:
-        return Measured(name, dialect, rows, wall, peak_mb)
+        return Measured(name, dialect, rows, wall, peak_mb, load=load)
     report = json.loads(stdout.strip().splitlines()[-1])
-    return Measured(name, dialect, int(report["rows"]), float(report["seconds"]), peak_mb)
+    return Measured(name, dialect, int(report["rows"]), float(report["seconds"]), peak_mb, load=load)

@@ -84,10 +84,17 @@ def _select_expr(column: Any) -> _Rewrite:
     """``(expression, kind, invalid-date predicate or None)`` for one selected column."""
     if isinstance(column.type, sa.Float):
         return column, _PASS, None  # binary protocol: the stored IEEE value
+    if isinstance(column.type, sa.Numeric) and _fits_connectorx(column.type):
+        return column, _PASS, None  # decimal128(38, 10) holds it exactly; the cast to (p, s) is checked
     for sa_type, build in _REWRITES:
         if isinstance(column.type, sa_type):
             return build(column)
     return column, _PASS, None
+
+
+def _fits_connectorx(decimal: sa.Numeric) -> bool:
+    """connectorx parses DECIMAL into a 28-digit decimal rescaled to scale 10: exact up to (28, 10)."""
+    return decimal.precision is not None and decimal.precision <= 28 and (decimal.scale or 0) <= 10
 
 
 def _unix_micros(column: Any) -> _Rewrite:

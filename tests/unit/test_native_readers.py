@@ -105,13 +105,14 @@ def _mysql_table() -> sa.Table:
     return _table(sa.Column("id", mysql.BIGINT(unsigned=True)), sa.Column("price", mysql.DECIMAL(65, 30)),
                   sa.Column("ts", mysql.TIMESTAMP(fsp=6)), sa.Column("dt", mysql.DATETIME(fsp=6)),
                   sa.Column("d", sa.Date), sa.Column("t", mysql.TIME), sa.Column("b", mysql.BIT(3)),
-                  sa.Column("f", mysql.DOUBLE))  # fmt: skip
+                  sa.Column("f", mysql.DOUBLE), sa.Column("n", mysql.DECIMAL(28, 10)))  # fmt: skip
 
 
 def test_mysql_rewrite_selects_exact_forms_and_counts_in_the_same_statement() -> None:
     t = _mysql_table()
     sql, kinds = _native_mysql.rewrite(sa.select(*t.columns), WHERE)
-    assert kinds == ["pass", "checked", "micros", "dates", "dates", "time", "checked", "pass"]
+    # DECIMAL(65, 30) as exact text; DECIMAL(28, 10) fits connectorx's decimal128(38, 10) exactly
+    assert kinds == ["pass", "checked", "micros", "dates", "dates", "time", "checked", "pass", "pass"]
     assert sql.startswith("SELECT STRAIGHT_JOIN ")
     assert "CAST(`Order Items`.price AS CHAR)" in sql
     assert "CAST(unix_timestamp(`Order Items`.ts) * 1000000 AS SIGNED INTEGER)" in sql

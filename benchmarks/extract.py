@@ -1,0 +1,261 @@
+"""Extract benchmark (issue #3): our ExtractTable next to pandas, dlt, connectorx and the limit.
+
+Needs the stack (``eval "$(scripts/stack env)"``). Builds ``bench_extract_<rows>`` (8 mixed-type columns,
+NULLs in four of them) server-side in the ``mozart_test`` databases of PostgreSQL and MariaDB, once (kept for
+later runs; ``--rebuild`` recreates it), then runs every contender once, each in a fresh child process:
+
+* ``limit``: PostgreSQL ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` into /dev/null (psql); MariaDB
+  ``mariadb --quick --batch`` into /dev/null;
+* ``ours``: ``ExtractTable`` through ``luigi.build`` (snapshot + count, native reader, zstd Parquet parts on a
+  local ``file://`` lake, manifest last); ``ours-read``: the same snapshot and reader without Parquet;
+* ``pandas``: ``pandas.read_sql`` + ``DataFrame.to_parquet``;
+* ``dlt-pyarrow`` / ``dlt-connectorx``: dlt ``sql_table`` with that backend to a local filesystem
+  destination (Parquet);
+* ``connectorx``: ``connectorx.read_sql(return_type="arrow")`` alone (whole table in memory, no Parquet).
+
+Rows/s use the time the child reports for the extraction (its imports are done before the clock starts);
+the CLI limits are timed as whole processes. Peak MB is the child's ``ru_maxrss`` from ``os.wait4``. Ratios
+are rows/s against the fastest dlt backend of the same database. The 1-minute load average before each
+contender is shown: the machine is shared. ``--memcheck`` runs ``ours`` on 1M- and 5M-row tables.
+
+Usage: ``.venv/bin/python benchmarks/extract.py [--rows 2000000] [--dialect pg|mysql|both]
+[--only ours,dlt-connectorx,...] [--memcheck] [--json out.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Measured, ensure_table, run_measured, stack_urls  # noqa: E402
+
+CONTENDERS = ("limit", "ours", "ours-read", "pandas", "dlt-pyarrow", "dlt-connectorx", "connectorx")
+DATE = "2026-11-25"
+
+
+# ------------------------------------------------------------------------------------- child processes
+def _worker(name: str, dialect: str, table: str, tmp: str) -> dict[str, float]:
+    import importlib
+
+    url = stack_urls()[dialect]
+    for module in WARM[name]:  # imports are not what we measure
+        importlib.import_module(module)
+    started = time.monotonic()
+    rows = WORKERS[name](url, dialect, table, Path(tmp))
+    return {"rows": rows, "seconds": time.monotonic() - started}
+
+
+def _ours(url, dialect: str, table: str, tmp: Path) -> int:
+    import warnings
+
+    import luigi
+
+    from mozart_luigi.config import get_config
+    from mozart_luigi.lake import Lake
+    from mozart_luigi.tasks.extract import ExtractTable
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ok = luigi.build([ExtractTable(tenant="bench", table=table, date=_date())], local_scheduler=True,
+                         log_level="WARNING")  # fmt: skip
+    if not ok:
+        raise SystemExit("ExtractTable failed")
+    manifest = Lake.from_settings(get_config().settings).read_manifest("bench", table, _date())
+    print(f"reader={manifest.details.get('reader')}", file=sys.stderr)
+    return manifest.row_count
+
+
+def _ours_read(url, dialect: str, table: str, tmp: Path) -> int:
+    from mozart_luigi.config import get_config
+    from mozart_luigi.connectors import connector_for
+
+    config = get_config()
+    connector = connector_for(config.tenant("bench"))
+    with connector.snapshot(config.table("bench", table)) as snap:
+        count = snap.count()
+        rows = sum(b.num_rows for b in snap.batches(config.settings.batch_rows))
+        print(f"reader={snap.reader.name}", file=sys.stderr)
+    assert rows == count
+    return rows
+
+
+def _pandas(url, dialect: str, table: str, tmp: Path) -> int:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    frame = pd.read_sql(sa.text(f"SELECT * FROM {table}"), engine)
+    frame.to_parquet(tmp / "pandas.parquet")
+    return len(frame)
+
+
+def _dlt(backend: str):
+    def run(url, dialect: str, table: str, tmp: Path) -> int:
+        import dlt
+        from dlt.sources.sql_database import sql_table
+
+        os.environ["DESTINATION__FILESYSTEM__BUCKET_URL"] = (tmp / "dlt").as_uri()
+        os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+        kwargs = {"backend_kwargs": {"conn": _plain(url)}} if backend == "connectorx" else {}
+        credentials = url.render_as_string(hide_password=False)
+        source = sql_table(credentials=credentials, table=table, backend=backend, chunk_size=50_000,
+                           type_adapter_callback=_plain_floats, **kwargs)  # fmt: skip
+        pipeline = dlt.pipeline(pipeline_name=f"bench_{backend}", destination="filesystem",
+                                dataset_name="bench", pipelines_dir=str(tmp / "pipelines"))  # fmt: skip
+        pipeline.run(source, loader_file_format="parquet")
+        return int(pipeline.last_trace.last_normalize_info.row_counts[table])
+
+    return run
+
+
+def _plain_floats(sql_type):
+    """MySQL ``DOUBLE`` reflects as ``asdecimal=True``: the rows then hold Decimals that dlt's double
+    column refuses; read doubles as floats (what the column is)."""
+    import sqlalchemy as sa
+
+    return sa.Float(asdecimal=False) if isinstance(sql_type, sa.Float) else sql_type
+
+
+def _connectorx(url, dialect: str, table: str, tmp: Path) -> int:
+    import connectorx
+
+    return connectorx.read_sql(_plain(url), f"SELECT * FROM {table}", return_type="arrow").num_rows
+
+
+def _plain(url) -> str:
+    """The URL connectorx understands: ``postgresql://`` / ``mysql://`` (no SQLAlchemy driver suffix)."""
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=False)
+
+
+def _date():
+    import datetime as dt
+
+    return dt.date.fromisoformat(DATE)
+
+
+WORKERS = {"ours": _ours, "ours-read": _ours_read, "pandas": _pandas, "dlt-pyarrow": _dlt("pyarrow"),
+           "dlt-connectorx": _dlt("connectorx"), "connectorx": _connectorx}  # fmt: skip
+_OURS = ("luigi", "mozart_luigi.tasks.extract", "mozart_luigi.connectors.native",
+         "adbc_driver_postgresql.dbapi", "connectorx", "pyarrow.parquet", "psycopg2", "pymysql")  # fmt: skip
+_DLT = ("dlt", "dlt.sources.sql_database", "pyarrow.parquet", "connectorx", "psycopg2", "pymysql")
+WARM = {"ours": _OURS, "ours-read": _OURS, "pandas": ("pandas", "pyarrow.parquet", "psycopg2", "pymysql"),
+        "dlt-pyarrow": _DLT, "dlt-connectorx": _DLT, "connectorx": ("connectorx", "pyarrow")}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ the parent
+def _config_env(dialect: str, table: str, tmp: Path) -> dict[str, str]:
+    """A config dir for ``ours``: one tenant on the test database, the bench table, a local file lake."""
+    config = tmp / "config"
+    config.mkdir(exist_ok=True)
+    kind, var = ("postgresql", "MOZART_TEST_PG") if dialect == "pg" else ("mysql", "MOZART_TEST_MYSQL")
+    source = f"{{kind: {kind}, url: '${{{var}_URL}}'}}"  # the URL (a secret) stays in the environment
+    (config / "tenants.yaml").write_text(f"tenants:\n  bench:\n    source: {source}\n")
+    (config / "tables.yaml").write_text(f"tables:\n  {table}: {{mode: full}}\n")
+    return {**os.environ, "MOZART_CONFIG_DIR": str(config), "MOZART_DATA_DIR": str(tmp / "data"),
+            "MOZART_LAKE_URL": (tmp / "lake").as_uri()}  # fmt: skip
+
+
+def _limit(dialect: str, table: str, rows: int, tmp: Path) -> Measured:
+    url = stack_urls()[dialect]
+    sql = f"SELECT * FROM {table}"
+    if dialect == "pg":
+        argv = ["psql", "-X", "-q", "-h", url.host, "-p", str(url.port), "-U", url.username,
+                "-d", url.database, "-o", "/dev/null",
+                "-c", f"COPY ({sql}) TO STDOUT (FORMAT binary)"]  # fmt: skip
+        env = {**os.environ, "PGPASSWORD": url.password or ""}
+    else:
+        secrets = tmp / "my.cnf"
+        secrets.write_text(f"[client]\npassword={url.password}\n")
+        secrets.chmod(0o600)
+        argv = ["sh", "-c", 'exec mariadb --defaults-extra-file="$0" -h "$1" -P "$2" -u "$3" --quick --batch '
+                '-e "$4" "$5" > /dev/null', str(secrets), url.host, str(url.port), url.username, sql,
+                url.database]  # fmt: skip
+        env = dict(os.environ)
+    return run_measured("limit", dialect, rows, argv, env=env, json_report=False)
+
+
+def _contender(name: str, dialect: str, table: str, rows: int) -> Measured:
+    with tempfile.TemporaryDirectory(prefix="mozart-bench-") as tmp:
+        if name == "limit":
+            return _limit(dialect, table, rows, Path(tmp))
+        argv = [sys.executable, __file__, "--worker", name, "--dialect", dialect, "--table", table,
+                "--tmp", tmp]  # fmt: skip
+        return run_measured(name, dialect, rows, argv, env=_config_env(dialect, table, Path(tmp)))
+
+
+def _report(results: list[Measured]) -> str:
+    lines = ["| db | contender | rows | seconds | rows/s | peak MB | vs fastest dlt | load |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for dialect in ("pg", "mysql"):
+        mine = [r for r in results if r.dialect == dialect]
+        dlt = [r.rows_per_s for r in mine if r.name.startswith("dlt") and not r.error]
+        best = max(dlt) if dlt else 0.0
+        for r in mine:
+            if r.error:
+                failed = f"failed: {r.error[:80]}"
+                lines.append(f"| {dialect} | {r.name} | - | - | - | - | {failed} | {r.load:.1f} |")
+                continue
+            ratio = f"{r.rows_per_s / best:.2f}x" if best else "-"
+            lines.append(f"| {dialect} | {r.name} | {r.rows:,} | {r.seconds:.2f} | {r.rows_per_s:,.0f} | "
+                         f"{r.peak_mb:,.0f} | {ratio} | {r.load:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _memcheck(dialects: list[str]) -> str:
+    lines = ["| db | ours at 1M rows: peak MB | at 5M rows: peak MB | growth |", "|---|---:|---:|---:|"]
+    for dialect in dialects:
+        peaks = []
+        for rows in (1_000_000, 5_000_000):
+            table = ensure_table(stack_urls()[dialect], dialect, rows)
+            result = _contender("ours", dialect, table, rows)
+            print(f"memcheck {dialect} {rows:,}: {result}", file=sys.stderr)
+            peaks.append(result.peak_mb)
+        lines.append(f"| {dialect} | {peaks[0]:,.0f} | {peaks[1]:,.0f} | {peaks[1] / peaks[0] - 1:+.1%} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--dialect", choices=("pg", "mysql", "both"), default="both")
+    parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders")
+    parser.add_argument("--memcheck", action="store_true", help="ours at 1M vs 5M rows (peak RSS)")
+    parser.add_argument("--rebuild", action="store_true", help="recreate the bench tables")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--table", help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(_worker(args.worker, args.dialect, args.table, args.tmp)))
+        return 0
+    dialects = ["pg", "mysql"] if args.dialect == "both" else [args.dialect]
+    names = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(names) - set(CONTENDERS))
+    if unknown:
+        parser.error(f"unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
+    results = []
+    for dialect in dialects:
+        table = ensure_table(stack_urls()[dialect], dialect, args.rows, rebuild=args.rebuild)
+        for name in names:
+            result = _contender(name, dialect, table, args.rows)
+            print(f"{dialect} {name}: {result}", file=sys.stderr)
+            results.append(result)
+    print(_report(results))
+    memcheck = _memcheck(dialects) if args.memcheck else ""
+    print(memcheck)
+    if args.json:
+        body = {"results": [asdict(r) for r in results], "memcheck": memcheck}
+        args.json.write_text(json.dumps(body, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
