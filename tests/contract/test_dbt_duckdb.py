@@ -108,7 +108,7 @@ def test_dbt_run_through_luigi_twice_one_tenant_failing(warehouse: Path) -> None
         markers = {m.tenant: m for m in wh.markers(None, RUN_DATE) if m.task_family == "DbtRun"}
     assert set(markers) == {GOOD}
     assert markers[GOOD].rows == 9 and markers[GOOD].table is None
-    assert markers[GOOD].details["counts"]["test:pass"] == 44
+    assert markers[GOOD].details["counts"]["test:pass"] == 38
     report_mtime = report.stat().st_mtime_ns
 
     with luigi_events(DbtRun) as again:
