@@ -4,7 +4,7 @@
 
 mysql_deps()    { :; }
 mysql_port()    { echo "$MOZART_MYSQL_PORT"; }
-mysql_timeout() { echo 60; }
+mysql_timeout() { echo 120; }
 mysql_signal()  { echo TERM; }
 mysql_stop_timeout() { echo 60; }
 

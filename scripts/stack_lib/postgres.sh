@@ -4,7 +4,7 @@
 
 postgres_deps()    { :; }
 postgres_port()    { echo "$MOZART_PG_PORT"; }
-postgres_timeout() { echo 60; }
+postgres_timeout() { echo 120; }
 postgres_signal()  { echo INT; }   # fast shutdown (TERM would wait for clients)
 postgres_stop_timeout() { echo 60; }
 

@@ -6,7 +6,7 @@
 
 trino_deps()    { echo s3 iceberg-rest; }
 trino_port()    { echo "$MOZART_TRINO_PORT"; }
-trino_timeout() { echo 180; }
+trino_timeout() { echo 300; }  # ~30 s on an idle machine; minutes on a loaded 2-core one
 trino_signal()  { echo TERM; }
 trino_stop_timeout() { echo 150; }  # includes writing the CDS archive on the first stop
 
