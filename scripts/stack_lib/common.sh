@@ -54,7 +54,8 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 spawn() {
   local pidfile="$1" log="$2"; shift 2
   # shellcheck disable=SC2016  # expanded by the inner bash
-  setsid bash -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" >>"$log" 2>&1 </dev/null &
+  # fd 9 is the `up`/`down` lock (see lock_stack): daemons must not keep it.
+  setsid bash -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" >>"$log" 2>&1 </dev/null 9>&- &
   local i
   for i in $(seq 1 50); do [[ -s "$pidfile" ]] && return 0; sleep 0.1; done
   die "could not start $1"

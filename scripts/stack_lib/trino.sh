@@ -73,7 +73,7 @@ trino_start() {
     export JAVA_HOME; JAVA_HOME="$(java_home)"
     "$(trino_home)/bin/launcher" start --etc-dir="$(trino_etc)" --data-dir="$dir/data" \
       --pid-file="$(svc_pidfile trino)" --server-log-file="$(svc_log trino)" \
-      --launcher-log-file="$dir/launcher.log" --jvm-dir="$JAVA_HOME" >>"$dir/launcher.log" 2>&1
+      --launcher-log-file="$dir/launcher.log" --jvm-dir="$JAVA_HOME" >>"$dir/launcher.log" 2>&1 9>&-
   ) || { log_tail trino "$dir/launcher.log"; die "trino: launcher start failed"; }
 }
 
