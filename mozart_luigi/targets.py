@@ -1,9 +1,9 @@
 """Luigi targets backed by the warehouse: a task is done when its marker row exists.
 
-``MarkerTarget`` is pure at construction (no I/O, no config read). ``exists()`` asks the warehouse for every
-completed task of the same family, tenant and date in one query and keeps the answer in a per-process cache
-(:data:`mozart_luigi.warehouse.common.MARKER_CACHE`), so checking 2,000 tasks costs one query per tenant and
-date; :func:`prefetch_markers` answers a whole backfill in one query.
+``MarkerTarget`` is pure at construction (no I/O, no config read). ``exists()`` asks the warehouse, in one
+query, for every completed task of the same family and date for all configured tenants, and keeps the answer
+in a per-process cache (:data:`mozart_luigi.warehouse.common.MARKER_CACHE`), so checking 2,000 tasks of a
+day costs one query; :func:`prefetch_markers` answers a whole backfill (many dates) in one query.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import luigi
 
+from mozart_luigi.errors import ConfigError
 from mozart_luigi.settings import Settings
 from mozart_luigi.warehouse.common import MARKER_CACHE, warehouse_key
 
@@ -50,13 +51,28 @@ def prefetch_markers(task_family: str, pairs: Iterable[tuple[str, dt.date]], *,
 
 def completed_task_ids(task_family: str, tenant: str, date: dt.date, *,
                        settings: Settings | None = None) -> set[str]:  # fmt: skip
-    """Completed task ids for one family, tenant and date: from the cache, else one query."""
+    """Completed task ids for one family, tenant and date: from the cache, else one query.
+
+    A miss asks for every configured tenant of that date at once (same query, same cost), so checking
+    all the tasks of a run costs one query per family and date, not one per tenant.
+    """
     resolved = _settings(settings)
     cached = MARKER_CACHE.get(warehouse_key(resolved), task_family, tenant, date)
     if cached is not None:
         return cached
-    prefetch_markers(task_family, [(tenant, date)], settings=resolved)
+    tenants = {tenant} | _configured_tenants()
+    prefetch_markers(task_family, [(t, date) for t in tenants], settings=resolved)
     return MARKER_CACHE.get(warehouse_key(resolved), task_family, tenant, date) or set()
+
+
+def _configured_tenants() -> set[str]:
+    """Tenants of the active configuration, or none when there is no valid configuration (ad-hoc use)."""
+    from mozart_luigi.config import get_config
+
+    try:
+        return set(get_config().tenants)
+    except ConfigError:
+        return set()
 
 
 def clear_marker_cache() -> None:

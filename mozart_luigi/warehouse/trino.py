@@ -27,6 +27,8 @@ __all__ = ["TrinoQueryFailed", "TrinoUnavailable", "TrinoWarehouse"]
 import datetime as dt
 import hashlib
 import logging
+import re
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -74,6 +76,7 @@ _RETRYABLE_NAMES = {"TRANSACTION_CONFLICT", "ICEBERG_COMMIT_CONFLICT", "SERVER_S
 _CONFLICT_WORDS = ("conflict", "requirement failed", "commitfailed", "has changed", "cannot commit",
                    "concurrent", "commit state unknown")  # fmt: skip
 _RETRY_HTTP = ("502", "503", "504")
+_RAW_READY: set[str] = set()  # raw tables known to exist, per process: "{warehouse key} {table}"
 
 
 class TrinoQueryFailed(LoadError):
@@ -96,7 +99,14 @@ class TrinoUnavailable(WarehouseUnavailableError):
 
 
 class TrinoWarehouse(Warehouse):
-    """Tables ``{catalog}.{tenant}.{table}``, markers in ``{catalog}.mozart_meta.task_markers``."""
+    """Tables ``{catalog}.{tenant}.{table}``, markers in ``{catalog}.mozart_meta.task_markers``.
+
+    Each marker is one Iceberg append, so one small file; reading a date's markers reads all its files.
+    To keep that one query fast, about one marker write in ``compact_every`` (chosen by a hash of the task
+    id, so across processes) also compacts that date's marker files (:meth:`compact_markers`, best effort).
+    """
+
+    compact_every = 64
 
     def __init__(self, *, host: str, port: int, user: str, catalog: str = "iceberg", raw_catalog: str = "raw",
                  tenant: str | None = None, secrets: Sequence[Secret] = (), attempts: int = 4,
@@ -108,14 +118,12 @@ class TrinoWarehouse(Warehouse):
         self._secrets = tuple(secrets)
         self._attempts, self._base_delay = attempts, base_delay
         self._connections: dict[str | None, trino.dbapi.Connection] = {}
-        self._raw_ready: set[str] = set()
-        self._markers_ready = False
 
     @classmethod
     def from_settings(cls, settings: Settings, tenant: str | None = None) -> TrinoWarehouse:
         return cls(host=settings.trino_host, port=settings.trino_port, user=settings.trino_user,
                    catalog=settings.trino_catalog, raw_catalog=settings.trino_raw_catalog, tenant=tenant,
-                   secrets=settings.secrets())  # fmt: skip
+                   secrets=_secret_keys(settings))  # fmt: skip
 
     # --------------------------------------------------------------------------------- the boundary
     def _connection(self, tenant: str | None) -> trino.dbapi.Connection:
@@ -162,7 +170,12 @@ class TrinoWarehouse(Warehouse):
     def _clean(self, text: str) -> str:
         return redact(text, self._secrets)
 
-    def _retry(self, what: str, operation: Callable[[], T]) -> T:
+    def _retry(self, what: str, operation: Callable[[], T], *, quick: bool = False) -> T:
+        """Bounded backoff; ``quick`` for appends that lose a commit race: retry soon, a few more times."""
+        if quick:
+            return retrying(
+                operation, what=what, attempts=self._attempts * 2, base_delay=self._base_delay / 4
+            )
         return retrying(operation, what=what, attempts=self._attempts, base_delay=self._base_delay)
 
     def _sql(self, name: str, **identifiers: str) -> str:
@@ -247,19 +260,22 @@ class TrinoWarehouse(Warehouse):
         digest = hashlib.sha256(f"{folder}\n{defs}".encode()).hexdigest()[:10]
         name = f"{table}__{digest}"
         target = qualified(self.raw_catalog, tenant, name)
-        if target in self._raw_ready:
+        if f"{self.key} {target}" in _RAW_READY:
             return target
         run = lambda statement, params=(): self._execute(statement, params, tenant=tenant, table=table)  # noqa: E731
-        run(self._sql("create_schema", schema=qualified(self.raw_catalog, tenant)))
-        run(
-            self._sql("create_raw_table", table=target, columns=defs), [folder, folder + "/${_mozart_folder}"]
-        )
-        like = table.replace("_", "\\_") + "\\_\\_%"
-        tables = run(sql.statement("trino", "tables", catalog=quote_ident(self.raw_catalog)), [tenant, like])
-        for (stale,) in tables:
-            if stale != name:
-                run(self._sql("drop_table", table=qualified(self.raw_catalog, tenant, stale)))
-        self._raw_ready.add(target)
+        listing = sql.statement("trino", "tables", catalog=quote_ident(self.raw_catalog))
+        versions = re.compile(re.escape(table) + r"__[0-9a-f]{10}")  # not another table's "orders__x__..."
+        rows = run(listing, [tenant, table.replace("_", "\\_") + "\\_\\_%"])
+        existing = {row[0] for row in rows if versions.fullmatch(row[0])}
+        if name not in existing:
+            run(self._sql("create_schema", schema=qualified(self.raw_catalog, tenant)))
+            run(
+                self._sql("create_raw_table", table=target, columns=defs),
+                [folder, folder + "/${_mozart_folder}"],
+            )
+        for stale in existing - {name}:  # an older schema's table (external: dropping keeps the files)
+            run(self._sql("drop_table", table=qualified(self.raw_catalog, tenant, stale)))
+        _RAW_READY.add(f"{self.key} {target}")
         return target
 
     def count_partition(self, tenant: str, table: str, date: dt.date) -> int:
@@ -285,8 +301,6 @@ class TrinoWarehouse(Warehouse):
         return qualified(self.catalog, META_SCHEMA, "task_markers")
 
     def _ensure_markers(self) -> None:
-        if self._markers_ready:
-            return
         for statement in (self._sql("create_schema", schema=qualified(self.catalog, META_SCHEMA)),
                           self._sql("create_markers", table=self._markers)):  # fmt: skip
             try:
@@ -294,18 +308,31 @@ class TrinoWarehouse(Warehouse):
             except TrinoQueryFailed as exc:  # created concurrently by another worker
                 if exc.error_name not in _ALREADY_EXISTS:
                     raise
-        self._markers_ready = True
 
     def write_marker(self, marker: Marker) -> None:
         validate_tenant_id(marker.tenant)
 
         def write() -> None:
-            self._ensure_markers()
-            self._execute(self._sql("insert_marker", table=self._markers), marker_row(marker),
-                          tenant=marker.tenant, table=marker.table)  # fmt: skip
+            insert = self._sql("insert_marker", table=self._markers)
+            try:
+                self._execute(insert, marker_row(marker), tenant=marker.tenant, table=marker.table)
+            except TrinoQueryFailed as exc:  # the first marker ever: create the table, then insert
+                if exc.error_name not in _NOT_FOUND:
+                    raise
+                self._ensure_markers()
+                self._execute(insert, marker_row(marker), tenant=marker.tenant, table=marker.table)
 
-        self._retry(f"marker {marker.task_id}", write)
+        self._retry(f"marker {marker.task_id}", write, quick=True)
         MARKER_CACHE.add(self.key, marker)
+        if zlib.crc32(marker.task_id.encode("utf-8")) % self.compact_every == 0:
+            self._compact_quietly(marker.date)
+
+    def _compact_quietly(self, date: dt.date) -> None:
+        """Housekeeping after a marker: a failure (say, a conflict with another writer) is only logged."""
+        try:
+            self._execute(self._compact_statement(date))
+        except LoadError as exc:
+            log.warning("marker compaction for %s skipped: %s", date, exc)
 
     def completed(self, task_family: str, tenant: str, date: dt.date) -> set[str]:
         return self.completed_many(task_family, [(tenant, date)])
@@ -349,6 +376,21 @@ class TrinoWarehouse(Warehouse):
         rows = self._retry("latest marker", lambda: self._execute_or_empty(statement, params, tenant=tenant))
         return rows[0][0] if rows else None
 
+    def compact_markers(self, date: dt.date) -> None:
+        """Rewrite one date's marker files into few (each marker is its own small file until then).
+
+        Checking completeness reads every marker file of the date; after a day of loads, compacting keeps
+        that one query fast. Safe to run while loads append markers (Iceberg retries the rewrite).
+        """
+        statement = self._compact_statement(date)
+        self._retry(f"compact markers {date}", lambda: self._execute_or_empty(statement, ()))
+
+    def _compact_statement(self, date: dt.date) -> str:
+        if not isinstance(date, dt.date):
+            raise TypeError(f"date expected, got {date!r}")
+        # EXECUTE ... WHERE takes no parameters: the literal is built from a date object, never from text
+        return self._sql("compact_markers", table=self._markers, date=f"DATE '{date.isoformat()}'")
+
     # -------------------------------------------------------------------------------------- extras
     def query(
         self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None
@@ -367,7 +409,13 @@ class TrinoWarehouse(Warehouse):
         self._execute_or_empty(
             self._sql("delete_tenant_markers", table=self._markers), [tenant], tenant=tenant
         )
-        self._raw_ready = {
-            t for t in self._raw_ready if not t.startswith(qualified(self.raw_catalog, tenant))
-        }
+        _RAW_READY.difference_update(
+            {t for t in _RAW_READY if f" {qualified(self.raw_catalog, tenant)}." in t}
+        )
         MARKER_CACHE.clear()
+
+
+def _secret_keys(settings: Settings) -> tuple[Secret, ...]:
+    """What to redact from Trino's messages: the S3 secret key (an access key id is an identifier, and the
+    dev stack's is a plain word that would blank out table names). Neither is ever sent in a statement."""
+    return (settings.s3_secret_key,) if settings.s3_secret_key else ()

@@ -83,6 +83,10 @@ DELETE FROM {table} WHERE task_id IN ({ids})
 -- name: delete_tenant_markers
 DELETE FROM {table} WHERE tenant = ?
 
+-- name: compact_markers
+-- {date} is a DATE literal rendered from a date object (EXECUTE ... WHERE takes no parameters)
+ALTER TABLE {table} EXECUTE optimize WHERE run_date = {date}
+
 -- name: completed
 SELECT DISTINCT task_id, tenant, run_date FROM {table}
 WHERE task_family = ? AND run_date IN ({dates}) AND tenant IN ({tenants})
