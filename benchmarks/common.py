@@ -90,6 +90,7 @@ class Measured:
     peak_mb: float
     error: str | None = None
     load: float = 0.0  # 1-minute load average when it started (the machine is shared)
+    cpu_s: float = 0.0  # the child's user + system CPU seconds (whole process, imports included)
 
     @property
     def rows_per_s(self) -> float:
@@ -158,10 +159,12 @@ def run_measured(name: str, dialect: str, rows: int, argv: list[str], *, env: di
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     peak_mb = usage.ru_maxrss / 1024.0
+    cpu = usage.ru_utime + usage.ru_stime
     if proc.returncode != 0:
         tail = " | ".join(stderr.strip().splitlines()[-3:]) or f"exit {proc.returncode}"
-        return Measured(name, dialect, rows, wall, peak_mb, error=tail, load=load)
+        return Measured(name, dialect, rows, wall, peak_mb, error=tail, load=load, cpu_s=cpu)
     if not json_report:
-        return Measured(name, dialect, rows, wall, peak_mb, load=load)
+        return Measured(name, dialect, rows, wall, peak_mb, load=load, cpu_s=cpu)
     report = json.loads(stdout.strip().splitlines()[-1])
-    return Measured(name, dialect, int(report["rows"]), float(report["seconds"]), peak_mb, load=load)
+    seconds = float(report["seconds"])
+    return Measured(name, dialect, int(report["rows"]), seconds, peak_mb, load=load, cpu_s=cpu)

@@ -191,8 +191,8 @@ def _contender(name: str, dialect: str, table: str, rows: int) -> Measured:
 
 
 def _report(results: list[Measured]) -> str:
-    lines = ["| db | contender | rows | seconds | rows/s | peak MB | vs fastest dlt | load |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| db | contender | rows | seconds | rows/s | peak MB | vs fastest dlt | client CPU s | load |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for dialect in ("pg", "mysql"):
         mine = [r for r in results if r.dialect == dialect]
         dlt = [r.rows_per_s for r in mine if r.name.startswith("dlt") and not r.error]
@@ -200,11 +200,11 @@ def _report(results: list[Measured]) -> str:
         for r in mine:
             if r.error:
                 failed = f"failed: {r.error[:80]}"
-                lines.append(f"| {dialect} | {r.name} | - | - | - | - | {failed} | {r.load:.1f} |")
+                lines.append(f"| {dialect} | {r.name} | - | - | - | - | {failed} | - | {r.load:.1f} |")
                 continue
             ratio = f"{r.rows_per_s / best:.2f}x" if best else "-"
             lines.append(f"| {dialect} | {r.name} | {r.rows:,} | {r.seconds:.2f} | {r.rows_per_s:,.0f} | "
-                         f"{r.peak_mb:,.0f} | {ratio} | {r.load:.1f} |")  # fmt: skip
+                         f"{r.peak_mb:,.0f} | {ratio} | {r.cpu_s:.1f} | {r.load:.1f} |")  # fmt: skip
     return "\n".join(lines)
 
 

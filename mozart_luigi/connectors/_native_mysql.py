@@ -6,11 +6,11 @@ connectorx opens its own connection and runs one statement, and it cannot bind v
   one InnoDB statement reads one read view, so the rows and the count come from one snapshot.
 * **values**: a query that carries bound values is refused (:class:`NativeUnsupportedError`, the caller
   uses the SQLAlchemy path); full-table snapshots carry none.
-* **exact types**: connectorx would squeeze ``DECIMAL`` into ``decimal128(38, 10)`` (silent rounding past
-  10 digits) and panics on zero dates and negative ``TIME``; those columns are selected as ``CAST(... AS
-  CHAR)`` (the server's exact text) and parsed by Arrow. ``TIMESTAMP`` is selected as
-  ``UNIX_TIMESTAMP(col) * 1000000`` — the stored UTC instant, independent of the session time zone.
-  ``0000-00-00`` dates become NULL, counted in ``stats['zero_dates_nulled']``.
+* **exact types**: connectorx parses ``DECIMAL`` into ``decimal128(38, 10)`` (exact up to ``(28, 10)``,
+  silently rounded beyond: wider decimals are selected as ``CAST(... AS CHAR)``, the server's exact text,
+  and parsed by Arrow), panics on zero dates and negative ``TIME`` (``TIME`` is read as text; a date with
+  year, month or day 0 is turned into NULL in the SQL and counted by the same statement, per column, in
+  ``stats``). ``TIMESTAMP`` is read in a ``+00:00`` session: the binary value is the UTC instant.
 """
 
 from __future__ import annotations
@@ -41,12 +41,13 @@ _DIALECT = mysql.dialect(paramstyle="qmark")
 _COUNT = "mozart_n"
 _TIME_RE = r"^(?P<sign>-?)(?P<h>\d+):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<f>\d{1,6}))?$"
 _DAY_US = 86_400_000_000
-# a slow consumer (S3 upload) must not cut the stream; our SQL, no values
-_SESSION = ("SET SESSION net_write_timeout = 3600",)
+# TIMESTAMPs arrive in the session time zone: UTC, so they are instants; a slow consumer (S3 upload)
+# must not cut the stream. Our SQL, no values.
+_SESSION = ("SET SESSION time_zone = '+00:00'", "SET SESSION net_write_timeout = 3600")
 _UNREACHABLE = ("can't connect", "connection refused", "timed out", "lost connection", "gone away")
 
 # how a column is selected and read back: ``kind`` names the converter family
-_CHECKED, _DATES, _TIME, _MICROS, _PASS = "checked", "dates", "time", "micros", "pass"
+_CHECKED, _DATES, _TIME, _PASS = "checked", "dates", "time", "pass"
 
 
 # --------------------------------------------------------------------------------------------- rewriting
@@ -97,11 +98,6 @@ def _fits_connectorx(decimal: sa.Numeric) -> bool:
     return decimal.precision is not None and decimal.precision <= 28 and (decimal.scale or 0) <= 10
 
 
-def _unix_micros(column: Any) -> _Rewrite:
-    micros = sa.func.unix_timestamp(column) * sa.literal_column("1000000")  # the stored UTC instant
-    return sa.cast(micros, sa.BigInteger), _MICROS, None
-
-
 def _invalid_date(column: Any) -> Any:
     """Dates the SQLAlchemy path cannot represent either (PyMySQL hands them back as text): year, month or
     day 0 - ``0000-00-00``, ``2024-00-10``, ``0000-01-01``. Both paths store them as NULL and count them."""
@@ -114,9 +110,18 @@ def _zero_nulled(column: Any) -> _Rewrite:
     return sa.case((_invalid_date(column), sa.null()), else_=column), _DATES, _invalid_date
 
 
+def _zero_timestamp(column: Any) -> Any:
+    return column == sa.literal_column("0")  # a TIMESTAMP is either valid or all zero
+
+
+def _timestamp(column: Any) -> _Rewrite:
+    """Read in the session's ``+00:00`` (set by this reader), so the binary value is the UTC instant."""
+    return sa.case((_zero_timestamp(column), sa.null()), else_=column), _DATES, _zero_timestamp
+
+
 _REWRITES: tuple[tuple[type, Callable[[Any], _Rewrite]], ...] = (
     (sa.Numeric, lambda c: (sa.cast(c, sa.CHAR), _CHECKED, None)),  # the exact decimal text
-    (sa.TIMESTAMP, _unix_micros),
+    (sa.TIMESTAMP, _timestamp),
     (sa.DateTime, _zero_nulled),
     (sa.Date, _zero_nulled),
     (sa.Time, lambda c: (sa.cast(c, sa.CHAR), _TIME, None)),  # may be negative or past 24h
@@ -125,18 +130,12 @@ _REWRITES: tuple[tuple[type, Callable[[Any], _Rewrite]], ...] = (
 
 
 # -------------------------------------------------------------------------------------------- converting
-def converter_for(kind: str, src: pa.DataType, dst: pa.DataType, stats: dict[str, int],
-                  name: str = "") -> Converter | None:  # fmt: skip
-    """How a connectorx column of ``kind``/``src`` becomes ``dst`` exactly, or None.
-
-    ``stats[name]`` counts the zero dates a converter turns into NULL.
-    """
+def converter_for(kind: str, src: pa.DataType, dst: pa.DataType) -> Converter | None:
+    """How a connectorx column of ``kind``/``src`` becomes ``dst`` exactly, or None."""
     if kind == _PASS:
         return safe_converter(src, dst)
     if kind == _CHECKED:
         return _checked_cast(dst)
-    if kind == _MICROS and pa.types.is_timestamp(dst) and dst.tz is not None:
-        return _micros(dst, stats, name)
     if kind == _DATES:
         return _dates(src, dst)
     if kind == _TIME and (pa.types.is_duration(dst) or pa.types.is_time64(dst)):
@@ -159,18 +158,6 @@ def _dates(src: pa.DataType, dst: pa.DataType) -> Converter | None:
 
         return as_utc
     return safe_converter(src, dst)
-
-
-def _micros(dst: pa.DataType, stats: dict[str, int], name: str) -> Converter:
-    def convert(array: pa.Array) -> pa.Array:
-        zero = pc.equal(array, 0)  # UNIX_TIMESTAMP of a zero TIMESTAMP; 0 itself is not a valid TIMESTAMP
-        hits = pc.sum(zero).as_py() or 0
-        if hits:
-            stats[name] = stats.get(name, 0) + hits
-            array = pc.if_else(zero, pa.scalar(None, array.type), array)
-        return pc.cast(pc.cast(array, pa.int64()).view(pa.timestamp("us", "UTC")), dst, safe=True)
-
-    return convert
 
 
 def _time_of(dst: pa.DataType) -> Converter:
@@ -201,11 +188,10 @@ def _time_micros(parts: pa.StructArray) -> pa.Array:
     return pc.if_else(pc.equal(fields["sign"], "-"), pc.negate(magnitude), magnitude)
 
 
-def plan(result: pa.Schema, kinds: list[str], target: pa.Schema, stats: dict[str, int],
-         where: Where) -> list[Converter]:  # fmt: skip
+def plan(result: pa.Schema, kinds: list[str], target: pa.Schema, where: Where) -> list[Converter]:
     converters = []
     for got, kind, want in zip(result, kinds, target, strict=True):
-        convert = converter_for(kind, got.type, want.type, stats, want.name)
+        convert = converter_for(kind, got.type, want.type)
         if convert is None:
             raise where.unsupported(f"column {want.name!r}: connectorx gives {got.type} ({kind}), no exact "
                                     f"conversion to {want.type}")  # fmt: skip
@@ -228,7 +214,7 @@ def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int,
     batches = None
     try:
         width = len(kinds)
-        converters = plan(pa.schema(list(reader.schema)[:width]), kinds, schema, stats, where)
+        converters = plan(pa.schema(list(reader.schema)[:width]), kinds, schema, where)
         first = _next(reader, where)
         count = int(first.column(width)[0].as_py()) if first is not None else 0
         if first is not None:  # per date column: ``mozart_z{i}`` zero dates, counted by the statement

@@ -7,9 +7,10 @@ target Arrow schema; these readers only move the rows, without creating a Python
   binary)`` and decodes the binary tuples into Arrow in C. ``numeric`` arrives as its exact decimal text
   (cast to ``decimal128`` with Arrow's safe cast: a value that does not fit fails, it is never rounded),
   ``timestamptz`` as UTC microseconds, ``uuid``/``json`` as Arrow extension types.
-* **MySQL/MariaDB — connectorx** (Rust, binary protocol, ``return_type="arrow_stream"``): ``DECIMAL``,
-  dates and ``TIME`` re-selected as the server's exact text and parsed by Arrow (connectorx itself would
-  round decimals past 10 digits and panics on zero dates), ``TIMESTAMP`` as its UTC epoch microseconds.
+* **MySQL/MariaDB — connectorx** (Rust, binary protocol, ``return_type="arrow_stream"``): ``DECIMAL``
+  wider than ``(28, 10)`` and ``TIME`` re-selected as the server's exact text and parsed by Arrow
+  (connectorx would round such decimals and panics on negative times), zero dates turned into NULL in the
+  SQL and counted by the same statement, ``TIMESTAMP`` read in a ``+00:00`` session (the UTC instant).
 
 Both count the rows in the snapshot they read (PostgreSQL: one ``REPEATABLE READ READ ONLY`` transaction;
 MySQL: the count rides in the same single statement, and one InnoDB statement reads one read view) and

@@ -112,13 +112,13 @@ def test_mysql_rewrite_selects_exact_forms_and_counts_in_the_same_statement() ->
     t = _mysql_table()
     sql, kinds = _native_mysql.rewrite(sa.select(*t.columns), WHERE)
     # DECIMAL(65, 30) as exact text; DECIMAL(28, 10) fits connectorx's decimal128(38, 10) exactly
-    assert kinds == ["pass", "checked", "micros", "dates", "dates", "time", "checked", "pass", "pass"]
+    assert kinds == ["pass", "checked", "dates", "dates", "dates", "time", "checked", "pass", "pass"]
     assert sql.startswith("SELECT STRAIGHT_JOIN ")
     assert "CAST(`Order Items`.price AS CHAR)" in sql
-    assert "CAST(unix_timestamp(`Order Items`.ts) * 1000000 AS SIGNED INTEGER)" in sql
+    assert "CASE WHEN (`Order Items`.ts = 0) THEN NULL ELSE `Order Items`.ts END" in sql
     assert "CASE WHEN (year(`Order Items`.dt) = 0 OR month(`Order Items`.dt) = 0" in sql
     assert "CAST(`Order Items`.b AS UNSIGNED INTEGER)" in sql
-    assert "count(*) AS mozart_n" in sql and "AS mozart_z3" in sql and "AS mozart_z4" in sql
+    assert "count(*) AS mozart_n" in sql and all(f"AS mozart_z{i}" in sql for i in (2, 3, 4))
     assert sql.index("AS mozart_c") < sql.index("AS mozart_q ON true")  # count first, then the stream
 
 
@@ -128,26 +128,18 @@ def test_mysql_queries_with_values_fall_back() -> None:
         _native_mysql.rewrite(sa.select(t.c.id).where(t.c.d >= dt.date(2026, 11, 25)), WHERE)
 
 
-def test_mysql_timestamp_micros_null_zero_dates_and_count_them() -> None:
-    stats: dict[str, int] = {}
-    convert = _native_mysql.converter_for("micros", pa.int64(), pa.timestamp("us", "UTC"), stats, "ts")
-    out = convert(pa.array([0, 1_709_210_096_123_456, None, 0], pa.int64()))
-    assert out.to_pylist()[1] == dt.datetime(2024, 2, 29, 12, 34, 56, 123456, tzinfo=dt.UTC)
-    assert out.null_count == 3 and stats == {"ts": 2}
-
-
 def test_mysql_time_of_day_and_duration() -> None:
     text = pa.array(["12:00:00.5", None, "00:00:01", "-838:59:59.000000"])
-    to_duration = _native_mysql.converter_for("time", pa.string(), pa.duration("us"), {})
+    to_duration = _native_mysql.converter_for("time", pa.string(), pa.duration("us"))
     assert to_duration(text).to_pylist()[3] == -dt.timedelta(hours=838, minutes=59, seconds=59)
-    to_time = _native_mysql.converter_for("time", pa.string(), pa.time64("us"), {})
+    to_time = _native_mysql.converter_for("time", pa.string(), pa.time64("us"))
     assert to_time(text.slice(0, 3)).to_pylist() == [dt.time(12, 0, 0, 500000), None, dt.time(0, 0, 1)]
     with pytest.raises(pa.ArrowInvalid, match="time of day"):
         to_time(text)
 
 
 def test_mysql_datetime_to_utc_target_keeps_the_wall_clock_as_utc() -> None:
-    convert = _native_mysql.converter_for("dates", pa.timestamp("us"), pa.timestamp("us", "UTC"), {})
+    convert = _native_mysql.converter_for("dates", pa.timestamp("us"), pa.timestamp("us", "UTC"))
     out = convert(pa.array([dt.datetime(2024, 1, 1, 5)], pa.timestamp("us")))
     assert out.to_pylist() == [dt.datetime(2024, 1, 1, 5, tzinfo=dt.UTC)]
 
