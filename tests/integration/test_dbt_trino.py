@@ -9,6 +9,7 @@ markers are dropped afterwards.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -61,8 +62,17 @@ def tenants(stack_env: dict[str, str]) -> Iterator[list[str]]:
     created: list[str] = []
     yield created
     reset_config_cache()
+    failures = []
     for tenant in created:
-        _drop_tenant(tenant)
+        for attempt in (1, 2):  # the REST catalog may briefly refuse a commit under concurrent load
+            try:
+                _drop_tenant(tenant)
+                break
+            except Exception as exc:  # noqa: BLE001 - reported below, after every tenant was tried
+                if attempt == 2:
+                    failures.append(f"{tenant}: {exc}")
+                time.sleep(2)
+    assert not failures, f"clean-up failed: {failures}"
 
 
 def _marts(tenant: str) -> dict[str, list[tuple[Any, ...]]]:
