@@ -76,6 +76,7 @@ _RETRYABLE_NAMES = {"TRANSACTION_CONFLICT", "ICEBERG_COMMIT_CONFLICT", "SERVER_S
 _CONFLICT_WORDS = ("conflict", "requirement failed", "commitfailed", "has changed", "cannot commit",
                    "concurrent", "commit state unknown")  # fmt: skip
 _RETRY_HTTP = ("502", "503", "504")
+MARKER_SNAPSHOT_RETENTION = "10m"  # markers table snapshots kept (its readers only need the current one)
 _RAW_READY: set[str] = set()  # raw tables known to exist, per process: "{warehouse key} {table}"
 
 
@@ -129,9 +130,11 @@ class TrinoWarehouse(Warehouse):
     def _connection(self, tenant: str | None) -> trino.dbapi.Connection:
         tag = tenant or self._tenant
         if tag not in self._connections:
+            session = {f"{self.catalog}.expire_snapshots_min_retention": MARKER_SNAPSHOT_RETENTION}
             self._connections[tag] = trino.dbapi.connect(
                 host=self.host, port=self.port, user=self.user, http_scheme="http", source=SOURCE,
                 catalog=self.catalog, client_tags=[f"tenant:{tag}"] if tag else [], timezone="UTC",
+                session_properties=session,
             )  # fmt: skip
         return self._connections[tag]
 
@@ -330,7 +333,8 @@ class TrinoWarehouse(Warehouse):
     def _compact_quietly(self, date: dt.date) -> None:
         """Housekeeping after a marker: a failure (say, a conflict with another writer) is only logged."""
         try:
-            self._execute(self._compact_statement(date))
+            for statement in self._compact_statements(date):
+                self._execute(statement)
         except LoadError as exc:
             log.warning("marker compaction for %s skipped: %s", date, exc)
 
@@ -377,19 +381,21 @@ class TrinoWarehouse(Warehouse):
         return rows[0][0] if rows else None
 
     def compact_markers(self, date: dt.date) -> None:
-        """Rewrite one date's marker files into few (each marker is its own small file until then).
+        """Rewrite one date's marker files into one, and expire the markers table's old snapshots.
 
-        Checking completeness reads every marker file of the date; after a day of loads, compacting keeps
-        that one query fast. Safe to run while loads append markers (Iceberg retries the rewrite).
+        Each marker is an append: one small file and one snapshot. Checking completeness reads every file
+        of the date, and every commit rewrites the table metadata listing every snapshot, so both grow with
+        each marker until compacted. Safe while loads append markers (a lost commit race is retried).
         """
-        statement = self._compact_statement(date)
-        self._retry(f"compact markers {date}", lambda: self._execute_or_empty(statement, ()))
+        for statement in self._compact_statements(date):
+            self._retry(f"compact markers {date}", lambda s=statement: self._execute_or_empty(s, ()))
 
-    def _compact_statement(self, date: dt.date) -> str:
+    def _compact_statements(self, date: dt.date) -> list[str]:
         if not isinstance(date, dt.date):
             raise TypeError(f"date expected, got {date!r}")
         # EXECUTE ... WHERE takes no parameters: the literal is built from a date object, never from text
-        return self._sql("compact_markers", table=self._markers, date=f"DATE '{date.isoformat()}'")
+        return [self._sql("compact_markers", table=self._markers, date=f"DATE '{date.isoformat()}'"),
+                self._sql("expire_markers", table=self._markers)]  # fmt: skip
 
     # -------------------------------------------------------------------------------------- extras
     def query(

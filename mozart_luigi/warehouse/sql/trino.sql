@@ -87,6 +87,10 @@ DELETE FROM {table} WHERE tenant = ?
 -- {date} is a DATE literal rendered from a date object (EXECUTE ... WHERE takes no parameters)
 ALTER TABLE {table} EXECUTE optimize WHERE run_date = {date}
 
+-- name: expire_markers
+-- Snapshots older than 10 minutes (the session allows it: expire_snapshots_min_retention)
+ALTER TABLE {table} EXECUTE expire_snapshots(retention_threshold => '10m')
+
 -- name: completed
 SELECT DISTINCT task_id, tenant, run_date FROM {table}
 WHERE task_family = ? AND run_date IN ({dates}) AND tenant IN ({tenants})
