@@ -9,8 +9,8 @@ connectorx opens its own connection and runs one statement, and it cannot bind v
 * **exact types**: connectorx parses ``DECIMAL`` into ``decimal128(38, 10)`` (exact up to ``(28, 10)``,
   silently rounded beyond: wider decimals are selected as ``CAST(... AS CHAR)``, the server's exact text,
   and parsed by Arrow), panics on zero dates and negative ``TIME`` (``TIME`` is read as text; a date with
-  year, month or day 0 is turned into NULL in the SQL and counted by the same statement, per column, in
-  ``stats``). ``TIMESTAMP`` is read in a ``+00:00`` session: the binary value is the UTC instant.
+  year, month or day 0 is turned into NULL in the SQL and flagged in an extra column, counted per column
+  into ``stats``). ``TIMESTAMP`` is read in a ``+00:00`` session: the binary value is the UTC instant.
 """
 
 from __future__ import annotations
@@ -51,31 +51,31 @@ _CHECKED, _DATES, _TIME, _PASS = "checked", "dates", "time", "pass"
 
 
 # --------------------------------------------------------------------------------------------- rewriting
-def rewrite(query: sa.Select, where: Where) -> tuple[str, list[str]]:
-    """The statement connectorx runs and each column's kind.
+def rewrite(query: sa.Select, where: Where) -> tuple[str, list[str], dict[int, int]]:
+    """The statement connectorx runs, each column's kind, and its zero-date flag columns.
 
-    Its columns: the query's columns re-selected exactly, then the window's ``COUNT(*)`` and, per date
-    column, how many of its values are zero dates (all from the same statement, so the same read view).
+    Its columns: the query's columns re-selected exactly; per date column a flag (``1`` where the statement
+    turned an invalid date into NULL, else NULL) — ``flags`` maps a flag's result position to its column's;
+    last, the window's ``COUNT(*)``. All from one statement, so from one read view.
     """
-    exprs, kinds, zero_counts = [], [], []
-    counted = query.subquery("mozart_q2")
-    for i, (column, inner) in enumerate(zip(query.selected_columns, counted.c, strict=True)):
+    exprs, kinds, flag_exprs, flags = [], [], [], {}
+    for i, column in enumerate(query.selected_columns):
         expr, kind, invalid = _select_expr(column)
         exprs.append(expr.label(f"mozart_c{i}"))
         kinds.append(kind)
-        if invalid is not None:  # how many values the same statement turns into NULL
-            one, nought = sa.literal_column("1"), sa.literal_column("0")
-            hits = sa.func.coalesce(sa.func.sum(sa.case((invalid(inner), one), else_=nought)), nought)
-            zero_counts.append(hits.label(f"mozart_z{i}"))
-    rows = query.with_only_columns(*exprs).subquery("mozart_q")
-    count = sa.select(sa.func.count().label(_COUNT), *zero_counts).select_from(counted).subquery("mozart_c")
+        if invalid is not None:
+            flags[len(query.selected_columns) + len(flag_exprs)] = i
+            flag_exprs.append(sa.case((invalid(column), sa.literal_column("1"))).label(f"mozart_f{i}"))
+    rows = query.with_only_columns(*exprs, *flag_exprs).subquery("mozart_q")
+    counted = sa.select(sa.func.count().label(_COUNT)).select_from(query.subquery("mozart_q2"))
+    count = counted.subquery("mozart_c")
     # the 1-row count first (STRAIGHT_JOIN keeps that order): the rows then stream from the scan
-    statement = sa.select(*rows.c, *count.c).select_from(count.join(rows, sa.true()))
+    statement = sa.select(*rows.c, count.c[_COUNT]).select_from(count.join(rows, sa.true()))
     statement = statement.prefix_with("STRAIGHT_JOIN", dialect="mysql")
     compiled = statement.compile(dialect=_DIALECT)
     if compiled.binds:
         raise where.unsupported(f"connectorx cannot bind values; the query carries {sorted(compiled.binds)}")
-    return str(compiled), kinds
+    return str(compiled), kinds, flags
 
 
 _Rewrite = tuple[Any, str, Callable[[Any], Any] | None]
@@ -209,20 +209,17 @@ def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int,
     ``session`` statements run first on connectorx's connection (``pre_execution_queries``).
     """
     check_width(query, schema, where)
-    sql, kinds = rewrite(query, where)
+    sql, kinds, flags = rewrite(query, where)
     reader = _start(url, sql, batch_rows, [*_SESSION, *session], where)
     batches = None
     try:
-        width = len(kinds)
-        converters = plan(pa.schema(list(reader.schema)[:width]), kinds, schema, where)
+        converters = plan(pa.schema(list(reader.schema)[:len(kinds)]), kinds, schema, where)
         first = _next(reader, where)
-        count = int(first.column(width)[0].as_py()) if first is not None else 0
-        if first is not None:  # per date column: ``mozart_z{i}`` zero dates, counted by the statement
-            for i in range(width + 1, first.num_columns):
-                name = schema.field(int(first.schema.field(i).name.removeprefix("mozart_z"))).name
-                stats[name] = stats.get(name, 0) + int(first.column(i)[0].as_py())
+        count = int(first.column(first.num_columns - 1)[0].as_py()) if first is not None else 0
+        zeros = {position: schema.field(i).name for position, i in flags.items()}
         driver = _driver_batches(first, reader, where)
-        batches = prefetch(_batches(driver, converters, schema, batch_rows, where))
+        batches = prefetch(_batches(driver, converters, schema, batch_rows, zeros=zeros, stats=stats,
+                                    where=where))  # fmt: skip
         yield count, batches
     finally:
         if batches is not None:
@@ -268,8 +265,12 @@ def _driver_batches(first: pa.RecordBatch | None, reader: Any, where: Where) -> 
 
 
 def _batches(driver: Iterator[pa.RecordBatch], converters: list[Converter], schema: pa.Schema,
-             batch_rows: int, where: Where) -> Iterator[pa.RecordBatch]:  # fmt: skip
+             batch_rows: int, *, zeros: dict[int, str], stats: dict[str, int],
+             where: Where) -> Iterator[pa.RecordBatch]:  # fmt: skip
     for batch in driver:
+        for position, name in zeros.items():  # the flags: 1 where a zero date became NULL
+            flag = batch.column(position)
+            stats[name] = stats.get(name, 0) + len(flag) - flag.null_count
         yield from rebatch([convert_batch(batch, converters, schema, where)], batch_rows)
 
 
