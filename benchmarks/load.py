@@ -168,28 +168,35 @@ def bench_load(tenant: str, rows: int, repeat: int) -> dict[str, object]:
     warehouse = TrinoWarehouse.from_settings(settings, tenant=tenant)
     task = LoadIceberg(tenant=tenant, table="facts", date=DAY)
 
-    def ours() -> None:
+    def ours() -> float:
+        """Forget the marker (untimed), then time the whole luigi.build of LoadIceberg."""
         warehouse.delete_markers([task.task_id])
         clear_marker_cache()
+        started = time.perf_counter()
         result = _build(LoadIceberg(tenant=tenant, table="facts", date=DAY))
+        seconds = time.perf_counter() - started
         if not result.scheduling_succeeded:
             raise SystemExit(result.summary_text)
+        return seconds
 
     ours()  # warm-up: creates the schemas, the table and the raw table
-    bare_sql = _bare_table(warehouse, tenant, manifest, lake)
+    bare_sql = _bare_table(warehouse, tenant)
     timings: dict[str, list[float]] = {"LoadIceberg (luigi.build)": [], "bare INSERT ... SELECT": []}
     for _ in range(repeat):
-        timings["LoadIceberg (luigi.build)"].append(_timed(ours))
+        timings["LoadIceberg (luigi.build)"].append(ours())
         warehouse.query(f'DELETE FROM iceberg."{tenant}"."bare"')
         timings["bare INSERT ... SELECT"].append(_timed(lambda: warehouse.query(bare_sql)))
     medians = {name: round(statistics.median(values), 2) for name, values in timings.items()}
-    ours_s, bare_s = medians.values()
+    best = {name: round(min(values), 2) for name, values in timings.items()}
+    (ours_s, bare_s), (ours_min, bare_min) = medians.values(), best.values()
     return {"rows": rows, "files": len(manifest.files), "bytes": sum(f.bytes for f in manifest.files),
-            "seconds_median": medians, "all_seconds": timings,
-            "overhead_pct": round(100 * (ours_s - bare_s) / bare_s, 1)}  # fmt: skip
+            "seconds_median": medians, "seconds_min": best,
+            "all_seconds": {name: [round(v, 2) for v in values] for name, values in timings.items()},
+            "overhead_pct_median": round(100 * (ours_s - bare_s) / bare_s, 1),
+            "overhead_pct_min": round(100 * (ours_min - bare_min) / bare_min, 1)}  # fmt: skip
 
 
-def _bare_table(warehouse: TrinoWarehouse, tenant: str, manifest: Manifest, lake: Lake) -> str:
+def _bare_table(warehouse: TrinoWarehouse, tenant: str) -> str:
     """An Iceberg table of the same layout and the INSERT ... SELECT * the limit runs."""
     warehouse.query(f'CREATE TABLE iceberg."{tenant}"."bare" (LIKE iceberg."{tenant}"."facts")'
                     " WITH (partitioning = ARRAY['_mozart_date'])")  # fmt: skip
