@@ -13,18 +13,14 @@ __all__ = [
     "Where",
     "convert_batch",
     "check_width",
-    "prefetch",
     "rebatch",
     "safe_converter",
     "scrub",
     "zero_dates_to_null",
 ]
 
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,7 +30,6 @@ from mozart_luigi.errors import SourceError, SourceUnavailableError, TypeMapping
 from mozart_luigi.secrets import redact
 
 Converter = Callable[[pa.Array], pa.Array]
-T = TypeVar("T")
 
 _UTC_NAMES = frozenset({"UTC", "utc", "+00:00", "Etc/UTC", "Z", "GMT", "Etc/GMT"})
 
@@ -169,45 +164,3 @@ def check_width(query: sa.Select, schema: pa.Schema, where: Where) -> None:
     if width != len(schema):
         raise where.unsupported(f"query selects {width} columns but the target schema has {len(schema)}")
 
-
-def prefetch(source: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Run ``source`` (driver reads + Arrow conversions, which release the GIL) one thread ahead.
-
-    At most ``depth`` items wait in the queue, so memory stays bounded. Errors re-raise in the consumer;
-    when the consumer stops early, the thread stops after its current item and is joined before returning,
-    so the caller may close the connection safely afterwards.
-    """
-    items: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(kind: str, item: object) -> bool:
-        while not stop.is_set():
-            try:
-                items.put((kind, item), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def pump() -> None:
-        try:
-            for item in source:
-                if not put("item", item):
-                    return
-            put("end", None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
-            put("error", exc)
-
-    worker = threading.Thread(target=pump, name="mozart-native-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, item = items.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item  # type: ignore[misc]
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        worker.join()

@@ -31,7 +31,6 @@ from mozart_luigi.connectors._native_common import (
     Where,
     check_width,
     convert_batch,
-    prefetch,
     rebatch,
     safe_converter,
 )
@@ -211,19 +210,15 @@ def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int,
     check_width(query, schema, where)
     sql, kinds, flags = rewrite(query, where)
     reader = _start(url, sql, batch_rows, [*_SESSION, *session], where)
-    batches = None
     try:
         converters = plan(pa.schema(list(reader.schema)[:len(kinds)]), kinds, schema, where)
         first = _next(reader, where)
         count = int(first.column(first.num_columns - 1)[0].as_py()) if first is not None else 0
         zeros = {position: schema.field(i).name for position, i in flags.items()}
         driver = _driver_batches(first, reader, where)
-        batches = prefetch(_batches(driver, converters, schema, batch_rows, zeros=zeros, stats=stats,
-                                    where=where))  # fmt: skip
-        yield count, batches
+        # no read-ahead thread: connectorx reads ahead in Rust already, and its iterator holds the GIL
+        yield count, _batches(driver, converters, schema, batch_rows, zeros=zeros, stats=stats, where=where)
     finally:
-        if batches is not None:
-            batches.close()
         reader.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 from decimal import Decimal
 
@@ -18,7 +17,6 @@ from mozart_luigi.connectors._native_common import (
     NativeUnsupportedError,
     Where,
     convert_batch,
-    prefetch,
     rebatch,
     safe_converter,
 )
@@ -183,33 +181,6 @@ def test_rebatch_bounds_rows_without_copying() -> None:
     batch = pa.record_batch([pa.array(range(10))], names=["a"])
     sizes = [b.num_rows for b in rebatch([batch, batch.slice(0, 0), batch], 4)]
     assert sizes == [4, 4, 2, 4, 4, 2]
-
-
-def test_prefetch_keeps_order_and_reraises_in_the_consumer() -> None:
-    def source():
-        yield from range(5)
-        raise ValueError("boom")
-
-    got = []
-    with pytest.raises(ValueError, match="boom"):
-        for item in prefetch(source()):
-            got.append(item)
-    assert got == [0, 1, 2, 3, 4]
-
-
-def test_prefetch_stops_its_thread_when_the_consumer_leaves_early() -> None:
-    produced = []
-
-    def source():
-        for i in range(1000):
-            produced.append(i)
-            yield i
-
-    stream = prefetch(source(), depth=2)
-    assert next(stream) == 0
-    stream.close()
-    assert not [t for t in threading.enumerate() if t.name == "mozart-native-prefetch"]
-    assert len(produced) < 10  # bounded read-ahead, then stopped
 
 
 def test_no_native_reader_for_other_backends() -> None:
