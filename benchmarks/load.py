@@ -193,7 +193,9 @@ def bench_load(tenant: str, rows: int, repeat: int) -> dict[str, object]:
             "seconds_median": medians, "seconds_min": best,
             "all_seconds": {name: [round(v, 2) for v in values] for name, values in timings.items()},
             "overhead_pct_median": round(100 * (ours_s - bare_s) / bare_s, 1),
-            "overhead_pct_min": round(100 * (ours_min - bare_min) / bare_min, 1)}  # fmt: skip
+            "overhead_pct_min": round(100 * (ours_min - bare_min) / bare_min, 1),
+            "overhead_seconds_median_of_pairs": round(statistics.median(
+                o - b for o, b in zip(*timings.values(), strict=True)), 2)}  # fmt: skip
 
 
 def _bare_table(warehouse: TrinoWarehouse, tenant: str) -> str:
