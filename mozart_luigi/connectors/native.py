@@ -32,6 +32,7 @@ __all__ = [
     "mysql_batches",
     "native_batches",
     "postgres_batches",
+    "driver_batch_rows",
     "typed_query",
 ]
 
@@ -51,7 +52,8 @@ from mozart_luigi.connectors._native_common import NativeUnsupportedError, Where
 if TYPE_CHECKING:
     from mozart_luigi.connectors.snapshot import Snapshot
 
-_OPEN_BATCH_ROWS = 50_000  # the reader's own batches; read() re-slices to the caller's batch_rows
+_DRIVER_BATCH_BYTES = 16 << 20  # the readers' own batches (then re-sliced to the caller's batch_rows)
+_DRIVER_BATCH_ROWS = (50_000, 250_000)
 
 
 @dataclass
@@ -141,7 +143,8 @@ class NativeBatchReader:
         tenant, table = snapshot.connector.tenant.id, snapshot.table.name
         try:
             opened = self._open(_native_url(snapshot), typed_query(snapshot), snapshot.schema,
-                                batch_rows=_OPEN_BATCH_ROWS, session=snapshot.connector.snapshot_statements,
+                                batch_rows=driver_batch_rows(snapshot.schema),
+                                session=snapshot.connector.snapshot_statements,
                                 tenant=tenant, table=table)  # fmt: skip
             self._read = self._stack.enter_context(opened)
         except NativeUnsupportedError as exc:
@@ -158,6 +161,20 @@ class NativeBatchReader:
 
     def close(self) -> None:
         self._stack.close()
+
+
+def driver_batch_rows(schema: pa.Schema) -> int:
+    """Rows per driver batch for about 16 MiB (fewer, larger batches cost less per row); 50k..250k rows."""
+    row_bytes = sum(_value_bytes(f.type) for f in schema) or 1
+    low, high = _DRIVER_BATCH_ROWS
+    return max(low, min(high, _DRIVER_BATCH_BYTES // row_bytes))
+
+
+def _value_bytes(arrow_type: pa.DataType) -> int:
+    try:
+        return max(1, arrow_type.bit_width // 8)
+    except ValueError:  # variable width: strings, bytes, lists
+        return 64
 
 
 def typed_query(snapshot: Snapshot) -> sa.Select:

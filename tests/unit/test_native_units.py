@@ -20,7 +20,7 @@ from mozart_luigi.connectors._native_common import (
     rebatch,
     safe_converter,
 )
-from mozart_luigi.connectors.native import NativeBatchReader, native_batches
+from mozart_luigi.connectors.native import NativeBatchReader, driver_batch_rows, native_batches
 from mozart_luigi.connectors.postgres import PostgresConnector
 from mozart_luigi.errors import ConfigError, TypeMappingError
 from mozart_luigi.secrets import Secret
@@ -207,3 +207,10 @@ def test_native_source_key_is_validated(tmp_path) -> None:
     (tmp_path / "tenants.yaml").write_text(tenant % "maybe")
     with pytest.raises(ConfigError, match=r"tenants.acme.source.native: must be true or false"):
         load_config(tmp_path, env={})
+
+
+def test_driver_batches_aim_at_16_mib_within_bounds() -> None:
+    narrow = pa.schema([("id", pa.int64()), ("at", pa.timestamp("us")), ("label", pa.string())])
+    assert driver_batch_rows(narrow) == (16 << 20) // (8 + 8 + 64)
+    assert driver_batch_rows(pa.schema([(f"c{i}", pa.string()) for i in range(100)])) == 50_000
+    assert driver_batch_rows(pa.schema([("flag", pa.bool_())])) == 250_000
