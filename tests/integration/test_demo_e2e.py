@@ -39,6 +39,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     }
     for name in ("MOZART_LAKE_URL", "MOZART_DUCKDB_PATH", "MOZART_REPORT_DIR", "MOZART_DEMO_DATE"):
         env.pop(name, None)
+    # the venv first, so neither timed run includes a (re)install
+    subprocess.run(["make", "venv"], cwd=REPO, env=env, capture_output=True, timeout=1200, check=True)
     runs = []
     for _ in range(2):
         started = time.monotonic()
@@ -63,7 +65,7 @@ def test_make_demo_cold_then_warm(demo: dict[str, object], capsys: pytest.Captur
     assert "15 done, 0 missing, 0 failed" in warm.stdout
     assert warm_s < 30, f"warm make demo took {warm_s:.1f}s"
     with capsys.disabled():
-        print(f"\nmake demo: cold {cold_s:.1f}s (sources + 4 days x 3 tenants), warm {warm_s:.1f}s")
+        print(f"\nmake demo (venv ready): cold {cold_s:.1f}s (4 days x 3 tenants), warm {warm_s:.1f}s")
 
 
 def test_every_demo_day_is_reported_done(demo: dict[str, object]) -> None:
