@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = ["DEFAULT_RETCODES", "RunOutcome", "exit_code", "failures_of", "retcodes", "run_tasks"]
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,5 +131,17 @@ def _error_line(worker: Any, task: luigi.Task, secrets: Sequence[Secret]) -> str
     except Exception as exc:  # noqa: BLE001 - the scheduler may be gone; the report still gets written
         log.debug("cannot fetch the error of %s: %s", task.task_id, exc)
         text = ""
+    text = _unquote(text)
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return redact(lines[-1], secrets)[:300] if lines else "failed (see the log)"
+
+
+def _unquote(text: str) -> str:
+    """Luigi's worker sends a task's explanation to the scheduler JSON-encoded; decode it when it is."""
+    if text.startswith('"'):
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            return text
+        return decoded if isinstance(decoded, str) else text
+    return text
