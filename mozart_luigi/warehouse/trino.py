@@ -237,9 +237,11 @@ class TrinoWarehouse(Warehouse):
     def _replace(self, tenant: str, table: str, manifest: Manifest, lake: Lake, *,
                  columns: list[tuple[str, ColumnType]], raw: str) -> int:  # fmt: skip
         target = qualified(self.catalog, tenant, table)
-        self._execute(
-            self._sql("delete_partition", table=target), [manifest.date], tenant=tenant, table=table
-        )
+        count = self._sql("count_partition", table=target)
+        if self._execute(count, [manifest.date], tenant=tenant, table=table)[0][0]:
+            # an empty partition (a date's first load) skips the DELETE: it would commit an empty snapshot
+            delete = self._sql("delete_partition", table=target)
+            self._execute(delete, [manifest.date], tenant=tenant, table=table)
         crash_point("after_delete")
         if not manifest.files:
             return 0
