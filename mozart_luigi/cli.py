@@ -139,10 +139,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
             )
         )
         return EXIT_OK
-    print(
-        f"Plan for {root.date.isoformat()} (profile {config.settings.profile}): "
-        f"{counts['to run']} to run, {counts['done']} complete, {counts['error']} error(s)"
-    )
+    header = f"Plan for {root.date.isoformat()} (profile {config.settings.profile})"
+    if counts["to run"] == 0 and counts["error"] == 0:
+        print(f"{header}: everything is complete, nothing would run")
+    else:
+        print(f"{header}: {counts['to run']} to run, {counts['done']} complete, {counts['error']} error(s)")
     for depth, task, state in lines:
         print(f"{'  ' * depth}[{state}] {task}")
     return EXIT_OK

@@ -155,3 +155,17 @@ def test_exit_codes_follow_the_retcode_section_of_luigi_cfg() -> None:
     assert exit_code(_sets(still_pending_ext={child}), roots=[root]) == 20
     other = _T(name="other")
     assert exit_code(_sets(completed={root}), roots=[root, other]) == 25  # a root that did not finish
+
+
+def test_plan_lists_the_tasks_that_would_run_and_runs_nothing(
+    local_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", "--date", "2026-11-28", "--tenant", "demo_west"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Plan for 2026-11-28 (profile local): 11 to run, 0 complete, 0 error(s)"
+    assert out[1] == '[to run] AllTenants(date=2026-11-28, tenants=["demo_west"])'
+    assert "      [to run] LoadIceberg(tenant=demo_west, date=2026-11-28, table=customers)" in out
+    assert main(["plan", "--date", "2026-11-28", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["counts"] == {"done": 0, "to run": 31, "error": 0}
+    assert not (local_env / "data" / "lake").exists()  # nothing ran, nothing was written
