@@ -160,18 +160,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mozart_luigi.runner import run_tasks
+    from luigi.rpc import RPCError
+
+    from mozart_luigi.runner import retcodes, run_tasks
 
     config = _config()
     root = _all_tenants(config, args.date, args.tenants)
-    outcome = run_tasks(
-        [root],
-        workers=args.workers,
-        local_scheduler=args.local_scheduler,
-        scheduler_host=args.scheduler_host,
-        scheduler_port=args.scheduler_port,
-        secrets=_secrets(config),
-    )
+    try:
+        outcome = run_tasks(
+            [root],
+            workers=args.workers,
+            local_scheduler=args.local_scheduler,
+            scheduler_host=args.scheduler_host,
+            scheduler_port=args.scheduler_port,
+            secrets=_secrets(config),
+        )
+    except RPCError as exc:
+        print(f"error: {exc}: start luigid (make luigid) or pass --local-scheduler", file=sys.stderr)
+        return retcodes()["unhandled_exception"]
     _report_after_run(config, root, outcome)
     return outcome.exit_code
 

@@ -169,3 +169,34 @@ def test_plan_lists_the_tasks_that_would_run_and_runs_nothing(
     plan = json.loads(capsys.readouterr().out)
     assert plan["counts"] == {"done": 0, "to run": 31, "error": 0}
     assert not (local_env / "data" / "lake").exists()  # nothing ran, nothing was written
+
+
+def test_run_without_a_reachable_luigid_says_so(
+    local_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    import luigi.configuration
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = luigi.configuration.get_config()
+    monkeypatch.setattr(
+        config,
+        "get",
+        _override(config.get, {("core", "rpc-retry-attempts"): "1", ("core", "rpc-retry-wait"): "0"}),
+    )
+    code = main(["run", "--date", "2026-11-28", "--tenants", "demo_west", "--scheduler-port", str(port)])
+    assert code == 40
+    err = capsys.readouterr().err
+    assert f"http://127.0.0.1:{port}" in err and "start luigid (make luigid) or pass --local-scheduler" in err
+
+
+def _override(get, values):
+    def patched(section, option, *args, **kwargs):
+        if (section, option) in values:
+            return values[(section, option)]
+        return get(section, option, *args, **kwargs)
+
+    return patched

@@ -172,7 +172,7 @@ def test_luigi_cfg_sections_are_the_documented_ones() -> None:
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(REPO / "luigi.cfg")
     assert {"core", "retcode", "worker", "scheduler", "resources"} <= set(cfg.sections())
-    assert cfg["core"]["default-scheduler-host"] == "127.0.0.1"
+    assert cfg["core"]["scheduler_host"] == "127.0.0.1"
     codes = {k: int(v) for k, v in cfg["retcode"].items()}
     assert codes == {
         "already_running": 10,
@@ -191,10 +191,15 @@ def test_luigi_cfg_sections_are_the_documented_ones() -> None:
     assert not re.search(r"(?i)password\s*=|secret\s*=", (REPO / "luigi.cfg").read_text())
 
 
-def test_luigi_reads_our_scheduler_policy() -> None:
-    """The keys of [scheduler] and [worker] are the ones this Luigi version understands."""
+def test_luigi_reads_our_config_without_warnings() -> None:
+    """The keys of [core], [scheduler] and [worker] are the ones this Luigi version understands (no
+    deprecated or unconsumed keys: pytest turns those warnings into errors)."""
+    import luigi.interface
     import luigi.scheduler
     import luigi.worker
+
+    core = luigi.interface.core()
+    assert (core.scheduler_host, core.scheduler_port, core.log_level) == ("127.0.0.1", 8082, "INFO")
 
     assert luigi.scheduler.scheduler().retry_count == 3
     assert luigi.scheduler.scheduler().disable_persist == 86400
