@@ -260,36 +260,34 @@ def run_demo(end: dt.date | None = None, *, workers: int = 1, out: TextIO | None
     out = out or sys.stdout
     started = time.monotonic()
     if os.environ.get("MOZART_PROFILE", "local") != "local":
-        print(
-            f"note: the demo runs the local profile (MOZART_PROFILE was {os.environ['MOZART_PROFILE']!r})",
-            file=out,
-        )
+        print(f"note: the demo runs the local profile (MOZART_PROFILE was {os.environ['MOZART_PROFILE']!r})",
+              file=out)  # fmt: skip
     os.environ["MOZART_PROFILE"] = "local"
     reset_config_cache()
     config = get_config()
     end = end or _env_date() or DEMO_DATE
     _generate_all(config, end, out)
-    dates = demo_dates(end)
-    span = f"{dates[0].isoformat()}..{dates[-1].isoformat()}"
-    done = set(AllTenants.bulk_complete(dates))
-    if done == set(dates):
-        print(f"Everything is already done for {span}: nothing to run.", file=out)
-        code = 0
-    else:
-        print(
-            f"Running AllTenants for {len(dates) - len(done)} day(s) of {span} (local scheduler)...", file=out
-        )
-        outcome = run_tasks(
-            [AllTenants(date=d) for d in dates if d not in done], workers=workers, local_scheduler=True
-        )
-        code = outcome.exit_code
-        _write_reports(config, [d for d in dates if d not in done], outcome)
+    code = _run_missing_days(config, demo_dates(end), workers, out)
     report = build_report(config, end)
     print(report.to_text(), file=out)
     print(f"report: {report_path(config.settings, end)}", file=out)
     _print_marts(config, out)
     print(f"demo finished in {time.monotonic() - started:.1f} s (exit code {code})", file=out)
     return code
+
+
+def _run_missing_days(config: Config, dates: list[dt.date], workers: int, out: TextIO) -> int:
+    """``AllTenants`` for the days not complete yet (one bulk check); a report per day run."""
+    span = f"{dates[0].isoformat()}..{dates[-1].isoformat()}"
+    done = set(AllTenants.bulk_complete(dates))
+    missing = [d for d in dates if d not in done]
+    if not missing:
+        print(f"Everything is already done for {span}: nothing to run.", file=out)
+        return 0
+    print(f"Running AllTenants for {len(missing)} day(s) of {span} (local scheduler)...", file=out)
+    outcome = run_tasks([AllTenants(date=d) for d in missing], workers=workers, local_scheduler=True)
+    _write_reports(config, missing, outcome)
+    return outcome.exit_code
 
 
 def _env_date() -> dt.date | None:
