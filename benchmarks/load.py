@@ -3,12 +3,13 @@
 Needs the stack (``eval "$(scripts/stack env)"``). Everything it creates lives under unique names
 (tenant ``bench_<hex>``, lake prefix ``s3://raw/_bench/<hex>``) and is dropped at the end.
 
-1. **Load**: one Parquet date folder of ``--rows`` rows (8 typical columns, written with pyarrow, a manifest
-   as ExtractTable writes it). Measured side by side, alternating, ``--repeat`` times, median reported:
-   - ``LoadIceberg`` through ``luigi.build`` (ensure_table, raw table, DELETE, INSERT ... SELECT, count,
-     marker), the extract being complete;
-   - the limit: a bare ``INSERT INTO iceberg... SELECT * FROM raw...`` over the same files into a table of
-     the same layout (the raw table already exists; nothing else happens).
+1. **Load**: ``--rows`` rows (8 typical columns, written with pyarrow, manifests as ExtractTable writes them)
+   published for ``--repeat`` + 1 dates. Each round loads a new date (a date's first load, as in daily
+   production), alternating, median and min reported:
+   - ``LoadIceberg`` through ``luigi.build`` (completeness checks, ensure_table, count, INSERT ... SELECT,
+     count, marker), the extract being complete;
+   - the limit: a bare ``INSERT INTO iceberg... SELECT * FROM raw...`` of the same date folder into a table
+     of the same layout (the raw table already exists; nothing else happens).
 2. **Completeness of 2,000 LoadIceberg tasks** (``--tenants`` x ``--tables``, one date): ``--single`` markers
    written one by one by ``--writers`` threads exactly as LoadIceberg writes them (one Iceberg append each,
    with its periodic compaction), the rest in bulk INSERTs of 100 (a shortcut: 2,000 appends take ~20 min
@@ -129,8 +130,8 @@ def bench_data(rows: int) -> pa.Table:
     })  # fmt: skip
 
 
-def publish(lake: Lake, tenant: str, table: str, data: pa.Table) -> Manifest:
-    folder = lake.date_url(tenant, table, DAY)
+def publish(lake: Lake, tenant: str, table: str, data: pa.Table, day: dt.date = DAY) -> Manifest:
+    folder = lake.date_url(tenant, table, day)
     run_id = uuid.uuid4().hex[:8]
     files = []
     for n, start in enumerate(range(0, data.num_rows, PART_ROWS)):
@@ -139,7 +140,7 @@ def publish(lake: Lake, tenant: str, table: str, data: pa.Table) -> Manifest:
             pq.write_table(data.slice(start, PART_ROWS), out, compression="zstd")
         size = lake.filesystem.get_file_info(lake.fs_path(f"{folder}/{name}")).size
         files.append(PartFile(name, min(PART_ROWS, data.num_rows - start), size))
-    manifest = Manifest(tenant=tenant, table=table, date=DAY, mode="full", row_count=data.num_rows,
+    manifest = Manifest(tenant=tenant, table=table, date=day, mode="full", row_count=data.num_rows,
                         source_count=data.num_rows, files=tuple(files), schema=data.schema,
                         extracted_at=dt.datetime.now(dt.UTC), run_id=run_id)  # fmt: skip
     lake.write_manifest(manifest)
@@ -161,37 +162,35 @@ def _timed(fn: Callable[[], object]) -> float:
 
 # --------------------------------------------------------------------------------------------- load
 def bench_load(tenant: str, rows: int, repeat: int) -> dict[str, object]:
+    """Each round loads a new date (a day's first load, as in production) from the same Parquet rows."""
     settings = get_config().settings
     lake = Lake.from_settings(settings)
     data = bench_data(rows)
-    manifest = publish(lake, tenant, "facts", data)
+    days = [DAY + dt.timedelta(days=i) for i in range(repeat + 1)]
+    manifests = [publish(lake, tenant, "facts", data, day) for day in days]
     warehouse = TrinoWarehouse.from_settings(settings, tenant=tenant)
-    task = LoadIceberg(tenant=tenant, table="facts", date=DAY)
 
-    def ours() -> float:
-        """Untimed: empty the table and forget the marker (a date's first load, like the bare INSERT into an
-        emptied table); then time the whole luigi.build of LoadIceberg."""
-        warehouse.delete_markers([task.task_id])
-        warehouse.query(f'DELETE FROM iceberg."{tenant}"."facts"')
+    def ours(day: dt.date) -> float:
         clear_marker_cache()
         started = time.perf_counter()
-        result = _build(LoadIceberg(tenant=tenant, table="facts", date=DAY))
+        result = _build(LoadIceberg(tenant=tenant, table="facts", date=day))
         seconds = time.perf_counter() - started
         if not result.scheduling_succeeded:
             raise SystemExit(result.summary_text)
         return seconds
 
-    ours()  # warm-up: creates the schemas, the table and the raw table
-    bare_sql = _bare_table(warehouse, tenant)
+    ours(days[0])  # warm-up: creates the schemas, the table and the raw table
+    raw = _bare_table(warehouse, tenant)
     timings: dict[str, list[float]] = {"LoadIceberg (luigi.build)": [], "bare INSERT ... SELECT": []}
-    for _ in range(repeat):
-        timings["LoadIceberg (luigi.build)"].append(ours())
-        warehouse.query(f'DELETE FROM iceberg."{tenant}"."bare"')
-        timings["bare INSERT ... SELECT"].append(_timed(lambda: warehouse.query(bare_sql)))
+    for day in days[1:]:
+        timings["LoadIceberg (luigi.build)"].append(ours(day))
+        timings["bare INSERT ... SELECT"].append(
+            _timed(lambda d=day: warehouse.query(_bare_sql(tenant, raw, d)))
+        )
     medians = {name: round(statistics.median(values), 2) for name, values in timings.items()}
     best = {name: round(min(values), 2) for name, values in timings.items()}
     (ours_s, bare_s), (ours_min, bare_min) = medians.values(), best.values()
-    return {"rows": rows, "files": len(manifest.files), "bytes": sum(f.bytes for f in manifest.files),
+    return {"rows": rows, "files": len(manifests[0].files), "bytes": sum(f.bytes for f in manifests[0].files),
             "seconds_median": medians, "seconds_min": best,
             "all_seconds": {name: [round(v, 2) for v in values] for name, values in timings.items()},
             "overhead_pct_median": round(100 * (ours_s - bare_s) / bare_s, 1),
@@ -201,18 +200,20 @@ def bench_load(tenant: str, rows: int, repeat: int) -> dict[str, object]:
 
 
 def _bare_table(warehouse: TrinoWarehouse, tenant: str) -> str:
-    """An Iceberg table of the same layout and the INSERT ... SELECT * the limit runs."""
+    """An Iceberg table of the same layout as ``facts``; returns the raw table LoadIceberg created."""
     warehouse.query(f'CREATE TABLE iceberg."{tenant}"."bare" (LIKE iceberg."{tenant}"."facts")'
                     " WITH (partitioning = ARRAY['_mozart_date'])")  # fmt: skip
-    listing = (
-        "SELECT table_name FROM raw.information_schema.tables "
-        "WHERE table_schema = ? AND table_name LIKE 'facts\\_\\_%' ESCAPE '\\'"
-    )
-    (raw,) = [r[0] for r in warehouse.query(listing,
-                                            [tenant])]  # fmt: skip
+    listing = ("SELECT table_name FROM raw.information_schema.tables "
+               "WHERE table_schema = ? AND table_name LIKE 'facts\\_\\_%' ESCAPE '\\'")  # fmt: skip
+    (raw,) = [r[0] for r in warehouse.query(listing, [tenant])]
+    return raw
+
+
+def _bare_sql(tenant: str, raw: str, day: dt.date) -> str:
+    """The limit: INSERT ... SELECT * of one date folder (no checks, no marker)."""
     return (f'INSERT INTO iceberg."{tenant}"."bare" SELECT id, qty, price, score, label, created_at, '
-            "with_timezone(updated_at, 'UTC'), active, DATE '2026-11-25', current_timestamp "
-            f"FROM raw.\"{tenant}\".\"{raw}\" WHERE \"_mozart_folder\" = '2026-11-25'")  # fmt: skip
+            f"with_timezone(updated_at, 'UTC'), active, DATE '{day}', current_timestamp "
+            f"FROM raw.\"{tenant}\".\"{raw}\" WHERE \"_mozart_folder\" = '{day}'")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------- completeness
