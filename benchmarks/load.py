@@ -110,6 +110,7 @@ def _environment(run: str, tenants: int, tables: int) -> Iterator[list[str]]:
             warehouse.compact_markers(DAY)  # leave the shared markers table compact
             lake = Lake.from_settings(settings)
             lake.filesystem.delete_dir_contents(lake.fs_path(lake.url), missing_dir_ok=True)
+            lake.filesystem.delete_dir(lake.fs_path(lake.url))
 
 
 def bench_data(rows: int) -> pa.Table:

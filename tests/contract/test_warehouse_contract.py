@@ -102,13 +102,8 @@ def env(request, tmp_path, repo_root) -> Iterator[Env]:
 
 
 def _delete_tree(lake: Lake) -> None:
-    import pyarrow.fs as pafs
-
-    infos = lake.filesystem.get_file_info(pafs.FileSelector(lake.fs_path(lake.url), recursive=True,
-                                                            allow_not_found=True))  # fmt: skip
-    for info in infos:
-        if info.type == pafs.FileType.File:
-            lake.filesystem.delete_file(info.path)
+    lake.filesystem.delete_dir_contents(lake.fs_path(lake.url), missing_dir_ok=True)
+    lake.filesystem.delete_dir(lake.fs_path(lake.url))
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -75,6 +75,7 @@ class Stack:
         TrinoWarehouse.from_settings(settings).drop_tenant(self.tenant)
         lake = Lake(self.lake_url, settings)
         lake.filesystem.delete_dir_contents(lake.fs_path(self.lake_url), missing_dir_ok=True)
+        lake.filesystem.delete_dir(lake.fs_path(self.lake_url))  # the (empty) prefix itself
 
 
 @pytest.fixture
