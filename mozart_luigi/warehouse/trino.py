@@ -226,6 +226,17 @@ class TrinoWarehouse(Warehouse):
             raise LoadError(f"Trino reads the lake through its S3 catalog; {lake.url} is not s3://",
                             tenant=tenant, table=table)  # fmt: skip
         columns = columns_from_schema(manifest.schema, tenant=tenant, table=table)
+        try:
+            return self._replace_once(tenant, table, manifest, lake, columns)
+        except TrinoQueryFailed as exc:
+            if exc.error_name != "TABLE_NOT_FOUND" or not _RAW_READY:
+                raise
+            log.warning("raw table gone since it was cached (%s); recreating it", exc)
+            _RAW_READY.clear()
+            return self._replace_once(tenant, table, manifest, lake, columns)
+
+    def _replace_once(self, tenant: str, table: str, manifest: Manifest, lake: Lake,
+                      columns: list[tuple[str, ColumnType]]) -> int:  # fmt: skip
         raw = ""
         if manifest.files:
             raw = self._retry(

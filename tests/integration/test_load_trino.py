@@ -27,6 +27,7 @@ from mozart_luigi.config import get_config
 from mozart_luigi.errors import LoadError, SchemaDriftError
 from mozart_luigi.lake import Lake
 from mozart_luigi.tasks.load import LoadIceberg
+from mozart_luigi.warehouse import trino as trino_module
 from mozart_luigi.warehouse.trino import TrinoQueryFailed, TrinoWarehouse
 
 pytestmark = pytest.mark.integration
@@ -275,3 +276,18 @@ def test_errors_keep_the_query_id_and_queries_carry_source_and_no_secret(stack: 
         [f"%{stack.tenant}%"])  # fmt: skip
     assert any("INSERT INTO" in q for (q,) in ours)
     assert not [q for (q,) in ours if secret.reveal() in q]
+
+
+def test_a_raw_table_dropped_behind_our_back_is_recreated(stack: Stack, pg_schema) -> None:
+    engine, schema = pg_schema
+    _orders(engine, schema)
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
+    assert build(stack.load("orders")).scheduling_succeeded  # this process now caches the raw table
+    warehouse = stack.warehouse
+    (raw,) = warehouse.query("SELECT table_name FROM raw.information_schema.tables WHERE table_schema = ?",
+                             [stack.tenant])[0]  # fmt: skip
+    warehouse.query(f'DROP TABLE raw."{stack.tenant}"."{raw}"')
+    assert any(raw in cached for cached in trino_module._RAW_READY)
+    manifest = Lake.from_settings(get_config().settings).read_manifest(stack.tenant, "orders", DAY)
+    warehouse.replace_partition(stack.tenant, "orders", manifest, Lake.from_settings(get_config().settings))
+    assert warehouse.count_partition(stack.tenant, "orders", DAY) == 3
