@@ -34,6 +34,7 @@ from mozart_luigi.connectors._native_common import (
     rebatch,
     safe_converter,
 )
+from mozart_luigi.connectors.mysql import FLOAT_AS_DOUBLE
 from mozart_luigi.errors import SourceError
 
 _DIALECT = mysql.dialect(paramstyle="qmark")
@@ -82,14 +83,25 @@ _Rewrite = tuple[Any, str, Callable[[Any], Any] | None]
 
 def _select_expr(column: Any) -> _Rewrite:
     """``(expression, kind, invalid-date predicate or None)`` for one selected column."""
-    if isinstance(column.type, sa.Float):
-        return column, _PASS, None  # binary protocol: the stored IEEE value
+    stored = _stored_float(column)
+    if stored is not column or isinstance(column.type, sa.Float):
+        return stored, _PASS, None  # binary protocol: the stored IEEE value
     if isinstance(column.type, sa.Numeric) and _fits_connectorx(column.type):
         return column, _PASS, None  # decimal128(38, 10) holds it exactly; the cast to (p, s) is checked
     for sa_type, build in _REWRITES:
         if isinstance(column.type, sa_type):
             return build(column)
     return column, _PASS, None
+
+
+def _stored_float(column: Any) -> Any:
+    """The row path selects FLOAT as ``col + 0e0`` (connectors.mysql: the text protocol would print 6
+    digits); the binary protocol sends the stored float32 itself, so select the bare column here."""
+    element = getattr(column, "element", column)
+    right = getattr(element, "right", None)
+    if isinstance(right, sa.ColumnClause) and right.is_literal and right.name == FLOAT_AS_DOUBLE:
+        return element.left
+    return column
 
 
 def _fits_connectorx(decimal: sa.Numeric) -> bool:

@@ -86,6 +86,11 @@ def mysql_plan(column: SourceColumn) -> ColumnPlan:
     source = _type_name(t)
     if isinstance(t, sqltypes.Numeric) and not isinstance(t, sqltypes.Float):
         return decimal_plan(name, source, t.precision, t.scale, source_nullable=nullable)
+    if isinstance(t, mysql.FLOAT):
+        # the text protocol renders FLOAT with 6 significant digits (0.142857): select it as DOUBLE, whose
+        # 17-digit rendering is the stored float32 value exactly
+        return ColumnPlan(name, source, pa.float32(), plain(pa.float32()), expression=_as_double,
+                          source_nullable=nullable)  # fmt: skip
     for cls, rule in _RULES:
         if isinstance(t, cls):
             arrow_type, convert, note = rule(t)
@@ -95,6 +100,13 @@ def mysql_plan(column: SourceColumn) -> ColumnPlan:
 
 
 _Mapped = tuple[pa.DataType, Converter | None, str | None]
+FLOAT_AS_DOUBLE = "0e0"  # FLOAT is selected as `col + 0e0`; the native reader recognises it
+
+
+def _as_double(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """``col + 0e0``: computed in double precision, so the server sends the stored float32 exactly (a CAST
+    to DOUBLE needs MariaDB >= 10.4.5 / MySQL >= 8.0.17 and a known server version at compile time)."""
+    return column + sa.literal_column(FLOAT_AS_DOUBLE, type_=sa.Float())
 
 
 def _integer(t: Any) -> _Mapped:

@@ -143,9 +143,9 @@ def test_mariadb_native_equals_the_row_path(mysql_db) -> None:
     assert reader == "connectorx-mysql"
     assert n_count == r_count == native.num_rows == ROWS + 3
     assert n_zero == r_zero == 6
-    # FLOAT: MariaDB's text protocol (the row path) prints 6 significant digits; the binary protocol
-    # (connectorx) gives the stored float32, which is what the server holds: compare with that instead.
-    _assert_equal(native, rows, skip=("r",))
+    # FLOAT: both paths give the stored float32 (the row path selects it as DOUBLE, since the text
+    # protocol prints FLOAT with 6 significant digits); check it against the server's value as well.
+    _assert_equal(native, rows)
     with engine.connect() as conn:
         stored = conn.execute(sa.text(f"SELECT CAST(r AS DOUBLE) FROM `{name}` ORDER BY id")).scalars().all()
     assert native.column("r").combine_chunks().equals(pa.array(stored, pa.float64()).cast(pa.float32()))
