@@ -63,7 +63,7 @@ def test_make_demo_cold_then_warm(demo: dict[str, object], capsys: pytest.Captur
     assert "Everything is already done for 2026-11-25..2026-11-28: nothing to run." in warm.stdout
     assert "source demo_north: up to date" in warm.stdout
     assert "15 done, 0 missing, 0 failed" in warm.stdout
-    assert warm_s < 30, f"warm make demo took {warm_s:.1f}s"
+    # the warm time is reported, not asserted: speed is for benchmarks, never a timed test
     with capsys.disabled():
         print(f"\nmake demo (venv ready): cold {cold_s:.1f}s (4 days x 3 tenants), warm {warm_s:.1f}s")
 
