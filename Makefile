@@ -8,7 +8,7 @@ PY          := $(VENV)/bin/python
 STACK       := scripts/stack
 LUIGID_PORT ?= 8082
 LUIGID_DIR  ?= $(or $(MOZART_DATA_DIR),.mozart)/luigid
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25
 BENCH_ARGS  ?=
 # KEEP_STACK=1 leaves the stack running after `make test`.
 KEEP_STACK  ?=

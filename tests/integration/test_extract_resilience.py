@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import extract_helpers
@@ -101,10 +100,10 @@ def test_wrong_password_fails_one_tenant_cleanly_while_another_completes(
     assert extract("acme", "orders").complete() and read_back("acme", "orders")[0].row_count == 2
     assert not extract("badco", "orders").complete()
 
-    started = time.monotonic()
+    caplog.clear()
     with pytest.raises(SourceError) as info:
         extract("badco", "orders").run()
-    assert time.monotonic() - started < 10, "a wrong password is terminal: no retries"
+    assert "retrying in" not in caplog.text, "a wrong password is terminal: no retries"
     message = str(info.value)
     assert not info.value.retryable
     assert message.startswith("tenant 'badco', table 'orders': cannot connect to")
