@@ -23,6 +23,7 @@ Usage: ``.venv/bin/python benchmarks/load.py [--rows 1500000] [--repeat 3] [--te
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import statistics
@@ -110,7 +111,8 @@ def _environment(run: str, tenants: int, tables: int) -> Iterator[list[str]]:
             warehouse.compact_markers(DAY)  # leave the shared markers table compact
             lake = Lake.from_settings(settings)
             lake.filesystem.delete_dir_contents(lake.fs_path(lake.url), missing_dir_ok=True)
-            lake.filesystem.delete_dir(lake.fs_path(lake.url))
+            with contextlib.suppress(FileNotFoundError):
+                lake.filesystem.delete_dir(lake.fs_path(lake.url))
 
 
 def bench_data(rows: int) -> pa.Table:

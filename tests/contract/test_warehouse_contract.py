@@ -6,6 +6,7 @@ Each test uses its own tenant schema(s) ``t_<hex>`` and, on S3, its own lake pre
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import re
@@ -103,7 +104,8 @@ def env(request, tmp_path, repo_root) -> Iterator[Env]:
 
 def _delete_tree(lake: Lake) -> None:
     lake.filesystem.delete_dir_contents(lake.fs_path(lake.url), missing_dir_ok=True)
-    lake.filesystem.delete_dir(lake.fs_path(lake.url))
+    with contextlib.suppress(FileNotFoundError):  # nothing was ever written under it
+        lake.filesystem.delete_dir(lake.fs_path(lake.url))
 
 
 # ---------------------------------------------------------------------------------------------- data
