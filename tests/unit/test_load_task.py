@@ -21,7 +21,7 @@ import yaml
 from luigi.tools.range import RangeDaily
 
 from mozart_luigi.config import get_config, reset_config_cache
-from mozart_luigi.errors import VerificationError
+from mozart_luigi.errors import VerificationError, WarehouseUnavailableError
 from mozart_luigi.lake import Lake
 from mozart_luigi.targets import MarkerTarget, clear_marker_cache
 from mozart_luigi.tasks.extract import ExtractTable
@@ -57,9 +57,13 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (config / "tenants.yaml").write_text(yaml.safe_dump(tenants), encoding="utf-8")
     tables = {"tables": {"orders": {"mode": "full", "primary_key": ["order_id"]}}}
     (config / "tables.yaml").write_text(yaml.safe_dump(tables), encoding="utf-8")
-    env = {"MOZART_CONFIG_DIR": str(config), "MOZART_PROFILE": "local",
-           "MOZART_DATA_DIR": str(tmp_path / "data"), "MOZART_LAKE_URL": (tmp_path / "lake").as_uri(),
-           "MOZART_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}
+    env = {
+        "MOZART_CONFIG_DIR": str(config),
+        "MOZART_PROFILE": "local",
+        "MOZART_DATA_DIR": str(tmp_path / "data"),
+        "MOZART_LAKE_URL": (tmp_path / "lake").as_uri(),
+        "MOZART_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("MOZART_TEST_CRASH_AT", raising=False)
@@ -163,3 +167,29 @@ def test_a_crash_between_delete_and_insert_converges(local: Path):
     assert len(_rows()) == 3  # DuckDB rolled the delete back; on Trino the partition may be empty here
     assert build(task).scheduling_succeeded
     assert len(_rows()) == 3 and task.complete()
+
+
+_HOLD = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+         "time.sleep(float(sys.argv[2]))")
+
+
+def _holding(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process that holds the DuckDB file (its single-writer lock) for ``seconds``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_duckdb_waits_for_another_process_holding_the_file(tmp_path: Path):
+    path = tmp_path / "warehouse.duckdb"
+    with _holding(path, 1.5) as holder:
+        assert DuckDBWarehouse(path).count_partition(TENANT, "orders", DAY) == 0  # waited, then answered
+        assert holder.wait(timeout=30) == 0
+    with _holding(path, 10) as blocker:
+        try:
+            with pytest.raises(WarehouseUnavailableError, match="locked by another process"):
+                DuckDBWarehouse(path, lock_attempts=2, lock_delay=0.05).count_partition(TENANT, "orders", DAY)
+        finally:
+            blocker.kill()
