@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["Progress", "TenantDateTask", "yesterday"]
+__all__ = ["MarkerBulkComplete", "Progress", "TenantDateTask", "yesterday"]
 
 import datetime as dt
 import time
+from collections.abc import Iterable
+from typing import Any
 
 import luigi
 
@@ -48,3 +50,30 @@ class Progress:
             self._task.set_progress_percentage(min(100, round(100 * done / self._total)))
         elif self._total == 0:
             self._task.set_progress_percentage(100)
+
+
+class MarkerBulkComplete:
+    """``bulk_complete`` for tasks whose output is a warehouse marker: many dates in one query."""
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[Any]) -> list[Any]:
+        """The parameters whose task has a marker. ``cls`` may be a ``functools.partial`` of the task class
+        with the other parameters bound, as RangeDaily passes it."""
+        from mozart_luigi.targets import prefetch_markers
+
+        params = list(parameter_tuples)
+        tasks = [_instantiate(cls, p) for p in params]
+        if not tasks:
+            return []
+        done = prefetch_markers(tasks[0].task_family, {(t.tenant, t.date) for t in tasks})
+        return [p for p, task in zip(params, tasks, strict=True) if task.task_id in done]
+
+
+def _instantiate(cls: Any, param: Any) -> Any:
+    if isinstance(param, dict):
+        return cls(**param)
+    if isinstance(param, dt.date):
+        return cls(date=param)
+    if isinstance(param, list | tuple):
+        return cls(*param)
+    return cls(param)

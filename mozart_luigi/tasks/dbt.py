@@ -30,14 +30,13 @@ import datetime as dt
 import logging
 import os
 import shutil
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from mozart_luigi.config import validate_tenant_id
 from mozart_luigi.dbt_runner import DbtFailure, DbtProgress, DbtRunResult, run_dbt, target_for_profile
-from mozart_luigi.targets import MarkerTarget, prefetch_markers
-from mozart_luigi.tasks.base import Progress, TenantDateTask
+from mozart_luigi.targets import MarkerTarget
+from mozart_luigi.tasks.base import MarkerBulkComplete, Progress, TenantDateTask
 from mozart_luigi.tasks.load import LoadIceberg
 from mozart_luigi.warehouse import Marker, open_warehouse
 
@@ -46,7 +45,7 @@ log = logging.getLogger(__name__)
 DUCKDB_WRITER_RESOURCE = "duckdb_writer"
 
 
-class DbtRun(TenantDateTask):
+class DbtRun(MarkerBulkComplete, TenantDateTask):
     """Transform one tenant's loaded tables for one date with dbt."""
 
     @property
@@ -131,24 +130,3 @@ class DbtRun(TenantDateTask):
         }  # fmt: skip
         return Marker(task_family=self.task_family, task_id=self.task_id, tenant=self.tenant, date=self.date,
                       table=None, rows=result.models_built, details=details)  # fmt: skip
-
-    # ------------------------------------------------------------------------------------- bulk checks
-    @classmethod
-    def bulk_complete(cls, parameter_tuples: Iterable[Any]) -> list[Any]:
-        """Parameters whose task has a marker, in one query (``cls`` may be a partial, from RangeDaily)."""
-        params = list(parameter_tuples)
-        tasks = [_instantiate(cls, p) for p in params]
-        if not tasks:
-            return []
-        done = prefetch_markers(tasks[0].task_family, {(t.tenant, t.date) for t in tasks})
-        return [p for p, task in zip(params, tasks, strict=True) if task.task_id in done]
-
-
-def _instantiate(cls: Any, param: Any) -> DbtRun:
-    if isinstance(param, dict):
-        return cls(**param)
-    if isinstance(param, dt.date):
-        return cls(date=param)
-    if isinstance(param, list | tuple):
-        return cls(*param)
-    return cls(param)

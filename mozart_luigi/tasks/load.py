@@ -13,10 +13,8 @@ from __future__ import annotations
 
 __all__ = ["LoadIceberg"]
 
-import datetime as dt
 import logging
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import luigi
@@ -25,8 +23,8 @@ from mozart_luigi.config import normalise_name, validate_tenant_id
 from mozart_luigi.errors import ConfigError, ConfigProblem, VerificationError
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest
-from mozart_luigi.targets import MarkerTarget, prefetch_markers
-from mozart_luigi.tasks.base import Progress, TenantDateTask
+from mozart_luigi.targets import MarkerTarget
+from mozart_luigi.tasks.base import MarkerBulkComplete, Progress, TenantDateTask
 from mozart_luigi.tasks.extract import ExtractTable
 from mozart_luigi.warehouse import Marker, open_warehouse
 from mozart_luigi.warehouse.base import Warehouse
@@ -34,7 +32,7 @@ from mozart_luigi.warehouse.base import Warehouse
 log = logging.getLogger(__name__)
 
 
-class LoadIceberg(TenantDateTask):
+class LoadIceberg(MarkerBulkComplete, TenantDateTask):
     """Load one extracted table and date into ``iceberg.{tenant}.{table}`` (DuckDB in profile ``local``)."""
 
     table: str = luigi.Parameter(description="table name as in tables.yaml (normalised)")
@@ -113,27 +111,3 @@ class LoadIceberg(TenantDateTask):
                                    "extracted_at": manifest.extracted_at.isoformat()}  # fmt: skip
         return Marker(task_family=self.task_family, task_id=self.task_id, tenant=self.tenant, date=self.date,
                       table=self.table, rows=rows, details=details)  # fmt: skip
-
-    # ----------------------------------------------------------------------------------- bulk checks
-    @classmethod
-    def bulk_complete(cls, parameter_tuples: Iterable[Any]) -> list[Any]:
-        """The parameters (dates for ``RangeDaily``) whose task has a marker, answered in one query.
-
-        ``cls`` may be a ``functools.partial`` of this class with the other parameters bound (RangeDaily).
-        """
-        params = list(parameter_tuples)
-        tasks = [_instantiate(cls, p) for p in params]
-        if not tasks:
-            return []
-        done = prefetch_markers(tasks[0].task_family, {(t.tenant, t.date) for t in tasks})
-        return [p for p, task in zip(params, tasks, strict=True) if task.task_id in done]
-
-
-def _instantiate(cls: Any, param: Any) -> LoadIceberg:
-    if isinstance(param, dict):
-        return cls(**param)
-    if isinstance(param, dt.date):
-        return cls(date=param)
-    if isinstance(param, list | tuple):
-        return cls(*param)
-    return cls(param)
