@@ -38,3 +38,14 @@ def stack_env() -> dict[str, str]:
     if not stack_is_configured():
         pytest.skip("stack not configured: run `eval \"$(scripts/stack env)\"` after `scripts/stack up`")
     return dict(os.environ)
+
+
+@pytest.fixture
+def local(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo_root: Path) -> Path:
+    """Profile ``local`` on the shipped config, with every data path under ``tmp_path``."""
+    monkeypatch.setenv("MOZART_PROFILE", "local")
+    monkeypatch.setenv("MOZART_CONFIG_DIR", str(repo_root / "config"))
+    monkeypatch.setenv("MOZART_DATA_DIR", str(tmp_path))
+    for name in ("MOZART_DUCKDB_PATH", "MOZART_LAKE_URL", "MOZART_REPORT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path

@@ -151,3 +151,11 @@ def lake_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield url
     the_lake = Lake(url, Settings.from_env(os.environ, []))
     the_lake.filesystem.delete_dir_contents(the_lake.fs_path(url), missing_dir_ok=True)
+
+
+def create_big_table(engine: sa.Engine, schema: str, rows: int = 2500) -> None:
+    """``{schema}.big(id, h)`` with ``rows`` rows: enough for several batches and parts."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f'CREATE TABLE "{schema}".big AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, {int(rows)}) g'
+        )

@@ -12,7 +12,17 @@ import extract_helpers
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from extract_helpers import DAY, assert_reader, build, extract, lake, pg_tenant, read_back, write_config
+from extract_helpers import (
+    DAY,
+    assert_reader,
+    build,
+    create_big_table,
+    extract,
+    lake,
+    pg_tenant,
+    read_back,
+    write_config,
+)
 
 from mozart_luigi.errors import TypeMappingError
 
@@ -259,11 +269,7 @@ def test_hostile_table_and_column_names(pg_schema, reader, tmp_path: Path, monke
 
 def test_part_rotation_and_progress(pg_schema, reader, tmp_path: Path, monkeypatch) -> None:
     engine, schema = pg_schema
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            f'CREATE TABLE "{schema}".big AS SELECT g AS id, md5(g::text) AS h '
-            "FROM generate_series(1, 2500) g"
-        )
+    create_big_table(engine, schema)
     monkeypatch.setenv("MOZART_BATCH_ROWS", "300")
     monkeypatch.setenv("MOZART_PART_ROWS", "1000")
     write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"big": {"mode": "full"}})

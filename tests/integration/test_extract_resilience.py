@@ -11,7 +11,17 @@ from pathlib import Path
 
 import extract_helpers
 import pytest
-from extract_helpers import DAY, build, extract, lake, mysql_tenant, pg_tenant, read_back, write_config
+from extract_helpers import (
+    DAY,
+    build,
+    create_big_table,
+    extract,
+    lake,
+    mysql_tenant,
+    pg_tenant,
+    read_back,
+    write_config,
+)
 from sqlalchemy.engine import make_url
 
 from mozart_luigi.errors import SourceError
@@ -50,11 +60,7 @@ def test_sigkill_leaves_no_manifest_and_the_rerun_lands_the_count(
     pg_schema, reader, lake_url, tmp_path: Path, monkeypatch, crash_at: str
 ) -> None:
     engine, schema = pg_schema
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            f'CREATE TABLE "{schema}".big AS SELECT g AS id, md5(g::text) AS h '
-            "FROM generate_series(1, 2500) g"
-        )
+    create_big_table(engine, schema)
     monkeypatch.setenv("MOZART_BATCH_ROWS", "300")
     monkeypatch.setenv("MOZART_PART_ROWS", "1000")
     write_config(

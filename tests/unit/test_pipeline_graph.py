@@ -24,16 +24,6 @@ LOCAL_TENANTS = ["demo_north", "demo_south", "demo_west"]
 TABLES = ["customers", "products", "orders", "order_items"]
 
 
-@pytest.fixture
-def local(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo_root: Path) -> Path:
-    monkeypatch.setenv("MOZART_PROFILE", "local")
-    monkeypatch.setenv("MOZART_CONFIG_DIR", str(repo_root / "config"))
-    monkeypatch.setenv("MOZART_DATA_DIR", str(tmp_path))
-    for name in ("MOZART_DUCKDB_PATH", "MOZART_LAKE_URL", "MOZART_REPORT_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
 def _walk(task: luigi.Task) -> list[luigi.Task]:
     out, stack, seen = [], [task], set()
     while stack:

@@ -19,16 +19,6 @@ pytestmark = pytest.mark.unit
 DAY = dt.date(2026, 11, 28)
 
 
-@pytest.fixture
-def local(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo_root: Path) -> Path:
-    monkeypatch.setenv("MOZART_PROFILE", "local")
-    monkeypatch.setenv("MOZART_CONFIG_DIR", str(repo_root / "config"))
-    monkeypatch.setenv("MOZART_DATA_DIR", str(tmp_path))
-    for name in ("MOZART_DUCKDB_PATH", "MOZART_LAKE_URL", "MOZART_REPORT_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
 def _manifest(tenant: str, table: str, rows: int, seconds: float) -> Manifest:
     return Manifest(
         tenant=tenant,
