@@ -80,6 +80,12 @@ MARKER_SNAPSHOT_RETENTION = "10m"  # markers table snapshots kept (its readers o
 _RAW_READY: set[str] = set()  # raw tables known to exist, per process: "{warehouse key} {table}"
 
 
+def _already_exists(exc: TrinoQueryFailed) -> bool:
+    return exc.error_name in _ALREADY_EXISTS or (
+        exc.error_name == "GENERIC_INTERNAL_ERROR" and "already exists" in str(exc).lower()
+    )
+
+
 class TrinoQueryFailed(LoadError):
     """A statement failed for good (user error, or a failure a retry will not fix)."""
 
@@ -158,6 +164,21 @@ class TrinoWarehouse(Warehouse):
         finally:
             cursor.close()
 
+    def _create(self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None,
+                table: str | None = None) -> None:  # fmt: skip
+        """Run a ``CREATE ... IF NOT EXISTS``; losing the race to a concurrent creator is success.
+
+        Trino checks existence, then creates: two workers creating one schema both pass the check and
+        the catalog refuses the second (``SCHEMA_ALREADY_EXISTS``, or the REST catalog's
+        ``GENERIC_INTERNAL_ERROR: Namespace already exists``). Either way the object now exists.
+        """
+        try:
+            self._execute(statement, params, tenant=tenant, table=table)
+        except TrinoQueryFailed as exc:
+            if not _already_exists(exc):
+                raise
+            log.debug("created concurrently by another worker: %s", exc)
+
     def _translate(self, exc: TrinoQueryError, tenant: str | None, table: str | None) -> LoadError:
         message = self._clean(f"Trino {exc.error_type} error {exc.error_name}: {exc.message} "
                               f"(query {exc.query_id})")  # fmt: skip
@@ -213,8 +234,9 @@ class TrinoWarehouse(Warehouse):
         if plan.create:
             defs = [f"{quote_ident(name)} {kind.trino()}" for name, kind in plan.columns]
             defs += ['"_mozart_date" date', '"_mozart_extracted_at" timestamp(6) with time zone']
-            run(self._sql("create_schema", schema=qualified(self.catalog, tenant)))
-            run(self._sql("create_table", table=target, columns=", ".join(defs)))
+            self._create(self._sql("create_schema", schema=qualified(self.catalog, tenant)), tenant=tenant)
+            self._create(self._sql("create_table", table=target, columns=", ".join(defs)), tenant=tenant,
+                         table=table)  # fmt: skip
         for name, kind in plan.adds:
             run(self._sql("add_column", table=target, column=quote_ident(name), type=kind.trino()))
         for name, _old, new in plan.widens:
@@ -284,11 +306,9 @@ class TrinoWarehouse(Warehouse):
         rows = run(listing, [tenant, table.replace("_", "\\_") + "\\_\\_%"])
         existing = {row[0] for row in rows if versions.fullmatch(row[0])}
         if name not in existing:
-            run(self._sql("create_schema", schema=qualified(self.raw_catalog, tenant)))
-            run(
-                self._sql("create_raw_table", table=target, columns=defs),
-                [folder, folder + "/${_mozart_folder}"],
-            )
+            self._create(self._sql("create_schema", schema=qualified(self.raw_catalog, tenant)), tenant=tenant)
+            self._create(self._sql("create_raw_table", table=target, columns=defs),
+                         [folder, folder + "/${_mozart_folder}"], tenant=tenant, table=table)  # fmt: skip
         for stale in existing - {name}:  # an older schema's table (external: dropping keeps the files)
             run(self._sql("drop_table", table=qualified(self.raw_catalog, tenant, stale)))
         _RAW_READY.add(f"{self.key} {target}")
@@ -317,13 +337,8 @@ class TrinoWarehouse(Warehouse):
         return qualified(self.catalog, META_SCHEMA, "task_markers")
 
     def _ensure_markers(self) -> None:
-        for statement in (self._sql("create_schema", schema=qualified(self.catalog, META_SCHEMA)),
-                          self._sql("create_markers", table=self._markers)):  # fmt: skip
-            try:
-                self._execute(statement)
-            except TrinoQueryFailed as exc:  # created concurrently by another worker
-                if exc.error_name not in _ALREADY_EXISTS:
-                    raise
+        self._create(self._sql("create_schema", schema=qualified(self.catalog, META_SCHEMA)))
+        self._create(self._sql("create_markers", table=self._markers))
 
     def write_marker(self, marker: Marker) -> None:
         validate_tenant_id(marker.tenant)

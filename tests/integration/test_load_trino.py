@@ -13,13 +13,16 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import extract_helpers
+import pyarrow as pa
 import pytest
 import test_extract_mysql as mysql_cases
 import test_extract_postgres as pg_cases
@@ -302,3 +305,26 @@ def test_a_raw_table_dropped_behind_our_back_is_recreated(stack: Stack, pg_schem
     manifest = Lake.from_settings(get_config().settings).read_manifest(stack.tenant, "orders", DAY)
     warehouse.replace_partition(stack.tenant, "orders", manifest, Lake.from_settings(get_config().settings))
     assert warehouse.count_partition(stack.tenant, "orders", DAY) == 3
+
+
+def test_first_loads_of_a_new_tenant_racing_to_create_its_schema_all_succeed(stack: Stack, pg_schema) -> None:
+    """Workers creating one new tenant's schema at once: Trino's IF NOT EXISTS is check-then-create, and the
+    catalog refuses the losers ("Namespace already exists"); every table must still be created."""
+    _engine, schema = pg_schema
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
+    arrow = pa.schema([("id", pa.int64()), ("name", pa.string())])
+    tables = [f"race_{i}" for i in range(8)]
+    barrier = threading.Barrier(len(tables))
+
+    def create(table: str) -> list[str]:
+        warehouse = stack.warehouse  # one connection per worker, as in separate Luigi workers
+        barrier.wait()
+        return warehouse.ensure_table(stack.tenant, table, arrow)
+
+    with ThreadPoolExecutor(len(tables)) as pool:
+        changes = list(pool.map(create, tables))
+    assert all(change for change in changes), changes  # every worker created its table
+    listed = stack.warehouse.query(
+        "SELECT table_name FROM iceberg.information_schema.tables WHERE table_schema = ?", [stack.tenant]
+    )
+    assert sorted(name for (name,) in listed) == tables

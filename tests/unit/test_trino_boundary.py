@@ -55,3 +55,27 @@ def test_unreachable_trino_is_retried_then_reported_as_unavailable():
     with pytest.raises(WarehouseUnavailableError, match="Trino at 127.0.0.1:1 unavailable") as info:
         warehouse.count_partition("acme", "orders", dt.date(2026, 11, 25))
     assert info.value.retryable and info.value.tenant == "acme"
+
+
+@pytest.mark.parametrize(("name", "message", "swallowed"), [
+    ("GENERIC_INTERNAL_ERROR", "Namespace already exists: acme", True),  # the REST catalog's refusal
+    ("SCHEMA_ALREADY_EXISTS", "Schema 'raw.acme' already exists", True),
+    ("GENERIC_INTERNAL_ERROR", "Failed to list namespaces", False),
+    ("PERMISSION_DENIED", "Access Denied: Cannot create schema acme (it already exists)", False),
+])  # fmt: skip
+def test_a_create_if_not_exists_that_loses_the_race_is_success(monkeypatch, name, message, swallowed):
+    warehouse = _warehouse()
+    calls: list[str] = []
+
+    def refused(statement, params=(), *, tenant=None, table=None):
+        calls.append(statement)
+        raise warehouse._translate(_error(TrinoExternalError, name, message, "INTERNAL_ERROR"), tenant, table)
+
+    monkeypatch.setattr(warehouse, "_execute", refused)
+    statement = 'CREATE SCHEMA IF NOT EXISTS "iceberg"."acme"'
+    if swallowed:
+        warehouse._create(statement, tenant="acme")
+    else:
+        with pytest.raises(TrinoQueryFailed, match=name):
+            warehouse._create(statement, tenant="acme")
+    assert calls == [statement]
