@@ -12,6 +12,7 @@
 | MOZART_PART_ROWS | 1000000 | rows per Parquet part before rotation |
 | MOZART_COMPRESSION | zstd | Parquet codec |
 | MOZART_REPORT_DIR | {data}/reports | run reports (JSON) |
+| MOZART_SNAPSHOT_RETENTION_DAYS | 7 | days of Iceberg snapshots kept per tenant table (expired weekly) |
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Settings:
     part_rows: int = 1_000_000
     compression: str = "zstd"
     report_dir: Path = Path(".mozart/reports")
+    snapshot_retention_days: int = 7
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], problems: list[ConfigProblem]) -> Settings:
@@ -76,6 +78,7 @@ class Settings:
             part_rows=_int(env, "MOZART_PART_ROWS", 1_000_000, problems),
             compression=env.get("MOZART_COMPRESSION") or "zstd",
             report_dir=Path(env.get("MOZART_REPORT_DIR") or data_dir / "reports").resolve(),
+            snapshot_retention_days=_int(env, "MOZART_SNAPSHOT_RETENTION_DAYS", 7, problems, minimum=0),
         )
         settings._check(problems)
         return settings
@@ -93,7 +96,8 @@ class Settings:
         return tuple(s for s in (self.s3_access_key, self.s3_secret_key) if s is not None)
 
 
-def _int(env: Mapping[str, str], key: str, default: int, problems: list[ConfigProblem]) -> int:
+def _int(env: Mapping[str, str], key: str, default: int, problems: list[ConfigProblem], *,
+         minimum: int = 1) -> int:  # fmt: skip
     raw = env.get(key)
     if not raw:
         return default
@@ -102,7 +106,8 @@ def _int(env: Mapping[str, str], key: str, default: int, problems: list[ConfigPr
     except ValueError:
         problems.append(ConfigProblem("environment", key, f"must be an integer, got {raw!r}"))
         return default
-    if value <= 0:
-        problems.append(ConfigProblem("environment", key, "must be positive"))
+    if value < minimum:
+        wanted = "must be positive" if minimum == 1 else f"must be >= {minimum}"
+        problems.append(ConfigProblem("environment", key, wanted))
         return default
     return value

@@ -5,7 +5,7 @@ Every implementation passes ``tests/contract/test_warehouse_contract.py``. Failu
   anything;
 - :meth:`replace_partition` may leave the partition half-replaced when it crashes (Trino has no
   multi-statement transactions); it is idempotent, so a rerun converges. No marker is written by it;
-- a marker is written by the task only after the partition count was verified.
+- a marker is written only after the partition count was verified (:meth:`write_verified_marker`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ __all__ = ["EXTRACTED_AT_COLUMN", "META_SCHEMA", "PARTITION_COLUMN", "Marker", "
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -46,11 +46,12 @@ class Warehouse(ABC):
     """Schema per tenant; table ``{tenant}.{table}`` partitioned by ``_mozart_date``."""
 
     @abstractmethod
-    def ensure_table(self, tenant: str, table: str, schema: pa.Schema) -> list[str]:
+    def ensure_table(self, tenant: str, table: str, schema: pa.Schema, *, date: dt.date | None = None) -> list[str]:
         """Create schema and table when missing, or apply allowed drift (add column, widen).
 
         Returns a description of each change applied. Raises ``SchemaDriftError`` naming the column and
-        both types, before any change, for narrowing, type changes and dropped columns.
+        both types, before any change, for narrowing, type changes and dropped columns. ``date``: the
+        partition the caller replaces next; a warehouse may count it in the same round trip.
         """
 
     @abstractmethod
@@ -67,6 +68,27 @@ class Warehouse(ABC):
     @abstractmethod
     def write_marker(self, marker: Marker) -> None:
         """Record a completed task (replacing an older marker of the same task id)."""
+
+    def write_verified_marker(self, marker: Marker, expected_rows: int) -> int:
+        """Count ``marker.table``'s ``marker.date`` partition; write ``marker`` (with that count) only when it
+        equals ``expected_rows``. Returns the count: the caller fails the task when it differs.
+
+        Trino does all of it in one statement (the marker INSERT selects from the count); this default is
+        the two steps.
+        """
+        if marker.table is None:
+            raise ValueError(f"marker {marker.task_id} names no table to count")
+        rows = self.count_partition(marker.tenant, marker.table, marker.date)
+        if rows == expected_rows:
+            self.write_marker(replace(marker, rows=rows))
+        return rows
+
+    def expire_snapshots(self, tenant: str, table: str, retention_days: int) -> int | None:  # noqa: ARG002
+        """Housekeeping: forget the table's snapshots older than ``retention_days`` (the newest is kept).
+
+        Returns how many snapshots remain, or None where there are none to expire (DuckDB).
+        """
+        return None
 
     @abstractmethod
     def completed(self, task_family: str, tenant: str, date: dt.date) -> set[str]:

@@ -101,7 +101,7 @@ class DuckDBWarehouse(Warehouse):
                 raise LoadError(f"{what} failed in {self.path}: {exc}", tenant=tenant, table=table) from exc
 
     # ------------------------------------------------------------------------------------- tables
-    def ensure_table(self, tenant: str, table: str, schema: pa.Schema) -> list[str]:
+    def ensure_table(self, tenant: str, table: str, schema: pa.Schema, *, date: dt.date | None = None) -> list[str]:
         validate_tenant_id(tenant)
         wanted = columns_from_schema(schema, tenant=tenant, table=table)
 

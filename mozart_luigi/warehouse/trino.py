@@ -30,6 +30,7 @@ import logging
 import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -124,7 +125,8 @@ class TrinoWarehouse(Warehouse):
         self._tenant = validate_tenant_id(tenant) if tenant else None
         self._secrets = tuple(secrets)
         self._attempts, self._base_delay = attempts, base_delay
-        self._connections: dict[str | None, trino.dbapi.Connection] = {}
+        self._connections: dict[str | None, trino.dbapi.Connection] = {}  # by tenant tag (+ "\0meta")
+        self._partition_rows: dict[tuple[str, str, dt.date | None], int] = {}  # see _columns
 
     @classmethod
     def from_settings(cls, settings: Settings, tenant: str | None = None) -> TrinoWarehouse:
@@ -133,21 +135,31 @@ class TrinoWarehouse(Warehouse):
                    secrets=_secret_keys(settings))  # fmt: skip
 
     # --------------------------------------------------------------------------------- the boundary
-    def _connection(self, tenant: str | None) -> trino.dbapi.Connection:
+    def _connection(self, tenant: str | None, *, meta: bool = False) -> trino.dbapi.Connection:
+        """One connection per tenant tag; ``meta``: the one that writes the markers table.
+
+        Marker appends skip the extended (NDV) statistics Trino computes on every INSERT: nothing plans
+        joins over the markers table, and the sketches and their Puffin file cost ~0.1 s per marker.
+        """
         tag = tenant or self._tenant
-        if tag not in self._connections:
-            session = {f"{self.catalog}.expire_snapshots_min_retention": MARKER_SNAPSHOT_RETENTION}
-            self._connections[tag] = trino.dbapi.connect(
+        key = f"{tag}\0meta" if meta else tag
+        if key not in self._connections:
+            # the catalog's guard (default 7d) would refuse the markers' 10 minutes and a retention the
+            # operator set below 7 days; every expire_snapshots here passes its own explicit threshold
+            session = {f"{self.catalog}.expire_snapshots_min_retention": "0s"}
+            if meta:
+                session[f"{self.catalog}.collect_extended_statistics_on_write"] = "false"
+            self._connections[key] = trino.dbapi.connect(
                 host=self.host, port=self.port, user=self.user, http_scheme="http", source=SOURCE,
                 catalog=self.catalog, client_tags=[f"tenant:{tag}"] if tag else [], timezone="UTC",
                 session_properties=session,
             )  # fmt: skip
-        return self._connections[tag]
+        return self._connections[key]
 
     def _execute(self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None,
-                 table: str | None = None) -> list[list[Any]]:  # fmt: skip
+                 table: str | None = None, meta: bool = False) -> list[list[Any]]:  # fmt: skip
         """Run one statement; every driver error leaves here translated (with the query id)."""
-        cursor = self._connection(tenant).cursor()
+        cursor = self._connection(tenant, meta=meta).cursor()
         try:
             cursor.execute(statement, list(params) if params else None)
             return cursor.fetchall()
@@ -211,22 +223,37 @@ class TrinoWarehouse(Warehouse):
         self._connections.clear()
 
     # -------------------------------------------------------------------------------------- tables
-    def ensure_table(self, tenant: str, table: str, schema: pa.Schema) -> list[str]:
+    def ensure_table(self, tenant: str, table: str, schema: pa.Schema, *, date: dt.date | None = None) -> list[str]:
         validate_tenant_id(tenant)
         wanted = columns_from_schema(schema, tenant=tenant, table=table)
-        changes = self._retry(f"ensure_table {tenant}.{table}", lambda: self._ensure(tenant, table, wanted))
+        ensure = lambda: self._ensure(tenant, table, wanted, date)  # noqa: E731
+        changes = self._retry(f"ensure_table {tenant}.{table}", ensure)
         if changes:
             log.info("tenant %s table %s: %s", tenant, table, "; ".join(changes))
         return changes
 
-    def _ensure(self, tenant: str, table: str, wanted: list[tuple[str, ColumnType]]) -> list[str]:
-        plan = plan_drift(self._columns(tenant, table), wanted, tenant=tenant, table=table)  # raises first
+    def _ensure(self, tenant: str, table: str, wanted: list[tuple[str, ColumnType]],
+                date: dt.date | None) -> list[str]:  # fmt: skip
+        plan = plan_drift(self._columns(tenant, table, date), wanted, tenant=tenant, table=table)  # raises first
         self._apply(tenant, table, plan)
         return plan.describe()
 
-    def _columns(self, tenant: str, table: str) -> dict[str, ColumnType]:
-        rows = self._execute(self._sql("columns"), [tenant, table], tenant=tenant, table=table)
-        return {name: parse_trino_type(kind) for name, kind in rows}
+    def _columns(self, tenant: str, table: str, date: dt.date | None = None) -> dict[str, ColumnType]:
+        """The table's columns (empty: no table). With ``date``, the same round trip counts that partition
+        (kept for the next :meth:`replace_partition`, which then skips its own count)."""
+        self._partition_rows.pop((tenant, table, date), None)
+        if date is None:
+            rows = self._execute(self._sql("columns"), [tenant, table], tenant=tenant, table=table)
+            return {name: parse_trino_type(kind) for name, kind in rows}
+        statement = self._sql("columns_and_count", table=qualified(self.catalog, tenant, table))
+        try:
+            rows = self._execute(statement, [date, tenant, table], tenant=tenant, table=table)
+        except TrinoQueryFailed as exc:
+            if exc.error_name not in _NOT_FOUND:
+                raise
+            rows = []  # no table yet: no columns, an empty partition
+        self._partition_rows[(tenant, table, date)] = int(rows[0][2]) if rows else 0
+        return {name: parse_trino_type(kind) for name, kind, _ in rows}
 
     def _apply(self, tenant: str, table: str, plan: DriftPlan) -> None:
         target = qualified(self.catalog, tenant, table)
@@ -270,8 +297,11 @@ class TrinoWarehouse(Warehouse):
     def _replace(self, tenant: str, table: str, manifest: Manifest, lake: Lake, *,
                  columns: list[tuple[str, ColumnType]], raw: str) -> int:  # fmt: skip
         target = qualified(self.catalog, tenant, table)
-        count = self._sql("count_partition", table=target)
-        if self._execute(count, [manifest.date], tenant=tenant, table=table)[0][0]:
+        existing = self._partition_rows.pop((tenant, table, manifest.date), None)  # counted by ensure_table
+        if existing is None:
+            count = self._sql("count_partition", table=target)
+            existing = self._execute(count, [manifest.date], tenant=tenant, table=table)[0][0]
+        if existing:
             # an empty partition (a date's first load) skips the DELETE: it would commit an empty snapshot
             delete = self._sql("delete_partition", table=target)
             self._execute(delete, [manifest.date], tenant=tenant, table=table)
@@ -345,18 +375,61 @@ class TrinoWarehouse(Warehouse):
 
         def write() -> None:
             insert = self._sql("insert_marker", table=self._markers)
+            row = marker_row(marker)
             try:
-                self._execute(insert, marker_row(marker), tenant=marker.tenant, table=marker.table)
+                self._execute(insert, row, tenant=marker.tenant, table=marker.table, meta=True)
             except TrinoQueryFailed as exc:  # the first marker ever: create the table, then insert
                 if exc.error_name not in _NOT_FOUND:
                     raise
                 self._ensure_markers()
-                self._execute(insert, marker_row(marker), tenant=marker.tenant, table=marker.table)
+                self._execute(insert, row, tenant=marker.tenant, table=marker.table, meta=True)
 
         self._retry(f"marker {marker.task_id}", write, quick=True)
+        self._after_marker(marker)
+
+    def write_verified_marker(self, marker: Marker, expected_rows: int) -> int:
+        """One statement: the marker INSERT selects from the partition count, so it inserts a row only when
+        the count equals ``expected_rows`` (a mismatch costs a second count, for the caller's message)."""
+        validate_tenant_id(marker.tenant)
+        if marker.table is None:
+            raise ValueError(f"marker {marker.task_id} names no table to count")
+        tenant, table = marker.tenant, marker.table
+        statement = self._sql("insert_verified_marker", table=self._markers,
+                              data_table=qualified(self.catalog, tenant, table))  # fmt: skip
+        family, task_id, _, table_name, run_date, _, finished_at, details = marker_row(marker)
+        params = [family, task_id, tenant, table_name, run_date, finished_at, details, marker.date, expected_rows]
+
+        def write() -> int:
+            try:
+                return int(self._execute(statement, params, tenant=tenant, table=table, meta=True)[0][0])
+            except TrinoQueryFailed as exc:  # the first marker ever: create the markers table, then insert
+                if exc.error_name not in _NOT_FOUND:
+                    raise
+                self._ensure_markers()
+                return int(self._execute(statement, params, tenant=tenant, table=table, meta=True)[0][0])
+
+        if not self._retry(f"marker {marker.task_id}", write, quick=True):
+            return self.count_partition(tenant, table, marker.date)
+        self._after_marker(replace(marker, rows=expected_rows))
+        return expected_rows
+
+    def _after_marker(self, marker: Marker) -> None:
         MARKER_CACHE.add(self.key, marker)
         if zlib.crc32(marker.task_id.encode("utf-8")) % self.compact_every == 0:
             self._compact_quietly(marker.date)
+
+    def expire_snapshots(self, tenant: str, table: str, retention_days: int) -> int | None:
+        """``expire_snapshots`` on ``{tenant}.{table}``: a daily DELETE + INSERT adds one or two snapshots,
+        and every commit rewrites metadata that lists them all (commits slow down as they pile up)."""
+        validate_tenant_id(tenant)
+        if isinstance(retention_days, bool) or not isinstance(retention_days, int) or retention_days < 0:
+            raise ValueError(f"retention_days must be a whole number >= 0, got {retention_days!r}")
+        target = qualified(self.catalog, tenant, table)
+        # EXECUTE takes no parameters: the threshold is rendered from a checked int, never from text
+        expire = self._sql("expire_snapshots", table=target, retention=f"'{retention_days}d'")
+        self._retry(f"expire snapshots {tenant}.{table}", lambda: self._execute(expire, tenant=tenant, table=table))
+        count = self._sql("count_snapshots", table=qualified(self.catalog, tenant, f"{table}$snapshots"))
+        return int(self._execute(count, tenant=tenant, table=table)[0][0])
 
     def _compact_quietly(self, date: dt.date) -> None:
         """Housekeeping after a marker: a failure (say, a conflict with another writer) is only logged."""
@@ -409,7 +482,7 @@ class TrinoWarehouse(Warehouse):
         return rows[0][0] if rows else None
 
     def compact_markers(self, date: dt.date) -> None:
-        """Rewrite one date's marker files into one, and expire the markers table's old snapshots.
+        """Rewrite one date's marker files into one, merge the manifests, expire the old snapshots.
 
         Each marker is an append: one small file and one snapshot. Checking completeness reads every file
         of the date, and every commit rewrites the table metadata listing every snapshot, so both grow with
@@ -422,8 +495,10 @@ class TrinoWarehouse(Warehouse):
         if not isinstance(date, dt.date):
             raise TypeError(f"date expected, got {date!r}")
         # EXECUTE ... WHERE takes no parameters: the literal is built from a date object, never from text
+        retention = f"'{MARKER_SNAPSHOT_RETENTION}'"
         return [self._sql("compact_markers", table=self._markers, date=f"DATE '{date.isoformat()}'"),
-                self._sql("expire_markers", table=self._markers)]  # fmt: skip
+                self._sql("merge_marker_manifests", table=self._markers),
+                self._sql("expire_snapshots", table=self._markers, retention=retention)]  # fmt: skip
 
     # -------------------------------------------------------------------------------------- extras
     def query(

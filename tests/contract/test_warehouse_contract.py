@@ -67,7 +67,7 @@ class Env:
         return manifest
 
     def load(self, manifest: Manifest) -> int:
-        self.warehouse.ensure_table(manifest.tenant, manifest.table, manifest.schema)
+        self.warehouse.ensure_table(manifest.tenant, manifest.table, manifest.schema, date=manifest.date)
         self.warehouse.replace_partition(manifest.tenant, manifest.table, manifest, self.lake)
         return self.warehouse.count_partition(manifest.tenant, manifest.table, manifest.date)
 
@@ -321,3 +321,28 @@ def test_markers_single_and_bulk(env: Env):
     assert markers[1].finished_at.tzinfo is not None and markers[1].table == "orders"
     wh.delete_markers([f"{a}-1", f"{b}-1"])
     assert wh.completed_many("LoadIceberg", [(a, DAY), (b, DAY)]) == {f"{a}-2"}
+
+
+def test_a_verified_marker_is_written_only_when_the_partition_count_matches(env: Env):
+    tenant = env.tenant()
+    assert env.load(env.publish(tenant, "orders", DAY, [simple([1, 2, 3])])) == 3
+    wh = env.warehouse
+    assert wh.write_verified_marker(_marker(f"{tenant}-short", tenant, DAY, rows=0), 4) == 3  # the load lost a row
+    assert wh.completed("LoadIceberg", tenant, DAY) == set()
+    assert wh.write_verified_marker(_marker(f"{tenant}-ok", tenant, DAY, rows=0), 3) == 3
+    assert [(m.task_id, m.rows) for m in wh.markers(tenant, DAY)] == [(f"{tenant}-ok", 3)]  # rows: the count
+    empty = env.publish(tenant, "orders", DAY2, [], schema=simple([1]).schema)
+    assert env.load(empty) == 0
+    assert wh.write_verified_marker(_marker(f"{tenant}-empty", tenant, DAY2, rows=0), 0) == 0
+    assert wh.completed("LoadIceberg", tenant, DAY2) == {f"{tenant}-empty"}
+
+
+def test_ensure_table_without_a_date_then_replace_counts_for_itself(env: Env):
+    """The date given to ensure_table is an optimisation (Trino counts the partition in the same round
+    trip); without it, replace_partition counts itself and a reload still replaces the date."""
+    tenant = env.tenant()
+    for ids in ([1, 2], [7, 8, 9]):
+        manifest = env.publish(tenant, "orders", DAY, [simple(ids)])
+        env.warehouse.ensure_table(tenant, "orders", manifest.schema)
+        env.warehouse.replace_partition(tenant, "orders", manifest, env.lake)
+    assert env.rows(tenant, "orders", "id", DAY) == [(7,), (8,), (9,)]

@@ -28,10 +28,10 @@ import test_extract_mysql as mysql_cases
 import test_extract_postgres as pg_cases
 from extract_helpers import build, mysql_tenant, pg_tenant, write_config
 
-from mozart_luigi.config import get_config
+from mozart_luigi.config import get_config, reset_config_cache
 from mozart_luigi.errors import LoadError, SchemaDriftError
 from mozart_luigi.lake import Lake
-from mozart_luigi.tasks.load import LoadIceberg
+from mozart_luigi.tasks.load import LoadIceberg, maintenance_due
 from mozart_luigi.warehouse import trino as trino_module
 from mozart_luigi.warehouse.trino import TrinoQueryFailed, TrinoWarehouse
 
@@ -328,3 +328,20 @@ def test_first_loads_of_a_new_tenant_racing_to_create_its_schema_all_succeed(sta
         "SELECT table_name FROM iceberg.information_schema.tables WHERE table_schema = ?", [stack.tenant]
     )
     assert sorted(name for (name,) in listed) == tables
+
+
+def test_the_weekly_load_expires_old_snapshots_and_keeps_every_date(stack: Stack, pg_schema, monkeypatch) -> None:
+    engine, schema = pg_schema
+    _orders(engine, schema)
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
+    week = [DAY + dt.timedelta(days=i) for i in range(7)]
+    due = next(day for day in week if maintenance_due("orders", day))
+    others = [day for day in week if day != due][:2]
+    assert build(*(stack.load("orders", day) for day in others)).scheduling_succeeded
+    assert stack.snapshots("orders") >= 2  # one INSERT per date (no DELETE: first loads)
+    monkeypatch.setenv("MOZART_SNAPSHOT_RETENTION_DAYS", "0")  # keep only the current snapshot
+    reset_config_cache()
+    assert build(stack.load("orders", due)).scheduling_succeeded
+    assert stack.snapshots("orders") == 1
+    for day in [*others, due]:
+        assert stack.rows("orders", "id", day) == [[1], [2], [3]]

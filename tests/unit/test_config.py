@@ -216,3 +216,18 @@ def test_shipped_config_validates(repo_root: Path) -> None:
     assert {"acme", "globex"} <= set(stack.tenants)
     local = load_config(repo_root / "config", env={})
     assert all(t.source.kind == "sqlite" for t in local.tenants.values())
+
+
+@pytest.mark.parametrize(("value", "days", "problem"), [
+    (None, 7, None), ("0", 0, None), ("30", 30, None),
+    ("-1", 7, "must be >= 0"), ("a week", 7, "must be an integer, got 'a week'"),
+])  # fmt: skip
+def test_snapshot_retention_setting(value, days, problem):
+    from mozart_luigi.settings import Settings
+
+    problems: list = []
+    env = {} if value is None else {"MOZART_SNAPSHOT_RETENTION_DAYS": value}
+    assert Settings.from_env(env, problems).snapshot_retention_days == days
+    assert [p.message for p in problems if p.key == "MOZART_SNAPSHOT_RETENTION_DAYS"] == (
+        [problem] if problem else []
+    )

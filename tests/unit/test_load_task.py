@@ -21,11 +21,11 @@ import yaml
 from luigi.tools.range import RangeDaily
 
 from mozart_luigi.config import get_config, reset_config_cache
-from mozart_luigi.errors import VerificationError, WarehouseUnavailableError
+from mozart_luigi.errors import LoadError, VerificationError, WarehouseUnavailableError
 from mozart_luigi.lake import Lake
 from mozart_luigi.targets import MarkerTarget, clear_marker_cache
 from mozart_luigi.tasks.extract import ExtractTable
-from mozart_luigi.tasks.load import LoadIceberg
+from mozart_luigi.tasks.load import LoadIceberg, maintenance_due
 from mozart_luigi.warehouse import open_warehouse
 from mozart_luigi.warehouse.duckdb import DuckDBWarehouse
 
@@ -193,3 +193,34 @@ def test_duckdb_waits_for_another_process_holding_the_file(tmp_path: Path):
                 DuckDBWarehouse(path, lock_attempts=2, lock_delay=0.05).count_partition(TENANT, "orders", DAY)
         finally:
             blocker.kill()
+
+
+def test_maintenance_is_due_once_a_week_per_table_on_a_day_spread_by_name():
+    week = [DAY + dt.timedelta(days=i) for i in range(7)]
+    for table in ("orders", "customers", "order_items", "t042"):
+        due = [day for day in week if maintenance_due(table, day)]
+        assert len(due) == 1, (table, due)
+        assert maintenance_due(table, due[0] + dt.timedelta(days=7))
+    days = {next(d for d in week if maintenance_due(t, d)) for t in (f"t{i:03d}" for i in range(50))}
+    assert len(days) == 7  # 50 tables do not all expire on the same day
+
+
+def test_a_failed_snapshot_expiry_is_logged_and_the_load_stands(local: Path, monkeypatch, caplog):
+    due = next(d for d in (DAY + dt.timedelta(days=i) for i in range(7)) if maintenance_due("orders", d))
+    calls: list[tuple[str, str, int]] = []
+
+    def refuse(self, tenant: str, table: str, retention_days: int) -> int:
+        calls.append((tenant, table, retention_days))
+        raise LoadError("catalog said no", tenant=tenant, table=table)
+
+    monkeypatch.setattr(DuckDBWarehouse, "expire_snapshots", refuse)
+    monkeypatch.setenv("MOZART_SNAPSHOT_RETENTION_DAYS", "3")
+    reset_config_cache()
+    not_due = due + dt.timedelta(days=1)
+    with caplog.at_level("WARNING", logger="mozart_luigi.tasks.load"):
+        result = build(LoadIceberg(tenant=TENANT, table="orders", date=not_due),
+                       LoadIceberg(tenant=TENANT, table="orders", date=due))  # fmt: skip
+    assert result.scheduling_succeeded, result.summary_text
+    assert calls == [(TENANT, "orders", 3)]  # only the due date
+    assert "snapshot expiry skipped" in caplog.text and "catalog said no" in caplog.text
+    assert LoadIceberg(tenant=TENANT, table="orders", date=due).complete()

@@ -5,6 +5,13 @@
 SELECT column_name, data_type FROM {catalog}.information_schema.columns
 WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position
 
+-- name: columns_and_count
+-- The columns (as "columns") and, in the same round trip, the rows of one date; ? = date, schema, table.
+-- No table: TABLE_NOT_FOUND (the caller reads that as no columns and no rows).
+SELECT column_name, data_type, (SELECT count(*) FROM {table} WHERE "_mozart_date" = ?)
+FROM {catalog}.information_schema.columns
+WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position
+
 -- name: tables
 SELECT table_name FROM {catalog}.information_schema.tables WHERE table_schema = ? AND table_name LIKE ? ESCAPE '\'
 
@@ -77,6 +84,15 @@ CREATE TABLE IF NOT EXISTS {table} (
 INSERT INTO {table} (task_family, task_id, tenant, table_name, run_date, rows, finished_at, details)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 
+-- name: insert_verified_marker
+-- The marker, only when the partition holds the expected rows: one statement instead of count + INSERT.
+-- ? = family, task id, tenant, table, run date, finished at, details, then the partition date and the
+-- expected count. Returns the rows inserted (1, or 0 on a mismatch).
+INSERT INTO {table} (task_family, task_id, tenant, table_name, run_date, rows, finished_at, details)
+SELECT ?, ?, ?, ?, ?, counted.n, ?, ?
+FROM (SELECT count(*) AS n FROM {data_table} WHERE "_mozart_date" = ?) AS counted
+WHERE counted.n = ?
+
 -- name: delete_markers
 DELETE FROM {table} WHERE task_id IN ({ids})
 
@@ -87,9 +103,16 @@ DELETE FROM {table} WHERE tenant = ?
 -- {date} is a DATE literal rendered from a date object (EXECUTE ... WHERE takes no parameters)
 ALTER TABLE {table} EXECUTE optimize WHERE run_date = {date}
 
--- name: expire_markers
--- Snapshots older than 10 minutes (the session allows it: expire_snapshots_min_retention)
-ALTER TABLE {table} EXECUTE expire_snapshots(retention_threshold => '10m')
+-- name: expire_snapshots
+-- {retention} is a quoted duration literal rendered from an int (EXECUTE takes no parameters)
+ALTER TABLE {table} EXECUTE expire_snapshots(retention_threshold => {retention})
+
+-- name: count_snapshots
+SELECT count(*) FROM {table}
+
+-- name: merge_marker_manifests
+-- Every append adds a manifest; planning a read opens each one of the date's (merged: ~0.36 s -> 0.2 s)
+ALTER TABLE {table} EXECUTE optimize_manifests
 
 -- name: completed
 SELECT DISTINCT task_id, tenant, run_date FROM {table}
