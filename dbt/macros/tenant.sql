@@ -15,16 +15,22 @@
 {%- endmacro %}
 
 
-{#- The `run_date` var as a validated 'YYYY-MM-DD' string, or none when not set. -#}
+{#- The run date (var `run_date`, else env MOZART_RUN_DATE) as a validated 'YYYY-MM-DD' string, or none. -#}
 {% macro mozart_run_date() -%}
+  {#- the var when given (dbt by hand), else MOZART_RUN_DATE: mozart's runner sets the env var, which unlike a
+      changed var keeps dbt's partial parsing from one date to the next -#}
   {%- set run_date = var('run_date', none) -%}
+  {%- if run_date is none or run_date == '' -%}
+    {%- set run_date = env_var('MOZART_RUN_DATE', '') -%}
+  {%- endif -%}
   {%- if run_date is none or run_date == '' -%}
     {{- return(none) -}}
   {%- endif -%}
   {%- set run_date = run_date | string -%}
   {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', run_date) -%}
     {{ exceptions.raise_compiler_error(
-         "invalid dbt var 'run_date' " ~ (run_date | tojson) ~ ": must be YYYY-MM-DD") }}
+         "invalid run date (dbt var 'run_date' or MOZART_RUN_DATE) " ~ (run_date | tojson)
+         ~ ": must be YYYY-MM-DD") }}
   {%- endif -%}
   {{- return(run_date) -}}
 {%- endmacro %}

@@ -25,7 +25,7 @@ from dbt_shop import (
 )
 
 from mozart_luigi.config import get_config
-from mozart_luigi.dbt_runner import DbtFailure, run_dbt
+from mozart_luigi.dbt_runner import DbtFailure, run_dbt, work_dir
 from mozart_luigi.tasks.dbt import DbtRun
 from mozart_luigi.warehouse import open_warehouse
 
@@ -62,10 +62,13 @@ def schemas(path: Path) -> set[str]:
 def test_marts_equal_an_independent_computation_as_of_each_run_date(warehouse: Path) -> None:
     settings = get_config().settings
     tables = get_config().tables_for(GOOD)
-    for run_date in (DAYS[1], DAYS[2]):
+    assert expected_marts(shop(1), DAYS[1]) != expected_marts(shop(1), DAYS[2])  # the dates are told apart
+    for run_date in (DAYS[1], DAYS[2], DAYS[1]):  # back to an earlier date: no stale date from a saved parse
         result = run_dbt(GOOD, run_date, settings=settings, tables=tables)
         assert result.ok and result.models_built == 9 and not result.failed
         assert marts(warehouse, GOOD) == expected_marts(shop(1), run_date), f"as of {run_date}"
+    log = (work_dir(settings, GOOD) / "logs" / "dbt.log").read_text(encoding="utf-8")
+    assert log.count("Unable to do partial parsing") == 1, "only the first build parses the whole project"
     assert {f"{GOOD}_staging", f"{GOOD}_intermediate", f"{GOOD}_mart"} <= schemas(warehouse)
     assert not any(s.startswith(BAD + "_") for s in schemas(warehouse))
 

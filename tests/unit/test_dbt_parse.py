@@ -62,7 +62,7 @@ def test_parse_refuses_an_unsafe_tenant_var(settings: Settings, repo_root: Path)
 
     from mozart_luigi.dbt_runner import build_command, dbt_env, project_dir
 
-    argv = build_command("acme", DAY, target="local", project=project_dir(), work=settings.data_dir / "x",
+    argv = build_command("acme", target="local", project=project_dir(), work=settings.data_dir / "x",
                          command="parse")  # fmt: skip
     vars_at = argv.index("--vars") + 1
     argv[vars_at] = json.dumps({"tenant": "acme; drop schema acme", "run_date": "2026-11-28"})

@@ -71,7 +71,7 @@ def settings(tmp_path: Path) -> Settings:
 def test_command_names_tenant_date_target_and_private_paths(settings: Settings) -> None:
     work = work_dir(settings, "acme")
     tables = {"orders": {"mode": "incremental", "primary_key": ["order_id"], "cursor": "updated_at"}}
-    argv = build_command("acme", DAY, target="trino", project=project_dir(), work=work, tables=tables,
+    argv = build_command("acme", target="trino", project=project_dir(), work=work, tables=tables,
                          executable="dbt")  # fmt: skip
     assert argv[:2] == ["dbt", "build"]
     assert argv[argv.index("--target") + 1] == "trino"
@@ -79,8 +79,8 @@ def test_command_names_tenant_date_target_and_private_paths(settings: Settings) 
     assert argv[argv.index("--profiles-dir") + 1] == str(project_dir())
     assert argv[argv.index("--target-path") + 1] == str(settings.data_dir / "dbt" / "acme" / "target")
     assert argv[argv.index("--log-path") + 1] == str(settings.data_dir / "dbt" / "acme" / "logs")
-    assert json.loads(argv[argv.index("--vars") + 1]) == {"tenant": "acme", "run_date": "2026-11-28",
-                                                          "tables": tables}  # fmt: skip
+    assert json.loads(argv[argv.index("--vars") + 1]) == {"tenant": "acme", "tables": tables}
+    assert not any("2026-11-28" in arg for arg in argv)  # the date goes by env (MOZART_RUN_DATE): see dbt_env
 
 
 def test_two_tenants_never_share_dbt_folders(settings: Settings) -> None:
@@ -90,7 +90,7 @@ def test_two_tenants_never_share_dbt_folders(settings: Settings) -> None:
 @pytest.mark.parametrize("tenant", ["Acme", "acme;drop schema x", "1acme", "a" * 41, ""])
 def test_command_refuses_unsafe_tenant(settings: Settings, tenant: str) -> None:
     with pytest.raises(ConfigError):
-        build_command(tenant, DAY, target="local", project=project_dir(), work=Path("/tmp/x"),
+        build_command(tenant, target="local", project=project_dir(), work=Path("/tmp/x"),
                       executable="dbt")
 
 
@@ -101,7 +101,9 @@ def test_env_exports_settings_and_keeps_secrets_off_the_command_line(settings: S
     assert env["MOZART_TRINO_HOST"] == "trino.internal" and env["MOZART_TRINO_PORT"] == "18080"
     assert env["MOZART_DUCKDB_PATH"] == str(settings.duckdb_path)
     assert env["PATH"] == "/usr/bin" and "DBT_PROFILES_DIR" not in env
-    argv = build_command("acme", DAY, target="trino", project=project_dir(), work=work_dir(settings, "acme"),
+    assert "MOZART_RUN_DATE" not in dbt_env(settings, "trino", {"MOZART_RUN_DATE": "2020-01-01"})  # no stale date
+    assert dbt_env(settings, "trino", base, run_date=DAY)["MOZART_RUN_DATE"] == "2026-11-28"
+    argv = build_command("acme", target="trino", project=project_dir(), work=work_dir(settings, "acme"),
                          executable="dbt")  # fmt: skip
     assert not any("s3-very-secret" in arg for arg in argv)
 
