@@ -229,7 +229,7 @@ def luigid(tmp_path: Path, env: Mapping[str, str]) -> Iterator[Luigid]:
 
 
 def _wait_up(server: Luigid, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a loaded CI box can take a while to import and bind
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
@@ -240,4 +240,4 @@ def _wait_up(server: Luigid, proc: subprocess.Popen[bytes]) -> None:
             return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError("luigid did not answer within 30 s")
+    raise RuntimeError("luigid did not answer within 60 s")
