@@ -373,19 +373,21 @@ class TrinoWarehouse(Warehouse):
     def write_marker(self, marker: Marker) -> None:
         validate_tenant_id(marker.tenant)
 
-        def write() -> None:
-            insert = self._sql("insert_marker", table=self._markers)
-            row = marker_row(marker)
-            try:
-                self._execute(insert, row, tenant=marker.tenant, table=marker.table, meta=True)
-            except TrinoQueryFailed as exc:  # the first marker ever: create the table, then insert
-                if exc.error_name not in _NOT_FOUND:
-                    raise
-                self._ensure_markers()
-                self._execute(insert, row, tenant=marker.tenant, table=marker.table, meta=True)
-
+        insert = self._sql("insert_marker", table=self._markers)
+        write = lambda: self._insert_marker(insert, marker_row(marker), marker)  # noqa: E731
         self._retry(f"marker {marker.task_id}", write, quick=True)
         self._after_marker(marker)
+
+    def _insert_marker(self, statement: str, params: Sequence[Any], marker: Marker) -> list[list[Any]]:
+        """Run a marker INSERT; the first marker ever creates the markers table, then inserts."""
+        run = lambda: self._execute(statement, params, tenant=marker.tenant, table=marker.table, meta=True)  # noqa: E731
+        try:
+            return run()
+        except TrinoQueryFailed as exc:
+            if exc.error_name not in _NOT_FOUND:
+                raise
+            self._ensure_markers()
+            return run()
 
     def write_verified_marker(self, marker: Marker, expected_rows: int) -> int:
         """One statement: the marker INSERT selects from the partition count, so it inserts a row only when
@@ -399,15 +401,7 @@ class TrinoWarehouse(Warehouse):
         family, task_id, _, table_name, run_date, _, finished_at, details = marker_row(marker)
         params = [family, task_id, tenant, table_name, run_date, finished_at, details, marker.date, expected_rows]
 
-        def write() -> int:
-            try:
-                return int(self._execute(statement, params, tenant=tenant, table=table, meta=True)[0][0])
-            except TrinoQueryFailed as exc:  # the first marker ever: create the markers table, then insert
-                if exc.error_name not in _NOT_FOUND:
-                    raise
-                self._ensure_markers()
-                return int(self._execute(statement, params, tenant=tenant, table=table, meta=True)[0][0])
-
+        write = lambda: int(self._insert_marker(statement, params, marker)[0][0])  # noqa: E731
         if not self._retry(f"marker {marker.task_id}", write, quick=True):
             return self.count_partition(tenant, table, marker.date)
         self._after_marker(replace(marker, rows=expected_rows))

@@ -32,6 +32,7 @@ from mozart_luigi.config import get_config, reset_config_cache
 from mozart_luigi.errors import LoadError, SchemaDriftError
 from mozart_luigi.lake import Lake
 from mozart_luigi.tasks.load import LoadIceberg, maintenance_due
+from mozart_luigi.warehouse import Marker
 from mozart_luigi.warehouse import trino as trino_module
 from mozart_luigi.warehouse.trino import TrinoQueryFailed, TrinoWarehouse
 
@@ -345,3 +346,20 @@ def test_the_weekly_load_expires_old_snapshots_and_keeps_every_date(stack: Stack
     assert stack.snapshots("orders") == 1
     for day in [*others, due]:
         assert stack.rows("orders", "id", day) == [[1], [2], [3]]
+
+
+def test_the_first_marker_ever_creates_the_markers_table(stack: Stack, pg_schema, monkeypatch) -> None:
+    """On a fresh catalog the first verified marker finds no markers table: it creates it, then inserts."""
+    _engine, schema = pg_schema
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
+    warehouse = stack.warehouse
+    warehouse.ensure_table(stack.tenant, "orders", pa.schema([("id", pa.int64())]))
+    fresh = f'"iceberg"."{stack.tenant}"."task_markers"'  # dropped with the tenant
+    monkeypatch.setattr(TrinoWarehouse, "_markers", property(lambda self: fresh))
+    assert not warehouse.query("SELECT table_name FROM iceberg.information_schema.tables "
+                               "WHERE table_schema = ? AND table_name = 'task_markers'", [stack.tenant])  # fmt: skip
+    marker = Marker(task_family="LoadIceberg", task_id=f"{stack.tenant}-first", tenant=stack.tenant, date=DAY,
+                    table="orders")  # fmt: skip
+    assert warehouse.write_verified_marker(marker, 0) == 0
+    assert warehouse.completed("LoadIceberg", stack.tenant, DAY) == {f"{stack.tenant}-first"}
+    assert [m.rows for m in warehouse.markers(stack.tenant, DAY)] == [0]
