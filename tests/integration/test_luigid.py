@@ -41,20 +41,9 @@ def _api_answers(server: Luigid, done: dict[str, dict]) -> str:
 def _run_through_luigid(setup: Setup, tmp_path: Path, secrets: list[str]) -> None:
     log = tmp_path / "worker.log"
     with luigid(tmp_path, setup.env) as server:
-        argv = [
-            str(BIN / "luigi"),
-            "--module",
-            "mozart_luigi",
-            "AllTenants",
-            "--date",
-            DATE,
-            "--scheduler-host",
-            "127.0.0.1",
-            "--scheduler-port",
-            str(server.port),
-            "--workers",
-            "2",
-        ]
+        scheduler = ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(server.port)]
+        argv = [str(BIN / "luigi"), "--module", "mozart_luigi", "AllTenants", "--date", DATE, *scheduler,
+                "--workers", "2"]  # fmt: skip
         first = run(argv, setup, log=log)
         assert first.returncode == 0, log.read_text()[-6000:]
         _, done = server.api("task_list", {"status": "DONE", "upstream_status": "", "search": ""})
@@ -68,20 +57,7 @@ def _run_through_luigid(setup: Setup, tmp_path: Path, secrets: list[str]) -> Non
                 server.api("task_list", {"status": status, "upstream_status": "", "search": ""})[1] == {}
             ), status
         # the second run through luigid (with the mozart CLI this time) finds everything done
-        again = run(
-            [
-                str(BIN / "mozart"),
-                "run",
-                "--date",
-                DATE,
-                "--scheduler-host",
-                "127.0.0.1",
-                "--scheduler-port",
-                str(server.port),
-            ],
-            setup,
-            log=log,
-        )
+        again = run([str(BIN / "mozart"), "run", "--date", DATE, *scheduler], setup, log=log)
         assert again.returncode == 0, log.read_text()[-6000:]
         assert "0 missing, 0 failed" in again.stdout
         answers = _api_answers(server, done)
