@@ -78,7 +78,6 @@ _CONFLICT_WORDS = ("conflict", "requirement failed", "commitfailed", "has change
                    "concurrent", "commit state unknown")  # fmt: skip
 _RETRY_HTTP = ("502", "503", "504")
 MARKER_SNAPSHOT_RETENTION = "10m"  # markers table snapshots kept (its readers only need the current one)
-_RAW_READY: set[str] = set()  # raw tables known to exist, per process: "{warehouse key} {table}"
 
 
 def _already_exists(exc: TrinoQueryFailed) -> bool:
@@ -159,10 +158,17 @@ class TrinoWarehouse(Warehouse):
     def _execute(self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None,
                  table: str | None = None, meta: bool = False) -> list[list[Any]]:  # fmt: skip
         """Run one statement; every driver error leaves here translated (with the query id)."""
+        return self._execute_described(statement, params, tenant=tenant, table=table, meta=meta)[0]
+
+    def _execute_described(self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None,
+                           table: str | None = None,
+                           meta: bool = False) -> tuple[list[list[Any]], list[tuple[str, str]]]:  # fmt: skip
+        """:meth:`_execute`, also returning the result's columns as (name, Trino type)."""
         cursor = self._connection(tenant, meta=meta).cursor()
         try:
             cursor.execute(statement, list(params) if params else None)
-            return cursor.fetchall()
+            rows = cursor.fetchall()
+            return rows, [(column[0], column[1]) for column in cursor.description or ()]
         except TrinoQueryError as exc:
             raise self._translate(exc, tenant, table) from exc
         except (HttpError, TrinoConnectionError, requests.ConnectionError, requests.Timeout) as exc:
@@ -239,21 +245,23 @@ class TrinoWarehouse(Warehouse):
         return plan.describe()
 
     def _columns(self, tenant: str, table: str, date: dt.date | None = None) -> dict[str, ColumnType]:
-        """The table's columns (empty: no table). With ``date``, the same round trip counts that partition
-        (kept for the next :meth:`replace_partition`, which then skips its own count)."""
+        """The table's columns (empty: no table), read from the description of an empty result (cheaper
+        than ``information_schema``). With ``date``, the same round trip counts that partition (kept for the
+        next :meth:`replace_partition`, which then skips its own count)."""
         self._partition_rows.pop((tenant, table, date), None)
-        if date is None:
-            rows = self._execute(self._sql("columns"), [tenant, table], tenant=tenant, table=table)
-            return {name: parse_trino_type(kind) for name, kind in rows}
-        statement = self._sql("columns_and_count", table=qualified(self.catalog, tenant, table))
+        target = qualified(self.catalog, tenant, table)
+        name, params = ("columns", []) if date is None else ("columns_and_count", [date])
         try:
-            rows = self._execute(statement, [date, tenant, table], tenant=tenant, table=table)
+            rows, described = self._execute_described(self._sql(name, table=target), params, tenant=tenant,
+                                                       table=table)  # fmt: skip
         except TrinoQueryFailed as exc:
             if exc.error_name not in _NOT_FOUND:
                 raise
-            rows = []  # no table yet: no columns, an empty partition
-        self._partition_rows[(tenant, table, date)] = int(rows[0][2]) if rows else 0
-        return {name: parse_trino_type(kind) for name, kind, _ in rows}
+            rows, described = [], []  # no table yet: no columns, an empty partition
+        if date is not None:
+            self._partition_rows[(tenant, table, date)] = int(rows[0][0]) if rows else 0
+            described = described[1:]  # the count
+        return {column: parse_trino_type(kind) for column, kind in described}
 
     def _apply(self, tenant: str, table: str, plan: DriftPlan) -> None:
         target = qualified(self.catalog, tenant, table)
@@ -270,29 +278,27 @@ class TrinoWarehouse(Warehouse):
             run(self._sql("widen_column", table=target, column=quote_ident(name), type=new.trino()))
 
     def replace_partition(self, tenant: str, table: str, manifest: Manifest, lake: Lake) -> int:
+        """Delete the date, insert the manifest's files. The raw table is not looked up first: the INSERT
+        names the one for this schema, and only when it is missing (a schema's first load, or dropped) is it
+        created and the replace run again (the delete is idempotent, so the rerun converges)."""
         validate_tenant_id(tenant)
         if lake.scheme != "s3":
             raise LoadError(f"Trino reads the lake through its S3 catalog; {lake.url} is not s3://",
                             tenant=tenant, table=table)  # fmt: skip
         columns = columns_from_schema(manifest.schema, tenant=tenant, table=table)
-        try:
-            return self._replace_once(tenant, table, manifest, lake, columns)
-        except TrinoQueryFailed as exc:
-            if exc.error_name != "TABLE_NOT_FOUND" or not _RAW_READY:
-                raise
-            log.warning("raw table gone since it was cached (%s); recreating it", exc)
-            _RAW_READY.clear()
-            return self._replace_once(tenant, table, manifest, lake, columns)
-
-    def _replace_once(self, tenant: str, table: str, manifest: Manifest, lake: Lake,
-                      columns: list[tuple[str, ColumnType]]) -> int:  # fmt: skip
-        raw = ""
-        if manifest.files:
-            raw = self._retry(
-                f"raw table {tenant}.{table}", lambda: self._raw_table(tenant, table, manifest, lake)
-            )
+        raw_name, raw_columns = self._raw_name(tenant, table, manifest, lake)
+        raw = qualified(self.raw_catalog, tenant, raw_name) if manifest.files else ""
         replace = lambda: self._replace(tenant, table, manifest, lake, columns=columns, raw=raw)  # noqa: E731
-        return self._retry(f"replace {tenant}.{table} {manifest.date}", replace)
+        what = f"replace {tenant}.{table} {manifest.date}"
+        try:
+            return self._retry(what, replace)
+        except TrinoQueryFailed as exc:
+            if not raw or exc.error_name not in _NOT_FOUND:
+                raise
+            log.debug("raw table %s missing (%s); creating it", raw, exc)
+        create = lambda: self._create_raw_table(tenant, table, raw_name, raw_columns, lake)  # noqa: E731
+        self._retry(f"raw table {tenant}.{table}", create)
+        return self._retry(what, replace)
 
     def _replace(self, tenant: str, table: str, manifest: Manifest, lake: Lake, *,
                  columns: list[tuple[str, ColumnType]], raw: str) -> int:  # fmt: skip
@@ -321,28 +327,26 @@ class TrinoWarehouse(Warehouse):
         rows = self._execute(statement, params, tenant=tenant, table=table)
         return int(rows[0][0]) if rows else 0
 
-    def _raw_table(self, tenant: str, table: str, manifest: Manifest, lake: Lake) -> str:
-        """The external Hive table for this schema (created once, stale versions dropped)."""
+    def _raw_name(self, tenant: str, table: str, manifest: Manifest, lake: Lake) -> tuple[str, str]:
+        """The name of the external Hive table for this Parquet schema (``{table}__{hash}`` in schema
+        ``raw.{tenant}``) and its column definitions."""
         defs = ", ".join(f"{quote_ident(f.name.lower())} {hive_type(f.type)}" for f in manifest.schema)
-        folder = lake.table_url(tenant, table)
-        digest = hashlib.sha256(f"{folder}\n{defs}".encode()).hexdigest()[:10]
-        name = f"{table}__{digest}"
-        target = qualified(self.raw_catalog, tenant, name)
-        if f"{self.key} {target}" in _RAW_READY:
-            return target
+        digest = hashlib.sha256(f"{lake.table_url(tenant, table)}\n{defs}".encode()).hexdigest()[:10]
+        return f"{table}__{digest}", defs
+
+    def _create_raw_table(self, tenant: str, table: str, name: str, defs: str, lake: Lake) -> None:
+        """Create the raw table ``name`` (see :meth:`_raw_name`) and drop the older schemas' versions."""
         run = lambda statement, params=(): self._execute(statement, params, tenant=tenant, table=table)  # noqa: E731
+        folder = lake.table_url(tenant, table)
+        self._create(self._sql("create_schema", schema=qualified(self.raw_catalog, tenant)), tenant=tenant)
+        self._create(self._sql("create_raw_table", table=qualified(self.raw_catalog, tenant, name), columns=defs),
+                     [folder, folder + "/${_mozart_folder}"], tenant=tenant, table=table)  # fmt: skip
         listing = sql.statement("trino", "tables", catalog=quote_ident(self.raw_catalog))
         versions = re.compile(re.escape(table) + r"__[0-9a-f]{10}")  # not another table's "orders__x__..."
         rows = run(listing, [tenant, table.replace("_", "\\_") + "\\_\\_%"])
-        existing = {row[0] for row in rows if versions.fullmatch(row[0])}
-        if name not in existing:
-            self._create(self._sql("create_schema", schema=qualified(self.raw_catalog, tenant)), tenant=tenant)
-            self._create(self._sql("create_raw_table", table=target, columns=defs),
-                         [folder, folder + "/${_mozart_folder}"], tenant=tenant, table=table)  # fmt: skip
-        for stale in existing - {name}:  # an older schema's table (external: dropping keeps the files)
+        for stale in {row[0] for row in rows if versions.fullmatch(row[0])} - {name}:
+            # an older schema's table (external: dropping it keeps the files)
             run(self._sql("drop_table", table=qualified(self.raw_catalog, tenant, stale)))
-        _RAW_READY.add(f"{self.key} {target}")
-        return target
 
     def count_partition(self, tenant: str, table: str, date: dt.date) -> int:
         validate_tenant_id(tenant)
@@ -511,9 +515,6 @@ class TrinoWarehouse(Warehouse):
             self._execute(self._sql("drop_schema", schema=qualified(catalog, tenant)), tenant=tenant)
         self._execute_or_empty(
             self._sql("delete_tenant_markers", table=self._markers), [tenant], tenant=tenant
-        )
-        _RAW_READY.difference_update(
-            {t for t in _RAW_READY if f" {qualified(self.raw_catalog, tenant)}." in t}
         )
         MARKER_CACHE.clear()
 

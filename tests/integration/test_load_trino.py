@@ -33,7 +33,6 @@ from mozart_luigi.errors import LoadError, SchemaDriftError
 from mozart_luigi.lake import Lake
 from mozart_luigi.tasks.load import LoadIceberg, maintenance_due
 from mozart_luigi.warehouse import Marker
-from mozart_luigi.warehouse import trino as trino_module
 from mozart_luigi.warehouse.trino import TrinoQueryFailed, TrinoWarehouse
 
 pytestmark = pytest.mark.integration
@@ -254,20 +253,23 @@ def test_drift_add_widen_then_narrow(stack: Stack, pg_schema) -> None:
     assert not stack.load("items", day3).complete()
 
 
+def _load_in_a_fresh_process(stack: Stack, table: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``LoadIceberg`` of DAY in a new interpreter, as a Luigi worker process runs it (no warm caches)."""
+    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.load import LoadIceberg; "
+              f"ok = luigi.build([LoadIceberg(tenant={stack.tenant!r}, table={table!r}, "
+              f"date=dt.date.fromisoformat({DAY.isoformat()!r}))], local_scheduler=True); "
+              "raise SystemExit(0 if ok else 1)")  # fmt: skip
+    return subprocess.run([sys.executable, "-c", script], env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+
+
 def test_a_run_killed_between_delete_and_insert_converges(stack: Stack, pg_schema) -> None:
     engine, schema = pg_schema
     _orders(engine, schema)
     stack.configure(pg_tenant(schema), {"orders": {"mode": "incremental", "cursor": "updated_at"}})
     assert build(stack.load("orders")).scheduling_succeeded
     stack.warehouse.delete_markers([stack.load("orders").task_id])
-    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.load import LoadIceberg; "
-              f"luigi.build([LoadIceberg(tenant={stack.tenant!r}, table='orders', "
-              "date=dt.date(2026, 11, 25))], "
-              "local_scheduler=True)")  # fmt: skip
-    env = {**os.environ, "MOZART_TEST_CRASH_AT": "after_delete"}
-    killed = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, timeout=300, check=False
-    )
+    killed = _load_in_a_fresh_process(stack, "orders", MOZART_TEST_CRASH_AT="after_delete")
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert stack.warehouse.count_partition(stack.tenant, "orders", DAY) == 0  # deleted, never re-inserted
     assert not stack.load("orders").complete()
@@ -293,19 +295,59 @@ def test_errors_keep_the_query_id_and_queries_carry_source_and_no_secret(stack: 
     assert not [q for (q,) in ours if secret.reveal() in q]
 
 
+def _raw_tables(stack: Stack) -> list[str]:
+    listing = "SELECT table_name FROM raw.information_schema.tables WHERE table_schema = ?"
+    return sorted(name for (name,) in stack.warehouse.query(listing, [stack.tenant]))
+
+
+def _our_statements(stack: Stack) -> list[str]:
+    """This tenant's statements so far, oldest first (its id is in each: quoted, or a bound value)."""
+    rows = stack.warehouse.query(
+        "SELECT query FROM system.runtime.queries WHERE source = 'mozart-luigi' AND query LIKE ? "
+        "ORDER BY created", [f"%{stack.tenant}%"])  # fmt: skip
+    return [" ".join(query.split()) for (query,) in rows]
+
+
 def test_a_raw_table_dropped_behind_our_back_is_recreated(stack: Stack, pg_schema) -> None:
     engine, schema = pg_schema
     _orders(engine, schema)
     stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
-    assert build(stack.load("orders")).scheduling_succeeded  # this process now caches the raw table
+    assert build(stack.load("orders")).scheduling_succeeded
     warehouse = stack.warehouse
-    (raw,) = warehouse.query("SELECT table_name FROM raw.information_schema.tables WHERE table_schema = ?",
-                             [stack.tenant])[0]  # fmt: skip
+    (raw,) = _raw_tables(stack)
     warehouse.query(f'DROP TABLE raw."{stack.tenant}"."{raw}"')
-    assert any(raw in cached for cached in trino_module._RAW_READY)
     manifest = Lake.from_settings(get_config().settings).read_manifest(stack.tenant, "orders", DAY)
     warehouse.replace_partition(stack.tenant, "orders", manifest, Lake.from_settings(get_config().settings))
     assert warehouse.count_partition(stack.tenant, "orders", DAY) == 3
+    assert _raw_tables(stack) == [raw]
+
+
+def test_a_load_of_a_known_schema_looks_nothing_up_and_a_new_schema_replaces_its_raw_table(
+    stack: Stack, pg_schema
+) -> None:
+    """A load runs in a fresh worker process: no per-process cache may stand between it and the INSERT.
+    Only a schema's first load creates its raw table (and drops the older schema's one)."""
+    engine, schema = pg_schema
+    _orders(engine, schema)
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
+    assert build(stack.load("orders")).scheduling_succeeded
+    (first,) = _raw_tables(stack)
+    before = _our_statements(stack)
+    assert any('"raw".information_schema' in q for q in before) and any("CREATE TABLE" in q for q in before)
+    stack.force("orders")
+    done = _load_in_a_fresh_process(stack, "orders")
+    assert done.returncode == 0 and stack.load("orders").complete(), done.stderr[-3000:]
+    second_load = _our_statements(stack)[len(before):]
+    data_inserts = [q for q in second_load if f'INSERT INTO "iceberg"."{stack.tenant}"' in q]
+    assert len(data_inserts) == 1, second_load
+    assert not [q for q in second_load if "information_schema" in q or "CREATE " in q], second_load
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'ALTER TABLE "{schema}".orders ADD COLUMN note text')
+    stack.force("orders")
+    assert build(stack.load("orders")).scheduling_succeeded
+    (second,) = _raw_tables(stack)
+    assert second != first and second.startswith("orders__")
+    assert [row[-1] for row in stack.rows("orders", "id, note")] == [None, None, None]
 
 
 def test_first_loads_of_a_new_tenant_racing_to_create_its_schema_all_succeed(stack: Stack, pg_schema) -> None:

@@ -2,15 +2,14 @@
 -- {catalog} is the Iceberg catalog, {raw_catalog} the Hive catalog over the lake.
 
 -- name: columns
-SELECT column_name, data_type FROM {catalog}.information_schema.columns
-WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position
+-- No rows: the client reads the columns' names and types from the result's description (one table
+-- lookup, cheaper than information_schema). No table: TABLE_NOT_FOUND (read as no columns).
+SELECT * FROM {table} LIMIT 0
 
 -- name: columns_and_count
--- The columns (as "columns") and, in the same round trip, the rows of one date; ? = date, schema, table.
--- No table: TABLE_NOT_FOUND (the caller reads that as no columns and no rows).
-SELECT column_name, data_type, (SELECT count(*) FROM {table} WHERE "_mozart_date" = ?)
-FROM {catalog}.information_schema.columns
-WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position
+-- The "columns" statement and, in the same round trip, the rows of one date (the first column; ? = date).
+SELECT counted.n, t.* FROM (SELECT count(*) AS n FROM {table} WHERE "_mozart_date" = ?) AS counted
+LEFT JOIN (SELECT * FROM {table} LIMIT 0) AS t ON true
 
 -- name: tables
 SELECT table_name FROM {catalog}.information_schema.tables WHERE table_schema = ? AND table_name LIKE ? ESCAPE '\'
