@@ -33,6 +33,7 @@ from mozart_luigi.errors import LoadError, SchemaDriftError
 from mozart_luigi.lake import Lake
 from mozart_luigi.tasks.load import LoadIceberg, maintenance_due
 from mozart_luigi.warehouse import Marker
+from mozart_luigi.warehouse import trino as trino_module
 from mozart_luigi.warehouse.trino import TrinoQueryFailed, TrinoWarehouse
 
 pytestmark = pytest.mark.integration
@@ -405,3 +406,24 @@ def test_the_first_marker_ever_creates_the_markers_table(stack: Stack, pg_schema
     assert warehouse.write_verified_marker(marker, 0) == 0
     assert warehouse.completed("LoadIceberg", stack.tenant, DAY) == {f"{stack.tenant}-first"}
     assert [m.rows for m in warehouse.markers(stack.tenant, DAY)] == [0]
+
+
+def test_marker_housekeeping_keeps_the_markers_snapshots_bounded(stack: Stack, pg_schema, monkeypatch) -> None:
+    """Every marker is a snapshot; the expiry drawn after a marker keeps only the retention window's."""
+    _engine, schema = pg_schema
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
+    warehouse = stack.warehouse
+    warehouse.ensure_table(stack.tenant, "orders", pa.schema([("id", pa.int64())]))  # the tenant's schema
+    private = f'"iceberg"."{stack.tenant}"."task_markers"'  # dropped with the tenant
+    monkeypatch.setattr(TrinoWarehouse, "_markers", property(lambda self: private))
+    snapshots = f'SELECT count(*) FROM "iceberg"."{stack.tenant}"."task_markers$snapshots"'
+    ids = [f"{stack.tenant}-{n}" for n in range(6)]
+    for task_id in ids[:3]:
+        warehouse.write_marker(Marker("LoadIceberg", task_id, stack.tenant, DAY, table="orders", rows=1))
+    assert warehouse.query(snapshots)[0][0] >= 3  # nothing drawn yet: a snapshot per marker (+ the create)
+    monkeypatch.setattr(trino_module, "MARKER_SNAPSHOT_RETENTION", "0s")  # a window that has passed
+    warehouse.expire_every = 1  # every marker draws the expiry
+    for task_id in ids[3:]:
+        warehouse.write_marker(Marker("LoadIceberg", task_id, stack.tenant, DAY, table="orders", rows=1))
+    assert warehouse.query(snapshots)[0][0] == 1
+    assert warehouse.completed("LoadIceberg", stack.tenant, DAY) == set(ids)

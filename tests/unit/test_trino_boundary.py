@@ -9,6 +9,8 @@ from trino.exceptions import TrinoExternalError, TrinoUserError
 
 from mozart_luigi.errors import LoadError, WarehouseUnavailableError
 from mozart_luigi.secrets import Secret
+from mozart_luigi.warehouse import Marker
+from mozart_luigi.warehouse import trino as trino_module
 from mozart_luigi.warehouse.trino import TrinoQueryFailed, TrinoUnavailable, TrinoWarehouse
 
 pytestmark = pytest.mark.unit
@@ -79,3 +81,34 @@ def test_a_create_if_not_exists_that_loses_the_race_is_success(monkeypatch, name
         with pytest.raises(TrinoQueryFailed, match=name):
             warehouse._create(statement, tenant="acme")
     assert calls == [statement]
+
+
+def _kind(statement: str) -> str:
+    for kind in ("optimize_manifests", "optimize", "expire_snapshots"):
+        if f"EXECUTE {kind}" in statement:
+            return kind
+    return statement.split(maxsplit=1)[0]
+
+
+def test_marker_housekeeping_compacts_one_marker_in_64_and_expires_one_in_16(monkeypatch):
+    """The cadence is drawn from the task id (so it holds across processes); a failure is only logged."""
+    warehouse = _warehouse()
+    ran: list[str] = []
+
+    def execute(statement, params=(), *, tenant=None, table=None, meta=False):
+        ran.append(_kind(statement))
+        if ran[-1] == "optimize_manifests":
+            raise TrinoUnavailable("conflict")  # housekeeping gives up quietly; the marker stands
+
+    monkeypatch.setattr(warehouse, "_execute", execute)
+    monkeypatch.setattr(trino_module.MARKER_CACHE, "add", lambda key, marker: None)
+    day = dt.date(2026, 11, 25)
+    seen: dict[tuple[str, ...], int] = {}
+    for n in range(4000):
+        ran.clear()
+        warehouse._after_marker(Marker("LoadIceberg", f"LoadIceberg_t{n}", "acme", day, table=f"t{n}"))
+        seen[tuple(ran)] = seen.get(tuple(ran), 0) + 1
+    assert set(seen) == {(), ("optimize", "optimize_manifests"), ("expire_snapshots",)}, seen
+    assert 4000 / 64 * 0.7 < seen[("optimize", "optimize_manifests")] < 4000 / 64 * 1.3, seen
+    assert 4000 * (1 / 16 - 1 / 64) * 0.8 < seen[("expire_snapshots",)] < 4000 * (1 / 16 - 1 / 64) * 1.2, seen
+    assert "'1m'" in warehouse._compact_statements(day)[-1]
