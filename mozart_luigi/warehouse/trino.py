@@ -463,9 +463,24 @@ class TrinoWarehouse(Warehouse):
         statement = self._sql("completed", table=self._markers, dates=placeholders(len(dates)),
                               tenants=placeholders(len(tenants)))  # fmt: skip
         tag = tenants[0] if len(tenants) == 1 else None
-        rows = self._retry("completed markers", lambda: self._execute_or_empty(
-            statement, [task_family, *dates, *tenants], tenant=tag))  # fmt: skip
+        rows = self._read_markers("completed markers", statement, [task_family, *dates, *tenants], tenant=tag)
         return {(task_id, tenant, day) for task_id, tenant, day in rows if (tenant, day) in wanted}
+
+    def _read_markers(self, what: str, statement: str, params: Sequence[Any], *,
+                      tenant: str | None = None) -> list[list[Any]]:  # fmt: skip
+        """A read of the markers table (none yet: no rows), retried when it loses a race to housekeeping: a
+        compaction replaced the files it planned on and the expiry deleted them before it read them
+        (``ICEBERG_CANNOT_OPEN_SPLIT``); planned again, it reads the current snapshot."""
+
+        def read() -> list[list[Any]]:
+            try:
+                return self._execute_or_empty(statement, params, tenant=tenant)
+            except TrinoQueryFailed as exc:
+                if exc.error_name != "ICEBERG_CANNOT_OPEN_SPLIT":
+                    raise
+                raise TrinoUnavailable(str(exc), query_id=exc.query_id, tenant=tenant) from exc
+
+        return self._retry(what, read, quick=True)
 
     def delete_markers(self, task_ids: Iterable[str]) -> None:
         ids = sorted(set(task_ids))
@@ -480,13 +495,13 @@ class TrinoWarehouse(Warehouse):
         statement = self._sql(
             "markers", table=self._markers, and_tenant="" if tenant is None else "AND tenant = ?"
         )
-        rows = self._retry("markers", lambda: self._execute_or_empty(statement, params, tenant=tenant))
+        rows = self._read_markers("markers", statement, params, tenant=tenant)
         return latest_markers(marker_from_row(row) for row in rows)
 
     def latest_marker_date(self, task_family: str, tenant: str) -> dt.date | None:
         params = [task_family, validate_tenant_id(tenant)]
         statement = self._sql("latest_marker_date", table=self._markers)
-        rows = self._retry("latest marker", lambda: self._execute_or_empty(statement, params, tenant=tenant))
+        rows = self._read_markers("latest marker", statement, params, tenant=tenant)
         return rows[0][0] if rows else None
 
     def compact_markers(self, date: dt.date) -> None:
