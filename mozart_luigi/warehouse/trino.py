@@ -16,8 +16,9 @@ with its own catalog configuration. Queries carry ``source=mozart-luigi`` and th
 
 The raw side: one external Hive table per tenant, table and Parquet schema, ``raw.{tenant}.{table}__{hash}``,
 over ``{lake}/{tenant}/{table}/`` with the date folder as a projected partition (``_mozart_folder``), so no
-partition is ever registered. A load reads only the manifest's files (``"$path" IN (...)``) of that folder;
-a new schema gets a new table (the stale ones are dropped).
+partition is ever registered. A load reads only the manifest's files (``"$path" IN (...)``) of that folder.
+No load looks the raw table up: the INSERT names the one for its schema, and only a ``TABLE_NOT_FOUND``
+creates it (a new schema's first load), dropping the stale versions.
 """
 
 from __future__ import annotations
