@@ -425,7 +425,7 @@ class TrinoWarehouse(Warehouse):
         if draw % self.compact_every == 0:
             self._housekeeping_quietly(marker.date, self._compact_statements(marker.date))
         elif draw % self.expire_every == 0:
-            self._housekeeping_quietly(marker.date, self._compact_statements(marker.date)[-1:])
+            self._housekeeping_quietly(marker.date, [self._expire_markers_statement()])
 
     def expire_snapshots(self, tenant: str, table: str, retention_days: int) -> int | None:
         """``expire_snapshots`` on ``{tenant}.{table}``: a daily DELETE + INSERT adds one or two snapshots,
@@ -519,11 +519,12 @@ class TrinoWarehouse(Warehouse):
         if not isinstance(date, dt.date):
             raise TypeError(f"date expected, got {date!r}")
         # EXECUTE ... WHERE takes no parameters: the literal is built from a date object, never from text
-        retention = f"'{MARKER_SNAPSHOT_RETENTION}'"
-        # the expiry last: _after_marker also runs it alone
         return [self._sql("compact_markers", table=self._markers, date=f"DATE '{date.isoformat()}'"),
                 self._sql("merge_marker_manifests", table=self._markers),
-                self._sql("expire_snapshots", table=self._markers, retention=retention)]  # fmt: skip
+                self._expire_markers_statement()]  # fmt: skip
+
+    def _expire_markers_statement(self) -> str:
+        return self._sql("expire_snapshots", table=self._markers, retention=f"'{MARKER_SNAPSHOT_RETENTION}'")
 
     # -------------------------------------------------------------------------------------- extras
     def query(
