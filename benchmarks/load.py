@@ -200,14 +200,14 @@ def bench_load(tenant: str, rows: int, repeat: int) -> dict[str, object]:
     medians = {name: round(statistics.median(values), 2) for name, values in timings.items()}
     best = {name: round(min(values), 2) for name, values in timings.items()}
     (ours_s, bare_s), (ours_min, bare_min) = medians.values(), best.values()
-    ratios = [o / b - 1 for o, b in zip(*timings.values(), strict=True)]
+    pairs = list(zip(*timings.values(), strict=True))  # (ours, bare) of each round
+    ratios = [o / b - 1 for o, b in pairs]
     return {"rows": rows, "files": len(manifests[0].files), "bytes": sum(f.bytes for f in manifests[0].files),
             "seconds_median": medians, "seconds_min": best,
             "all_seconds": {name: [round(v, 2) for v in values] for name, values in timings.items()},
             "overhead_pct_median": round(100 * (ours_s - bare_s) / bare_s, 1),
             "overhead_pct_min": round(100 * (ours_min - bare_min) / bare_min, 1),
-            "overhead_seconds_median_of_pairs": round(statistics.median(
-                o - b for o, b in zip(*timings.values(), strict=True)), 2),
+            "overhead_seconds_median_of_pairs": round(statistics.median(o - b for o, b in pairs), 2),
             # each round's two sides ran back to back (order alternating), so a round's ratio cancels the
             # machine's drift between rounds: the headline figure on a shared box
             "overhead_pct_median_of_pairs": round(100 * statistics.median(ratios), 1),

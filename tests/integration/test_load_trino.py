@@ -279,6 +279,14 @@ def test_a_run_killed_between_delete_and_insert_converges(stack: Stack, pg_schem
 
 
 # --------------------------------------------------------------------------------- the boundary
+def _our_statements(stack: Stack) -> list[str]:
+    """This tenant's statements so far, oldest first (its id is in each: quoted, or a bound value)."""
+    rows = stack.warehouse.query(
+        "SELECT query FROM system.runtime.queries WHERE source = 'mozart-luigi' AND query LIKE ? "
+        "ORDER BY created", [f"%{stack.tenant}%"])  # fmt: skip
+    return [" ".join(query.split()) for (query,) in rows]
+
+
 def test_errors_keep_the_query_id_and_queries_carry_source_and_no_secret(stack: Stack, pg_schema) -> None:
     engine, schema = pg_schema
     _orders(engine, schema)
@@ -289,24 +297,14 @@ def test_errors_keep_the_query_id_and_queries_carry_source_and_no_secret(stack: 
     assert info.value.query_id and not info.value.retryable and isinstance(info.value, LoadError)
     secret = get_config().settings.s3_secret_key
     assert secret is not None  # the dev access key id is a plain word, so only the secret key is checked
-    ours = stack.warehouse.query(
-        "SELECT query FROM system.runtime.queries WHERE source = 'mozart-luigi' AND query LIKE ?",
-        [f"%{stack.tenant}%"])  # fmt: skip
-    assert any("INSERT INTO" in q for (q,) in ours)
-    assert not [q for (q,) in ours if secret.reveal() in q]
+    ours = _our_statements(stack)
+    assert any("INSERT INTO" in q for q in ours)
+    assert not [q for q in ours if secret.reveal() in q]
 
 
 def _raw_tables(stack: Stack) -> list[str]:
     listing = "SELECT table_name FROM raw.information_schema.tables WHERE table_schema = ?"
     return sorted(name for (name,) in stack.warehouse.query(listing, [stack.tenant]))
-
-
-def _our_statements(stack: Stack) -> list[str]:
-    """This tenant's statements so far, oldest first (its id is in each: quoted, or a bound value)."""
-    rows = stack.warehouse.query(
-        "SELECT query FROM system.runtime.queries WHERE source = 'mozart-luigi' AND query LIKE ? "
-        "ORDER BY created", [f"%{stack.tenant}%"])  # fmt: skip
-    return [" ".join(query.split()) for (query,) in rows]
 
 
 def test_a_raw_table_dropped_behind_our_back_is_recreated(stack: Stack, pg_schema) -> None:
