@@ -208,9 +208,63 @@ def _read_dotenv() -> None:
         load_dotenv(path, override=False)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that records every duplicate mapping key, at any depth, with its dotted path and
+    lines. (Plain ``safe_load`` silently keeps the last value.) A ``<<`` merge key's values are not duplicates.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, Any, int, int]] = []  # (path, key, line, first line), 1-based
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._find_duplicates(node, "", set())
+        return super().construct_document(node)
+
+    def _find_duplicates(self, node: yaml.Node, path: str, seen: set[int]) -> None:
+        if id(node) in seen:  # an alias repeats (or recurses into) a node already walked
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._find_duplicates(item, f"{path}[{i}]", seen)
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key = self._scalar_key(key_node)
+                sub = f"{path}.{key}" if path else str(key)
+                line = key_node.start_mark.line + 1
+                if key is not _NOT_A_KEY and key in first:
+                    self.duplicates.append((sub, key, line, first[key]))
+                elif key is not _NOT_A_KEY:
+                    first[key] = line
+                self._find_duplicates(value_node, sub, seen)
+
+    def _scalar_key(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:merge":
+            return _NOT_A_KEY
+        return self.construct_object(node)
+
+
+_NOT_A_KEY = object()
+
+
+def _load_yaml(text: str, file: str, problems: list[ConfigProblem]) -> Any:
+    """Parse ``text``; every duplicate key becomes a problem naming the file, the key path and the lines."""
+    loader = _StrictLoader(text)
+    try:
+        data = loader.get_single_data()
+    finally:
+        loader.dispose()
+    for path, key, line, first in loader.duplicates:
+        problems.append(ConfigProblem(file, path, f"duplicate key {key!r} on line {line} (first on line {first});"
+                                                  " YAML would silently keep only the last one"))  # fmt: skip
+    return data
+
+
 def _read_yaml(path: Path, problems: list[ConfigProblem]) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _load_yaml(path.read_text(encoding="utf-8"), path.name, problems)
     except FileNotFoundError:
         problems.append(ConfigProblem(path.name, "-", f"file not found: {path} (set MOZART_CONFIG_DIR?)"))
         return {}

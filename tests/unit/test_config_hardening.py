@@ -1,0 +1,89 @@
+"""Config hardening: duplicate keys, strict enumerated keys, column names, no interpolated value in a
+message, shell-style ``${VAR:-x}`` / ``${VAR-x}`` and a data folder whose name needs URL quoting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mozart_luigi.config import load_config
+from mozart_luigi.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+TABLES = """
+tables:
+  orders: {mode: incremental, cursor: updated_at, primary_key: [order_id]}
+  customers: {mode: full}
+"""
+SQLITE = "{kind: sqlite, path: /tmp/x.sqlite}"
+
+
+def write(tmp_path: Path, tenants: str, tables: str = TABLES) -> Path:
+    (tmp_path / "tenants.yaml").write_text(tenants, encoding="utf-8")
+    (tmp_path / "tables.yaml").write_text(tables, encoding="utf-8")
+    return tmp_path
+
+
+def problems(tmp_path: Path, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env=env or {})
+    return [str(p) for p in info.value.problems]
+
+
+# ------------------------------------------------------------------------------------ duplicate keys
+
+
+def test_duplicate_keys_at_every_level_are_reported_with_file_line_and_key(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        """tenants:
+  acme:
+    source:
+      kind: postgresql
+      host: db
+      port: 5432
+      database: acme
+      user: r
+      port: 6543
+    max_connections: 2
+  acme:
+    source: {kind: sqlite, path: /tmp/a.sqlite}
+defaults: {max_connections: 1}
+defaults: {max_connections: 4}
+""",
+        """tables:
+  orders: {mode: full, mode: incremental, cursor: updated_at}
+  customers: {mode: full, colums: [a]}
+""",
+    )
+    found = problems(tmp_path)
+    assert "tenants.yaml: tenants.acme.source.port: duplicate key 'port' on line 9 (first on line 6)" in (
+        " | ".join(found)
+    ), found
+    expected = [
+        "tenants.yaml: tenants.acme: duplicate key 'acme' on line 11 (first on line 2)",
+        "tenants.yaml: defaults: duplicate key 'defaults' on line 14 (first on line 13)",
+        "tables.yaml: tables.orders.mode: duplicate key 'mode' on line 2 (first on line 2)",
+    ]
+    for text in expected:
+        assert any(p.startswith(text) for p in found), (text, found)
+    # reported together with the other problems of the files, not instead of them
+    assert any(p.startswith("tables.yaml: tables.customers.colums: unknown key") for p in found), found
+
+
+def test_a_yaml_merge_key_override_is_not_a_duplicate(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        """
+tenants:
+  north:
+    source: &base {kind: sqlite, path: /tmp/north.sqlite}
+  south:
+    source: {<<: *base, path: /tmp/south.sqlite}
+""",
+    )
+    config = load_config(tmp_path, env={})
+    assert config.tenant("south").source.path == "/tmp/south.sqlite"
+    assert config.tenant("north").source.path == "/tmp/north.sqlite"
