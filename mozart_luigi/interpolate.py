@@ -1,4 +1,16 @@
-"""``${VAR}`` / ``${VAR:default}`` interpolation over a parsed YAML tree, collecting every problem."""
+"""Environment interpolation over a parsed YAML tree, collecting every problem.
+
+| syntax | VAR unset | VAR set but empty | VAR set |
+|---|---|---|---|
+| ``${VAR}`` | a problem | ``""`` | its value |
+| ``${VAR:-default}`` (shell) | ``default`` | ``default`` | its value |
+| ``${VAR-default}`` (shell) | ``default`` | ``""`` | its value |
+| ``${VAR:default}`` | ``default`` | ``""`` | its value |
+
+``$$`` is a literal ``$``. A default may be empty and may contain ``-`` and ``:`` but not ``}``; the operator is
+the first one after the name, so ``${VAR:-x}`` is the shell's "unset or empty" form (a default of ``-x`` cannot
+be written with the ``:`` form). Only strings are interpolated, never keys.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +22,8 @@ from typing import Any
 
 from mozart_luigi.errors import ConfigProblem
 
-# $$ escapes a literal dollar; ${NAME} requires NAME; ${NAME:default} falls back (default may be empty).
-_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+# $$ escapes a literal dollar; ${NAME} requires NAME; ${NAME:-d} / ${NAME-d} / ${NAME:d} fall back (see above).
+_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|-|:)([^}]*))?\}")
 
 
 def interpolate(
@@ -38,14 +50,23 @@ def _interpolate_str(
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        problems.append(
-            ConfigProblem(file, path, f"env var {name} is not set (set it in the environment or in .env)")
-        )
-        return ""
+        name, operator, default = match.groups()
+        value = _lookup(env, name, operator, default)
+        if value is None:
+            problems.append(
+                ConfigProblem(file, path, f"env var {name} is not set (set it in the environment or in .env)")
+            )
+            return ""
+        return value
 
     return _PATTERN.sub(replace, text)
+
+
+def _lookup(env: Mapping[str, str], name: str, operator: str | None, default: str | None) -> str | None:
+    """The value of one reference; None when ``${NAME}`` has no value (a problem for the caller)."""
+    value = env.get(name)
+    if value is None:
+        return default  # None for ${NAME}: no operator, no default
+    if value == "" and operator == ":-":
+        return default
+    return value

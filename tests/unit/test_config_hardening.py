@@ -87,3 +87,34 @@ tenants:
     config = load_config(tmp_path, env={})
     assert config.tenant("south").source.path == "/tmp/south.sqlite"
     assert config.tenant("north").source.path == "/tmp/north.sqlite"
+
+
+# --------------------------------------------------------------------------------- ${VAR:-default}
+
+
+@pytest.mark.parametrize(("text", "env", "expected"), [
+    ("${V:-dflt}", {}, "dflt"), ("${V:-dflt}", {"V": ""}, "dflt"), ("${V:-dflt}", {"V": "set"}, "set"),
+    ("${V-dflt}", {}, "dflt"), ("${V-dflt}", {"V": ""}, ""), ("${V-dflt}", {"V": "set"}, "set"),
+    ("${V:dflt}", {}, "dflt"), ("${V:dflt}", {"V": ""}, ""), ("${V:dflt}", {"V": "set"}, "set"),
+    ("${V:-}", {}, ""), ("${V-}", {}, ""), ("${V:}", {}, ""), ("${V:-a-b:c}", {}, "a-b:c"),
+    ("x${V}y", {"V": ""}, "xy"), ("$${V:-d}", {}, "${V:-d}"),
+])  # fmt: skip
+def test_shell_style_defaults(text: str, env: dict[str, str], expected: str) -> None:
+    from mozart_luigi.interpolate import interpolate
+
+    found: list = []
+    assert interpolate(text, env, file="tenants.yaml", path="k", problems=found) == expected
+    assert found == []
+
+
+def test_shell_style_default_in_tenants_yaml(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        """
+tenants:
+  acme:
+    source: {kind: postgresql, host: "${DB_HOST:-localhost}", port: "${DB_PORT-5432}", database: acme, user: r}
+""",
+    )
+    source = load_config(tmp_path, env={"DB_HOST": ""}).tenant("acme").source
+    assert (source.host, source.port) == ("localhost", 5432)
