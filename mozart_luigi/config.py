@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from mozart_luigi.errors import ConfigError, ConfigProblem
-from mozart_luigi.interpolate import interpolate
+from mozart_luigi.interpolate import interpolate, shown
 from mozart_luigi.secrets import Secret
 from mozart_luigi.settings import Settings
 
@@ -287,6 +287,7 @@ def _unknown_keys(raw: Mapping[str, Any], allowed: set[str], file: str, path: st
 
 
 def _str_list(value: Any, file: str, path: str, problems: list[ConfigProblem]) -> tuple[str, ...]:
+    """The strings as parsed (an interpolated one keeps its ``${VAR}`` text for messages; ``str()`` it to store)."""
     if value is None:
         return ()
     if isinstance(value, str):
@@ -297,13 +298,18 @@ def _str_list(value: Any, file: str, path: str, problems: list[ConfigProblem]) -
     return ()
 
 
+def _text(value: Any) -> str | None:
+    """A plain ``str`` (never :class:`~mozart_luigi.interpolate.Interpolated`) for a config object, or None."""
+    return str(value) if value not in (None, "") else None
+
+
 def _int(value: Any, file: str, path: str, problems: list[ConfigProblem], *, default: int | None) -> int | None:
     if value is None or value == "":
         return default
     try:
         out = int(value)
     except (TypeError, ValueError):
-        problems.append(ConfigProblem(file, path, f"must be an integer, got {value!r}"))
+        problems.append(ConfigProblem(file, path, f"must be an integer, got {shown(value)}"))
         return default
     if out <= 0:
         problems.append(ConfigProblem(file, path, f"must be positive, got {out}"))
@@ -340,7 +346,7 @@ def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableCon
     mode = body.get("mode", "full")
     cursor = body.get("cursor")
     if mode not in MODES:
-        problems.append(ConfigProblem("tables.yaml", f"{path}.mode", f"must be one of {MODES}, got {mode!r}"))
+        problems.append(ConfigProblem("tables.yaml", f"{path}.mode", f"must be one of {MODES}, got {shown(mode)}"))
     if mode == "incremental" and not cursor:
         problems.append(ConfigProblem("tables.yaml", f"{path}.cursor", "incremental mode needs a cursor column"))
     include = _str_list(body.get("include"), "tables.yaml", f"{path}.include", problems)
@@ -350,12 +356,13 @@ def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableCon
     return TableConfig(
         name=normalise_name(key),
         source_name=str(body.get("source_name") or key),
-        source_schema=body.get("source_schema") or None,
-        mode=mode,
-        cursor=cursor or None,
-        primary_key=_str_list(body.get("primary_key"), "tables.yaml", f"{path}.primary_key", problems),
-        include=include,
-        exclude=exclude,
+        source_schema=_text(body.get("source_schema")),
+        mode=str(mode),
+        cursor=_text(cursor),
+        primary_key=tuple(map(str, _str_list(body.get("primary_key"), "tables.yaml", f"{path}.primary_key",
+                                             problems))),  # fmt: skip
+        include=tuple(map(str, include)),
+        exclude=tuple(map(str, exclude)),
     )
 
 
@@ -410,7 +417,7 @@ def _parse_tenant(tenant_id: str, body: Any, tables: dict[str, TableConfig],
         norm = normalise_name(name)
         if norm not in tables:
             problems.append(ConfigProblem("tenants.yaml", f"{path}.tables",
-                                          f"table {name!r} is not defined in tables.yaml"))
+                                          f"table {shown(name)} is not defined in tables.yaml"))
         else:
             resolved.append(norm)
     max_conn = _int(body.get("max_connections"), "tenants.yaml", f"{path}.max_connections", problems, default=2)
@@ -418,7 +425,7 @@ def _parse_tenant(tenant_id: str, body: Any, tables: dict[str, TableConfig],
     if id_problem or source is None:
         return None
     return TenantConfig(id=tenant_id, source=source, tables=tuple(resolved), max_connections=max_conn or 2,
-                        profiles=profiles)  # fmt: skip
+                        profiles=tuple(map(str, profiles)))  # fmt: skip
 
 
 def _parse_source(body: Any, path: str, problems: list[ConfigProblem]) -> SourceConfig | None:
@@ -429,7 +436,7 @@ def _parse_source(body: Any, path: str, problems: list[ConfigProblem]) -> Source
     kind = SOURCE_KINDS.get(str(body.get("kind", "")).lower())
     if kind is None:
         problems.append(ConfigProblem("tenants.yaml", f"{path}.kind",
-                                      f"must be one of {sorted(SOURCE_KINDS)}, got {body.get('kind')!r}"))
+                                      f"must be one of {sorted(SOURCE_KINDS)}, got {shown(body.get('kind'))}"))
         return None
     has_url = bool(body.get("url"))
     if kind == "sqlite" and not (has_url or body.get("path")):
@@ -444,15 +451,15 @@ def _parse_source(body: Any, path: str, problems: list[ConfigProblem]) -> Source
     password = body.get("password")
     return SourceConfig(
         kind=kind,
-        host=body.get("host") or None,
+        host=_text(body.get("host")),
         port=_int(body.get("port"), "tenants.yaml", f"{path}.port", problems, default=None),
-        database=body.get("database") or None,
-        user=body.get("user") or None,
+        database=_text(body.get("database")),
+        user=_text(body.get("user")),
         password=Secret(str(password)) if password not in (None, "") else None,
         url=Secret(str(body["url"])) if has_url else None,
-        schema=body.get("schema") or None,
-        path=body.get("path") or None,
-        service_name=body.get("service_name") or None,
+        schema=_text(body.get("schema")),
+        path=_text(body.get("path")),
+        service_name=_text(body.get("service_name")),
         query=tuple(sorted((str(k), str(v)) for k, v in query.items())) if isinstance(query, dict) else (),
         connect_timeout=_int(body.get("connect_timeout"), "tenants.yaml", f"{path}.connect_timeout", problems,
                              default=10) or 10,
@@ -468,5 +475,5 @@ def _flag(value: Any, file: str, path: str, problems: list[ConfigProblem], *, de
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    problems.append(ConfigProblem(file, path, f"must be true or false, got {value!r}"))
+    problems.append(ConfigProblem(file, path, f"must be true or false, got {shown(value)}"))
     return default

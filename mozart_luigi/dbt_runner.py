@@ -6,6 +6,12 @@ gets its own ``--target-path`` and ``--log-path`` under ``{data_dir}/dbt/{tenant
 on the command line: ``dbt/profiles.yml`` reads connection settings through ``env_var()``, and the
 environment is passed through with the values of :class:`~mozart_luigi.settings.Settings` exported.
 
+dbt starts in a new session (its own process group), so that a timeout or an interrupted worker stops dbt
+and anything dbt started with one ``killpg``, and a terminal's Ctrl-C reaches the worker, which stops dbt
+itself. A new session also escapes the worker's own group, so dbt is started through
+:func:`mozart_luigi.children.popen`: the kernel kills it when the worker dies, even by SIGKILL, instead of
+leaving it running with the DuckDB file locked.
+
 Failure semantics: :func:`run_dbt` returns a :class:`DbtRunResult` only when every node succeeded (``warn``
 counts as success); otherwise it raises :class:`DbtFailure` (a ``TransformError``) naming the tenant and
 each failed model or test with dbt's message, or, when dbt stopped before running nodes (compile error,
@@ -48,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mozart_luigi import children
 from mozart_luigi.config import TableConfig, validate_tenant_id
 from mozart_luigi.errors import TransformError
 from mozart_luigi.settings import Settings
@@ -384,8 +391,9 @@ def _stream(call: _Invocation, on_progress: ProgressCallback | None,
     """Run dbt, log its lines, feed progress; return (exit code, last lines, timed out)."""
     tracker = ProgressTracker()
     tail: deque[str] = deque(maxlen=60)
-    with subprocess.Popen(call.argv, env=call.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1, start_new_session=True) as proc:  # fmt: skip
+    # this thread waits for dbt until it exits: the parent-death signal follows the spawning thread
+    with children.popen(call.argv, env=call.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        text=True, bufsize=1, start_new_session=True) as proc:  # fmt: skip
         timer = _Watchdog(proc, timeout)
         try:
             assert proc.stdout is not None

@@ -11,12 +11,14 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConfigProblem",
+    "ExtractBrokenError",
     "LoadError",
     "MozartError",
     "SchemaDriftError",
     "SourceError",
     "SourceUnavailableError",
     "StorageError",
+    "StorageUnavailableError",
     "TransformError",
     "TypeMappingError",
     "VerificationError",
@@ -86,8 +88,29 @@ class StorageError(MozartError):
     """The lake (S3 or local folder) failed."""
 
 
+class StorageUnavailableError(StorageError):
+    """The object store answered 5xx, throttled, or could not be reached; retried with backoff."""
+
+    retryable = True
+
+
 class VerificationError(MozartError):
     """Counts did not match: rows written vs counted, or loaded vs the manifest. Nothing was published."""
+
+
+class ExtractBrokenError(VerificationError):
+    """A published extract cannot be loaded as it is: its manifest is unreadable or disagrees with its
+    parts (a part missing, truncated, replaced, misnamed, or from another date), or its frozen schema is
+    refused by the warehouse. The load moves the manifest aside (the extract becomes incomplete), so the
+    next run extracts the day again; nothing was committed."""
+
+    def __init__(self, message: str, *, tenant: str | None = None, table: str | None = None,
+                 date: object = None, file: str | None = None) -> None:  # fmt: skip
+        self.date = date
+        self.file = file
+        where = [f"date {date}"] if date is not None else []
+        where += [f"file '{file}'"] if file else []
+        super().__init__((", ".join(where) + ": " if where else "") + message, tenant=tenant, table=table)
 
 
 class LoadError(MozartError):

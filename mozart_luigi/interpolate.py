@@ -10,11 +10,14 @@
 ``$$`` is a literal ``$``. A default may be empty and may contain ``-`` and ``:`` but not ``}``; the operator is
 the first one after the name, so ``${VAR:-x}`` is the shell's "unset or empty" form (a default of ``-x`` cannot
 be written with the ``:`` form). Only strings are interpolated, never keys.
+
+A string with a reference comes back as :class:`Interpolated`, which remembers the text as written: problem
+messages quote that text through :func:`shown` (``got '${DB_PASSWORD}'``), never the value, which may be a secret.
 """
 
 from __future__ import annotations
 
-__all__ = ["interpolate"]
+__all__ = ["Interpolated", "interpolate", "shown"]
 
 import re
 from collections.abc import Mapping
@@ -24,6 +27,34 @@ from mozart_luigi.errors import ConfigProblem
 
 # $$ escapes a literal dollar; ${NAME} requires NAME; ${NAME:-d} / ${NAME-d} / ${NAME:d} fall back (see above).
 _PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|-|:)([^}]*))?\}")
+
+
+class Interpolated(str):
+    """A string that ``${VAR}`` references produced; ``raw`` is its text as written in the file.
+
+    ``repr`` shows ``raw`` too. Config objects store plain ``str(value)``: the marker only lives while the files
+    are validated.
+    """
+
+    raw: str
+
+    def __new__(cls, value: str, raw: str) -> Interpolated:
+        out = super().__new__(cls, value)
+        out.raw = raw
+        return out
+
+    def __repr__(self) -> str:
+        return repr(self.raw)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Interpolated, (str(self), self.raw))
+
+
+def shown(value: object) -> str:
+    """How a problem message quotes a config value: an interpolated one by its ``${VAR}`` text, never its value."""
+    if isinstance(value, Interpolated):
+        return f"{value.raw!r} (value hidden)"
+    return repr(value)
 
 
 def interpolate(
@@ -59,7 +90,9 @@ def _interpolate_str(
             return ""
         return value
 
-    return _PATTERN.sub(replace, text)
+    out = _PATTERN.sub(replace, text)
+    referenced = any(match.group(1) for match in _PATTERN.finditer(text))
+    return Interpolated(out, text) if referenced else out
 
 
 def _lookup(env: Mapping[str, str], name: str, operator: str | None, default: str | None) -> str | None:

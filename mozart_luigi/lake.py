@@ -7,19 +7,25 @@ from __future__ import annotations
 
 __all__ = ["Lake", "LakeFileTarget", "ManifestTarget"]
 
+import contextlib
 import datetime as dt
 import logging
+import os
 import uuid
 from functools import cached_property
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import luigi
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from mozart_luigi.errors import StorageError
-from mozart_luigi.manifest import MANIFEST_NAME, Manifest
+from mozart_luigi.errors import ExtractBrokenError, StorageError
+from mozart_luigi.manifest import MANIFEST_NAME, Manifest, ManifestFormatError
 from mozart_luigi.settings import Settings
+
+if TYPE_CHECKING:
+    from mozart_luigi.objectstore import S3Objects
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,29 @@ class Lake:
             connect_timeout=10,
         )
 
+    @cached_property
+    def objects(self) -> S3Objects:
+        """ETags, conditional copies and PUTs (S3 lakes only)."""
+        from mozart_luigi.objectstore import S3Objects
+
+        return S3Objects(self._settings)
+
+    def etag(self, url: str, size: int | None = None) -> str:
+        """The S3 ETag of an object just written (checked against ``size`` when given)."""
+        info = self.objects.head(url)
+        if info is None or (size is not None and info.size != size):
+            found = "nothing" if info is None else f"{info.size} bytes"
+            raise StorageError(f"{url}: expected {size} bytes after writing it, found {found}")
+        return info.etag
+
+    def size(self, url: str) -> int | None:
+        """Size in bytes of a file, or None when there is no such file."""
+        try:
+            info = self.filesystem.get_file_info(self.fs_path(url))
+        except OSError as exc:
+            raise StorageError(f"cannot check {url}: {exc}") from exc
+        return info.size if info.type == pafs.FileType.File else None
+
     def exists(self, url: str) -> bool:
         try:
             return self.filesystem.get_file_info(self.fs_path(url)).type == pafs.FileType.File
@@ -101,6 +130,41 @@ class Lake:
                 self.filesystem.move(target, path)
         except OSError as exc:
             raise StorageError(f"cannot write {url}: {exc}") from exc
+
+    def write_text_once(self, url: str, text: str) -> bool:
+        """Publish a small file only if none exists (S3 ``If-None-Match: *``; locally a hard link, which
+        fails when the name is taken). Returns False, writing nothing, when the file already exists."""
+        if self.scheme == "s3":
+            return self.objects.put(url, text.encode("utf-8"), if_absent=True)
+        path = self.fs_path(url)
+        temp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(temp, "wb") as out:
+                out.write(text.encode("utf-8"))
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return False
+            return True
+        except OSError as exc:
+            raise StorageError(f"cannot write {url}: {exc}") from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+
+    def move_aside(self, url: str, suffix: str) -> str:
+        """Rename a file to ``{url}.{suffix}`` (kept for inspection); returns the new URL."""
+        target = f"{url}.{suffix}"
+        try:
+            self.filesystem.move(self.fs_path(url), self.fs_path(target))
+        except FileNotFoundError:
+            return target
+        except OSError as exc:
+            raise StorageError(f"cannot move {url} aside: {exc}") from exc
+        return target
 
     def open_output(self, url: str) -> pa.NativeFile:
         path = self.fs_path(url)
@@ -136,12 +200,34 @@ class Lake:
 
     # ------------------------------------------------------------------------------------- manifests
     def manifest_target(self, tenant: str, table: str, date: dt.date) -> ManifestTarget:
-        return ManifestTarget(self, self.manifest_url(tenant, table, date))
+        return ManifestTarget(self, self.manifest_url(tenant, table, date), tenant=tenant, table=table, date=date)
 
     def read_manifest(self, tenant: str, table: str, date: dt.date) -> Manifest:
-        return Manifest.from_json(self.read_text(self.manifest_url(tenant, table, date)))
+        """The manifest, checked: unreadable JSON, a wrong shape or another slice's manifest raise
+        :class:`ExtractBrokenError` naming the file, tenant, table and date."""
+        url = self.manifest_url(tenant, table, date)
+        try:
+            manifest = Manifest.from_json(self.read_text(url))
+        except ManifestFormatError as exc:
+            raise ExtractBrokenError(f"manifest is unreadable: {exc}", tenant=tenant, table=table, date=date,
+                                     file=url) from None  # fmt: skip
+        found = (manifest.tenant, manifest.table, manifest.date)
+        if found != (tenant, table, date):
+            raise ExtractBrokenError(f"manifest describes {found}, not this slice", tenant=tenant, table=table,
+                                     date=date, file=url)  # fmt: skip
+        return manifest
+
+    def publish_manifest(self, manifest: Manifest) -> bool:
+        """Publish once: False (nothing written) when the day already has a manifest."""
+        for part in manifest.files:  # published only if its parts exist (a straggler's may have been removed)
+            url = f"{self.date_url(manifest.tenant, manifest.table, manifest.date)}/{part.name}"
+            if self.size(url) != part.bytes:
+                raise StorageError(f"{url} vanished or changed before the manifest was published")
+        return self.write_text_once(self.manifest_url(manifest.tenant, manifest.table, manifest.date),
+                                    manifest.to_json())  # fmt: skip
 
     def write_manifest(self, manifest: Manifest) -> None:
+        """Write (or replace) a manifest unconditionally (tests and tools; the extract publishes once)."""
         self.write_text_atomic(self.manifest_url(manifest.tenant, manifest.table, manifest.date),
                                manifest.to_json())  # fmt: skip
 
@@ -164,5 +250,9 @@ class LakeFileTarget(luigi.Target):
 class ManifestTarget(LakeFileTarget):
     """The ``_SUCCESS`` manifest of one extract; exists only once every part was written."""
 
+    def __init__(self, lake: Lake, url: str, *, tenant: str, table: str, date: dt.date) -> None:
+        super().__init__(lake, url)
+        self.tenant, self.table, self.date = tenant, table, date
+
     def read(self) -> Manifest:
-        return Manifest.from_json(self.lake.read_text(self.url))
+        return self.lake.read_manifest(self.tenant, self.table, self.date)

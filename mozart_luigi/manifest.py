@@ -1,29 +1,51 @@
 """The ``_SUCCESS`` manifest: written last, after every part; its presence means the extract is whole.
 
 Layout: ``{lake}/{tenant}/{table}/{YYYY-MM-DD}/part-{run_id}-{n:05d}.parquet`` ... then ``_SUCCESS`` (JSON).
+
+Each part is listed with its rows, its size in bytes, the SHA-256 of its content (computed while it was
+written) and, on S3, the ETag the store gave it. A load verifies all of them before it commits anything.
+:meth:`Manifest.from_json` checks the shape of what it reads and raises :class:`ManifestFormatError` (a
+``ValueError``) naming the field at fault: a manifest is input, not truth.
 """
 
 from __future__ import annotations
 
-__all__ = ["MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "PartFile"]
+__all__ = ["MANIFEST_NAME", "MANIFEST_VERSION", "RUN_ID_RE", "Manifest", "ManifestFormatError", "PartFile", "new_run_id"]
 
 import base64
 import datetime as dt
 import json
+import re
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 MANIFEST_NAME = "_SUCCESS"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """``YYYYMMDDTHHMMSS-xxxxxxxx`` (UTC + 32 random bits): names one extract attempt's parts."""
+    return f"{(now or dt.datetime.now(dt.UTC)):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+class ManifestFormatError(ValueError):
+    """The manifest is not valid JSON of the expected shape (the message names the field)."""
 
 
 @dataclass(frozen=True)
 class PartFile:
+    """One Parquet part: ``sha256`` of its bytes; ``etag`` as the S3 store reported it (None locally)."""
+
     name: str
     rows: int
     bytes: int
+    sha256: str = ""
+    etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,27 +96,76 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
-        body = json.loads(text)
-        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(body["arrow_schema_ipc"])))
+        """Parse and shape-check; any defect raises :class:`ManifestFormatError` naming the field."""
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise ManifestFormatError(f"not valid JSON ({exc})") from None
+        if not isinstance(body, dict):
+            raise ManifestFormatError("not a JSON object")
+        try:
+            return cls._from_body(body)
+        except ManifestFormatError:
+            raise
+        except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
+            raise ManifestFormatError(f"field {exc} is missing or malformed ({type(exc).__name__})") from None
+
+    @classmethod
+    def _from_body(cls, body: dict[str, Any]) -> Manifest:
+        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(body["arrow_schema_ipc"], validate=True)))
         window = body.get("window") or {}
         return cls(
-            tenant=body["tenant"],
-            table=body["table"],
-            date=dt.date.fromisoformat(body["date"]),
-            mode=body["mode"],
-            row_count=int(body["row_count"]),
-            source_count=int(body["source_count"]),
-            files=tuple(PartFile(**f) for f in body["files"]),
+            tenant=_str(body, "tenant"),
+            table=_str(body, "table"),
+            date=dt.date.fromisoformat(_str(body, "date")),
+            mode=_str(body, "mode"),
+            row_count=_count(body, "row_count"),
+            source_count=_count(body, "source_count"),
+            files=tuple(_part(f) for f in _list(body, "files")),
             schema=schema,
-            extracted_at=dt.datetime.fromisoformat(body["extracted_at"]),
-            run_id=body["run_id"],
+            extracted_at=dt.datetime.fromisoformat(_str(body, "extracted_at")),
+            run_id=_str(body, "run_id"),
             window_start=_dt_or_none(window.get("start")),
             window_end=_dt_or_none(window.get("end")),
-            source=body.get("source", ""),
-            source_table=body.get("source_table", ""),
+            source=str(body.get("source", "")),
+            source_table=str(body.get("source_table", "")),
             zero_dates_nulled=int(body.get("zero_dates_nulled", 0)),
-            details=body.get("details") or {},
+            details=body.get("details") if isinstance(body.get("details"), dict) else {},
         )
+
+
+def _str(body: dict[str, Any], key: str) -> str:
+    value = body[key]
+    if not isinstance(value, str):
+        raise ManifestFormatError(f"field {key!r} must be a string")
+    return value
+
+
+def _count(body: dict[str, Any], key: str) -> int:
+    value = body[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ManifestFormatError(f"field {key!r} must be a whole number >= 0")
+    return value
+
+
+def _list(body: dict[str, Any], key: str) -> list[Any]:
+    value = body[key]
+    if not isinstance(value, list):
+        raise ManifestFormatError(f"field {key!r} must be a list")
+    return value
+
+
+def _part(entry: Any) -> PartFile:
+    if not isinstance(entry, dict) or set(entry) - {"name", "rows", "bytes", "sha256", "etag"}:
+        raise ManifestFormatError(f"files entry {entry!r:.200} must be an object of name, rows, bytes, sha256, etag")
+    sha = entry.get("sha256", "")
+    etag = entry.get("etag")
+    if not isinstance(sha, str) or (sha and not _SHA256_RE.match(sha)):
+        raise ManifestFormatError(f"files entry {entry.get('name')!r:.200}: sha256 must be 64 hex digits")
+    if etag is not None and not isinstance(etag, str):
+        raise ManifestFormatError(f"files entry {entry.get('name')!r:.200}: etag must be a string")
+    return PartFile(name=_str(entry, "name"), rows=_count(entry, "rows"), bytes=_count(entry, "bytes"),
+                    sha256=sha, etag=etag)  # fmt: skip
 
 
 def _dt_or_none(value: str | None) -> dt.datetime | None:

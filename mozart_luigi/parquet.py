@@ -1,5 +1,10 @@
 """Streaming Parquet parts on the lake: ``part-{run_id}-{n:05d}.parquet``, rotated every ``part_rows`` rows.
 
+Parts are **Iceberg-ready**: after the source columns each one carries ``_mozart_date`` (the run date, the
+table's identity partition) and ``_mozart_extracted_at`` (UTC, the same instant for every row of the run),
+so the load registers the files as they are, without decoding a row. For each part the writer records its
+size, the SHA-256 of its bytes (hashed as they are written) and, on S3, the ETag the store gives it.
+
 Memory is bounded by one batch: each batch is written as it arrives. A part becomes visible on S3 only when it
 is closed (multipart upload); a local part is written in place. Either way a part without a ``_SUCCESS``
 manifest is garbage from a failed attempt, removed by the next attempt before it writes.
@@ -11,13 +16,16 @@ no manifest yet; see ``ExtractTable``). Unset in production, it costs one dictio
 
 from __future__ import annotations
 
-__all__ = ["CRASH_ENV", "PartWriter", "crash_point", "part_name"]
+__all__ = ["CRASH_ENV", "PIPELINE_FIELDS", "PartWriter", "crash_point", "part_name", "pipeline_columns"]
 
+import datetime as dt
+import hashlib
 import logging
 import os
 import signal
 from types import TracebackType
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -40,10 +48,55 @@ def part_name(run_id: str, n: int) -> str:
     return f"part-{run_id}-{n:05d}.parquet"
 
 
+PIPELINE_FIELDS = (
+    pa.field("_mozart_date", pa.date32()),
+    pa.field("_mozart_extracted_at", pa.timestamp("us", tz="UTC")),
+)
+
+
+def pipeline_columns(rows: int, date: dt.date, extracted_at: dt.datetime) -> list[pa.Array]:
+    """The two constant pipeline columns for ``rows`` rows (built from numpy, no per-row Python)."""
+    days = (date - dt.date(1970, 1, 1)).days
+    instant = extracted_at if extracted_at.tzinfo else extracted_at.replace(tzinfo=dt.UTC)
+    micros = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    return [pa.array(np.full(rows, days, dtype=np.int32)).view(PIPELINE_FIELDS[0].type),
+            pa.array(np.full(rows, micros, dtype=np.int64)).view(PIPELINE_FIELDS[1].type)]  # fmt: skip
+
+
+class _HashingSink:
+    """A write-only file object: forwards to ``stream`` and hashes every byte (SHA-256) on the way."""
+
+    def __init__(self, stream: pa.NativeFile) -> None:
+        self._stream = stream
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.sha256.update(data)
+        self._stream.write(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        return None
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
 class PartWriter:
     """Write batches with one schema into rotating parts; :meth:`close` returns the parts written.
 
-    Zero batches still give one typed zero-row part, so an empty table is a valid, complete extract.
+    ``schema`` is the source schema; each part's schema is it plus :data:`PIPELINE_FIELDS`, filled with
+    ``date`` and ``extracted_at``. Zero batches still give one typed zero-row part, so an empty table is a
+    valid, complete extract.
     """
 
     def __init__(
@@ -53,6 +106,8 @@ class PartWriter:
         run_id: str,
         schema: pa.Schema,
         *,
+        date: dt.date,
+        extracted_at: dt.datetime,
         compression: str = "zstd",
         part_rows: int = 1_000_000,
     ) -> None:
@@ -60,10 +115,14 @@ class PartWriter:
         self._dir_url = dir_url
         self._run_id = run_id
         self._schema = schema
+        self._file_schema = pa.schema([*schema, *PIPELINE_FIELDS], metadata=schema.metadata)
+        self._date = date
+        self._extracted_at = extracted_at
         self._compression = compression
         self._part_rows = part_rows
         self._files: list[PartFile] = []
         self._stream: pa.NativeFile | None = None
+        self._sink: _HashingSink | None = None
         self._writer: pq.ParquetWriter | None = None
         self._rows_in_part = 0
 
@@ -89,6 +148,11 @@ class PartWriter:
             if self._rows_in_part >= self._part_rows:
                 self._close_part()
 
+    def rotate(self) -> None:
+        """Close the current part now (the next batch starts a new one)."""
+        if self._writer is not None:
+            self._close_part()
+
     def close(self) -> tuple[PartFile, ...]:
         if self._writer is None and not self._files:
             self._open()  # empty table: one typed zero-row part
@@ -104,7 +168,7 @@ class PartWriter:
                     closable.close()
                 except (OSError, pa.ArrowException) as exc:
                     log.debug("closing an aborted part failed: %s", exc)
-        self._writer = self._stream = None
+        self._writer = self._stream = self._sink = None
 
     def __enter__(self) -> PartWriter:
         return self
@@ -123,9 +187,10 @@ class PartWriter:
         url = self._url()
         try:
             self._stream = self._lake.open_output(url)
+            self._sink = _HashingSink(self._stream)
             self._writer = pq.ParquetWriter(
-                self._stream,
-                self._schema,
+                self._sink,
+                self._file_schema,
                 compression=self._compression,
                 use_dictionary=True,
                 # a column whose dictionary passes 64 KiB (ids, timestamps, free text) falls back to plain
@@ -140,21 +205,24 @@ class PartWriter:
 
     def _write(self, batch: pa.RecordBatch) -> None:
         assert self._writer is not None  # noqa: S101
+        columns = [*batch.columns, *pipeline_columns(batch.num_rows, self._date, self._extracted_at)]
         try:
-            self._writer.write_batch(batch)
+            self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self._file_schema))
         except (OSError, pa.ArrowException) as exc:
             raise StorageError(f"cannot write {self._url()}: {exc}") from exc
         self._rows_in_part += batch.num_rows
 
     def _close_part(self) -> None:
-        assert self._writer is not None and self._stream is not None  # noqa: S101
+        assert self._writer is not None and self._stream is not None and self._sink is not None  # noqa: S101
         url = self._url()
         try:
             self._writer.close()
-            size = self._stream.tell()
             self._stream.close()
         except (OSError, pa.ArrowException) as exc:
             raise StorageError(f"cannot finish {url}: {exc}") from exc
-        self._files.append(PartFile(name=url.rsplit("/", 1)[1], rows=self._rows_in_part, bytes=size))
-        self._writer = self._stream = None
+        size, digest = self._sink.size, self._sink.sha256.hexdigest()
+        etag = self._lake.etag(url, size) if self._lake.scheme == "s3" else None
+        self._files.append(PartFile(name=url.rsplit("/", 1)[1], rows=self._rows_in_part, bytes=size,
+                                    sha256=digest, etag=etag))  # fmt: skip
+        self._writer = self._stream = self._sink = None
         self._rows_in_part = 0

@@ -6,7 +6,10 @@
 | MOZART_DATA_DIR | ./.mozart | local profile: lake, DuckDB file, demo sources, reports |
 | MOZART_LAKE_URL | file://{data}/lake/raw or s3://raw | where raw Parquet lands |
 | MOZART_S3_ENDPOINT_URL / _ACCESS_KEY / _SECRET_KEY / _REGION | - / - / - / us-east-1 | S3-compatible store |
-| MOZART_TRINO_HOST / _PORT / _USER / _CATALOG / _RAW_CATALOG | 127.0.0.1 / 8080 / mozart / iceberg / raw | Trino |
+| MOZART_TRINO_HOST / _PORT / _USER / _CATALOG | 127.0.0.1 / 8080 / mozart / iceberg | Trino (dbt, status, maintenance) |
+| MOZART_ICEBERG_REST_URI | http://127.0.0.1:8181 | the Iceberg REST catalog Trino's ``iceberg`` catalog uses (loads commit there) |
+| MOZART_ICEBERG_REST_TOKEN / _WAREHOUSE | - / - | bearer token and warehouse name for that catalog, when it needs them |
+| MOZART_MARKERS_URL | {lake}/_mozart/markers | completion markers (profile ``stack``: one small object per task) |
 | MOZART_DUCKDB_PATH | {data}/warehouse.duckdb | local warehouse |
 | MOZART_BATCH_ROWS | 50000 | rows per fetched batch (memory is bounded by this) |
 | MOZART_PART_ROWS | 1000000 | rows per Parquet part before rotation |
@@ -43,6 +46,10 @@ class Settings:
     trino_user: str = "mozart"
     trino_catalog: str = "iceberg"
     trino_raw_catalog: str = "raw"
+    iceberg_rest_uri: str = "http://127.0.0.1:8181"
+    iceberg_rest_token: Secret | None = field(default=None, repr=False)
+    iceberg_warehouse: str | None = None
+    markers_url: str = ""
     duckdb_path: Path = Path(".mozart/warehouse.duckdb")
     batch_rows: int = 50_000
     part_rows: int = 1_000_000
@@ -73,6 +80,10 @@ class Settings:
             trino_user=env.get("MOZART_TRINO_USER") or "mozart",
             trino_catalog=env.get("MOZART_TRINO_CATALOG") or "iceberg",
             trino_raw_catalog=env.get("MOZART_TRINO_RAW_CATALOG") or "raw",
+            iceberg_rest_uri=env.get("MOZART_ICEBERG_REST_URI") or "http://127.0.0.1:8181",
+            iceberg_rest_token=Secret(token) if (token := env.get("MOZART_ICEBERG_REST_TOKEN")) else None,
+            iceberg_warehouse=env.get("MOZART_ICEBERG_WAREHOUSE") or None,
+            markers_url=(env.get("MOZART_MARKERS_URL") or "").rstrip("/"),
             duckdb_path=Path(env.get("MOZART_DUCKDB_PATH") or data_dir / "warehouse.duckdb").resolve(),
             batch_rows=_int(env, "MOZART_BATCH_ROWS", 50_000, problems),
             part_rows=_int(env, "MOZART_PART_ROWS", 1_000_000, problems),
@@ -93,7 +104,12 @@ class Settings:
             problems.append(ConfigProblem("environment", "MOZART_COMPRESSION", "zstd, snappy, gzip or none"))
 
     def secrets(self) -> tuple[Secret, ...]:
-        return tuple(s for s in (self.s3_access_key, self.s3_secret_key) if s is not None)
+        return tuple(s for s in (self.s3_access_key, self.s3_secret_key, self.iceberg_rest_token) if s is not None)
+
+    @property
+    def markers_root(self) -> str:
+        """Where the ``stack`` profile keeps completion markers (``MOZART_MARKERS_URL``)."""
+        return self.markers_url or f"{self.lake_url.rstrip('/')}/_mozart/markers"
 
 
 def _int(env: Mapping[str, str], key: str, default: int, problems: list[ConfigProblem], *,

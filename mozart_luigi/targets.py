@@ -4,6 +4,11 @@
 query, for every completed task of the same family and date for all configured tenants, and keeps the answer
 in a per-process cache (:data:`mozart_luigi.warehouse.common.MARKER_CACHE`), so checking 2,000 tasks of a
 day costs one query; :func:`prefetch_markers` answers a whole backfill (many dates) in one query.
+
+No stale "missing": a cached answer that says a task is *not* done is used only while Luigi builds the
+graph. When a worker checks a task's dependencies right before running it (Luigi's run-time check, inside
+``luigi.worker.TaskProcess.run``) — by then the scheduler has told it they are done, possibly by another
+worker — a cached "missing" is asked again, so a task finished elsewhere is never reported unfulfilled.
 """
 
 from __future__ import annotations
@@ -11,13 +16,17 @@ from __future__ import annotations
 __all__ = ["MarkerTarget", "clear_marker_cache", "completed_task_ids", "prefetch_markers"]
 
 import datetime as dt
+import sys
 from collections.abc import Iterable
 
 import luigi
+import luigi.worker
 
 from mozart_luigi.errors import ConfigError
 from mozart_luigi.settings import Settings
 from mozart_luigi.warehouse.common import MARKER_CACHE, warehouse_key
+
+_TASK_PROCESS_RUN = luigi.worker.TaskProcess.run.__code__
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -50,14 +59,14 @@ def prefetch_markers(task_family: str, pairs: Iterable[tuple[str, dt.date]], *,
 
 
 def completed_task_ids(task_family: str, tenant: str, date: dt.date, *,
-                       settings: Settings | None = None) -> set[str]:  # fmt: skip
-    """Completed task ids for one family, tenant and date: from the cache, else one query.
+                       settings: Settings | None = None, fresh: bool = False) -> set[str]:  # fmt: skip
+    """Completed task ids for one family, tenant and date: from the cache (unless ``fresh``), else one query.
 
     A miss asks for every configured tenant of that date at once (same query, same cost), so checking
     all the tasks of a run costs one query per family and date, not one per tenant.
     """
     resolved = _settings(settings)
-    cached = MARKER_CACHE.get(warehouse_key(resolved), task_family, tenant, date)
+    cached = None if fresh else MARKER_CACHE.get(warehouse_key(resolved), task_family, tenant, date)
     if cached is not None:
         return cached
     tenants = {tenant} | _configured_tenants()
@@ -73,6 +82,21 @@ def _configured_tenants() -> set[str]:
         return set(get_config().tenants)
     except ConfigError:
         return set()
+
+
+def _in_run_time_check() -> bool:
+    """True inside Luigi's check of a task's dependencies right before it runs (``TaskProcess.run``).
+
+    Luigi offers no hook there; the worker's public ``TaskProcess.run`` is recognised on the call stack.
+    (Should Luigi rename it, a cached "missing" would be re-asked only after the cache's TTL: the
+    two-worker luigid test catches that.)
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is _TASK_PROCESS_RUN:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def clear_marker_cache() -> None:
@@ -98,7 +122,12 @@ class MarkerTarget(luigi.Target):
 
     def exists(self) -> bool:
         ids = completed_task_ids(self.task_family, self.tenant, self.date, settings=self._settings)
-        return self.task_id in ids
+        if self.task_id in ids:
+            return True
+        if not _in_run_time_check():
+            return False
+        fresh = completed_task_ids(self.task_family, self.tenant, self.date, settings=self._settings, fresh=True)
+        return self.task_id in fresh
 
     def __repr__(self) -> str:
         return f"MarkerTarget({self.task_id!r})"

@@ -2,13 +2,16 @@
 
 The template of :meth:`ExtractTable.run`:
 
-1. delete whatever sits in the date folder (no manifest exists, else the task would be complete: it is garbage
-   of a failed attempt);
-2. open one consistent read snapshot (:meth:`Connector.snapshot`), count the rows of the window in it;
-3. stream the rows in batches of ``MOZART_BATCH_ROWS`` into parts rotated at ``MOZART_PART_ROWS``;
-4. publish the manifest only when the rows written equal the count, else raise :class:`VerificationError`.
+1. open one consistent read snapshot (:meth:`Connector.snapshot`), count the rows of the window in it;
+2. stream the rows in batches of ``MOZART_BATCH_ROWS`` into Iceberg-ready parts rotated at
+   ``MOZART_PART_ROWS``, named by this attempt's ``run_id`` (another live attempt's parts are never touched);
+3. publish the manifest only when the rows written equal the count (else :class:`VerificationError`), and
+   only if no manifest exists yet (a publish-once write: S3 ``If-None-Match``, a hard link locally). An
+   attempt that finds the day already published (another worker, or a resumed straggler) keeps that one
+   and deletes its own parts;
+4. after publishing, delete the parts of failed attempts (any part the manifest does not list).
 
-A crash at any point leaves no manifest, so the task is incomplete and the rerun starts over from step 1.
+A crash at any point before step 3 leaves no manifest, so the task is incomplete and the rerun converges.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ __all__ = ["ExtractTable"]
 import datetime as dt
 import logging
 import time
-import uuid
 import zlib
 from dataclasses import dataclass
 
@@ -28,7 +30,7 @@ from mozart_luigi.config import TableConfig, TenantConfig
 from mozart_luigi.connectors import Snapshot, Window, connector_for
 from mozart_luigi.errors import VerificationError
 from mozart_luigi.lake import Lake, ManifestTarget
-from mozart_luigi.manifest import Manifest, PartFile
+from mozart_luigi.manifest import Manifest, PartFile, new_run_id
 from mozart_luigi.parquet import PartWriter, crash_point
 from mozart_luigi.tasks.base import Progress, TenantDateTask
 
@@ -43,6 +45,7 @@ class _Job:
     lake: Lake
     dir_url: str
     run_id: str
+    extracted_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -80,13 +83,28 @@ class ExtractTable(TenantDateTask):
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> None:
         job = self._job()
-        job.lake.clear_dir(job.dir_url)
         started = time.monotonic()
         extracted = self._extract(job)
         manifest = self._manifest(job, extracted, seconds=time.monotonic() - started)
         crash_point("before_manifest")
-        job.lake.write_manifest(manifest)
+        if job.lake.publish_manifest(manifest):
+            self._remove_stale_parts(job, manifest)
+        else:
+            log.warning("tenant %s table %s date %s: another attempt published this day first; keeping its "
+                        "manifest and removing this attempt's %d part(s)", self.tenant, self.table, self.date,
+                        len(manifest.files))  # fmt: skip
+            for part in manifest.files:
+                job.lake.delete_file(f"{job.dir_url}/{part.name}")
         self._summary(manifest, time.monotonic() - started)
+
+    def _remove_stale_parts(self, job: _Job, manifest: Manifest) -> None:
+        """Parts the published manifest does not list are another attempt's: it can no longer publish."""
+        listed = {part.name for part in manifest.files}
+        stale = [n for n in job.lake.list_files(job.dir_url) if n.startswith("part-") and n not in listed]
+        for name in stale:
+            job.lake.delete_file(f"{job.dir_url}/{name}")
+        if stale:
+            log.info("removed %d stale part(s) of earlier attempts under %s", len(stale), job.dir_url)
 
     def _job(self) -> _Job:
         table = self.config.table(self.tenant, self.table)
@@ -97,7 +115,8 @@ class ExtractTable(TenantDateTask):
             window=Window.for_date(self.date) if table.mode == "incremental" else None,
             lake=lake,
             dir_url=lake.date_url(self.tenant, self.table, self.date),
-            run_id=_run_id(),
+            run_id=new_run_id(),
+            extracted_at=dt.datetime.now(dt.UTC),
         )
 
     def _extract(self, job: _Job) -> _Extracted:
@@ -109,8 +128,8 @@ class ExtractTable(TenantDateTask):
                 count = snap.count()
                 progress = Progress(self, count)
                 progress.update(0, f"{self.table}: 0/{count:,} rows", force=True)
-                writer = PartWriter(job.lake, job.dir_url, job.run_id, snap.schema,
-                                    compression=settings.compression,
+                writer = PartWriter(job.lake, job.dir_url, job.run_id, snap.schema, date=self.date,
+                                    extracted_at=job.extracted_at, compression=settings.compression,
                                     part_rows=settings.part_rows)  # fmt: skip
                 with writer:
                     for batch in snap.batches(settings.batch_rows):
@@ -146,7 +165,7 @@ class ExtractTable(TenantDateTask):
             source_count=extracted.count,
             files=extracted.files,
             schema=snap.schema,
-            extracted_at=dt.datetime.now(dt.UTC),
+            extracted_at=job.extracted_at,
             run_id=job.run_id,
             window_start=window.start.replace(tzinfo=dt.UTC) if window else None,
             window_end=window.end.replace(tzinfo=dt.UTC) if window else None,
@@ -173,6 +192,3 @@ class ExtractTable(TenantDateTask):
         message = f"{self.table}: {manifest.row_count:,} rows, {size:,} bytes in {seconds:.1f}s"
         Progress(self, manifest.row_count).update(manifest.row_count, message, force=True)
 
-
-def _run_id() -> str:
-    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"

@@ -1,14 +1,16 @@
-"""``LoadIceberg(tenant, table, date)``: replace one date of ``{tenant}.{table}`` from the extract's Parquet.
+"""``LoadIceberg(tenant, table, date)``: make the extract's Parquet parts the date of ``{tenant}.{table}``.
 
-Template: read the manifest -> ``ensure_table`` (create, or add/widen columns; refused drift fails here,
-before any change) -> ``replace_partition`` (delete the date, insert exactly the manifest's files) ->
-``write_verified_marker`` (the partition count must equal the manifest's ``row_count``, else no marker and
-the task fails). A crash anywhere before the marker leaves the task incomplete and the rerun converges (the
-replace is idempotent). Once a week per table (:func:`maintenance_due`) the load then expires the table's
-snapshots older than ``MOZART_SNAPSHOT_RETENTION_DAYS`` (best effort).
+Template: read the manifest (checked: :meth:`Lake.read_manifest`) -> :meth:`Warehouse.load_day`, which
+verifies every part (name, size, checksum, footer rows) and the schema drift before anything changes, then
+replaces the date in **one commit** and records the task's marker -> once a week per table
+(:func:`maintenance_due`) expire the table's snapshots older than ``MOZART_SNAPSHOT_RETENTION_DAYS``.
 
-Crash test hook: ``MOZART_TEST_CRASH_AT=after_delete`` kills the process between the delete and the insert
-(see :func:`mozart_luigi.warehouse.common.crash_point`).
+Failure semantics: a crash before the commit leaves the old day intact and the task incomplete; a crash
+after it leaves the new day, and the rerun recognises its own commit (no second one) and writes the marker.
+When the extract itself is bad (:class:`~mozart_luigi.errors.ExtractBrokenError`: a part missing, truncated,
+replaced or misnamed, an unreadable manifest) or its frozen schema is refused (``SchemaDriftError``), the
+load moves ``_SUCCESS`` aside (``_SUCCESS.invalid-<time>``, kept for inspection): the extract is incomplete
+again and the next run extracts the day anew. Nothing was committed.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from typing import Any
 import luigi
 
 from mozart_luigi.config import normalise_name, validate_tenant_id
-from mozart_luigi.errors import ConfigError, ConfigProblem, MozartError, VerificationError
+from mozart_luigi.errors import ConfigError, ConfigProblem, ExtractBrokenError, MozartError, SchemaDriftError
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest
 from mozart_luigi.targets import MarkerTarget
 from mozart_luigi.tasks.base import MarkerBulkComplete, Progress, TenantDateTask
 from mozart_luigi.tasks.extract import ExtractTable
 from mozart_luigi.warehouse import Marker, open_warehouse
-from mozart_luigi.warehouse.base import Warehouse
+from mozart_luigi.warehouse.base import DayLoad, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -67,27 +69,29 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
     def run(self) -> None:
         self._check_params()
         started = time.monotonic()
-        manifest: Manifest = self.input().read()
-        self._check_manifest(manifest)
         settings = self.config.settings
-        progress = Progress(self, total=4, every_seconds=0)
-        with open_warehouse(settings, tenant=self.tenant) as warehouse:
-            progress.update(0, f"{self.tenant}.{self.table} {self.date}: checking the table schema")
-            changes = warehouse.ensure_table(self.tenant, self.table, manifest.schema, date=self.date)
-            progress.update(1, f"{self.tenant}.{self.table} {self.date}: replacing the partition with "
-                               f"{manifest.row_count} row(s) from {len(manifest.files)} file(s)")  # fmt: skip
-            warehouse.replace_partition(self.tenant, self.table, manifest, Lake.from_settings(settings))
-            progress.update(2, f"{self.tenant}.{self.table} {self.date}: verifying the row count")
-            marker = self._marker(manifest, manifest.row_count, changes, seconds=time.monotonic() - started)
-            rows = warehouse.write_verified_marker(marker, manifest.row_count)
-            self._verify(rows, manifest)
-            if maintenance_due(self.table, self.date):
-                self._expire_snapshots(warehouse, settings.snapshot_retention_days)
+        lake = Lake.from_settings(settings)
+        progress = Progress(self, total=3, every_seconds=0)
+        where = f"{self.tenant}.{self.table} {self.date}"
+        try:
+            progress.update(0, f"{where}: reading the manifest")
+            manifest = lake.read_manifest(self.tenant, self.table, self.date)
+            progress.update(1, f"{where}: verifying {len(manifest.files)} part(s) and committing "
+                               f"{manifest.row_count:,} row(s)")  # fmt: skip
+            with open_warehouse(settings, tenant=self.tenant) as warehouse:
+                result = warehouse.load_day(DayLoad(manifest, lake, self._marker(manifest)))
+                if maintenance_due(self.table, self.date):
+                    self._expire_snapshots(warehouse, settings.snapshot_retention_days)
+        except (ExtractBrokenError, SchemaDriftError) as exc:
+            self._invalidate_extract(lake, exc)
+            raise
         seconds = time.monotonic() - started
-        progress.update(4, f"{self.tenant}.{self.table} {self.date}: loaded {rows} row(s) in {seconds:.1f}s")
-        log.info("loaded tenant=%s table=%s date=%s rows=%d files=%d bytes=%d seconds=%.2f changes=%s",
-                 self.tenant, self.table, self.date, rows, len(manifest.files),
-                 sum(f.bytes for f in manifest.files), seconds, changes or "none")  # fmt: skip
+        how = "already committed, marker written" if result.recovered else f"loaded in {seconds:.1f}s"
+        progress.update(3, f"{where}: {result.rows:,} row(s) {how}")
+        log.info("loaded tenant=%s table=%s date=%s rows=%d files=%d bytes=%d seconds=%.2f snapshot=%s "
+                 "recovered=%s changes=%s", self.tenant, self.table, self.date, result.rows, result.files,
+                 sum(f.bytes for f in manifest.files), seconds, result.snapshot_id, result.recovered,
+                 "; ".join(result.changes) or "none")  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ steps
     def _expire_snapshots(self, warehouse: Warehouse, retention_days: int) -> None:
@@ -114,22 +118,21 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
                 ]
             )
 
-    def _check_manifest(self, manifest: Manifest) -> None:
-        found = (manifest.tenant, manifest.table, manifest.date)
-        if found != (self.tenant, self.table, self.date):
-            raise VerificationError(f"manifest is for {found}, not for date {self.date}",
-                                    tenant=self.tenant, table=self.table)  # fmt: skip
+    def _invalidate_extract(self, lake: Lake, exc: MozartError) -> None:
+        """Move the extract's manifest aside so the next run extracts the day again (say so in the error)."""
+        url = lake.manifest_url(self.tenant, self.table, self.date)
+        try:
+            moved = lake.move_aside(url, f"invalid-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}")
+        except MozartError as move_error:
+            log.error("could not invalidate %s: %s", url, move_error)
+            return
+        note = f"; the extract was invalidated ({moved}) and the next run extracts the day again"
+        exc.args = (f"{exc.args[0] if exc.args else exc}{note}", *exc.args[1:])
+        log.warning("tenant %s table %s date %s: extract invalidated: %s", self.tenant, self.table, self.date,
+                    exc)  # fmt: skip
 
-    def _verify(self, rows: int, manifest: Manifest) -> None:
-        """``rows``: the partition's count, which the warehouse compared before writing (or not) the marker."""
-        if rows != manifest.row_count:
-            raise VerificationError(f"partition {self.date} holds {rows} row(s) after the load, the manifest "
-                                    f"(run {manifest.run_id}) says {manifest.row_count}; no marker written",
-                                    tenant=self.tenant, table=self.table)  # fmt: skip
-
-    def _marker(self, manifest: Manifest, rows: int, changes: list[str], *, seconds: float = 0.0) -> Marker:
+    def _marker(self, manifest: Manifest) -> Marker:
         details: dict[str, Any] = {"run_id": manifest.run_id, "files": [f.name for f in manifest.files],
-                                   "changes": changes, "seconds": round(seconds, 3),
                                    "extracted_at": manifest.extracted_at.isoformat()}  # fmt: skip
         return Marker(task_family=self.task_family, task_id=self.task_id, tenant=self.tenant, date=self.date,
-                      table=self.table, rows=rows, details=details)  # fmt: skip
+                      table=self.table, rows=manifest.row_count, details=details)  # fmt: skip

@@ -1,21 +1,24 @@
-"""The ``Warehouse`` interface: what ``LoadIceberg`` and ``DbtRun`` need of Trino+Iceberg or DuckDB.
+"""The ``Warehouse`` interface: what ``LoadIceberg`` and ``DbtRun`` need of Iceberg (via Trino) or DuckDB.
 
 Every implementation passes ``tests/contract/test_warehouse_contract.py``. Failure semantics:
+- :meth:`Warehouse.load_day` verifies the extract (names, sizes, checksums, footer row counts against the
+  manifest: :mod:`mozart_luigi.verify`) and checks the schema drift **before** it changes anything, then
+  replaces the date **in one commit** (one Iceberg snapshot, or one DuckDB transaction): readers see the old
+  day or the new one, never a hole or a doubled day. A crash before the commit leaves the old day intact;
+  after it the day is the new one, and a rerun recognises its own commit and only completes the marker;
 - :meth:`ensure_table` either applies every allowed change or raises ``SchemaDriftError`` before changing
   anything;
-- :meth:`replace_partition` may leave the partition half-replaced when it crashes (Trino has no
-  multi-statement transactions); it is idempotent, so a rerun converges. No marker is written by it;
-- a marker is written only after the partition count was verified (:meth:`write_verified_marker`).
+- a marker (completion record) is written only after a verified load, or by ``DbtRun`` after its build.
 """
 
 from __future__ import annotations
 
-__all__ = ["EXTRACTED_AT_COLUMN", "META_SCHEMA", "PARTITION_COLUMN", "Marker", "Warehouse"]
+__all__ = ["EXTRACTED_AT_COLUMN", "META_SCHEMA", "PARTITION_COLUMN", "DayLoad", "LoadResult", "Marker", "Warehouse"]
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -42,24 +45,46 @@ class Marker:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DayLoad:
+    """One load: the manifest (already read, not yet trusted), where its parts are, and the task's marker
+    (written with the data where the warehouse can, else right after the commit)."""
+
+    manifest: Manifest
+    lake: Lake
+    marker: Marker
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a load did: rows and files now in the date, schema changes, the commit's snapshot id (None for
+    DuckDB), and ``recovered`` when the day already held exactly this extract (a rerun after a crash
+    between the commit and the marker): then nothing was committed again."""
+
+    rows: int
+    files: int
+    changes: tuple[str, ...] = ()
+    snapshot_id: int | None = None
+    recovered: bool = False
+
+
 class Warehouse(ABC):
     """Schema per tenant; table ``{tenant}.{table}`` partitioned by ``_mozart_date``."""
 
     @abstractmethod
-    def ensure_table(self, tenant: str, table: str, schema: pa.Schema, *, date: dt.date | None = None) -> list[str]:
+    def ensure_table(self, tenant: str, table: str, schema: pa.Schema) -> list[str]:
         """Create schema and table when missing, or apply allowed drift (add column, widen).
 
         Returns a description of each change applied. Raises ``SchemaDriftError`` naming the column and
-        both types, before any change, for narrowing, type changes and dropped columns. ``date``: the
-        partition the caller replaces next; a warehouse may count it in the same round trip.
+        both types, before any change, for narrowing, type changes and dropped columns. (A load applies the
+        same rules inside its own commit; this is the standalone form.)
         """
 
     @abstractmethod
-    def replace_partition(self, tenant: str, table: str, manifest: Manifest, lake: Lake) -> int:
-        """Delete the ``_mozart_date = manifest.date`` partition, insert exactly the manifest's files.
-
-        Returns the number of rows inserted.
-        """
+    def load_day(self, load: DayLoad) -> LoadResult:
+        """Verify the extract, apply allowed drift, and replace the date with exactly the manifest's parts in
+        one commit; then record ``load.marker`` (with the rows). Raises ``ExtractBrokenError`` (the extract is
+        bad), ``SchemaDriftError`` (refused drift) or ``VerificationError`` before any commit."""
 
     @abstractmethod
     def count_partition(self, tenant: str, table: str, date: dt.date) -> int:
@@ -69,20 +94,6 @@ class Warehouse(ABC):
     def write_marker(self, marker: Marker) -> None:
         """Record a completed task (replacing an older marker of the same task id)."""
 
-    def write_verified_marker(self, marker: Marker, expected_rows: int) -> int:
-        """Count ``marker.table``'s ``marker.date`` partition; write ``marker`` (with that count) only when it
-        equals ``expected_rows``. Returns the count: the caller fails the task when it differs.
-
-        Trino does all of it in one statement (the marker INSERT selects from the count); this default is
-        the two steps.
-        """
-        if marker.table is None:
-            raise ValueError(f"marker {marker.task_id} names no table to count")
-        rows = self.count_partition(marker.tenant, marker.table, marker.date)
-        if rows == expected_rows:
-            self.write_marker(replace(marker, rows=rows))
-        return rows
-
     def expire_snapshots(self, tenant: str, table: str, retention_days: int) -> int | None:  # noqa: ARG002
         """Housekeeping: forget the table's snapshots older than ``retention_days`` (the newest is kept).
 
@@ -90,13 +101,13 @@ class Warehouse(ABC):
         """
         return None
 
-    @abstractmethod
     def completed(self, task_family: str, tenant: str, date: dt.date) -> set[str]:
-        """Task ids with a marker for this family, tenant and date: one query, for bulk completeness."""
+        """Task ids with a marker for one family, tenant and date."""
+        return self.completed_many(task_family, [(tenant, date)])
 
-    @abstractmethod
     def completed_many(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[str]:
-        """Task ids with a marker for any of the (tenant, date) pairs: one query for a whole backfill."""
+        """Task ids with a marker for any of the (tenant, date) pairs (see :meth:`completed_rows`)."""
+        return {task_id for task_id, _, _ in self.completed_rows(task_family, pairs)}
 
     @abstractmethod
     def completed_rows(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:
@@ -106,8 +117,8 @@ class Warehouse(ABC):
         """
 
     @abstractmethod
-    def delete_markers(self, task_ids: Iterable[str]) -> None:
-        """Forget markers (to force a rerun)."""
+    def delete_markers(self, tenant: str, date: dt.date, task_ids: Iterable[str]) -> None:
+        """Forget these markers of one tenant and date (to force a rerun)."""
 
     @abstractmethod
     def markers(self, tenant: str | None, date: dt.date) -> list[Marker]:
@@ -119,6 +130,14 @@ class Warehouse(ABC):
 
         ``DbtRun`` uses it so that rebuilding an older date never takes the marts back in time.
         """
+
+    @abstractmethod
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one read-only statement with bound values (status, reports, tests)."""
+
+    @abstractmethod
+    def drop_tenant(self, tenant: str) -> None:
+        """Drop a tenant's tables and forget its markers (tenant removal, test clean-up)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -2,8 +2,13 @@
 
 The one module that imports ``duckdb``. DuckDB lets one process write a file at a time, so a connection is
 opened per operation and closed right after; a lock held by another process (another Luigi worker,
-dbt-duckdb) is retried briefly. Unlike Trino, DuckDB has real transactions: the delete and insert of
-:meth:`DuckDBWarehouse.replace_partition` commit together.
+dbt-duckdb) is retried briefly.
+
+:meth:`DuckDBWarehouse.load_day` holds the same contract as the Iceberg load: every part is opened once,
+checked (name, size, SHA-256 of its bytes, footer rows and columns) and then streamed from that same open
+file into the table, so a file replaced after the check is never read. Drift, the delete of the date, the
+insert, the row-count check and the task's marker run in **one transaction**: a failure or a crash anywhere
+leaves the old day and no marker.
 """
 
 from __future__ import annotations
@@ -12,22 +17,34 @@ __all__ = ["DuckDBWarehouse"]
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mozart_luigi.config import validate_tenant_id
-from mozart_luigi.errors import LoadError, WarehouseUnavailableError
+from mozart_luigi.errors import LoadError, VerificationError, WarehouseUnavailableError
 from mozart_luigi.lake import Lake
-from mozart_luigi.manifest import Manifest
+from mozart_luigi.manifest import Manifest, PartFile
 from mozart_luigi.retry import retrying
 from mozart_luigi.settings import Settings
+from mozart_luigi.verify import broken, check_footer, check_manifest, check_stat, sha256_of
 from mozart_luigi.warehouse import sql
-from mozart_luigi.warehouse.base import EXTRACTED_AT_COLUMN, META_SCHEMA, PARTITION_COLUMN, Marker, Warehouse
+from mozart_luigi.warehouse.base import (
+    EXTRACTED_AT_COLUMN,
+    META_SCHEMA,
+    PARTITION_COLUMN,
+    DayLoad,
+    LoadResult,
+    Marker,
+    Warehouse,
+)
 from mozart_luigi.warehouse.common import (
     MARKER_CACHE,
     crash_point,
@@ -101,7 +118,7 @@ class DuckDBWarehouse(Warehouse):
                 raise LoadError(f"{what} failed in {self.path}: {exc}", tenant=tenant, table=table) from exc
 
     # ------------------------------------------------------------------------------------- tables
-    def ensure_table(self, tenant: str, table: str, schema: pa.Schema, *, date: dt.date | None = None) -> list[str]:
+    def ensure_table(self, tenant: str, table: str, schema: pa.Schema) -> list[str]:
         validate_tenant_id(tenant)
         wanted = columns_from_schema(schema, tenant=tenant, table=table)
 
@@ -118,25 +135,39 @@ class DuckDBWarehouse(Warehouse):
             log.info("tenant %s table %s: %s", tenant, table, "; ".join(changes))
         return changes
 
-    def replace_partition(self, tenant: str, table: str, manifest: Manifest, lake: Lake) -> int:
+    def load_day(self, load: DayLoad) -> LoadResult:
+        manifest, lake = load.manifest, load.lake
+        tenant, table = manifest.tenant, manifest.table
         validate_tenant_id(tenant)
         if lake.scheme != "file":
-            raise NotImplementedError(
-                "the DuckDB warehouse reads a local (file://) lake only; use profile 'stack'"
-            )
+            raise NotImplementedError("the DuckDB warehouse reads a local (file://) lake only; use profile 'stack'")
+        check_manifest(manifest, require_etag=False)
         folder = lake.date_url(tenant, table, manifest.date)
-        files = [lake.fs_path(f"{folder}/{part.name}") for part in manifest.files]
-        columns = columns_from_schema(manifest.schema, tenant=tenant, table=table)
+        wanted = columns_from_schema(manifest.schema, tenant=tenant, table=table)
+        with ExitStack() as opened:
+            parts = [opened.enter_context(_verified_part(lake, folder, manifest, part)) for part in manifest.files]
 
-        def replace(conn: Conn) -> int:
-            conn.execute("BEGIN")
-            conn.execute(_sql("delete_partition", table=qualified(tenant, table)), [manifest.date])
-            crash_point("after_delete")
-            inserted = _insert(conn, qualified(tenant, table), columns, files, manifest) if files else 0
-            conn.execute("COMMIT")
-            return inserted
+            def replace_day(conn: Conn) -> LoadResult:
+                conn.execute("BEGIN")
+                plan = plan_drift(_columns(conn, tenant, table), wanted, tenant=tenant, table=table)
+                _apply_plan(conn, tenant, table, plan)
+                conn.execute(_sql("delete_partition", table=qualified(tenant, table)), [manifest.date])
+                crash_point("after_delete")
+                rows = sum(_insert_part(conn, qualified(tenant, table), manifest, part) for part in parts)
+                if rows != manifest.row_count:
+                    raise VerificationError(f"date {manifest.date}: {rows} row(s) read from the parts, the manifest "
+                                            f"says {manifest.row_count}; nothing committed", tenant=tenant,
+                                            table=table)  # fmt: skip
+                _write_marker(conn, replace(load.marker, rows=rows))
+                crash_point("before_commit")
+                conn.execute("COMMIT")
+                return LoadResult(rows=rows, files=len(parts), changes=tuple(plan.describe()))
 
-        return self._run("replace_partition", replace, tenant=tenant, table=table)
+            result = self._run("load", replace_day, tenant=tenant, table=table)
+        MARKER_CACHE.add(self.key, replace(load.marker, rows=result.rows))
+        if result.changes:
+            log.info("tenant %s table %s: %s", tenant, table, "; ".join(result.changes))
+        return result
 
     def count_partition(self, tenant: str, table: str, date: dt.date) -> int:
         validate_tenant_id(tenant)
@@ -155,20 +186,12 @@ class DuckDBWarehouse(Warehouse):
         validate_tenant_id(marker.tenant)
 
         def write(conn: Conn) -> None:
-            _ensure_markers(conn)
             conn.execute("BEGIN")
-            conn.execute(_sql("delete_markers", ids="?"), [marker.task_id])
-            conn.execute(_sql("insert_marker"), list(marker_row(marker)))
+            _write_marker(conn, marker)
             conn.execute("COMMIT")
 
         self._run("write_marker", write, tenant=marker.tenant, table=marker.table)
         MARKER_CACHE.add(self.key, marker)
-
-    def completed(self, task_family: str, tenant: str, date: dt.date) -> set[str]:
-        return self.completed_many(task_family, [(tenant, date)])
-
-    def completed_many(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[str]:
-        return {task_id for task_id, _, _ in self.completed_rows(task_family, pairs)}
 
     def completed_rows(self, task_family: str,
                        pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:  # fmt: skip
@@ -181,7 +204,8 @@ class DuckDBWarehouse(Warehouse):
         rows = self._run("completed", lambda c: _query_markers(c, query, [task_family, *tenants, *dates]))
         return {(task_id, tenant, day) for task_id, tenant, day in rows if (tenant, day) in wanted}
 
-    def delete_markers(self, task_ids: Iterable[str]) -> None:
+    def delete_markers(self, tenant: str, date: dt.date, task_ids: Iterable[str]) -> None:
+        validate_tenant_id(tenant)
         ids = sorted(set(task_ids))
         if not ids:
             return
@@ -205,7 +229,7 @@ class DuckDBWarehouse(Warehouse):
         return rows[0][0] if rows else None
 
     # ------------------------------------------------------------------------------------- extras
-    def query(self, statement: str, params: Iterable[object] = ()) -> list[tuple]:
+    def query(self, statement: str, params: Iterable[Any] = ()) -> list[Any]:
         """Run one statement with bound values and return its rows (tests, benchmarks, ``mozart status``)."""
         return self._run("query", lambda c: c.execute(statement, list(params)).fetchall())
 
@@ -241,16 +265,48 @@ def _apply_plan(conn: Conn, tenant: str, table: str, plan: DriftPlan) -> None:
         conn.execute(_sql("widen_column", table=target, column=quote_ident(name), type=new.duckdb()))
 
 
-def _insert(conn: Conn, target: str, columns: list[tuple[str, ColumnType]], files: list[str],
-            manifest: Manifest) -> int:  # fmt: skip
-    names = [quote_ident(name) for name, _ in columns]
-    casts = [f"CAST({name} AS {kind.duckdb()})" for name, (_, kind) in zip(names, columns, strict=True)]
-    statement = _sql("insert_partition", table=target, columns=", ".join(names), expressions=", ".join(casts))
-    extracted_at = manifest.extracted_at
-    if extracted_at.tzinfo is None:
-        extracted_at = extracted_at.replace(tzinfo=dt.UTC)
-    row = conn.execute(statement, [manifest.date, extracted_at, files]).fetchone()
+@contextmanager
+def _verified_part(lake: Lake, folder: str, manifest: Manifest, part: PartFile) -> Iterator[pq.ParquetFile]:
+    """Open a part once, check its size, SHA-256 and footer, and yield it read from that same handle."""
+    path = lake.fs_path(f"{folder}/{part.name}")
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after the insert streamed from it
+    except FileNotFoundError:
+        check_stat(manifest, part, size=None)
+        raise
+    except OSError as exc:
+        raise LoadError(f"cannot open {path}: {exc}", tenant=manifest.tenant, table=manifest.table) from exc
+    with handle:
+        check_stat(manifest, part, size=os.fstat(handle.fileno()).st_size, sha256=sha256_of(handle))
+        handle.seek(0)
+        try:
+            parquet = pq.ParquetFile(handle)
+        except (pa.ArrowException, OSError) as exc:
+            raise broken(manifest, f"not a readable Parquet file: {exc}", file=part.name) from None
+        check_footer(manifest, part, parquet.metadata)
+        yield parquet
+
+
+def _insert_part(conn: Conn, target: str, manifest: Manifest, parquet: pq.ParquetFile) -> int:
+    """Stream one verified part into ``target`` (bounded by the batch, not the file)."""
+    names = [quote_ident(f.name) for f in manifest.schema]
+    kinds = [kind for _, kind in columns_from_schema(manifest.schema, tenant=manifest.tenant, table=manifest.table)]
+    casts = [f"CAST({name} AS {kind.duckdb()})" for name, kind in zip(names, kinds, strict=True)]
+    lowered = [quote_ident(f.name.lower()) for f in manifest.schema]
+    statement = _sql("insert_partition", table=target, columns=", ".join(lowered), expressions=", ".join(casts))
+    reader = pa.RecordBatchReader.from_batches(parquet.schema_arrow, parquet.iter_batches(batch_size=64 * 1024))
+    conn.register("mozart_part", reader)
+    try:
+        row = conn.execute(statement).fetchone()
+    finally:
+        conn.unregister("mozart_part")
     return int(row[0]) if row else 0
+
+
+def _write_marker(conn: Conn, marker: Marker) -> None:
+    _ensure_markers(conn)
+    conn.execute(_sql("delete_markers", ids="?"), [marker.task_id])
+    conn.execute(_sql("insert_marker"), list(marker_row(marker)))
 
 
 def _ensure_markers(conn: Conn) -> None:

@@ -21,15 +21,18 @@ import pytest
 from mozart_luigi.config import load_config
 from mozart_luigi.errors import ConfigError, SchemaDriftError, TypeMappingError
 from mozart_luigi.lake import Lake
-from mozart_luigi.manifest import Manifest, PartFile
+from mozart_luigi.manifest import Manifest, PartFile, new_run_id
+from mozart_luigi.parquet import PartWriter
 from mozart_luigi.settings import Settings
 from mozart_luigi.warehouse import Marker, Warehouse
+from mozart_luigi.warehouse.base import DayLoad
 from mozart_luigi.warehouse.duckdb import DuckDBWarehouse
 
 pytestmark = pytest.mark.contract
 DAY = dt.date(2026, 11, 28)
 DAY2 = dt.date(2026, 11, 27)
 UTC = dt.UTC
+EXTRACTED_AT = dt.datetime(2026, 11, 29, 1, 2, 3, 456789, tzinfo=UTC)
 
 
 @dataclass
@@ -48,27 +51,29 @@ class Env:
 
     def publish(self, tenant: str, table: str, date: dt.date, parts: list[pa.Table], *,
                 schema: pa.Schema | None = None, run_id: str | None = None) -> Manifest:  # fmt: skip
-        """Write parts then the manifest, like ExtractTable does."""
-        run_id = run_id or uuid.uuid4().hex[:8]
+        """Write parts (with the extract's own writer: Iceberg-ready, checksummed) then the manifest."""
+        run_id = run_id or new_run_id()
         schema = schema or parts[0].schema
         folder = self.lake.date_url(tenant, table, date)
-        files = []
-        for n, part in enumerate(parts):
-            name = f"part-{run_id}-{n:05d}.parquet"
-            with self.lake.open_output(f"{folder}/{name}") as out:
-                pq.write_table(part.cast(schema), out)
-            files.append(PartFile(name, part.num_rows, 1))
+        files: tuple[PartFile, ...] = ()
+        if parts:
+            writer = PartWriter(self.lake, folder, run_id, schema, date=date, extracted_at=EXTRACTED_AT)
+            for part in parts:
+                for batch in part.cast(schema).to_batches():
+                    writer.write(batch)
+                writer.rotate()
+            files = writer.close()
         rows = sum(p.num_rows for p in parts)
         manifest = Manifest(tenant=tenant, table=table, date=date, mode="full", row_count=rows,
-                            source_count=rows,
-                            files=tuple(files), schema=schema, run_id=run_id,
-                            extracted_at=dt.datetime(2026, 11, 29, 1, 2, 3, 456789, tzinfo=UTC))  # fmt: skip
+                            source_count=rows, files=files, schema=schema, run_id=run_id,
+                            extracted_at=EXTRACTED_AT)  # fmt: skip
         self.lake.write_manifest(manifest)
         return manifest
 
-    def load(self, manifest: Manifest) -> int:
-        self.warehouse.ensure_table(manifest.tenant, manifest.table, manifest.schema, date=manifest.date)
-        self.warehouse.replace_partition(manifest.tenant, manifest.table, manifest, self.lake)
+    def load(self, manifest: Manifest, task_id: str | None = None) -> int:
+        marker = Marker(task_family="LoadIceberg", task_id=task_id or f"{manifest.tenant}-load", tenant=manifest.tenant,
+                        date=manifest.date, table=manifest.table)  # fmt: skip
+        self.warehouse.load_day(DayLoad(manifest, self.lake, marker))
         return self.warehouse.count_partition(manifest.tenant, manifest.table, manifest.date)
 
     def columns(self, tenant: str, table: str) -> dict[str, str]:
@@ -319,30 +324,16 @@ def test_markers_single_and_bulk(env: Env):
     assert [(m.task_id, m.rows) for m in markers] == [(f"{a}-1", 5), (f"{a}-2", 1)]
     assert markers[1].details == {"run_id": "r1", "files": ["part-a.parquet"]}
     assert markers[1].finished_at.tzinfo is not None and markers[1].table == "orders"
-    wh.delete_markers([f"{a}-1", f"{b}-1"])
+    wh.delete_markers(a, DAY, [f"{a}-1"])
+    wh.delete_markers(b, DAY, [f"{b}-1"])
     assert wh.completed_many("LoadIceberg", [(a, DAY), (b, DAY)]) == {f"{a}-2"}
 
 
-def test_a_verified_marker_is_written_only_when_the_partition_count_matches(env: Env):
+def test_a_load_writes_its_marker_with_the_rows_committed(env: Env):
     tenant = env.tenant()
-    assert env.load(env.publish(tenant, "orders", DAY, [simple([1, 2, 3])])) == 3
     wh = env.warehouse
-    assert wh.write_verified_marker(_marker(f"{tenant}-short", tenant, DAY, rows=0), 4) == 3  # the load lost a row
-    assert wh.completed("LoadIceberg", tenant, DAY) == set()
-    assert wh.write_verified_marker(_marker(f"{tenant}-ok", tenant, DAY, rows=0), 3) == 3
-    assert [(m.task_id, m.rows) for m in wh.markers(tenant, DAY)] == [(f"{tenant}-ok", 3)]  # rows: the count
+    assert env.load(env.publish(tenant, "orders", DAY, [simple([1, 2, 3])]), task_id=f"{tenant}-ok") == 3
+    assert [(m.task_id, m.rows) for m in wh.markers(tenant, DAY)] == [(f"{tenant}-ok", 3)]
     empty = env.publish(tenant, "orders", DAY2, [], schema=simple([1]).schema)
-    assert env.load(empty) == 0
-    assert wh.write_verified_marker(_marker(f"{tenant}-empty", tenant, DAY2, rows=0), 0) == 0
+    assert env.load(empty, task_id=f"{tenant}-empty") == 0
     assert wh.completed("LoadIceberg", tenant, DAY2) == {f"{tenant}-empty"}
-
-
-def test_ensure_table_without_a_date_then_replace_counts_for_itself(env: Env):
-    """The date given to ensure_table is an optimisation (Trino counts the partition in the same round
-    trip); without it, replace_partition counts itself and a reload still replaces the date."""
-    tenant = env.tenant()
-    for ids in ([1, 2], [7, 8, 9]):
-        manifest = env.publish(tenant, "orders", DAY, [simple(ids)])
-        env.warehouse.ensure_table(tenant, "orders", manifest.schema)
-        env.warehouse.replace_partition(tenant, "orders", manifest, env.lake)
-    assert env.rows(tenant, "orders", "id", DAY) == [(7,), (8,), (9,)]

@@ -23,9 +23,9 @@ ALTER TABLE {table} ALTER COLUMN {column} SET DATA TYPE {type}
 DELETE FROM {table} WHERE "_mozart_date" = ?
 
 -- name: insert_partition
--- ? = the date, manifest.extracted_at, the list of Parquet files of the manifest
+-- mozart_part: one verified Parquet part, registered as an Arrow stream (never a path or a pattern)
 INSERT INTO {table} ({columns}, "_mozart_date", "_mozart_extracted_at")
-SELECT {expressions}, ?, ? FROM read_parquet(?)
+SELECT {expressions}, "_mozart_date", "_mozart_extracted_at" FROM mozart_part
 
 -- name: count_partition
 SELECT count(*) FROM {table} WHERE "_mozart_date" = ?

@@ -1,0 +1,406 @@
+"""The Iceberg day load (profile ``stack``): one verified, zero-copy commit per table and date.
+
+The one module that imports ``pyiceberg``. It talks to the same Iceberg REST catalog as Trino, so what it
+commits is what Trino serves. Why pyiceberg: Trino 476's ``add_files`` refuses partitioned tables and an
+``INSERT … SELECT`` re-encodes every value in two commits; pyiceberg can commit existing Parquet files, with
+a delete of the date's old files, in **one snapshot** (see ``docs/load.md``).
+
+:meth:`IcebergLoader.load_day`, in order (a crash at any step before 6 leaves the old day intact):
+
+1. check the manifest (:func:`mozart_luigi.verify.check_manifest`: names, counts, recorded checksums);
+2. HEAD every raw part: size and ETag must be the manifest's;
+3. load (or create) ``{tenant}.{table}``; plan the schema drift (refused drift raises here); if the date
+   already holds exactly this extract's files (a rerun after a crash between commit and marker), stop:
+   nothing is committed twice;
+4. copy each part **server-side** into the table's own data location
+   (``{location}/data/_mozart_date={date}/{run_id}-{n}-{attempt}.parquet``), conditional on the ETag, so
+   the table owns its files: snapshot expiry and orphan cleanup can never delete the raw landing zone;
+5. read each copy's Parquet footer: rows, columns and ``_mozart_date`` must match the manifest;
+6. one transaction, one commit: the allowed drift (add / widen columns), the name mapping (source column
+   names, in their case, map to the table's fields), and an ``overwrite`` snapshot that removes the date's
+   previous files and adds the copies. Its summary carries the proof: ``mozart.task-id``, ``mozart.run-id``,
+   ``mozart.date``, ``mozart.manifest-rows`` and ``mozart.file-rows`` (the footers' counts).
+
+A commit conflict (another writer committed to the same table meanwhile) is retried from step 3 with the
+same copies. Copies of an attempt that did not commit are deleted (a SIGKILL leaves them unreferenced, for
+``remove_orphan_files``). Crash-test hooks: ``MOZART_TEST_CRASH_AT`` = ``before_copy``, ``after_copy``,
+``before_commit``, ``after_commit``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["IcebergLoader"]
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, TypeVar
+
+import pyarrow.parquet as pq
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    CommitStateUnknownException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    ServiceUnavailableError,
+    TableAlreadyExistsError,
+)
+from pyiceberg.expressions import EqualTo
+from pyiceberg.io.pyarrow import (
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_path_to_id_mapping,
+)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.table.name_mapping import MappedField, NameMapping
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.types import (
+    BinaryType,
+    BooleanType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    FloatType,
+    IcebergType,
+    IntegerType,
+    ListType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestampType,
+    TimestamptzType,
+    TimeType,
+)
+
+from mozart_luigi.errors import LoadError, MozartError, WarehouseUnavailableError
+from mozart_luigi.lake import Lake
+from mozart_luigi.manifest import Manifest, PartFile
+from mozart_luigi.objectstore import ObjectChangedError, S3Objects
+from mozart_luigi.parquet import crash_point
+from mozart_luigi.retry import retrying
+from mozart_luigi.secrets import redact
+from mozart_luigi.settings import Settings
+from mozart_luigi.verify import broken, check_footer, check_manifest, check_stat
+from mozart_luigi.warehouse.base import EXTRACTED_AT_COLUMN, PARTITION_COLUMN, LoadResult
+from mozart_luigi.warehouse.types import ColumnType, DriftPlan, columns_from_schema, plan_drift
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+NAME_MAPPING = "schema.name-mapping.default"
+_SIMPLE: dict[str, IcebergType] = {
+    "boolean": BooleanType(), "integer": IntegerType(), "bigint": LongType(), "real": FloatType(),
+    "double": DoubleType(), "varchar": StringType(), "varbinary": BinaryType(), "date": DateType(),
+    "time": TimeType(), "timestamp": TimestampType(), "timestamptz": TimestamptzType(),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Copy:
+    part: PartFile
+    url: str
+
+
+class IcebergLoader:
+    """Iceberg tables ``{tenant}.{table}`` in the REST catalog, loaded from the raw lake on S3."""
+
+    def __init__(self, settings: Settings, *, attempts: int = 6, base_delay: float = 0.2) -> None:
+        self._settings = settings
+        self._attempts, self._base_delay = attempts, base_delay
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        s = self._settings
+        props: dict[str, str] = {"uri": s.iceberg_rest_uri, "s3.path-style-access": "true", "s3.region": s.s3_region}
+        if s.s3_endpoint_url:
+            props["s3.endpoint"] = s.s3_endpoint_url
+        if s.s3_access_key and s.s3_secret_key:
+            props["s3.access-key-id"] = s.s3_access_key.reveal()
+            props["s3.secret-access-key"] = s.s3_secret_key.reveal()
+        if s.iceberg_rest_token:
+            props["token"] = s.iceberg_rest_token.reveal()
+        if s.iceberg_warehouse:
+            props["warehouse"] = s.iceberg_warehouse
+        return self._guard("connect to the Iceberg catalog", lambda: load_catalog("mozart", type="rest", **props))
+
+    # ------------------------------------------------------------------------------------------ tables
+    def table(self, tenant: str, table: str) -> Table | None:
+        try:
+            return self._guard(f"load {tenant}.{table}", lambda: self.catalog.load_table((tenant, table)))
+        except _NoTable:
+            return None
+
+    def ensure_table(self, tenant: str, table: str, wanted: list[tuple[str, ColumnType]]) -> tuple[Table, DriftPlan]:
+        """The table (created when missing, with ``wanted``) and the drift still to apply to it (refused
+        drift raises ``SchemaDriftError`` here, before any change)."""
+        found = self.table(tenant, table)
+        if found is None:
+            created = self._create(tenant, table, wanted)
+            plan = plan_drift(columns_of(created.schema()), wanted, tenant=tenant, table=table)
+            return created, DriftPlan(create=True, columns=tuple(wanted), adds=plan.adds, widens=plan.widens)
+        return found, plan_drift(columns_of(found.schema()), wanted, tenant=tenant, table=table)
+
+    def evolve(self, found: Table, plan: DriftPlan) -> None:
+        """Apply ``plan`` alone, in one commit (``Warehouse.ensure_table``)."""
+        if plan.adds or plan.widens:
+            self._guard("evolve the schema", lambda: self._commit_schema(found, plan))
+
+    def _commit_schema(self, found: Table, plan: DriftPlan) -> None:
+        with found.transaction() as tx:
+            _apply_drift(tx, plan)
+
+    def _create(self, tenant: str, table: str, wanted: list[tuple[str, ColumnType]]) -> Table:
+        fields = [NestedField(i + 1, name, iceberg_type(kind), required=False) for i, (name, kind) in enumerate(wanted)]
+        n = len(fields)
+        fields += [NestedField(n + 1, PARTITION_COLUMN, DateType(), required=False),
+                   NestedField(n + 2, EXTRACTED_AT_COLUMN, TimestamptzType(), required=False)]  # fmt: skip
+        schema = Schema(*fields)
+        spec = PartitionSpec(PartitionField(source_id=n + 1, field_id=1000, transform=IdentityTransform(),
+                                            name=PARTITION_COLUMN))  # fmt: skip
+        props = {"format-version": "2", "write.format.default": "PARQUET"}
+
+        def create() -> Table:
+            try:
+                self.catalog.create_namespace(tenant)
+            except NamespaceAlreadyExistsError:
+                pass
+            try:
+                return self.catalog.create_table((tenant, table), schema=schema, partition_spec=spec, properties=props)
+            except TableAlreadyExistsError:  # another worker created it first: use theirs
+                return self.catalog.load_table((tenant, table))
+
+        created = self._guard(f"create {tenant}.{table}", create)
+        log.info("tenant %s table %s: created Iceberg table with %d column(s)", tenant, table, len(wanted))
+        return created
+
+    # ------------------------------------------------------------------------------------------- loads
+    def load_day(self, manifest: Manifest, lake: Lake, proof: dict[str, str]) -> LoadResult:
+        """Steps 1-6 of the module docstring. ``proof`` goes into the snapshot summary."""
+        if lake.scheme != "s3":
+            raise LoadError(f"the Iceberg load copies parts server-side; {lake.url} is not s3://",
+                            tenant=manifest.tenant, table=manifest.table)  # fmt: skip
+        check_manifest(manifest, require_etag=True)
+        folder = lake.date_url(manifest.tenant, manifest.table, manifest.date)
+        for part in manifest.files:
+            info = lake.objects.head(f"{folder}/{part.name}")
+            check_stat(manifest, part, size=None if info is None else info.size, etag=None if info is None else info.etag)
+        wanted = columns_from_schema(manifest.schema, tenant=manifest.tenant, table=manifest.table)
+        attempt = _Attempt(self, manifest, lake, folder, wanted, proof)
+        try:
+            result = retrying(attempt.run, what=f"load {manifest.tenant}.{manifest.table} {manifest.date}",
+                              attempts=self._attempts, base_delay=self._base_delay, max_delay=5.0)  # fmt: skip
+        except BaseException:
+            if not attempt.maybe_committed:
+                attempt.discard_copies()
+            raise
+        if result.changes:
+            log.info("tenant %s table %s: %s", manifest.tenant, manifest.table, "; ".join(result.changes))
+        return result
+
+    # -------------------------------------------------------------------------------------- boundary
+    def _guard(self, what: str, operation: Callable[[], T]) -> T:
+        """pyiceberg errors leave here translated, with secrets removed: a missing table is ``_NoTable``,
+        an unreachable catalog or a lost commit race is retryable."""
+        try:
+            return operation()
+        except NoSuchTableError:
+            raise _NoTable from None
+        except CommitFailedException as exc:
+            raise WarehouseUnavailableError(self._clean(f"{what}: commit conflict, retrying: {exc}")) from None
+        except (ServiceUnavailableError, ConnectionError, OSError) as exc:
+            raise WarehouseUnavailableError(self._clean(f"{what}: Iceberg catalog unavailable: {exc}")) from None
+        except MozartError:
+            raise
+        except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+            raise LoadError(self._clean(f"{what} failed: {type(exc).__name__}: {exc}")) from None
+
+    def _clean(self, text: str) -> str:
+        secrets = [*self._settings.secrets(), self._settings.iceberg_rest_token]
+        return redact(text, secrets)
+
+
+class _NoTable(Exception):
+    """Internal: the table does not exist."""
+
+
+class _Attempt:
+    """One load's state across commit retries: the copies are made once and reused."""
+
+    def __init__(self, loader: IcebergLoader, manifest: Manifest, lake: Lake, folder: str,
+                 wanted: list[tuple[str, ColumnType]], proof: dict[str, str]) -> None:  # fmt: skip
+        self.loader, self.manifest, self.lake, self.folder = loader, manifest, lake, folder
+        self.wanted, self.proof = wanted, proof
+        self.copies: list[_Copy] = []
+        self.footers: list[pq.FileMetaData] = []
+        self.maybe_committed = False
+        self.token = uuid.uuid4().hex[:8]
+
+    def run(self) -> LoadResult:
+        m = self.manifest
+        found, plan = self.loader.ensure_table(m.tenant, m.table, self.wanted)
+        current = self.loader._guard("plan the date", lambda: _date_files(found, m.date))
+        if _holds_exactly(current, m):
+            log.info("tenant %s table %s date %s: already holds extract %s (commit found, no new commit)",
+                     m.tenant, m.table, m.date, m.run_id)  # fmt: skip
+            snapshot = found.current_snapshot()
+            return LoadResult(rows=m.row_count, files=len(current), recovered=True,
+                              snapshot_id=snapshot.snapshot_id if snapshot else None)  # fmt: skip
+        if not self.copies:
+            self._copy(found)
+        crash_point("before_commit")
+        try:
+            snapshot_id = self.loader._guard("commit", lambda: self._commit(found, plan, current))
+        except CommitStateUnknownException as exc:
+            self.maybe_committed = True  # the copies may now be referenced: keep them
+            raise WarehouseUnavailableError(self.loader._clean(f"commit outcome unknown: {exc}")) from None
+        crash_point("after_commit")
+        return LoadResult(rows=m.row_count, files=len(self.copies), changes=tuple(plan.describe()),
+                          snapshot_id=snapshot_id)  # fmt: skip
+
+    def _copy(self, found: Table) -> None:
+        m = self.manifest
+        location = found.location().rstrip("/")
+        if not location.startswith("s3://"):
+            raise LoadError(f"table location {location} is not on S3", tenant=m.tenant, table=m.table)
+        crash_point("before_copy")
+        for n, part in enumerate(m.files):
+            target = f"{location}/data/{PARTITION_COLUMN}={m.date.isoformat()}/{m.run_id}-{n:05d}-{self.token}.parquet"
+            self.copies.append(_Copy(part, target))
+            try:
+                self.lake.objects.copy_if_match(f"{self.folder}/{part.name}", target, part.etag or "")
+            except ObjectChangedError as exc:
+                raise broken(m, f"changed or vanished before it was copied: {exc}", file=part.name) from None
+        crash_point("after_copy")
+        for copy in self.copies:
+            meta = _footer(self.lake, copy.url)
+            check_footer(m, copy.part, meta)
+            self.footers.append(meta)
+
+    def _commit(self, found: Table, plan: DriftPlan, current: Sequence[Any]) -> int | None:
+        m = self.manifest
+        summary = {**self.proof, "mozart.run-id": m.run_id, "mozart.date": m.date.isoformat(),
+                   "mozart.manifest-rows": str(m.row_count),
+                   "mozart.file-rows": ",".join(str(meta.num_rows) for meta in self.footers)}  # fmt: skip
+        with found.transaction() as tx:
+            _apply_drift(tx, plan)
+            schema = tx.table_metadata.schema()
+            mapping = _name_mapping(schema, tx.table_metadata.properties.get(NAME_MAPPING), m)
+            if mapping != tx.table_metadata.properties.get(NAME_MAPPING):
+                tx.set_properties(**{NAME_MAPPING: mapping})
+            files = [_data_file(tx.table_metadata, m, c, meta) for c, meta in zip(self.copies, self.footers, strict=True)]
+            with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
+                for task in current:
+                    overwrite.delete_data_file(task.file)
+                for data_file in files:
+                    overwrite.append_data_file(data_file)
+        snapshot = found.current_snapshot()
+        return snapshot.snapshot_id if snapshot else None
+
+    def discard_copies(self) -> None:
+        for copy in self.copies:
+            try:
+                self.lake.objects.delete(copy.url)
+            except MozartError as exc:
+                log.warning("could not delete the uncommitted copy %s: %s", copy.url, exc)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def _date_files(found: Table, date: dt.date) -> list[Any]:
+    if found.current_snapshot() is None:
+        return []
+    return list(found.scan(row_filter=EqualTo(PARTITION_COLUMN, date)).plan_files())
+
+
+def _holds_exactly(current: Sequence[Any], m: Manifest) -> bool:
+    """The date's files are exactly this extract's parts (names, record counts), with no delete files."""
+    if len(current) != len(m.files) or any(task.delete_files for task in current):
+        return False
+    by_name = {task.file.file_path.rsplit("/", 1)[-1]: task.file for task in current}
+    for n, part in enumerate(m.files):
+        matches = [f for name, f in by_name.items() if name.startswith(f"{m.run_id}-{n:05d}-")]
+        if len(matches) != 1 or matches[0].record_count != part.rows:
+            return False
+    return True
+
+
+def _footer(lake: Lake, url: str) -> pq.FileMetaData:
+    try:
+        with lake.filesystem.open_input_file(lake.fs_path(url)) as handle:
+            return pq.read_metadata(handle)
+    except OSError as exc:
+        raise LoadError(f"cannot read the footer of {url}: {exc}") from exc
+
+
+def _apply_drift(tx: Any, plan: DriftPlan) -> None:
+    if not (plan.adds or plan.widens):
+        return
+    with tx.update_schema() as update:
+        for name, kind in plan.adds:
+            update.add_column(name, iceberg_type(kind))
+        for name, _old, new in plan.widens:
+            update.update_column(name, field_type=iceberg_type(new))
+
+
+def _name_mapping(schema: Schema, current: str | None, m: Manifest) -> str:
+    """The table's fields, each also known by every source spelling seen (Parquet parts keep the source's
+    column names; the table's are lower-case): this one's and those already in the mapping."""
+    previous: dict[int, set[str]] = {}
+    if current:
+        for field in NameMapping.model_validate_json(current):
+            previous[field.field_id] = set(field.names)
+    raw = {f.name.lower(): f.name for f in m.schema}
+    fields = []
+    for field in schema.name_mapping:
+        names = set(field.names) | previous.get(field.field_id, set())
+        names |= {raw[name] for name in field.names if name in raw}
+        fields.append(MappedField(field_id=field.field_id, names=sorted(names), fields=field.fields))
+    return NameMapping(fields).model_dump_json()
+
+
+def _data_file(metadata: Any, m: Manifest, copy: _Copy, meta: pq.FileMetaData) -> DataFile:
+    schema = metadata.schema()
+    raw = {f.name.lower(): f.name for f in m.schema}
+    mapping: dict[str, int] = {}
+    for path, field_id in parquet_path_to_id_mapping(schema).items():
+        head, dot, rest = path.partition(".")
+        mapping[raw.get(head, head) + dot + rest] = field_id
+    stats = data_file_statistics_from_parquet_metadata(
+        parquet_metadata=meta, stats_columns=compute_statistics_plan(schema, metadata.properties),
+        parquet_column_mapping=mapping,
+    )  # fmt: skip
+    return DataFile.from_args(content=DataFileContent.DATA, file_path=copy.url, file_format=FileFormat.PARQUET,
+                              partition=stats.partition(metadata.spec(), schema), file_size_in_bytes=copy.part.bytes,
+                              sort_order_id=None, spec_id=metadata.default_spec_id, equality_ids=None,
+                              key_metadata=None, **stats.to_serialized_dict())  # fmt: skip
+
+
+def iceberg_type(kind: ColumnType) -> IcebergType:
+    if kind.kind == "decimal":
+        return DecimalType(kind.precision or 38, kind.scale or 0)
+    if kind.kind == "array" and kind.element is not None:
+        return ListType(element_id=1, element_type=iceberg_type(kind.element), element_required=False)
+    if kind.kind in _SIMPLE:
+        return _SIMPLE[kind.kind]
+    raise LoadError(f"no Iceberg type for {kind}")
+
+
+def column_type(kind: IcebergType) -> ColumnType:
+    if isinstance(kind, DecimalType):
+        return ColumnType("decimal", kind.precision, kind.scale)
+    if isinstance(kind, ListType):
+        return ColumnType("array", element=column_type(kind.element_type))
+    for name, simple in _SIMPLE.items():
+        if kind == simple:
+            return ColumnType(name)
+    return ColumnType(str(kind))
+
+
+def columns_of(schema: Schema) -> dict[str, ColumnType]:
+    return {field.name: column_type(field.field_type) for field in schema.fields}
+
