@@ -118,3 +118,73 @@ tenants:
     )
     source = load_config(tmp_path, env={"DB_HOST": ""}).tenant("acme").source
     assert (source.host, source.port) == ("localhost", 5432)
+
+
+# ------------------------------------------------------------------ no interpolated value in a message
+
+CANARY = "canary-Qx7-s3cr3t"
+CANARY_TENANTS = """
+tenants:
+  acme:
+    max_connections: "${CANARY}"
+    tables: ["${CANARY}"]
+    source:
+      kind: postgresql
+      host: db
+      port: "${CANARY}"
+      database: acme
+      user: r
+      password: "${CANARY}"
+      connect_timeout: "x${CANARY}"
+      native: "${CANARY}"
+  globex:
+    source: {kind: "${CANARY:-mysql}", host: db, database: g, user: u}
+"""
+CANARY_TABLES = """
+tables:
+  orders: {mode: "${CANARY}"}
+"""
+
+
+def test_no_problem_message_shows_an_interpolated_value(tmp_path: Path) -> None:
+    write(tmp_path, CANARY_TENANTS, CANARY_TABLES)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env={"CANARY": CANARY})
+    found = [str(p) for p in info.value.problems]
+    expected = [
+        "tenants.yaml: tenants.acme.max_connections: must be an integer, got '${CANARY}'",
+        "tenants.yaml: tenants.acme.tables: table '${CANARY}' (value hidden) is not defined in tables.yaml",
+        "tenants.yaml: tenants.acme.source.port: must be an integer, got '${CANARY}'",
+        "tenants.yaml: tenants.acme.source.connect_timeout: must be an integer, got 'x${CANARY}'",
+        "tenants.yaml: tenants.acme.source.native: must be true or false, got '${CANARY}'",
+        "tenants.yaml: tenants.globex.source.kind: must be one of",
+        "tables.yaml: tables.orders.mode: must be one of ('full', 'incremental'), got '${CANARY}'",
+    ]
+    for text in expected:
+        assert any(p.startswith(text) for p in found), (text, found)
+    assert any("got '${CANARY:-mysql}'" in p for p in found), found
+    assert not [p for p in found if CANARY in p]
+    assert CANARY not in str(info.value) and CANARY not in repr(info.value)
+
+
+def test_a_literal_value_is_still_shown(tmp_path: Path) -> None:
+    write(tmp_path, "tenants:\n  acme:\n    source: {kind: postgresql, url: 'x://', port: eighty}\n")
+    assert problems(tmp_path) == ["tenants.yaml: tenants.acme.source.port: must be an integer, got 'eighty'"]
+
+
+def test_config_objects_hold_plain_strings(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        """
+tenants:
+  acme:
+    profiles: ["${P}"]
+    source: {kind: postgresql, host: "${V}", database: "${V}", user: "${V}", schema: "${V}", query: {a: "${V}"}}
+""",
+        'tables:\n  orders: {mode: "${M}", cursor: "${V}", primary_key: ["${V}"], source_schema: "${V}"}\n',
+    )
+    config = load_config(tmp_path, env={"V": "v", "M": "incremental", "P": "local"})
+    source, table = config.tenant("acme").source, config.table("acme", "orders")
+    values = [source.host, source.database, source.user, source.schema, *source.query[0], table.mode,
+              table.cursor, *table.primary_key, table.source_schema, *config.tenant("acme").profiles]  # fmt: skip
+    assert [type(v) for v in values] == [str] * len(values) and set(values) - {"a"} <= {"v", "incremental", "local"}
