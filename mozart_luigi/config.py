@@ -34,7 +34,7 @@ import yaml
 from mozart_luigi.errors import ConfigError, ConfigProblem
 from mozart_luigi.interpolate import interpolate, shown
 from mozart_luigi.secrets import Secret
-from mozart_luigi.settings import Settings
+from mozart_luigi.settings import PROFILES, Settings
 
 TENANT_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 RESERVED_TENANT_IDS = frozenset(
@@ -379,28 +379,59 @@ def _parse_tenants(raw: dict[str, Any], env: Mapping[str, str], tables: dict[str
     for tenant_id, body in entries.items():
         merged = {**defaults, **(body or {})} if isinstance(body, dict) else body
         path = f"tenants.{tenant_id}"
-        if isinstance(merged, dict) and not _active(merged, env, settings.profile, path, problems):
+        profiles = _runs_in(merged, env, settings.profile, path, problems) if isinstance(merged, dict) else ()
+        if profiles is None:
             continue
+        if isinstance(merged, dict):
+            merged = {k: v for k, v in merged.items() if k not in ("enabled", "profiles")}
         merged = interpolate(merged, env, file="tenants.yaml", path=path, problems=problems)
-        tenant = _parse_tenant(str(tenant_id), merged, tables, problems)
+        tenant = _parse_tenant(str(tenant_id), merged, profiles, tables, problems)
         if tenant is not None:
             tenants[tenant.id] = tenant
     return tenants
 
 
-def _active(body: dict[str, Any], env: Mapping[str, str], profile: str, path: str,
-            problems: list[ConfigProblem]) -> bool:  # fmt: skip
-    enabled = interpolate(body.get("enabled", True), env, file="tenants.yaml", path=f"{path}.enabled",
-                          problems=problems)  # fmt: skip
-    if str(enabled).strip().lower() in ("false", "0", "no", "off", ""):
+def _runs_in(body: dict[str, Any], env: Mapping[str, str], profile: str, path: str,
+             problems: list[ConfigProblem]) -> tuple[str, ...] | None:  # fmt: skip
+    """The tenant's ``profiles`` when it is enabled and runs in ``profile``; else None. A disabled tenant's other
+    keys are not even interpolated; an invalid ``enabled`` or ``profiles`` is a problem (and skips the tenant)."""
+    if not _enabled(body.get("enabled", True), env, f"{path}.enabled", problems):
+        return None
+    profiles = _profiles(body.get("profiles"), env, f"{path}.profiles", problems)
+    if profiles is None or (profiles and profile not in profiles):
+        return None
+    return profiles
+
+
+def _enabled(value: Any, env: Mapping[str, str], path: str, problems: list[ConfigProblem]) -> bool:
+    """A YAML boolean or, after interpolation, ``true`` / ``false`` in any case; anything else is a problem."""
+    before = len(problems)
+    value = interpolate(value, env, file="tenants.yaml", path=path, problems=problems)
+    if len(problems) > before:  # an unset variable: already reported
         return False
-    profiles = interpolate(body.get("profiles"), env, file="tenants.yaml", path=f"{path}.profiles",
-                           problems=problems)  # fmt: skip
-    listed = _str_list(profiles, "tenants.yaml", f"{path}.profiles", problems)
-    return not listed or profile in listed
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in ("true", "false"):
+        return text == "true"
+    problems.append(ConfigProblem("tenants.yaml", path, f"must be true or false, got {shown(value)}"))
+    return False
 
 
-def _parse_tenant(tenant_id: str, body: Any, tables: dict[str, TableConfig],
+def _profiles(value: Any, env: Mapping[str, str], path: str,
+              problems: list[ConfigProblem]) -> tuple[str, ...] | None:  # fmt: skip
+    """Names from :data:`~mozart_luigi.settings.PROFILES` (empty: every profile); None when any is invalid."""
+    before = len(problems)
+    value = interpolate(value, env, file="tenants.yaml", path=path, problems=problems)
+    listed = _str_list(value, "tenants.yaml", path, problems)
+    for name in listed:
+        if name not in PROFILES:
+            problems.append(ConfigProblem("tenants.yaml", path,
+                                          f"unknown profile {shown(name)} (known: {', '.join(PROFILES)})"))
+    return None if len(problems) > before else tuple(map(str, listed))
+
+
+def _parse_tenant(tenant_id: str, body: Any, profiles: tuple[str, ...], tables: dict[str, TableConfig],
                   problems: list[ConfigProblem]) -> TenantConfig | None:  # fmt: skip
     path = f"tenants.{tenant_id}"
     id_problem = _tenant_id_problem(tenant_id)
@@ -421,11 +452,10 @@ def _parse_tenant(tenant_id: str, body: Any, tables: dict[str, TableConfig],
         else:
             resolved.append(norm)
     max_conn = _int(body.get("max_connections"), "tenants.yaml", f"{path}.max_connections", problems, default=2)
-    profiles = _str_list(body.get("profiles"), "tenants.yaml", f"{path}.profiles", problems)
     if id_problem or source is None:
         return None
     return TenantConfig(id=tenant_id, source=source, tables=tuple(resolved), max_connections=max_conn or 2,
-                        profiles=tuple(map(str, profiles)))  # fmt: skip
+                        profiles=profiles)  # fmt: skip
 
 
 def _parse_source(body: Any, path: str, problems: list[ConfigProblem]) -> SourceConfig | None:
@@ -447,7 +477,6 @@ def _parse_source(body: Any, path: str, problems: list[ConfigProblem]) -> Source
                 problems.append(ConfigProblem("tenants.yaml", f"{path}.{key}", "required unless url is given"))
         if not (body.get("database") or body.get("service_name")):
             problems.append(ConfigProblem("tenants.yaml", f"{path}.database", "required unless url is given"))
-    query = body.get("query") or {}
     password = body.get("password")
     return SourceConfig(
         kind=kind,
@@ -460,11 +489,29 @@ def _parse_source(body: Any, path: str, problems: list[ConfigProblem]) -> Source
         schema=_text(body.get("schema")),
         path=_text(body.get("path")),
         service_name=_text(body.get("service_name")),
-        query=tuple(sorted((str(k), str(v)) for k, v in query.items())) if isinstance(query, dict) else (),
+        query=_query(body.get("query"), f"{path}.query", problems),
         connect_timeout=_int(body.get("connect_timeout"), "tenants.yaml", f"{path}.connect_timeout", problems,
                              default=10) or 10,
         native=_flag(body.get("native"), "tenants.yaml", f"{path}.native", problems, default=True),
     )
+
+
+def _query(value: Any, path: str, problems: list[ConfigProblem]) -> tuple[tuple[str, str], ...]:
+    """``source.query``: a mapping of string -> string (numbers quoted), sorted; () when absent or invalid."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        problems.append(ConfigProblem("tenants.yaml", path, "must be a mapping of string -> string, "
+                                                            "e.g. {sslmode: require}"))  # fmt: skip
+        return ()
+    before = len(problems)
+    for key, item in value.items():
+        if not isinstance(key, str):
+            problems.append(ConfigProblem("tenants.yaml", f"{path}.{key}", "the parameter name must be a string"))
+        elif not isinstance(item, str):
+            problems.append(ConfigProblem("tenants.yaml", f"{path}.{key}",
+                                          "must be a string (quote numbers and booleans: '5', 'true')"))
+    return () if len(problems) > before else tuple(sorted((str(k), str(v)) for k, v in value.items()))
 
 
 def _flag(value: Any, file: str, path: str, problems: list[ConfigProblem], *, default: bool) -> bool:

@@ -188,3 +188,75 @@ tenants:
     values = [source.host, source.database, source.user, source.schema, *source.query[0], table.mode,
               table.cursor, *table.primary_key, table.source_schema, *config.tenant("acme").profiles]  # fmt: skip
     assert [type(v) for v in values] == [str] * len(values) and set(values) - {"a"} <= {"v", "incremental", "local"}
+
+
+# ------------------------------------------------------------------------- enabled, profiles, query
+
+
+def tenant_with(line: str) -> str:
+    return f"tenants:\n  acme:\n    {line}\n    source: {SQLITE}\n"
+
+
+@pytest.mark.parametrize(("value", "env", "active"), [
+    ("true", {}, True), ("false", {}, False), ("yes", {}, True), ('"TRUE"', {}, True), ('"False"', {}, False),
+    ('"${E}"', {"E": "true"}, True), ('"${E}"', {"E": "FALSE"}, False), ('"${E:-false}"', {"E": ""}, False),
+])  # fmt: skip
+def test_enabled_accepts_booleans_and_true_false_strings(
+    tmp_path: Path, value: str, env: dict[str, str], active: bool
+) -> None:
+    write(tmp_path, tenant_with(f"enabled: {value}"))
+    assert list(load_config(tmp_path, env=env).tenants) == (["acme"] if active else [])
+
+
+@pytest.mark.parametrize(("value", "env", "shown"), [
+    ("maybe", {}, "'maybe'"), ('"yes"', {}, "'yes'"), ("1", {}, "1"), ('"0"', {}, "'0'"), ('""', {}, "''"),
+    ("", {}, "None"), ('"${E}"', {"E": "1"}, "'${E}' (value hidden)"), ('"${E}"', {"E": ""}, "'${E}' (value hidden)"),
+])  # fmt: skip
+def test_enabled_refuses_anything_else(tmp_path: Path, value: str, env: dict[str, str], shown: str) -> None:
+    write(tmp_path, tenant_with(f"enabled: {value}"))
+    assert problems(tmp_path, env) == [f"tenants.yaml: tenants.acme.enabled: must be true or false, got {shown}"]
+
+
+def test_enabled_from_an_unset_variable_is_one_problem(tmp_path: Path) -> None:
+    write(tmp_path, tenant_with('enabled: "${E}"'))
+    (message,) = problems(tmp_path)
+    assert message.startswith("tenants.yaml: tenants.acme.enabled: env var E is not set")
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("[locl]", "tenants.yaml: tenants.acme.profiles: unknown profile 'locl' (known: local, stack)"),
+    ("[local, Stack]", "tenants.yaml: tenants.acme.profiles: unknown profile 'Stack' (known: local, stack)"),
+    ("locl", "tenants.yaml: tenants.acme.profiles: unknown profile 'locl' (known: local, stack)"),
+    ('["${P}"]', "tenants.yaml: tenants.acme.profiles: unknown profile '${P}' (value hidden) (known: local, stack)"),
+    ("5", "tenants.yaml: tenants.acme.profiles: must be a string or a list of strings"),
+])  # fmt: skip
+def test_profiles_must_be_known_profiles(tmp_path: Path, value: str, problem: str) -> None:
+    write(tmp_path, tenant_with(f"profiles: {value}"))
+    assert problems(tmp_path, {"P": "prod"}) == [problem]
+
+
+def test_known_profiles_still_select_tenants(tmp_path: Path) -> None:
+    write(tmp_path, tenant_with('profiles: ["${P}"]'))
+    assert list(load_config(tmp_path, env={"P": "local"}).tenants) == ["acme"]
+    assert list(load_config(tmp_path, env={"P": "stack"}).tenants) == []
+    assert load_config(tmp_path, env={"P": "local"}).tenant("acme").profiles == ("local",)
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("[1, 2]", "tenants.yaml: tenants.acme.source.query: must be a mapping of string -> string"),
+    ("sslmode=require", "tenants.yaml: tenants.acme.source.query: must be a mapping of string -> string"),
+    ("{connect_timeout: 5}", "tenants.yaml: tenants.acme.source.query.connect_timeout: must be a string"),
+    ("{opts: [a]}", "tenants.yaml: tenants.acme.source.query.opts: must be a string"),
+    ("{1: a}", "tenants.yaml: tenants.acme.source.query.1: the parameter name must be a string"),
+])  # fmt: skip
+def test_source_query_must_map_strings_to_strings(tmp_path: Path, value: str, problem: str) -> None:
+    write(tmp_path, f"tenants:\n  acme:\n    source: {{kind: postgresql, url: 'x://', query: {value}}}\n")
+    (message,) = problems(tmp_path)
+    assert message.startswith(problem), message
+
+
+def test_source_query_of_strings_is_kept(tmp_path: Path) -> None:
+    source = "{kind: postgresql, url: 'x://', query: {sslmode: require, connect_timeout: '5'}}"
+    write(tmp_path, f"tenants:\n  acme:\n    source: {source}\n")
+    query = load_config(tmp_path, env={}).tenant("acme").source.query
+    assert query == (("connect_timeout", "5"), ("sslmode", "require"))
