@@ -8,6 +8,7 @@ reports every problem at once, each naming the file, the tenant and the key. Sec
 from __future__ import annotations
 
 __all__ = [
+    "COLUMN_NAME_RE",
     "RESERVED_TENANT_IDS",
     "Config",
     "Settings",
@@ -46,6 +47,11 @@ RESERVED_TENANT_IDS = frozenset(
 SOURCE_KINDS = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql", "mariadb": "mysql",
                 "oracle": "oracle", "sqlite": "sqlite"}  # fmt: skip
 MODES = ("full", "incremental")
+# A column name (tables.yaml: cursor, primary_key, include, exclude) is letters and digits of any script (as
+# str.isalnum), `_`, space, `-`, `$` and `#`; never empty, no space first or last. Everything else is refused:
+# `.` (it would read as a qualified name), quotes, backticks, `;`, `,`, brackets, `%`, `/`, operators, NUL and
+# every other control character. Names are still quoted by the dialect; this rule keeps them unsurprising.
+COLUMN_NAME_RE = re.compile(r"[\w$#-](?:[\w $#-]*[\w$#-])?")
 
 _TENANT_KEYS = {"source", "tables", "max_connections", "profiles", "enabled", "description"}
 _SOURCE_KEYS = {"kind", "url", "host", "port", "database", "user", "password", "schema", "path", "service_name",
@@ -344,13 +350,13 @@ def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableCon
         return None
     _unknown_keys(body, _TABLE_KEYS, "tables.yaml", path, problems)
     mode = body.get("mode", "full")
-    cursor = body.get("cursor")
     if mode not in MODES:
         problems.append(ConfigProblem("tables.yaml", f"{path}.mode", f"must be one of {MODES}, got {shown(mode)}"))
-    if mode == "incremental" and not cursor:
+    cursor = _cursor(body.get("cursor"), f"{path}.cursor", problems)
+    if mode == "incremental" and body.get("cursor") in (None, ""):
         problems.append(ConfigProblem("tables.yaml", f"{path}.cursor", "incremental mode needs a cursor column"))
-    include = _str_list(body.get("include"), "tables.yaml", f"{path}.include", problems)
-    exclude = _str_list(body.get("exclude"), "tables.yaml", f"{path}.exclude", problems)
+    include = _columns(body.get("include"), f"{path}.include", problems)
+    exclude = _columns(body.get("exclude"), f"{path}.exclude", problems)
     if include and exclude:
         problems.append(ConfigProblem("tables.yaml", path, "set include or exclude, not both"))
     return TableConfig(
@@ -358,12 +364,36 @@ def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableCon
         source_name=str(body.get("source_name") or key),
         source_schema=_text(body.get("source_schema")),
         mode=str(mode),
-        cursor=_text(cursor),
-        primary_key=tuple(map(str, _str_list(body.get("primary_key"), "tables.yaml", f"{path}.primary_key",
-                                             problems))),  # fmt: skip
-        include=tuple(map(str, include)),
-        exclude=tuple(map(str, exclude)),
+        cursor=cursor,
+        primary_key=_columns(body.get("primary_key"), f"{path}.primary_key", problems),
+        include=include,
+        exclude=exclude,
     )
+
+
+def _columns(value: Any, path: str, problems: list[ConfigProblem]) -> tuple[str, ...]:
+    """``primary_key`` / ``include`` / ``exclude``: a column name or a list of them (see :data:`COLUMN_NAME_RE`)."""
+    names = _str_list(value, "tables.yaml", path, problems)
+    for name in names:
+        _check_column(name, path, problems)
+    return tuple(map(str, names))
+
+
+def _cursor(value: Any, path: str, problems: list[ConfigProblem]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.append(ConfigProblem("tables.yaml", path, "must be a column name (a string)"))
+        return None
+    return str(value) if _check_column(value, path, problems) else None
+
+
+def _check_column(name: str, path: str, problems: list[ConfigProblem]) -> bool:
+    if COLUMN_NAME_RE.fullmatch(name):
+        return True
+    problems.append(ConfigProblem("tables.yaml", path, f"invalid column name {shown(name)}: use letters, digits, "
+                                                       "spaces (not first or last), _ - $ # only"))  # fmt: skip
+    return False
 
 
 def _parse_tenants(raw: dict[str, Any], env: Mapping[str, str], tables: dict[str, TableConfig],

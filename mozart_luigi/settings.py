@@ -45,7 +45,6 @@ class Settings:
     trino_port: int = 8080
     trino_user: str = "mozart"
     trino_catalog: str = "iceberg"
-    trino_raw_catalog: str = "raw"
     iceberg_rest_uri: str = "http://127.0.0.1:8181"
     iceberg_rest_token: Secret | None = field(default=None, repr=False)
     iceberg_warehouse: str | None = None
@@ -79,7 +78,6 @@ class Settings:
             trino_port=_int(env, "MOZART_TRINO_PORT", 8080, problems),
             trino_user=env.get("MOZART_TRINO_USER") or "mozart",
             trino_catalog=env.get("MOZART_TRINO_CATALOG") or "iceberg",
-            trino_raw_catalog=env.get("MOZART_TRINO_RAW_CATALOG") or "raw",
             iceberg_rest_uri=env.get("MOZART_ICEBERG_REST_URI") or "http://127.0.0.1:8181",
             iceberg_rest_token=Secret(token) if (token := env.get("MOZART_ICEBERG_REST_TOKEN")) else None,
             iceberg_warehouse=env.get("MOZART_ICEBERG_WAREHOUSE") or None,

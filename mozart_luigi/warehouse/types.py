@@ -36,11 +36,9 @@ __all__ = [
     "DriftPlan",
     "column_type",
     "columns_from_schema",
-    "hive_type",
     "parse_duckdb_type",
     "parse_trino_type",
     "plan_drift",
-    "raw_expression",
 ]
 
 import re
@@ -60,7 +58,6 @@ _DUCKDB_NAMES = {
 _TRINO_NAMES = {"time": "time(6)", "timestamp": "timestamp(6)", "timestamptz": "timestamp(6) with time zone"}
 _WIDER = {("integer", "bigint"), ("real", "double")}
 _RESERVED = (PARTITION_COLUMN, EXTRACTED_AT_COLUMN)
-_HIVE_READS = {"time": "bigint", "timestamptz": "timestamp(6)"}  # Hive knows neither time nor time zones
 
 
 @dataclass(frozen=True)
@@ -149,40 +146,6 @@ def columns_from_schema(schema: pa.Schema, *, tenant: str, table: str) -> list[t
         except TypeMappingError as exc:
             raise TypeMappingError(str(exc), tenant=tenant, table=table) from None
     return out
-
-
-# --------------------------------------------------------------------------- Trino's raw (Hive) side
-def hive_type(arrow_type: pa.DataType) -> str:
-    """The column type a Trino Hive table declares to read this Arrow type from Parquet exactly.
-
-    The Hive connector knows neither ``time`` (read as the int64 of microseconds) nor time zones (an
-    adjusted-to-UTC timestamp reads as its UTC wall time); :func:`raw_expression` converts them back.
-    """
-    if pa.types.is_dictionary(arrow_type):
-        return hive_type(arrow_type.value_type)
-    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        return f"array({hive_type(arrow_type.value_type)})"
-    if pa.types.is_int8(arrow_type) or pa.types.is_int16(arrow_type):
-        return "tinyint" if pa.types.is_int8(arrow_type) else "smallint"
-    kind = column_type(arrow_type, "?")
-    return _HIVE_READS.get(kind.kind, kind.trino())
-
-
-def raw_expression(expression: str, arrow_type: pa.DataType, depth: int = 0) -> str:
-    """SQL turning a raw Hive column (``expression``) into the exact Iceberg value."""
-    if pa.types.is_dictionary(arrow_type):
-        return raw_expression(expression, arrow_type.value_type, depth)
-    if pa.types.is_int8(arrow_type) or pa.types.is_int16(arrow_type):
-        return f"CAST({expression} AS integer)"
-    if pa.types.is_timestamp(arrow_type) and arrow_type.tz:
-        return f"with_timezone({expression}, 'UTC')"
-    if pa.types.is_time64(arrow_type):
-        return f"CAST(from_unixtime_nanos({expression} * 1000) AT TIME ZONE 'UTC' AS time(6))"
-    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        var = f"x{depth}"
-        inner = raw_expression(var, arrow_type.value_type, depth + 1)
-        return expression if inner == var else f"transform({expression}, {var} -> {inner})"
-    return expression
 
 
 # ------------------------------------------------------------------------------------- parse back types

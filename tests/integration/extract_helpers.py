@@ -73,7 +73,7 @@ def read_back(tenant: str, table: str, date: dt.date = DAY) -> tuple[Manifest, p
     tables = []
     for part in manifest.files:
         with the_lake.filesystem.open_input_file(the_lake.fs_path(f"{folder}/{part.name}")) as f:
-            tables.append(pq.read_table(f))
+            tables.append(pq.read_table(f, columns=manifest.schema.names))  # the source columns
     data = pa.concat_tables(tables) if tables else manifest.schema.empty_table()
     return manifest, data
 

@@ -260,3 +260,81 @@ def test_source_query_of_strings_is_kept(tmp_path: Path) -> None:
     write(tmp_path, f"tenants:\n  acme:\n    source: {source}\n")
     query = load_config(tmp_path, env={}).tenant("acme").source.query
     assert query == (("connect_timeout", "5"), ("sslmode", "require"))
+
+
+# ------------------------------------------------------------------------------------- column names
+
+GOOD_COLUMNS = ["order_id", "Updated At", "Unit Price", "select", "from", "where", "x-y", "$amount", "row#",
+                "Größe", "名前", "a  b", "2nd"]  # fmt: skip
+BAD_COLUMNS = ["order_id; drop table x", "", " id", "id ", "a.b", 'a"b', "a`b", "a'b", "a\x00b", "a\nb", "a\tb",
+               "a\x7fb", "a(b)", "a/b", "a*b", "a,b", "a=b", "a[b]", "a%b"]  # fmt: skip
+
+
+@pytest.mark.parametrize("key", ["primary_key", "include", "cursor"])
+def test_hostile_but_legal_column_names_are_accepted(tmp_path: Path, key: str) -> None:
+    if key == "cursor":
+        bodies = [{"mode": "incremental", "cursor": name} for name in GOOD_COLUMNS]
+    else:
+        bodies = [{"mode": "full", key: [name]} for name in GOOD_COLUMNS]
+    tables = {"tables": {f"t{i}": body for i, body in enumerate(bodies)}}
+    write(tmp_path, tenant_with("description: x"), yaml_dump(tables))
+    config = load_config(tmp_path, env={})
+    found = [getattr(config.tables[f"t{i}"], key) for i in range(len(GOOD_COLUMNS))]
+    assert found == [name if key == "cursor" else (name,) for name in GOOD_COLUMNS]
+
+
+@pytest.mark.parametrize("key", ["primary_key", "include", "exclude", "cursor"])
+@pytest.mark.parametrize("name", BAD_COLUMNS)
+def test_invalid_column_names_are_refused(tmp_path: Path, key: str, name: str) -> None:
+    value = name if key == "cursor" else ["ok", name]
+    write(tmp_path, tenant_with("description: x"), yaml_dump({"tables": {"orders": {"mode": "full", key: value}}}))
+    (message,) = problems(tmp_path)
+    assert message == (
+        f"tables.yaml: tables.orders.{key}: invalid column name {name!r}: use letters, digits, spaces "
+        "(not first or last), _ - $ # only"
+    )
+
+
+def test_the_injection_example_names_file_table_and_key(tmp_path: Path) -> None:
+    write(tmp_path, tenant_with("description: x"),
+          "tables:\n  orders: {mode: full, primary_key: ['order_id; drop table x']}\n")  # fmt: skip
+    (message,) = problems(tmp_path)
+    assert message.startswith("tables.yaml: tables.orders.primary_key: invalid column name 'order_id; drop table x'")
+
+
+def test_a_cursor_must_be_a_string(tmp_path: Path) -> None:
+    write(tmp_path, tenant_with("description: x"), "tables:\n  orders: {mode: incremental, cursor: [a, b]}\n")
+    assert problems(tmp_path) == ["tables.yaml: tables.orders.cursor: must be a column name (a string)"]
+
+
+def yaml_dump(data: object) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, allow_unicode=True)
+
+
+def test_enabled_profiles_and_column_problems_never_show_an_interpolated_value(tmp_path: Path) -> None:
+    secret = "pw;Zq81-x9"  # neither a boolean, nor a profile, nor a column name
+    write(
+        tmp_path,
+        f"""
+tenants:
+  a: {{enabled: "${{S}}", source: {SQLITE}}}
+  b: {{profiles: ["${{S}}"], source: {SQLITE}}}
+""",
+        'tables:\n  orders: {mode: incremental, cursor: "${S}", primary_key: ["${S}"], exclude: ["x${S}"]}\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env={"S": secret})
+    found = [str(p) for p in info.value.problems]
+    assert found == [
+        "tables.yaml: tables.orders.cursor: invalid column name '${S}' (value hidden): use letters, digits, "
+        "spaces (not first or last), _ - $ # only",
+        "tables.yaml: tables.orders.exclude: invalid column name 'x${S}' (value hidden): use letters, digits, "
+        "spaces (not first or last), _ - $ # only",
+        "tables.yaml: tables.orders.primary_key: invalid column name '${S}' (value hidden): use letters, digits, "
+        "spaces (not first or last), _ - $ # only",
+        "tenants.yaml: tenants.a.enabled: must be true or false, got '${S}' (value hidden)",
+        "tenants.yaml: tenants.b.profiles: unknown profile '${S}' (value hidden) (known: local, stack)",
+    ]
+    assert secret not in str(info.value) and secret not in repr(info.value)

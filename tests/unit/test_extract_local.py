@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import sqlite3
 import warnings
 from decimal import Decimal
@@ -80,7 +81,9 @@ def read(table: str, date: dt.date = DAY) -> tuple[object, pa.Table]:
     lake = Lake.from_settings(get_config().settings)
     manifest = lake.read_manifest("demo", table, date)
     folder = lake.fs_path(lake.date_url("demo", table, date))
-    data = pa.concat_tables([pq.read_table(f"{folder}/{f.name}") for f in manifest.files])
+    # the source columns of exactly the parts listed (each part also carries the two pipeline columns)
+    columns = manifest.schema.names
+    data = pa.concat_tables([pq.read_table(f"{folder}/{f.name}", columns=columns) for f in manifest.files])
     return manifest, data
 
 
@@ -185,7 +188,9 @@ def test_part_writer_rotates_exactly_and_writes_an_empty_typed_part(tmp_path: Pa
     lake = Lake(tmp_path.as_uri())
     schema = pa.schema([("id", pa.int64()), ("name", pa.string())])
     batch = pa.record_batch([pa.array(range(7)), pa.array([str(i) for i in range(7)])], schema=schema)
-    with PartWriter(lake, f"{lake.url}/t", "r1", schema, compression="snappy", part_rows=3) as writer:
+    stamp = dt.datetime(2026, 11, 26, 1, 2, 3, 4, tzinfo=dt.UTC)
+    with PartWriter(lake, f"{lake.url}/t", "r1", schema, date=DAY, extracted_at=stamp, compression="snappy",
+                    part_rows=3) as writer:  # fmt: skip
         writer.write(batch)
         writer.write(batch.slice(0, 2))
         files = writer.close()
@@ -195,10 +200,15 @@ def test_part_writer_rotates_exactly_and_writes_an_empty_typed_part(tmp_path: Pa
         ("part-r1-00002.parquet", 3),
     ]
     assert all(f.bytes == (tmp_path / "t" / f.name).stat().st_size for f in files)
+    assert all(f.sha256 == hashlib.sha256((tmp_path / "t" / f.name).read_bytes()).hexdigest() for f in files)
+    part = pq.read_table(tmp_path / "t" / "part-r1-00001.parquet")
+    assert part.schema.names == ["id", "name", "_mozart_date", "_mozart_extracted_at"]
+    assert set(part.column("_mozart_date").to_pylist()) == {DAY}
+    assert set(part.column("_mozart_extracted_at").to_pylist()) == {stamp}
     assert pq.read_table(tmp_path / "t" / "part-r1-00002.parquet").column("id").to_pylist() == [6, 0, 1]
     meta = pq.ParquetFile(tmp_path / "t" / "part-r1-00000.parquet").metadata
     assert meta.row_group(0).column(0).compression == "SNAPPY"
 
-    with PartWriter(lake, f"{lake.url}/e", "r2", schema) as writer:
+    with PartWriter(lake, f"{lake.url}/e", "r2", schema, date=DAY, extracted_at=stamp) as writer:
         (empty,) = writer.close()
-    assert empty.rows == 0 and pq.read_table(tmp_path / "e" / empty.name).schema == schema
+    assert empty.rows == 0 and pq.read_table(tmp_path / "e" / empty.name).schema.names[:2] == schema.names

@@ -105,7 +105,7 @@ def test_forced_rerun_replaces_exactly_that_date(local: Path):
     lake.delete_file(lake.manifest_url(TENANT, "orders", DAY))  # force: the extract and the load rerun
     task = LoadIceberg(tenant=TENANT, table="orders", date=DAY)
     with open_warehouse(get_config().settings) as warehouse:
-        warehouse.delete_markers([task.task_id])
+        warehouse.delete_markers(TENANT, DAY, [task.task_id])
     assert build(task).scheduling_succeeded
     assert [r[0] for r in _rows()] == [2, 3]
     assert [r[0] for r in _rows(other)] == [1, 2, 3]
@@ -119,9 +119,12 @@ def test_count_mismatch_fails_without_a_marker(local: Path):
 
     lake.write_manifest(replace(manifest, row_count=manifest.row_count + 1))  # a manifest that lies
     task = LoadIceberg(tenant=TENANT, table="orders", date=DAY)
-    with pytest.raises(VerificationError, match="holds 3 row.* says 4; no marker written"):
+    with pytest.raises(VerificationError, match="row counts disagree: parts 3, row_count 4.*invalidated"):
         task.run()
     assert not task.complete()
+    with open_warehouse(get_config().settings) as warehouse:  # refused before any commit: nothing loaded
+        assert warehouse.count_partition(TENANT, "orders", DAY) == 0
+    assert not lake.exists(lake.manifest_url(TENANT, "orders", DAY))  # the next run extracts again
 
 
 def test_output_is_pure(monkeypatch: pytest.MonkeyPatch):
@@ -155,7 +158,7 @@ def test_a_crash_between_delete_and_insert_converges(local: Path):
     assert build(LoadIceberg(tenant=TENANT, table="orders", date=DAY)).scheduling_succeeded
     task = LoadIceberg(tenant=TENANT, table="orders", date=DAY)
     with open_warehouse(get_config().settings) as warehouse:
-        warehouse.delete_markers([task.task_id])
+        warehouse.delete_markers(TENANT, DAY, [task.task_id])
     script = ("import luigi; from mozart_luigi.tasks.load import LoadIceberg; import datetime as dt; "
               f"luigi.build([LoadIceberg(tenant={TENANT!r}, table='orders', date=dt.date(2026, 11, 25))], "
               "local_scheduler=True)")  # fmt: skip

@@ -9,8 +9,6 @@ from trino.exceptions import TrinoExternalError, TrinoUserError
 
 from mozart_luigi.errors import LoadError, WarehouseUnavailableError
 from mozart_luigi.secrets import Secret
-from mozart_luigi.warehouse import Marker
-from mozart_luigi.warehouse import trino as trino_module
 from mozart_luigi.warehouse.trino import TrinoQueryFailed, TrinoUnavailable, TrinoWarehouse
 
 pytestmark = pytest.mark.unit
@@ -90,54 +88,3 @@ def _kind(statement: str) -> str:
     return statement.split(maxsplit=1)[0]
 
 
-def test_marker_housekeeping_compacts_one_marker_in_64_and_expires_one_in_16(monkeypatch):
-    """The cadence is drawn from the task id (so it holds across processes); a failure is only logged."""
-    warehouse = _warehouse()
-    ran: list[str] = []
-
-    def execute(statement, params=(), *, tenant=None, table=None, meta=False):
-        ran.append(_kind(statement))
-        if ran[-1] == "optimize_manifests":
-            raise TrinoUnavailable("conflict")  # housekeeping gives up quietly; the marker stands
-
-    monkeypatch.setattr(warehouse, "_execute", execute)
-    monkeypatch.setattr(trino_module.MARKER_CACHE, "add", lambda key, marker: None)
-    day = dt.date(2026, 11, 25)
-    seen: dict[tuple[str, ...], int] = {}
-    for n in range(4000):
-        ran.clear()
-        warehouse._after_marker(Marker("LoadIceberg", f"LoadIceberg_t{n}", "acme", day, table=f"t{n}"))
-        seen[tuple(ran)] = seen.get(tuple(ran), 0) + 1
-    assert set(seen) == {(), ("optimize", "optimize_manifests"), ("expire_snapshots",)}, seen
-    assert 4000 / 64 * 0.7 < seen[("optimize", "optimize_manifests")] < 4000 / 64 * 1.3, seen
-    assert 4000 * (1 / 16 - 1 / 64) * 0.8 < seen[("expire_snapshots",)] < 4000 * (1 / 16 - 1 / 64) * 1.2, seen
-    assert "'1m'" in warehouse._compact_statements(day)[-1]
-
-
-def test_a_markers_read_that_loses_a_race_to_housekeeping_is_planned_again(monkeypatch):
-    """The files it planned on were compacted away and expired before it read them: read again."""
-    warehouse = _warehouse(base_delay=0.01)
-    day = dt.date(2026, 11, 25)
-    answers: list[object] = [
-        _error(TrinoExternalError, "ICEBERG_CANNOT_OPEN_SPLIT", "Error opening Iceberg split s3://w/m.parquet",
-               "EXTERNAL"),
-        [["LoadIceberg_acme_orders", "acme", day]],
-    ]  # fmt: skip
-
-    def execute(statement, params=(), *, tenant=None, table=None, meta=False):
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise warehouse._translate(answer, tenant, table)
-        return answer
-
-    monkeypatch.setattr(warehouse, "_execute", execute)
-    assert warehouse.completed("LoadIceberg", "acme", day) == {"LoadIceberg_acme_orders"}
-    assert not answers
-    lost = _error(TrinoExternalError, "ICEBERG_CANNOT_OPEN_SPLIT", "Error opening Iceberg split", "EXTERNAL")
-    answers[:] = [lost] * 8  # never converges: reported as unavailable, not as complete or incomplete
-    with pytest.raises(WarehouseUnavailableError, match="ICEBERG_CANNOT_OPEN_SPLIT"):
-        warehouse.completed("LoadIceberg", "acme", day)
-    denied = _error(TrinoUserError, "PERMISSION_DENIED", "Access Denied", "USER_ERROR")
-    answers[:] = [denied]
-    with pytest.raises(TrinoQueryFailed, match="PERMISSION_DENIED"):
-        warehouse.completed("LoadIceberg", "acme", day)

@@ -16,11 +16,9 @@ from mozart_luigi.warehouse.types import (
     ColumnType,
     column_type,
     columns_from_schema,
-    hive_type,
     parse_duckdb_type,
     parse_trino_type,
     plan_drift,
-    raw_expression,
 )
 
 pytestmark = pytest.mark.unit
@@ -140,22 +138,6 @@ def test_dropped_column_is_refused():
         plan_drift(_cols(id="bigint", gone="varchar"), _wanted(id="bigint"), tenant="t", table="x")
 
 
-@pytest.mark.parametrize(("arrow_type", "hive", "expression"), [
-    (pa.int8(), "tinyint", 'CAST("c" AS integer)'),
-    (pa.int16(), "smallint", 'CAST("c" AS integer)'),
-    (pa.int64(), "bigint", '"c"'),
-    (pa.decimal128(38, 6), "decimal(38,6)", '"c"'),
-    (pa.timestamp("us"), "timestamp(6)", '"c"'),
-    (pa.timestamp("us", tz="UTC"), "timestamp(6)", "with_timezone(\"c\", 'UTC')"),
-    (pa.time64("us"), "bigint", "CAST(from_unixtime_nanos(\"c\" * 1000) AT TIME ZONE 'UTC' AS time(6))"),
-    (pa.list_(pa.string()), "array(varchar)", '"c"'),
-    (pa.list_(pa.int16()), "array(smallint)", 'transform("c", x0 -> CAST(x0 AS integer))'),
-    (pa.list_(pa.list_(pa.timestamp("us", tz="UTC"))), "array(array(timestamp(6)))",
-     "transform(\"c\", x0 -> transform(x0, x1 -> with_timezone(x1, 'UTC')))"),
-])  # fmt: skip
-def test_raw_hive_side(arrow_type, hive, expression):
-    assert hive_type(arrow_type) == hive
-    assert raw_expression('"c"', arrow_type) == expression
 
 
 def test_quote_ident_doubles_quotes_and_refuses_empty():
