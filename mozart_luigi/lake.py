@@ -56,11 +56,14 @@ class Lake:
         return f"{self.date_url(tenant, table, date)}/{MANIFEST_NAME}"
 
     def fs_path(self, url: str) -> str:
-        """The path that :attr:`filesystem` understands for a lake URL."""
+        """The path that :attr:`filesystem` understands for a lake URL. A ``file://`` URL is percent-encoded
+        (``Path.as_uri()``: a data folder ``my data#1`` is ``file:///my%20data%231``), so its path is unquoted."""
+        from urllib.parse import unquote  # local: this fix touches fs_path only
+
         parsed = urlparse(url)
         if parsed.scheme == "s3":
             return f"{parsed.netloc}{parsed.path}"
-        return parsed.path
+        return unquote(parsed.path)
 
     # ------------------------------------------------------------------------------------ filesystem
     @cached_property

@@ -338,3 +338,26 @@ tenants:
         "tenants.yaml: tenants.b.profiles: unknown profile '${S}' (value hidden) (known: local, stack)",
     ]
     assert secret not in str(info.value) and secret not in repr(info.value)
+
+
+# ------------------------------------------------------------------ a data folder that needs quoting
+
+
+@pytest.mark.parametrize("folder", ["my data", "data[1]", "data#2", "100%data", "why?", "a b[c]#d%e?f%20g"])
+def test_the_local_lake_lies_exactly_under_a_data_dir_with_special_characters(tmp_path: Path, folder: str) -> None:
+    import datetime as dt
+
+    from mozart_luigi.lake import Lake
+    from mozart_luigi.settings import Settings
+
+    data_dir = tmp_path / folder
+    found: list = []
+    settings = Settings.from_env({"MOZART_DATA_DIR": str(data_dir)}, found)
+    assert found == [] and settings.data_dir == data_dir
+    lake = Lake.from_settings(settings)
+    date_url = lake.date_url("acme", "orders", dt.date(2026, 11, 25))
+    assert lake.fs_path(date_url) == str(data_dir / "lake" / "raw" / "acme" / "orders" / "2026-11-25")
+    lake.write_text_atomic(f"{date_url}/probe.txt", "x")
+    assert (data_dir / "lake" / "raw" / "acme" / "orders" / "2026-11-25" / "probe.txt").read_text() == "x"
+    assert lake.read_text(f"{date_url}/probe.txt") == "x" and lake.list_files(date_url) == ["probe.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == [folder]  # nothing landed beside the data folder
