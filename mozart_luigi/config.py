@@ -1,8 +1,11 @@
 """Configuration: ``config/tenants.yaml`` + ``config/tables.yaml`` + the environment -> frozen, validated models.
 
 Parsed once at the entry point (:func:`get_config` caches per process), never at import time. Validation
-reports every problem at once, each naming the file, the tenant and the key. Secrets become
-:class:`~mozart_luigi.secrets.Secret` and never render.
+reports every problem at once, each naming the file, the tenant and the key: a key written twice (at any depth,
+with its lines), an unknown key, an enumerated value out of its set (``kind``, ``mode``, ``enabled``, ``profiles``),
+a column name outside :data:`COLUMN_NAME_RE`. A message quotes an interpolated value by its ``${VAR}`` text
+(:func:`~mozart_luigi.interpolate.shown`), never the value. Secrets become :class:`~mozart_luigi.secrets.Secret`
+and never render.
 """
 
 from __future__ import annotations
