@@ -57,10 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run AllTenants for a date, print and write the run report")
     run.add_argument("--date", type=_date, default=None, help="YYYY-MM-DD (default: yesterday)")
     run.add_argument("--tenants", nargs="+", default=None, help="only these tenants")
-    run.add_argument("--workers", type=int, default=1, help="parallel Luigi workers (default 1)")
-    run.add_argument("--local-scheduler", action="store_true", help="no luigid: schedule in this process")
-    run.add_argument("--scheduler-host", help="luigid host (default: [core] of luigi.cfg)")
-    run.add_argument("--scheduler-port", type=int, help="luigid port (default: [core] of luigi.cfg)")
+    rerun = sub.add_parser("rerun", help="forget what is done for a tenant (table) and date, then run it again")
+    rerun.add_argument("--tenant", required=True, help="the tenant")
+    rerun.add_argument("--table", action="append", dest="tables", help="only this table (repeatable)")
+    rerun.add_argument("--date", type=_date, required=True, help="YYYY-MM-DD")
+    rerun.add_argument("--from-extract", action="store_true", help="also extract again (moves _SUCCESS aside)")
+    for cmd in (run, rerun):
+        cmd.add_argument("--workers", type=int, default=1, help="parallel Luigi workers (default 1)")
+        cmd.add_argument("--local-scheduler", action="store_true", help="no luigid: schedule in this process")
+        cmd.add_argument("--scheduler-host", help="luigid host (default: [core] of luigi.cfg)")
+        cmd.add_argument("--scheduler-port", type=int, help="luigid port (default: [core] of luigi.cfg)")
     demo = sub.add_parser("demo", help="generate the SQLite demo shops and run the local pipeline")
     demo.add_argument("--date", type=_date, default=None, help="last demo day (default 2026-11-28)")
     demo.add_argument("--workers", type=int, default=1, help="parallel Luigi workers (default 1)")
@@ -182,6 +188,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """Forget the markers (and with ``--from-extract`` the manifests) of one tenant and date, then run it."""
+    from mozart_luigi.lake import Lake
+    from mozart_luigi.tasks.dbt import DbtRun
+    from mozart_luigi.tasks.load import LoadIceberg
+    from mozart_luigi.warehouse import open_warehouse
+
+    config = _config()
+    tenant = config.tenant(args.tenant).id
+    tables = [t.name for t in config.tables_for(tenant)]
+    chosen = [config.table(tenant, name).name for name in args.tables] if args.tables else tables
+    loads = [LoadIceberg(tenant=tenant, table=name, date=args.date) for name in chosen]
+    with open_warehouse(config.settings, tenant=tenant) as warehouse:
+        warehouse.delete_markers(tenant, args.date, [t.task_id for t in loads] + [DbtRun(tenant=tenant, date=args.date).task_id])
+    if args.from_extract:
+        lake = Lake.from_settings(config.settings)
+        stamp = f"rerun-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+        for name in chosen:
+            lake.move_aside(lake.manifest_url(tenant, name, args.date), stamp)
+    what = "extract, load" if args.from_extract else "load"
+    print(f"{tenant} {args.date}: {what} of {len(chosen)} table(s) and dbt forgotten; running them again")
+    args.tenants = [tenant]
+    return cmd_run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mozart_luigi.demo import run_demo
 
@@ -193,6 +224,7 @@ _COMMANDS = {
     "plan": cmd_plan,
     "status": cmd_status,
     "run": cmd_run,
+    "rerun": cmd_rerun,
     "demo": cmd_demo,
 }
 
