@@ -201,7 +201,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     chosen = [config.table(tenant, name).name for name in args.tables] if args.tables else tables
     loads = [LoadIceberg(tenant=tenant, table=name, date=args.date) for name in chosen]
     with open_warehouse(config.settings, tenant=tenant) as warehouse:
-        warehouse.delete_markers(tenant, args.date, [t.task_id for t in loads] + [DbtRun(tenant=tenant, date=args.date).task_id])
+        dbt = DbtRun(tenant=tenant, date=args.date).task_id
+        warehouse.delete_markers(tenant, args.date, [t.task_id for t in loads] + [dbt])
     if args.from_extract:
         lake = Lake.from_settings(config.settings)
         stamp = f"rerun-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
