@@ -91,12 +91,16 @@ def run_tasks(
 
 
 def exit_code(sets: Mapping[str, set[luigi.Task]], *, roots: Sequence[luigi.Task]) -> int:
-    """The exit code ``luigi`` itself would give (``luigi.retcodes``), for several root tasks."""
+    """The exit code ``luigi`` itself would give (``luigi.retcodes``), for several root tasks, except that
+    tasks left undone only because another worker runs them (or their upstream) count as
+    ``already_running`` (10: someone else is running it), not as ``not_run`` (25)."""
     codes = retcodes()
-    code = max((codes[attr] if sets.get(category) else 0) for attr, category in _CODES)
+    others = set(sets.get("run_by_other_worker", ())) | set(sets.get("upstream_run_by_other_worker", ()))
+    adjusted = {**sets, "not_run": set(sets.get("not_run", ())) - others, "run_by_other_worker": others}
+    code = max((codes[attr] if adjusted.get(category) else 0) for attr, category in _CODES)
     finished = set(sets.get("completed", ())) | set(sets.get("already_done", ()))
     if code == 0 and any(root not in finished for root in roots):
-        return codes["not_run"] or 1
+        return (codes["already_running"] if others else codes["not_run"]) or 1
     return code
 
 

@@ -200,3 +200,14 @@ def _override(get, values):
         return get(section, option, *args, **kwargs)
 
     return patched
+
+
+def test_tasks_held_by_another_worker_exit_10_not_25() -> None:
+    """Two runs through one luigid: the one whose tasks (or their upstream) another worker runs exits 10."""
+    root, load, dbt = _T(name="root"), _T(name="load"), _T(name="dbt")
+    held = {**_sets(run_by_other_worker={load}, not_run={dbt, root}), "upstream_run_by_other_worker": {dbt, root}}
+    assert exit_code(held, roots=[root]) == 10
+    waiting = {**_sets(not_run={dbt, root}), "upstream_run_by_other_worker": {dbt, root}}
+    assert exit_code(waiting, roots=[root]) == 10
+    mixed = {**_sets(run_by_other_worker={load}, not_run={dbt, root}), "upstream_run_by_other_worker": {root}}
+    assert exit_code(mixed, roots=[root]) == 25  # dbt was not run for another reason: still not_run
