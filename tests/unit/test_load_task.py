@@ -227,3 +227,42 @@ def test_a_failed_snapshot_expiry_is_logged_and_the_load_stands(local: Path, mon
     assert calls == [(TENANT, "orders", 3)]  # only the due date
     assert "snapshot expiry skipped" in caplog.text and "catalog said no" in caplog.text
     assert LoadIceberg(tenant=TENANT, table="orders", date=due).complete()
+
+
+class _NeedsOrders(luigi.Task):
+    """A downstream task (as DbtRun is) whose run-time dependency check reads LoadIceberg's marker."""
+
+    date = luigi.DateParameter()
+
+    def requires(self) -> LoadIceberg:
+        return LoadIceberg(tenant=TENANT, table="orders", date=self.date)
+
+    def run(self) -> None:
+        return None
+
+
+def test_a_cached_missing_is_asked_again_at_the_run_time_dependency_check(local: Path):
+    """Forced interleaving of two workers: this process caches "missing" while building its graph, another
+    process finishes the load, then this process's Luigi run-time check (TaskProcess.run, as a worker runs
+    it before DbtRun) must see it done, not fail with "Unfulfilled dependency at run time"."""
+    clear_marker_cache()
+    load = LoadIceberg(tenant=TENANT, table="orders", date=DAY)
+    assert not load.complete()  # cached: "missing"
+    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.load import LoadIceberg; "
+              f"ok = luigi.build([LoadIceberg(tenant={TENANT!r}, table='orders', date=dt.date(2026, 11, 25))], "
+              "local_scheduler=True); raise SystemExit(0 if ok else 1)")  # fmt: skip
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300, check=False)
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert not load.complete()  # outside a run-time check the graph-time answer may still be served
+    results: list[tuple] = []
+
+    class _Queue:
+        def put(self, item: tuple) -> None:
+            results.append(item)
+
+    downstream = _NeedsOrders(date=DAY)
+    process = luigi.worker.TaskProcess(downstream, "w1", _Queue(), status_reporter=luigi.worker.TaskStatusReporter(
+        luigi.scheduler.Scheduler(), downstream.task_id, "w1", None), check_unfulfilled_deps=True)  # fmt: skip
+    process.run()
+    (task_id, status, explanation, *_rest) = results[0]
+    assert task_id == downstream.task_id and status == "DONE", explanation
