@@ -222,6 +222,8 @@ class Lake:
 
     def publish_manifest(self, manifest: Manifest) -> bool:
         """Publish once: False (nothing written) when the day already has a manifest."""
+        if self.exists(self.manifest_url(manifest.tenant, manifest.table, manifest.date)):
+            return False
         for part in manifest.files:  # published only if its parts exist (a straggler's may have been removed)
             url = f"{self.date_url(manifest.tenant, manifest.table, manifest.date)}/{part.name}"
             if self.size(url) != part.bytes:

@@ -16,13 +16,14 @@ no manifest yet; see ``ExtractTable``). Unset in production, it costs one dictio
 
 from __future__ import annotations
 
-__all__ = ["CRASH_ENV", "PIPELINE_FIELDS", "PartWriter", "crash_point", "part_name", "pipeline_columns"]
+__all__ = ["CRASH_ENV", "PIPELINE_FIELDS", "PartWriter", "crash_point", "part_name", "pause_point", "pipeline_columns"]
 
 import datetime as dt
 import hashlib
 import logging
 import os
 import signal
+import time
 from types import TracebackType
 
 import numpy as np
@@ -42,6 +43,22 @@ def crash_point(name: str) -> None:
     if os.environ.get(CRASH_ENV) == name:
         log.warning("%s=%s: killing the process", CRASH_ENV, name)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+PAUSE_ENV = "MOZART_TEST_PAUSE_AT"
+
+
+def pause_point(name: str, *, limit: float = 300.0) -> None:
+    """Race tests only: when ``MOZART_TEST_PAUSE_AT == name``, create ``{MOZART_TEST_PAUSE_DIR}/{name}.reached``
+    and wait (at most ``limit`` seconds) until the test creates ``{name}.go``. A no-op when unset."""
+    if os.environ.get(PAUSE_ENV) != name:
+        return
+    folder = os.environ.get("MOZART_TEST_PAUSE_DIR", ".")
+    with open(os.path.join(folder, f"{name}.reached"), "w", encoding="utf-8") as flag:
+        flag.write(str(os.getpid()))
+    deadline = time.monotonic() + limit
+    while not os.path.exists(os.path.join(folder, f"{name}.go")) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def part_name(run_id: str, n: int) -> str:

@@ -31,7 +31,7 @@ from mozart_luigi.connectors import Snapshot, Window, connector_for
 from mozart_luigi.errors import VerificationError
 from mozart_luigi.lake import Lake, ManifestTarget
 from mozart_luigi.manifest import Manifest, PartFile, new_run_id
-from mozart_luigi.parquet import PartWriter, crash_point
+from mozart_luigi.parquet import PartWriter, crash_point, pause_point
 from mozart_luigi.tasks.base import Progress, TenantDateTask
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class ExtractTable(TenantDateTask):
         extracted = self._extract(job)
         manifest = self._manifest(job, extracted, seconds=time.monotonic() - started)
         crash_point("before_manifest")
+        pause_point("before_manifest")
         if job.lake.publish_manifest(manifest):
             self._remove_stale_parts(job, manifest)
         else:

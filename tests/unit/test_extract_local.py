@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import sqlite3
+import subprocess
+import sys
+import time
 import warnings
 from decimal import Decimal
 from pathlib import Path
@@ -212,3 +216,30 @@ def test_part_writer_rotates_exactly_and_writes_an_empty_typed_part(tmp_path: Pa
     with PartWriter(lake, f"{lake.url}/e", "r2", schema, date=DAY, extracted_at=stamp) as writer:
         (empty,) = writer.close()
     assert empty.rows == 0 and pq.read_table(tmp_path / "e" / empty.name).schema.names[:2] == schema.names
+
+
+def test_a_straggler_never_overwrites_a_published_day(local: Path, tmp_path: Path) -> None:
+    """Forced interleaving: attempt A is paused right before publishing; attempt B extracts and publishes the
+    same day; A resumes. A must keep B's manifest (publish once), delete only its own parts, and succeed;
+    every part B's manifest lists still exists."""
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "MOZART_TEST_PAUSE_AT": "before_manifest", "MOZART_TEST_PAUSE_DIR": str(pause)}
+    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.extract import ExtractTable; "
+              "ok = luigi.build([ExtractTable(tenant='demo', table='orders', date=dt.date(2026, 11, 25))], "
+              "local_scheduler=True); raise SystemExit(0 if ok else 1)")  # fmt: skip
+    straggler = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (pause / "before_manifest.reached").exists():
+        assert straggler.poll() is None and time.monotonic() < deadline, "the straggler never reached the pause"
+        time.sleep(0.05)
+    assert build(ExtractTable(tenant="demo", table="orders", date=DAY)).scheduling_succeeded
+    lake = Lake.from_settings(get_config().settings)
+    published = lake.read_manifest("demo", "orders", DAY)
+    (pause / "before_manifest.go").touch()
+    _, err = straggler.communicate(timeout=120)
+    assert straggler.returncode == 0, err[-2000:]
+    assert "another attempt published this day first" in err
+    assert lake.read_manifest("demo", "orders", DAY) == published
+    folder = lake.date_url("demo", "orders", DAY)
+    assert sorted(n for n in lake.list_files(folder) if n.startswith("part-")) == [f.name for f in published.files]
