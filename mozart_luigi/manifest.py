@@ -10,7 +10,15 @@ written) and, on S3, the ETag the store gave it. A load verifies all of them bef
 
 from __future__ import annotations
 
-__all__ = ["MANIFEST_NAME", "MANIFEST_VERSION", "RUN_ID_RE", "Manifest", "ManifestFormatError", "PartFile", "new_run_id"]
+__all__ = [
+    "MANIFEST_NAME",
+    "MANIFEST_VERSION",
+    "RUN_ID_RE",
+    "Manifest",
+    "ManifestFormatError",
+    "PartFile",
+    "new_run_id",
+]
 
 import base64
 import datetime as dt

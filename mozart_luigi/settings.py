@@ -6,9 +6,9 @@
 | MOZART_DATA_DIR | ./.mozart | local profile: lake, DuckDB file, demo sources, reports |
 | MOZART_LAKE_URL | file://{data}/lake/raw or s3://raw | where raw Parquet lands |
 | MOZART_S3_ENDPOINT_URL / _ACCESS_KEY / _SECRET_KEY / _REGION | - / - / - / us-east-1 | S3-compatible store |
-| MOZART_TRINO_HOST / _PORT / _USER / _CATALOG | 127.0.0.1 / 8080 / mozart / iceberg | Trino (dbt, status, maintenance) |
-| MOZART_ICEBERG_REST_URI | http://127.0.0.1:8181 | the Iceberg REST catalog Trino's ``iceberg`` catalog uses (loads commit there) |
-| MOZART_ICEBERG_REST_TOKEN / _WAREHOUSE | - / - | bearer token and warehouse name for that catalog, when it needs them |
+| MOZART_TRINO_HOST / _PORT / _USER / _CATALOG | 127.0.0.1 / 8080 / mozart / iceberg | Trino (dbt, status) |
+| MOZART_ICEBERG_REST_URI | http://127.0.0.1:8181 | the Iceberg REST catalog of Trino's ``iceberg`` catalog |
+| MOZART_ICEBERG_REST_TOKEN / _WAREHOUSE | - / - | bearer token and warehouse for that catalog, if needed |
 | MOZART_MARKERS_URL | {lake}/_mozart/markers | completion markers (profile ``stack``: one small object per task) |
 | MOZART_DUCKDB_PATH | {data}/warehouse.duckdb | local warehouse |
 | MOZART_BATCH_ROWS | 50000 | rows per fetched batch (memory is bounded by this) |

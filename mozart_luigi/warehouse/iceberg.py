@@ -31,6 +31,7 @@ from __future__ import annotations
 
 __all__ = ["IcebergLoader"]
 
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -82,7 +83,7 @@ from pyiceberg.types import (
 from mozart_luigi.errors import LoadError, MozartError, WarehouseUnavailableError
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest, PartFile
-from mozart_luigi.objectstore import ObjectChangedError, S3Objects
+from mozart_luigi.objectstore import ObjectChangedError
 from mozart_luigi.parquet import crash_point
 from mozart_luigi.retry import retrying
 from mozart_luigi.secrets import redact
@@ -166,10 +167,8 @@ class IcebergLoader:
         props = {"format-version": "2", "write.format.default": "PARQUET"}
 
         def create() -> Table:
-            try:
+            with contextlib.suppress(NamespaceAlreadyExistsError):
                 self.catalog.create_namespace(tenant)
-            except NamespaceAlreadyExistsError:
-                pass
             try:
                 return self.catalog.create_table((tenant, table), schema=schema, partition_spec=spec, properties=props)
             except TableAlreadyExistsError:  # another worker created it first: use theirs
@@ -189,9 +188,10 @@ class IcebergLoader:
         folder = lake.date_url(manifest.tenant, manifest.table, manifest.date)
         for part in manifest.files:
             info = lake.objects.head(f"{folder}/{part.name}")
-            check_stat(manifest, part, size=None if info is None else info.size, etag=None if info is None else info.etag)
+            size, etag = (None, None) if info is None else (info.size, info.etag)
+            check_stat(manifest, part, size=size, etag=etag)
         wanted = columns_from_schema(manifest.schema, tenant=manifest.tenant, table=manifest.table)
-        attempt = _Attempt(self, manifest, lake, folder, wanted, proof)
+        attempt = _Attempt(self, manifest, lake, folder, wanted=wanted, proof=proof)
         try:
             result = retrying(attempt.run, what=f"load {manifest.tenant}.{manifest.table} {manifest.date}",
                               attempts=self._attempts, base_delay=self._base_delay, max_delay=5.0)  # fmt: skip
@@ -232,7 +232,7 @@ class _NoTable(Exception):
 class _Attempt:
     """One load's state across commit retries: the copies are made once and reused."""
 
-    def __init__(self, loader: IcebergLoader, manifest: Manifest, lake: Lake, folder: str,
+    def __init__(self, loader: IcebergLoader, manifest: Manifest, lake: Lake, folder: str, *,
                  wanted: list[tuple[str, ColumnType]], proof: dict[str, str]) -> None:  # fmt: skip
         self.loader, self.manifest, self.lake, self.folder = loader, manifest, lake, folder
         self.wanted, self.proof = wanted, proof
@@ -293,7 +293,8 @@ class _Attempt:
             mapping = _name_mapping(schema, tx.table_metadata.properties.get(NAME_MAPPING), m)
             if mapping != tx.table_metadata.properties.get(NAME_MAPPING):
                 tx.set_properties(**{NAME_MAPPING: mapping})
-            files = [_data_file(tx.table_metadata, m, c, meta) for c, meta in zip(self.copies, self.footers, strict=True)]
+            pairs = zip(self.copies, self.footers, strict=True)
+            files = [_data_file(tx.table_metadata, m, copy, meta) for copy, meta in pairs]
             with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
                 for task in current:
                     overwrite.delete_data_file(task.file)
