@@ -23,10 +23,11 @@ fork time; the hook takes none: it calls the ``prctl`` symbol resolved before th
 
 from __future__ import annotations
 
-__all__ = ["PARENT_DEATH_SIGNAL", "parent_death_hook", "popen"]
+__all__ = ["PARENT_DEATH_SIGNAL", "die_with_parent", "parent_death_hook", "popen"]
 
 import ctypes
 import functools
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -80,3 +81,15 @@ def popen(args: Sequence[str], *, death_signal: int = PARENT_DEATH_SIGNAL, **kwa
     if "preexec_fn" in kwargs:
         raise TypeError("children.popen sets preexec_fn itself")
     return subprocess.Popen(args, preexec_fn=parent_death_hook(death_signal), **kwargs)  # noqa: PLW1509
+
+
+def die_with_parent(sig: int = PARENT_DEATH_SIGNAL) -> bool:
+    """In a process forked by ``multiprocessing`` (Luigi's task process with ``--workers`` > 1): have the
+    kernel send ``sig`` when the parent worker dies, so a killed run leaves no straggler finishing its
+    task later. Returns False (nothing done) in a main process or off Linux."""
+    parent = multiprocessing.parent_process()
+    prctl = _prctl()
+    if parent is None or parent.pid is None or prctl is None:
+        return False
+    _die_with(prctl, parent.pid, int(sig))
+    return True

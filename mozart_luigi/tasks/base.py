@@ -11,6 +11,7 @@ from typing import Any
 
 import luigi
 
+from mozart_luigi import children
 from mozart_luigi.config import Config, get_config
 
 
@@ -27,6 +28,13 @@ class TenantDateTask(luigi.Task):
     @property
     def config(self) -> Config:
         return get_config()
+
+
+@TenantDateTask.event_handler(luigi.Event.START)
+def _die_with_the_worker(task: TenantDateTask) -> None:
+    """With ``--workers`` > 1 Luigi runs each task in a forked process: it dies with its worker (a killed
+    run must not leave a task that finishes, and publishes, later)."""
+    children.die_with_parent()
 
 
 class Progress:

@@ -243,3 +243,38 @@ def test_a_straggler_never_overwrites_a_published_day(local: Path, tmp_path: Pat
     assert lake.read_manifest("demo", "orders", DAY) == published
     folder = lake.date_url("demo", "orders", DAY)
     assert sorted(n for n in lake.list_files(folder) if n.startswith("part-")) == [f.name for f in published.files]
+
+
+def test_a_task_process_dies_with_its_killed_worker(local: Path, tmp_path: Path) -> None:
+    """``--workers 2``: Luigi forks a process per task. SIGKILL the worker while its extract is paused before
+    publishing: the task process must die too (no straggler publishing later)."""
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "MOZART_TEST_PAUSE_AT": "before_manifest", "MOZART_TEST_PAUSE_DIR": str(pause)}
+    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.extract import ExtractTable; "
+              "luigi.build([ExtractTable(tenant='demo', table=t, date=dt.date(2026, 11, 25)) "
+              "for t in ('orders', 'products')], local_scheduler=True, workers=2)")  # fmt: skip
+    worker = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.DEVNULL)
+    flag = pause / "before_manifest.reached"
+    deadline = time.monotonic() + 120
+    while not flag.exists() or not flag.read_text():
+        assert worker.poll() is None and time.monotonic() < deadline, "no task reached the pause"
+        time.sleep(0.05)
+    task_pid = int(flag.read_text())
+    assert task_pid != worker.pid  # a forked task process
+    worker.kill()
+    worker.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while _alive(task_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(task_pid), "the task process outlived its killed worker"
+    lake = Lake.from_settings(get_config().settings)
+    assert not lake.exists(lake.manifest_url("demo", "orders", DAY))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie holds nothing
+    except FileNotFoundError:
+        return False
