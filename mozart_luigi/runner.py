@@ -82,12 +82,36 @@ def run_tasks(
     if scheduler_port:
         params["scheduler_port"] = scheduler_port
     result = luigi.build(list(tasks), **params)
-    sets = summary._summary_dict(result.worker)
+    sets = _settle_not_run(summary._summary_dict(result.worker))
     code = exit_code(sets, roots=tasks)
     failures = failures_of(sets, result.worker, secrets=tuple(secrets))
     return RunOutcome(
         status=result.status.name, exit_code=code, failures=failures, summary_text=result.summary_text
     )
+
+
+def _settle_not_run(sets: dict[str, set[luigi.Task]]) -> dict[str, set[luigi.Task]]:
+    """Tasks this worker was not allowed to run because another worker ran them (luigid) count as done when
+    they are complete now (asked afresh), not as ``not_run``."""
+    pending = set(sets.get("not_run", ()))
+    if not pending:
+        return sets
+    from mozart_luigi.targets import clear_marker_cache
+
+    clear_marker_cache()
+    done_elsewhere = {task for task in pending if _complete(task)}
+    if done_elsewhere:
+        log.info("%d task(s) were run by another worker and are complete", len(done_elsewhere))
+    return {**sets, "not_run": pending - done_elsewhere,
+            "already_done": set(sets.get("already_done", ())) | done_elsewhere}  # fmt: skip
+
+
+def _complete(task: luigi.Task) -> bool:
+    try:
+        return bool(task.complete())
+    except Exception as exc:  # noqa: BLE001 - a check that fails leaves the task counted as not run
+        log.debug("completeness of %s unknown: %s", task.task_id, exc)
+        return False
 
 
 def exit_code(sets: Mapping[str, set[luigi.Task]], *, roots: Sequence[luigi.Task]) -> int:

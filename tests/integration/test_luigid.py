@@ -3,10 +3,12 @@ password (the canary) appears nowhere: not in the API's answers, its state file,
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import BIN, Luigid, Setup, cleanup, local_setup, luigid, run, stack_setup, unique
+from pipeline_helpers import BIN, REPO, Luigid, Setup, cleanup, local_setup, luigid, run, stack_setup, unique
 
 pytestmark = pytest.mark.integration
 DATE = "2026-11-28"
@@ -87,5 +89,47 @@ def test_all_tenants_through_luigid_stack(stack_env: dict[str, str], tmp_path: P
             stack_env["MOZART_S3_SECRET_KEY"],
         ]
         _run_through_luigid(setup, tmp_path, secrets)
+    finally:
+        cleanup(setup)
+
+
+def _wait_for(flag: Path, proc: subprocess.Popen[str], what: str, limit: float = 300) -> None:
+    deadline = time.monotonic() + limit
+    while not flag.exists():
+        assert proc.poll() is None, f"{what} exited early: {proc.communicate()[1][-4000:]}"
+        assert time.monotonic() < deadline, f"{what} never reached {flag.name}"
+        time.sleep(0.1)
+
+
+def test_two_workers_on_one_luigid_never_report_a_finished_load_as_unfulfilled(tmp_path: Path) -> None:
+    """Forced interleaving of two workers on one luigid: A builds the night's graph (so it has seen the orders
+    load missing) and is held at one of its extracts; B finishes the orders load meanwhile; then A goes on and
+    runs DbtRun, whose run-time dependency check must see B's load as done: A exits 0, dbt built once."""
+    setup = local_setup(tmp_path, ["demo_west"])
+    pauses = {name: tmp_path / f"pause-{name}" for name in ("a", "b")}
+    for folder in pauses.values():
+        folder.mkdir()
+    try:
+        with luigid(tmp_path, setup.env) as server:
+            scheduler = ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(server.port)]
+            env_b = {**setup.env, "MOZART_TEST_PAUSE_AT": "before_manifest", "MOZART_TEST_PAUSE_DIR": str(pauses["b"])}
+            b = subprocess.Popen([str(BIN / "luigi"), "--module", "mozart_luigi", "LoadIceberg", "--tenant",
+                                  "demo_west",
+                                  "--table", "orders", "--date", DATE, *scheduler], cwd=REPO, env=env_b,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+            _wait_for(pauses["b"] / "before_manifest.reached", b, "worker B")
+            env_a = {**setup.env, "MOZART_TEST_PAUSE_AT": "before_manifest", "MOZART_TEST_PAUSE_DIR": str(pauses["a"])}
+            a = subprocess.Popen([str(BIN / "mozart"), "run", "--date", DATE, *scheduler], cwd=REPO, env=env_a,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+            _wait_for(pauses["a"] / "before_manifest.reached", a, "worker A")
+            (pauses["b"] / "before_manifest.go").touch()
+            _, b_err = b.communicate(timeout=600)
+            assert b.returncode == 0, b_err[-4000:]
+            (pauses["a"] / "before_manifest.go").touch()
+            a_out, a_err = a.communicate(timeout=900)
+            assert "Unfulfilled dependency" not in a_err
+            assert a.returncode == 0, (a_out + a_err[a_err.find("Execution Summary") - 200 :])[-6000:]
+            _, done = server.api("task_list", {"status": "DONE", "upstream_status": "", "search": ""})
+            assert sum(1 for t in done.values() if t["name"] == "DbtRun") == 1
     finally:
         cleanup(setup)
