@@ -45,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", choices=("local", "stack"), help="MOZART_PROFILE for this command")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: INFO for run/demo)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("validate", help="check the configuration; print every problem (exit 2 on error)")
+    validate = sub.add_parser("validate", help="check the configuration; print every problem (exit 2 on error)")
+    validate.add_argument("--connect", action="store_true",
+                          help="also reach each source (and S3, catalog, Trino); check the named columns")  # fmt: skip
     for name, text in (
         ("plan", "show the tasks a run would execute; nothing runs"),
         ("status", "the run report of a date, read from the lake and the warehouse"),
@@ -122,7 +124,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for tenant in config.tenants.values():
         print(f"  {tenant.id}: {tenant.source.describe()} (max_connections {tenant.max_connections})")
         print(f"    tables: {', '.join(tenant.tables) or '(none)'}")
-    return EXIT_OK
+    if not getattr(args, "connect", False):
+        return EXIT_OK
+    from mozart_luigi.connect_check import check_all
+
+    checks = check_all(config)
+    for check in checks:
+        print(check.line())
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_NOT_DONE
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
