@@ -7,6 +7,9 @@
 | MOZART_LAKE_URL | file://{data}/lake/raw or s3://raw | where raw Parquet lands |
 | MOZART_S3_ENDPOINT_URL / _ACCESS_KEY / _SECRET_KEY / _REGION | - / - / - / us-east-1 | S3-compatible store |
 | MOZART_TRINO_HOST / _PORT / _USER / _CATALOG | 127.0.0.1 / 8080 / mozart / iceberg | Trino (dbt, status) |
+| MOZART_TRINO_HTTP_SCHEME | http | ``http`` or ``https`` (required by a password or a JWT) |
+| MOZART_TRINO_PASSWORD / MOZART_TRINO_JWT | - / - | Trino password (as MOZART_TRINO_USER) or JWT; at most one |
+| MOZART_TRINO_VERIFY | true | https: ``true`` (system CAs), ``false`` (no check), or a CA bundle (PEM) path |
 | MOZART_ICEBERG_REST_URI | http://127.0.0.1:8181 | the Iceberg REST catalog of Trino's ``iceberg`` catalog |
 | MOZART_ICEBERG_REST_TOKEN / _WAREHOUSE | - / - | bearer token and warehouse for that catalog, if needed |
 | MOZART_MARKERS_URL | {lake}/_mozart/markers | completion markers (profile ``stack``: one small object per task) |
@@ -16,6 +19,7 @@
 | MOZART_COMPRESSION | zstd | Parquet codec |
 | MOZART_REPORT_DIR | {data}/reports | run reports (JSON) |
 | MOZART_SNAPSHOT_RETENTION_DAYS | 7 | days of Iceberg snapshots kept per tenant table (expired weekly) |
+| MOZART_TIMEZONE | UTC | the zone of the default run date ("yesterday"; read by ``tasks.base.yesterday``) |
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from mozart_luigi.errors import ConfigProblem
 from mozart_luigi.secrets import Secret
 
 PROFILES = ("local", "stack")
+TRINO_SCHEMES = ("http", "https")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,10 @@ class Settings:
     trino_port: int = 8080
     trino_user: str = "mozart"
     trino_catalog: str = "iceberg"
+    trino_http_scheme: str = "http"
+    trino_password: Secret | None = field(default=None, repr=False)
+    trino_jwt: Secret | None = field(default=None, repr=False)
+    trino_verify: bool | str = True
     iceberg_rest_uri: str = "http://127.0.0.1:8181"
     iceberg_rest_token: Secret | None = field(default=None, repr=False)
     iceberg_warehouse: str | None = None
@@ -78,6 +87,10 @@ class Settings:
             trino_port=_int(env, "MOZART_TRINO_PORT", 8080, problems),
             trino_user=env.get("MOZART_TRINO_USER") or "mozart",
             trino_catalog=env.get("MOZART_TRINO_CATALOG") or "iceberg",
+            trino_http_scheme=(env.get("MOZART_TRINO_HTTP_SCHEME") or "http").lower(),
+            trino_password=Secret(pw) if (pw := env.get("MOZART_TRINO_PASSWORD")) else None,
+            trino_jwt=Secret(jwt) if (jwt := env.get("MOZART_TRINO_JWT")) else None,
+            trino_verify=_verify(env.get("MOZART_TRINO_VERIFY")),
             iceberg_rest_uri=env.get("MOZART_ICEBERG_REST_URI") or "http://127.0.0.1:8181",
             iceberg_rest_token=Secret(token) if (token := env.get("MOZART_ICEBERG_REST_TOKEN")) else None,
             iceberg_warehouse=env.get("MOZART_ICEBERG_WAREHOUSE") or None,
@@ -100,14 +113,43 @@ class Settings:
             problems.append(ConfigProblem("environment", "MOZART_LAKE_URL", "must start with s3:// or file://"))
         if self.compression not in ("zstd", "snappy", "gzip", "none"):
             problems.append(ConfigProblem("environment", "MOZART_COMPRESSION", "zstd, snappy, gzip or none"))
+        self._check_trino(problems)
+
+    def _check_trino(self, problems: list[ConfigProblem]) -> None:
+        """Scheme, credentials and CA bundle; messages name variables, never their values."""
+        if self.trino_http_scheme not in TRINO_SCHEMES:
+            problems.append(ConfigProblem("environment", "MOZART_TRINO_HTTP_SCHEME", "must be http or https"))
+        if self.trino_password and self.trino_jwt:
+            problems.append(ConfigProblem("environment", "MOZART_TRINO_PASSWORD/MOZART_TRINO_JWT",
+                                          "set one of them, not both"))  # fmt: skip
+        if self.trino_http_scheme == "http":
+            for name, value in (("MOZART_TRINO_PASSWORD", self.trino_password), ("MOZART_TRINO_JWT", self.trino_jwt)):
+                if value:
+                    problems.append(ConfigProblem("environment", name, "Trino accepts credentials only over "
+                                                  "TLS: set MOZART_TRINO_HTTP_SCHEME=https"))  # fmt: skip
+        if isinstance(self.trino_verify, str) and not Path(self.trino_verify).is_file():
+            problems.append(ConfigProblem("environment", "MOZART_TRINO_VERIFY",
+                                          f"CA bundle {self.trino_verify} is not a file "
+                                          "(give a PEM file, true or false)"))  # fmt: skip
 
     def secrets(self) -> tuple[Secret, ...]:
-        return tuple(s for s in (self.s3_access_key, self.s3_secret_key, self.iceberg_rest_token) if s is not None)
+        found = (self.s3_access_key, self.s3_secret_key, self.iceberg_rest_token, self.trino_password, self.trino_jwt)
+        return tuple(s for s in found if s is not None)
 
     @property
     def markers_root(self) -> str:
         """Where the ``stack`` profile keeps completion markers (``MOZART_MARKERS_URL``)."""
         return self.markers_url or f"{self.lake_url.rstrip('/')}/_mozart/markers"
+
+
+def _verify(raw: str | None) -> bool | str:
+    """``MOZART_TRINO_VERIFY``: unset or ``true`` -> True, ``false`` -> False, anything else a CA bundle path."""
+    value = (raw or "").strip()
+    if value.lower() in ("", "true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    return str(Path(value).expanduser().resolve())
 
 
 def _int(env: Mapping[str, str], key: str, default: int, problems: list[ConfigProblem], *,

@@ -5,7 +5,9 @@ from __future__ import annotations
 __all__ = ["MarkerBulkComplete", "Progress", "TenantDateTask", "yesterday"]
 
 import datetime as dt
+import os
 import time
+import zoneinfo
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,10 +15,24 @@ import luigi
 
 from mozart_luigi import children
 from mozart_luigi.config import Config, get_config
+from mozart_luigi.errors import ConfigError, ConfigProblem
+
+TIMEZONE_ENV = "MOZART_TIMEZONE"
 
 
-def yesterday() -> dt.date:
-    return dt.date.today() - dt.timedelta(days=1)
+def yesterday(now: dt.datetime | None = None, *, timezone: str | None = None) -> dt.date:
+    """The day before today in ``MOZART_TIMEZONE`` (an IANA name, default ``UTC``), not the host's clock
+    zone: a night run at 00:30 in Europe/Paris processes the Paris day that just ended. ``now`` (an aware
+    datetime) is injectable for tests."""
+    name = timezone or os.environ.get(TIMEZONE_ENV) or "UTC"
+    try:
+        zone = zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError([ConfigProblem("environment", TIMEZONE_ENV, f"unknown time zone {name!r}")]) from None
+    moment = now if now is not None else dt.datetime.now(dt.UTC)
+    if moment.tzinfo is None:
+        raise ValueError("yesterday(now=...) needs an aware datetime")
+    return moment.astimezone(zone).date() - dt.timedelta(days=1)
 
 
 class TenantDateTask(luigi.Task):

@@ -67,7 +67,7 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         settings = self.config.settings
         target = target_for_profile(settings.profile)
         as_of = self._as_of()
-        self.set_status_message(f"dbt {self.tenant}: starting (target {target}, as of {as_of})")
+        self._status(f"dbt {self.tenant}: starting (target {target}, as of {as_of})")
         try:
             result = run_dbt(self.tenant, as_of, settings=settings, target=target,
                              tables=self.config.tables_for(self.tenant),
@@ -76,14 +76,17 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
             if failure.result is not None:
                 self._keep_run_results(failure.result)
             failed = [n.name for n in failure.result.failed] if failure.result else ["(before any node)"]
-            self.set_status_message(f"dbt {self.tenant}: FAILED: {', '.join(failed)}")
+            self._status(f"dbt {self.tenant}: FAILED: {', '.join(failed)}")
             raise
         report = self._keep_run_results(result)
         with open_warehouse(settings, tenant=self.tenant) as warehouse:
             warehouse.write_marker(self._marker(result, report))
-        self.set_status_message(f"dbt {self.tenant}: {result.models_built} models built, "
-                                f"{len(result.nodes)} nodes ok in {result.elapsed_seconds:.1f}s")  # fmt: skip
-        self.set_progress_percentage(100)
+        self._status(f"dbt {self.tenant}: {result.models_built} models built, "
+                     f"{len(result.nodes)} nodes ok in {result.elapsed_seconds:.1f}s", done=True)  # fmt: skip
+
+    def _status(self, message: str, *, done: bool = False) -> None:
+        """Progress for the visualizer; a no-op outside a Luigi worker (``run()`` called directly)."""
+        Progress(self, 1 if done else None, every_seconds=0).update(1 if done else 0, message, force=True)
 
     # ------------------------------------------------------------------------------------------- steps
     def _as_of(self) -> dt.date:

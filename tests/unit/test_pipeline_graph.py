@@ -151,3 +151,28 @@ def test_bulk_complete_answers_many_dates_at_once(local: Path, monkeypatch: pyte
     clear_marker_cache()
     assert AllTenants.bulk_complete.__func__(narrowed, days) == [days[0], days[2], days[3]]
     assert AllTenants.bulk_complete([]) == []
+
+
+def test_yesterday_is_utc_by_default_and_follows_mozart_timezone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mozart_luigi.errors import ConfigError
+    from mozart_luigi.tasks.base import yesterday
+
+    late = dt.datetime(2026, 11, 28, 23, 30, tzinfo=dt.UTC)  # 00:30 on the 29th in Paris
+    monkeypatch.delenv("MOZART_TIMEZONE", raising=False)
+    assert yesterday(late) == dt.date(2026, 11, 27)
+    monkeypatch.setenv("MOZART_TIMEZONE", "Europe/Paris")
+    assert yesterday(late) == dt.date(2026, 11, 28)
+    assert yesterday(late, timezone="America/New_York") == dt.date(2026, 11, 27)
+    monkeypatch.setenv("MOZART_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ConfigError, match="MOZART_TIMEZONE: unknown time zone 'Mars/Olympus'"):
+        yesterday(late)
+
+
+def test_dbt_status_outside_a_luigi_worker_is_a_no_op() -> None:
+    """``DbtRun.run()`` called directly (debugging): progress reporting must not crash without a worker."""
+    from mozart_luigi.tasks.dbt import DbtRun
+
+    task = DbtRun(tenant="acme", date=dt.date(2026, 11, 28))
+    assert task.set_status_message is None
+    task._status("dbt acme: starting")
+    task._status("dbt acme: done", done=True)
