@@ -1,7 +1,9 @@
-"""LoadIceberg on the real stack: PostgreSQL / MariaDB -> ExtractTable -> s3://raw -> Trino -> Iceberg.
+"""LoadIceberg on the real stack: PostgreSQL / MariaDB -> ExtractTable -> s3://raw -> one Iceberg commit
+(pyiceberg, copies in the table's own location) -> read through Trino.
 
-Every test uses a unique tenant id (``t_<hex>``: the Iceberg and raw schemas) and lake prefix
-(``s3://raw/_test/<uuid>``), dropped afterwards. Pipelines run through ``luigi.build``.
+Every test uses a unique tenant id (``t_<hex>``: the Iceberg schema) and lake prefix (``s3://raw/_test/<uuid>``,
+which also holds the marker objects), dropped afterwards. Pipelines run through ``luigi.build``; crashes are
+``kill -9`` of a fresh worker process (``MOZART_TEST_CRASH_AT``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,9 +34,8 @@ from extract_helpers import build, mysql_tenant, pg_tenant, write_config
 from mozart_luigi.config import get_config, reset_config_cache
 from mozart_luigi.errors import LoadError, SchemaDriftError
 from mozart_luigi.lake import Lake
+from mozart_luigi.manifest import Manifest
 from mozart_luigi.tasks.load import LoadIceberg, maintenance_due
-from mozart_luigi.warehouse import Marker
-from mozart_luigi.warehouse import trino as trino_module
 from mozart_luigi.warehouse.trino import TrinoQueryFailed, TrinoWarehouse
 
 pytestmark = pytest.mark.integration
@@ -72,7 +74,29 @@ class Stack:
         """Forget the extract (manifest) and the load (marker) of one date, as an operator would."""
         lake = Lake.from_settings(get_config().settings)
         lake.delete_file(lake.manifest_url(self.tenant, table, date))
-        self.warehouse.delete_markers([self.load(table, date).task_id])
+        self.unmark(table, date)
+
+    def unmark(self, table: str, date: dt.date = DAY) -> None:
+        """Forget only the load (its marker object): the extract stays, the task is incomplete again."""
+        self.warehouse.delete_markers(self.tenant, date, [self.load(table, date).task_id])
+
+    def summary(self, table: str) -> dict[str, str]:
+        """The current snapshot's summary (where the load's proof rides)."""
+        sql = f'SELECT summary FROM iceberg."{self.tenant}"."{table}$snapshots" ORDER BY committed_at DESC LIMIT 1'
+        return self.warehouse.query(sql)[0][0]
+
+    def data_files(self, table: str) -> list[str]:
+        """Every data file the table's current snapshot references."""
+        sql = f'SELECT file_path FROM iceberg."{self.tenant}"."{table}$files"'
+        return [path for (path,) in self.warehouse.query(sql)]
+
+    def location(self, table: str) -> str:
+        found = self.warehouse.loader.table(self.tenant, table)
+        assert found is not None, f"{self.tenant}.{table} does not exist"
+        return found.location().rstrip("/")
+
+    def manifest(self, table: str, date: dt.date = DAY) -> Manifest:
+        return Lake.from_settings(get_config().settings).read_manifest(self.tenant, table, date)
 
     def cleanup(self) -> None:
         try:
@@ -203,7 +227,7 @@ def test_second_run_does_nothing_and_forced_rerun_replaces_one_date(stack: Stack
     assert stack.rows("orders", "id, qty, _mozart_extracted_at", before) == other
     delete = stack.warehouse.query(
         f'SELECT summary FROM iceberg."{stack.tenant}"."orders$snapshots" '
-        "WHERE operation = 'delete' ORDER BY committed_at DESC LIMIT 1")[0][0]  # fmt: skip
+        "WHERE operation = 'overwrite' ORDER BY committed_at DESC LIMIT 1")[0][0]  # fmt: skip
     assert delete["deleted-data-files"] != "0" and "added-delete-files" not in delete  # metadata-only
 
 
@@ -248,6 +272,8 @@ def test_drift_add_widen_then_narrow(stack: Stack, pg_schema) -> None:
         conn.exec_driver_sql(f'ALTER TABLE "{schema}".items ALTER COLUMN qty TYPE int')
     failed = build(stack.load("items", day3))
     assert not failed.scheduling_succeeded
+    assert not extract_helpers.extract(stack.tenant, "items", day3).complete()  # the refused extract moved aside
+    assert build(extract_helpers.extract(stack.tenant, "items", day3)).scheduling_succeeded
     with pytest.raises(SchemaDriftError, match=r"column 'qty': narrowing from bigint \(table\) to integer"):
         stack.load("items", day3).run()
     assert stack.snapshots("items") == snapshots
@@ -264,18 +290,43 @@ def _load_in_a_fresh_process(stack: Stack, table: str, **env: str) -> subprocess
                           text=True, timeout=300, check=False)  # fmt: skip
 
 
-def test_a_run_killed_between_delete_and_insert_converges(stack: Stack, pg_schema) -> None:
+CRASH_POINTS = ("before_copy", "after_copy", "before_commit", "after_commit")
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_reload_killed_at_any_step_keeps_a_whole_day_and_converges(stack: Stack, pg_schema, point: str) -> None:
+    """kill -9 at each step of a forced reload: before the commit the old day stands whole, after it the new
+    one; one rerun converges exactly, on files the table owns, and a commit already made is not made twice."""
     engine, schema = pg_schema
     _orders(engine, schema)
     stack.configure(pg_tenant(schema), {"orders": {"mode": "incremental", "cursor": "updated_at"}})
     assert build(stack.load("orders")).scheduling_succeeded
-    stack.warehouse.delete_markers([stack.load("orders").task_id])
-    killed = _load_in_a_fresh_process(stack, "orders", MOZART_TEST_CRASH_AT="after_delete")
+    old = stack.rows("orders", "id, qty")
+    assert old == [[2, 20], [3, 30]]
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"""INSERT INTO "{schema}".orders VALUES (4, 40, '2026-11-25 12:00+00')""")
+    stack.force("orders")
+    snapshots = stack.snapshots("orders")
+    killed = _load_in_a_fresh_process(stack, "orders", MOZART_TEST_CRASH_AT=point)
     assert killed.returncode == -9, killed.stderr[-3000:]
-    assert stack.warehouse.count_partition(stack.tenant, "orders", DAY) == 0  # deleted, never re-inserted
+    committed = point == "after_commit"
+    new = [[2, 20], [3, 30], [4, 40]]
+    assert stack.rows("orders", "id, qty") == (new if committed else old)
+    assert stack.warehouse.count_partition(stack.tenant, "orders", DAY) == len(new if committed else old)
+    assert stack.snapshots("orders") == snapshots + (1 if committed else 0)
     assert not stack.load("orders").complete()
-    assert build(stack.load("orders")).scheduling_succeeded
-    assert stack.rows("orders", "id, qty") == [[2, 20], [3, 30]]
+    rerun = build(stack.load("orders"))
+    assert rerun.scheduling_succeeded, rerun.summary_text
+    manifest = stack.manifest("orders")
+    assert stack.warehouse.count_partition(stack.tenant, "orders", DAY) == manifest.row_count == len(new)
+    assert stack.rows("orders", "id, qty") == new
+    assert stack.load("orders").complete()
+    (marker,) = stack.warehouse.markers(stack.tenant, DAY)
+    assert marker.details["recovered"] is committed  # after the commit, the rerun found it and made none
+    assert stack.snapshots("orders") == snapshots + 1
+    location, files = stack.location("orders"), stack.data_files("orders")
+    assert files and not location.startswith("s3://raw/")
+    assert [f for f in files if not f.startswith(f"{location}/data/") or f.startswith("s3://raw/")] == []
 
 
 # --------------------------------------------------------------------------------- the boundary
@@ -297,56 +348,13 @@ def test_errors_keep_the_query_id_and_queries_carry_source_and_no_secret(stack: 
     assert info.value.query_id and not info.value.retryable and isinstance(info.value, LoadError)
     secret = get_config().settings.s3_secret_key
     assert secret is not None  # the dev access key id is a plain word, so only the secret key is checked
+    assert stack.warehouse.count_partition(stack.tenant, "orders", DAY) == 3
     ours = _our_statements(stack)
-    assert any("INSERT INTO" in q for q in ours)
+    assert any("count(*)" in q.lower() for q in ours)  # loads commit through pyiceberg: Trino only reads
     assert not [q for q in ours if secret.reveal() in q]
-
-
-def _raw_tables(stack: Stack) -> list[str]:
-    listing = "SELECT table_name FROM raw.information_schema.tables WHERE table_schema = ?"
-    return sorted(name for (name,) in stack.warehouse.query(listing, [stack.tenant]))
-
-
-def test_a_raw_table_dropped_behind_our_back_is_recreated(stack: Stack, pg_schema) -> None:
-    engine, schema = pg_schema
-    _orders(engine, schema)
-    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
-    assert build(stack.load("orders")).scheduling_succeeded
-    warehouse = stack.warehouse
-    (raw,) = _raw_tables(stack)
-    warehouse.query(f'DROP TABLE raw."{stack.tenant}"."{raw}"')
-    manifest = Lake.from_settings(get_config().settings).read_manifest(stack.tenant, "orders", DAY)
-    warehouse.replace_partition(stack.tenant, "orders", manifest, Lake.from_settings(get_config().settings))
-    assert warehouse.count_partition(stack.tenant, "orders", DAY) == 3
-    assert _raw_tables(stack) == [raw]
-
-
-def test_a_load_of_a_known_schema_looks_nothing_up_and_a_new_schema_replaces_its_raw_table(
-    stack: Stack, pg_schema
-) -> None:
-    """A load runs in a fresh worker process: no per-process cache may stand between it and the INSERT.
-    Only a schema's first load creates its raw table (and drops the older schema's one)."""
-    engine, schema = pg_schema
-    _orders(engine, schema)
-    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
-    assert build(stack.load("orders")).scheduling_succeeded
-    (first,) = _raw_tables(stack)
-    before = _our_statements(stack)
-    assert any('"raw".information_schema' in q for q in before) and any("CREATE TABLE" in q for q in before)
-    stack.force("orders")
-    done = _load_in_a_fresh_process(stack, "orders")
-    assert done.returncode == 0 and stack.load("orders").complete(), done.stderr[-3000:]
-    second_load = _our_statements(stack)[len(before):]
-    data_inserts = [q for q in second_load if f'INSERT INTO "iceberg"."{stack.tenant}"' in q]
-    assert len(data_inserts) == 1, second_load
-    assert not [q for q in second_load if "information_schema" in q or "CREATE " in q], second_load
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'ALTER TABLE "{schema}".orders ADD COLUMN note text')
-    stack.force("orders")
-    assert build(stack.load("orders")).scheduling_succeeded
-    (second,) = _raw_tables(stack)
-    assert second != first and second.startswith("orders__")
-    assert [row[-1] for row in stack.rows("orders", "id, note")] == [None, None, None]
+    properties = stack.warehouse.query(f'SELECT key, value FROM iceberg."{stack.tenant}"."orders$properties"')
+    metadata = [*(f"{k}={v}" for k, v in properties), *(f"{k}={v}" for k, v in stack.summary("orders").items())]
+    assert not [item for item in metadata if secret.reveal() in item]
 
 
 def test_first_loads_of_a_new_tenant_racing_to_create_its_schema_all_succeed(stack: Stack, pg_schema) -> None:
@@ -380,7 +388,7 @@ def test_the_weekly_load_expires_old_snapshots_and_keeps_every_date(stack: Stack
     due = next(day for day in week if maintenance_due("orders", day))
     others = [day for day in week if day != due][:2]
     assert build(*(stack.load("orders", day) for day in others)).scheduling_succeeded
-    assert stack.snapshots("orders") >= 2  # one INSERT per date (no DELETE: first loads)
+    assert stack.snapshots("orders") >= 2  # one commit per date (first loads)
     monkeypatch.setenv("MOZART_SNAPSHOT_RETENTION_DAYS", "0")  # keep only the current snapshot
     reset_config_cache()
     assert build(stack.load("orders", due)).scheduling_succeeded
@@ -389,39 +397,91 @@ def test_the_weekly_load_expires_old_snapshots_and_keeps_every_date(stack: Stack
         assert stack.rows("orders", "id", day) == [[1], [2], [3]]
 
 
-def test_the_first_marker_ever_creates_the_markers_table(stack: Stack, pg_schema, monkeypatch) -> None:
-    """On a fresh catalog the first verified marker finds no markers table: it creates it, then inserts."""
-    _engine, schema = pg_schema
-    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
-    warehouse = stack.warehouse
-    warehouse.ensure_table(stack.tenant, "orders", pa.schema([("id", pa.int64())]))
-    fresh = f'"iceberg"."{stack.tenant}"."task_markers"'  # dropped with the tenant
-    monkeypatch.setattr(TrinoWarehouse, "_markers", property(lambda self: fresh))
-    assert not warehouse.query("SELECT table_name FROM iceberg.information_schema.tables "
-                               "WHERE table_schema = ? AND table_name = 'task_markers'", [stack.tenant])  # fmt: skip
-    marker = Marker(task_family="LoadIceberg", task_id=f"{stack.tenant}-first", tenant=stack.tenant, date=DAY,
-                    table="orders")  # fmt: skip
-    assert warehouse.write_verified_marker(marker, 0) == 0
-    assert warehouse.completed("LoadIceberg", stack.tenant, DAY) == {f"{stack.tenant}-first"}
-    assert [m.rows for m in warehouse.markers(stack.tenant, DAY)] == [0]
+# ----------------------------------------------------------------------- the commit and its proof
+def test_the_proof_rides_in_the_commit(stack: Stack, pg_schema, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, schema = pg_schema
+    extract_helpers.create_big_table(engine, schema)
+    monkeypatch.setenv("MOZART_PART_ROWS", "1000")  # several parts: one footer count each
+    stack.configure(pg_tenant(schema), {"big": {"mode": "full"}})
+    assert build(stack.load("big")).scheduling_succeeded
+    manifest = stack.manifest("big")
+    assert len(manifest.files) > 1
+    summary = stack.summary("big")
+    proof = {key: summary.get(key) for key in ("mozart.task-id", "mozart.run-id", "mozart.date",
+                                                "mozart.manifest-rows", "mozart.file-rows")}  # fmt: skip
+    assert proof == {
+        "mozart.task-id": stack.load("big").task_id,
+        "mozart.run-id": manifest.run_id,
+        "mozart.date": DAY.isoformat(),
+        "mozart.manifest-rows": str(manifest.row_count),
+        "mozart.file-rows": ",".join(str(part.rows) for part in manifest.files),
+    }
+    assert stack.warehouse.count_partition(stack.tenant, "big", DAY) == manifest.row_count == 2500
 
 
-def test_marker_housekeeping_keeps_the_markers_snapshots_bounded(stack: Stack, pg_schema, monkeypatch) -> None:
-    """Every marker is a snapshot; the expiry drawn after a marker keeps only the retention window's."""
-    _engine, schema = pg_schema
+def _expire_all_and_check(stack: Stack) -> None:
+    """Expire every snapshot but the current one: the raw extract stays whole and the day reads back exactly."""
+    left = stack.warehouse.expire_snapshots(stack.tenant, "orders", 0)
+    lake = Lake.from_settings(get_config().settings)
+    manifest = stack.manifest("orders")
+    folder = lake.date_url(stack.tenant, "orders", DAY)
+    raw = [*(f"{folder}/{part.name}" for part in manifest.files), lake.manifest_url(stack.tenant, "orders", DAY)]
+    assert [url for url in raw if not lake.exists(url)] == []
+    assert stack.warehouse.count_partition(stack.tenant, "orders", DAY) == manifest.row_count == 3
+    assert stack.rows("orders", "id") == [[1], [2], [3]]
+    assert left == stack.snapshots("orders") == 1
+
+
+def test_snapshot_expiry_deletes_the_tables_old_copies_and_never_a_raw_file(stack: Stack, pg_schema) -> None:
+    engine, schema = pg_schema
+    _orders(engine, schema)
     stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
-    warehouse = stack.warehouse
-    warehouse.ensure_table(stack.tenant, "orders", pa.schema([("id", pa.int64())]))  # the tenant's schema
-    private = f'"iceberg"."{stack.tenant}"."task_markers"'  # dropped with the tenant
-    monkeypatch.setattr(TrinoWarehouse, "_markers", property(lambda self: private))
-    snapshots = f'SELECT count(*) FROM "iceberg"."{stack.tenant}"."task_markers$snapshots"'
-    ids = [f"{stack.tenant}-{n}" for n in range(6)]
-    for task_id in ids[:3]:
-        warehouse.write_marker(Marker("LoadIceberg", task_id, stack.tenant, DAY, table="orders", rows=1))
-    assert warehouse.query(snapshots)[0][0] >= 3  # nothing drawn yet: a snapshot per marker (+ the create)
-    monkeypatch.setattr(trino_module, "MARKER_SNAPSHOT_RETENTION", "0s")  # a window that has passed
-    warehouse.expire_every = 1  # every marker draws the expiry
-    for task_id in ids[3:]:
-        warehouse.write_marker(Marker("LoadIceberg", task_id, stack.tenant, DAY, table="orders", rows=1))
-    assert warehouse.query(snapshots)[0][0] == 1
-    assert warehouse.completed("LoadIceberg", stack.tenant, DAY) == set(ids)
+    assert build(stack.load("orders")).scheduling_succeeded
+    first_copies = stack.data_files("orders")
+    stack.force("orders")
+    assert build(stack.load("orders")).scheduling_succeeded  # a new extract, a new commit
+    assert stack.snapshots("orders") >= 2
+    _expire_all_and_check(stack)
+    # Iceberg deletes a replaced file once the snapshot that replaced it has expired too: one more reload
+    stack.force("orders")
+    assert build(stack.load("orders")).scheduling_succeeded
+    _expire_all_and_check(stack)
+    lake = Lake.from_settings(get_config().settings)
+    assert first_copies and [url for url in first_copies if lake.exists(url)] == []  # expiry did delete them
+
+
+def test_a_reader_sees_the_whole_day_throughout_twenty_reloads(stack: Stack, pg_schema) -> None:
+    """Each reload replaces the day in one snapshot: a concurrent reader sees the old day or the new one,
+    never none of it, half of it or both."""
+    engine, schema = pg_schema
+    extract_helpers.create_big_table(engine, schema, rows=50)
+    stack.configure(pg_tenant(schema), {"big": {"mode": "full"}})
+    assert build(stack.load("big")).scheduling_succeeded
+    snapshots = stack.snapshots("big")
+    reader = stack.warehouse  # its own connection, used by the reader thread only
+    count = f"SELECT count(*) FROM iceberg.\"{stack.tenant}\".big WHERE _mozart_date = DATE '{DAY.isoformat()}'"
+    stop = threading.Event()
+
+    def poll() -> list[int]:
+        seen: list[int] = []
+        deadline = time.monotonic() + 600
+        while not stop.is_set() and time.monotonic() < deadline:
+            seen.append(reader.query(count)[0][0])
+        return seen
+
+    run_ids = set()
+    with ThreadPoolExecutor(1) as pool:
+        polling = pool.submit(poll)
+        try:
+            for _ in range(20):
+                stack.force("big")
+                reload = build(stack.load("big"))
+                assert reload.scheduling_succeeded, reload.summary_text
+                run_ids.add(stack.manifest("big").run_id)
+        finally:
+            stop.set()
+        seen = polling.result()
+    reader.close()
+    assert set(seen) == {50} and len(seen) >= 20, (len(seen), sorted(set(seen)))
+    assert len(run_ids) == 20 and stack.snapshots("big") == snapshots + 20
+    assert stack.rows("big", "id") == [[n] for n in range(1, 51)]
