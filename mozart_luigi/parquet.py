@@ -43,6 +43,7 @@ def crash_point(name: str) -> None:
     if os.environ.get(CRASH_ENV) == name:
         log.warning("%s=%s: killing the process", CRASH_ENV, name)
         os.kill(os.getpid(), signal.SIGKILL)
+    pause_point(name)
 
 
 PAUSE_ENV = "MOZART_TEST_PAUSE_AT"
