@@ -9,6 +9,8 @@ __all__ = ["Lake", "LakeFileTarget", "ManifestTarget"]
 
 import contextlib
 import datetime as dt
+import fcntl
+import hashlib
 import logging
 import os
 import uuid
@@ -106,6 +108,16 @@ class Lake:
         except OSError as exc:
             raise StorageError(f"cannot check {url}: {exc}") from exc
         return info.size if info.type == pafs.FileType.File else None
+
+    def modified(self, url: str) -> dt.datetime | None:
+        """Last modification time (UTC) of a file, or None when there is none."""
+        try:
+            info = self.filesystem.get_file_info(self.fs_path(url))
+        except OSError as exc:
+            raise StorageError(f"cannot check {url}: {exc}") from exc
+        if info.type != pafs.FileType.File or info.mtime is None:
+            return None
+        return info.mtime if info.mtime.tzinfo else info.mtime.replace(tzinfo=dt.UTC)
 
     def exists(self, url: str) -> bool:
         try:
@@ -221,15 +233,59 @@ class Lake:
         return manifest
 
     def publish_manifest(self, manifest: Manifest) -> bool:
-        """Publish once: False (nothing written) when the day already has a manifest."""
-        if self.exists(self.manifest_url(manifest.tenant, manifest.table, manifest.date)):
+        """Publish the day's manifest unless a newer attempt already did.
+
+        Attempts are ordered by ``extracted_at`` (when each started). A day with no manifest, or with an
+        unreadable one, or with an older attempt's, gets this one; a day whose manifest comes from this
+        attempt's start or later keeps it (False, nothing written): a straggler never overwrites a newer
+        extract. The write is conditional on what was read (S3 ``If-None-Match``/``If-Match``; locally a
+        hard link or a rename under a lock), so two attempts racing cannot both win. The parts are checked
+        to exist first.
+        """
+        url = self.manifest_url(manifest.tenant, manifest.table, manifest.date)
+        existing, tag = self._current_manifest(url)
+        if existing is not None and existing.extracted_at >= manifest.extracted_at:
             return False
+        folder = self.date_url(manifest.tenant, manifest.table, manifest.date)
         for part in manifest.files:  # published only if its parts exist (a straggler's may have been removed)
-            url = f"{self.date_url(manifest.tenant, manifest.table, manifest.date)}/{part.name}"
-            if self.size(url) != part.bytes:
-                raise StorageError(f"{url} vanished or changed before the manifest was published")
-        return self.write_text_once(self.manifest_url(manifest.tenant, manifest.table, manifest.date),
-                                    manifest.to_json())  # fmt: skip
+            if self.size(f"{folder}/{part.name}") != part.bytes:
+                raise StorageError(f"{folder}/{part.name} vanished or changed before the manifest was published")
+        if tag is None:
+            return self.write_text_once(url, manifest.to_json())
+        return self._replace_text(url, manifest.to_json(), tag)
+
+    def _current_manifest(self, url: str) -> tuple[Manifest | None, str | None]:
+        """The manifest there now (None if absent or unreadable) and a tag of its exact content."""
+        if self.scheme == "s3":
+            info = self.objects.head(url)
+            if info is None:
+                return None, None
+            text, tag = self.read_text(url), info.etag
+        else:
+            if not self.exists(url):
+                return None, None
+            text = self.read_text(url)
+            tag = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        try:
+            return Manifest.from_json(text), tag
+        except ManifestFormatError:
+            return None, tag
+
+    def _replace_text(self, url: str, text: str, tag: str) -> bool:
+        """Replace a file only if it is still the one read (``tag``): S3 ``If-Match``; locally a lock."""
+        if self.scheme == "s3":
+            return self.objects.put(url, text.encode("utf-8"), if_match=tag)
+        path = self.fs_path(url)
+        with open(f"{path}.lock", "a", encoding="utf-8") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = self.read_text(url)
+            except StorageError:
+                current = ""
+            if hashlib.sha256(current.encode("utf-8")).hexdigest() != tag:
+                return False
+            self.write_text_atomic(url, text)
+            return True
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Write (or replace) a manifest unconditionally (tests and tools; the extract publishes once)."""

@@ -143,15 +143,16 @@ class S3Objects:
             raise ObjectChangedError(f"{source_url} is gone (expected ETag {etag})") from None
         return ObjectInfo(key=key, size=-1, etag=answer["CopyObjectResult"]["ETag"])
 
-    def put(self, url: str, data: bytes, *, if_absent: bool = False) -> bool:
-        """Write a small object. ``if_absent``: only when no object exists (``If-None-Match: *``); returns
-        False, writing nothing, when one does."""
+    def put(self, url: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None) -> bool:
+        """Write a small object. ``if_absent``: only when no object exists (``If-None-Match: *``);
+        ``if_match``: only when the object still has that ETag. Returns False, writing nothing, when the
+        condition does not hold."""
         bucket, key = split_s3_url(url)
-        extra = {"IfNoneMatch": "*"} if if_absent else {}
+        extra = {"IfNoneMatch": "*"} if if_absent else {"IfMatch": if_match} if if_match else {}
         try:
             self._call("write", url, self._client.put_object, Bucket=bucket, Key=key, Body=data, **extra)
         except ObjectChangedError:
-            if if_absent:
+            if extra:
                 return False
             raise
         return True

@@ -35,6 +35,7 @@ from mozart_luigi.parquet import PartWriter, crash_point, pause_point
 from mozart_luigi.tasks.base import Progress, TenantDateTask
 
 log = logging.getLogger(__name__)
+STALE_AFTER = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class ExtractTable(TenantDateTask):
         if job.lake.publish_manifest(manifest):
             self._remove_stale_parts(job, manifest)
         else:
-            log.warning("tenant %s table %s date %s: another attempt published this day first; keeping its "
+            log.warning("tenant %s table %s date %s: a newer attempt published this day; keeping its "
                         "manifest and removing this attempt's %d part(s)", self.tenant, self.table, self.date,
                         len(manifest.files))  # fmt: skip
             for part in manifest.files:
@@ -99,13 +100,20 @@ class ExtractTable(TenantDateTask):
         self._summary(manifest, time.monotonic() - started)
 
     def _remove_stale_parts(self, job: _Job, manifest: Manifest) -> None:
-        """Parts the published manifest does not list are another attempt's: it can no longer publish."""
+        """Parts the published manifest does not list belong to older attempts, which can no longer publish.
+        Only those older than :data:`STALE_AFTER` go: a load still reading a replaced extract keeps its
+        files meanwhile (a later publish of the day removes the rest)."""
         listed = {part.name for part in manifest.files}
         stale = [n for n in job.lake.list_files(job.dir_url) if n.startswith("part-") and n not in listed]
+        cutoff = dt.datetime.now(dt.UTC) - STALE_AFTER
+        removed = 0
         for name in stale:
-            job.lake.delete_file(f"{job.dir_url}/{name}")
-        if stale:
-            log.info("removed %d stale part(s) of earlier attempts under %s", len(stale), job.dir_url)
+            url = f"{job.dir_url}/{name}"
+            if (job.lake.modified(url) or cutoff) <= cutoff:
+                job.lake.delete_file(url)
+                removed += 1
+        if removed:
+            log.info("removed %d stale part(s) of earlier attempts under %s", removed, job.dir_url)
 
     def _job(self) -> _Job:
         table = self.config.table(self.tenant, self.table)

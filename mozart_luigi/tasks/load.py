@@ -73,6 +73,7 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
         lake = Lake.from_settings(settings)
         progress = Progress(self, total=3, every_seconds=0)
         where = f"{self.tenant}.{self.table} {self.date}"
+        manifest: Manifest | None = None
         try:
             progress.update(0, f"{where}: reading the manifest")
             manifest = lake.read_manifest(self.tenant, self.table, self.date)
@@ -83,7 +84,7 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
                 if maintenance_due(self.table, self.date):
                     self._expire_snapshots(warehouse, settings.snapshot_retention_days)
         except (ExtractBrokenError, SchemaDriftError) as exc:
-            self._invalidate_extract(lake, exc)
+            self._invalidate_extract(lake, exc, None if manifest is None else manifest.run_id)
             raise
         seconds = time.monotonic() - started
         how = "already committed, marker written" if result.recovered else f"loaded in {seconds:.1f}s"
@@ -118,9 +119,14 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
                 ]
             )
 
-    def _invalidate_extract(self, lake: Lake, exc: MozartError) -> None:
-        """Move the extract's manifest aside so the next run extracts the day again (say so in the error)."""
+    def _invalidate_extract(self, lake: Lake, exc: MozartError, run_id: str | None) -> None:
+        """Move the extract's manifest aside so the next run extracts the day again (say so in the error);
+        not when a newer extract (another ``run_id``) was published meanwhile: that one is not known bad."""
         url = lake.manifest_url(self.tenant, self.table, self.date)
+        if run_id is not None and (current := self._current_run_id(lake)) not in (None, run_id):
+            log.warning("tenant %s table %s date %s: extract %s was replaced by %s meanwhile; not invalidated",
+                        self.tenant, self.table, self.date, run_id, current)  # fmt: skip
+            return
         try:
             moved = lake.move_aside(url, f"invalid-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}")
         except MozartError as move_error:
@@ -130,6 +136,12 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
         exc.args = (f"{exc.args[0] if exc.args else exc}{note}", *exc.args[1:])
         log.warning("tenant %s table %s date %s: extract invalidated: %s", self.tenant, self.table, self.date,
                     exc)  # fmt: skip
+
+    def _current_run_id(self, lake: Lake) -> str | None:
+        try:
+            return lake.read_manifest(self.tenant, self.table, self.date).run_id
+        except MozartError:
+            return None
 
     def _marker(self, manifest: Manifest) -> Marker:
         details: dict[str, Any] = {"run_id": manifest.run_id, "files": [f.name for f in manifest.files],

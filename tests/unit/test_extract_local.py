@@ -153,9 +153,14 @@ def test_stale_parts_are_removed_before_writing(local: Path) -> None:
     folder = lake.date_url("demo", "products", DAY)
     with lake.open_output(f"{folder}/part-crashed-00000.parquet") as out:
         out.write(b"half a file")
+    with lake.open_output(f"{folder}/part-live-00000.parquet") as out:
+        out.write(b"another attempt, being written or read right now")
+    old = time.time() - 2 * 3600  # the crashed attempt's part is two hours old
+    os.utime(lake.fs_path(f"{folder}/part-crashed-00000.parquet"), (old, old))
     ExtractTable(tenant="demo", table="products", date=DAY).run()
     manifest = lake.read_manifest("demo", "products", DAY)
-    assert lake.list_files(folder) == sorted([MANIFEST_NAME, *(f.name for f in manifest.files)])
+    expected = sorted([MANIFEST_NAME, "part-live-00000.parquet", *(f.name for f in manifest.files)])
+    assert lake.list_files(folder) == expected
 
 
 def test_lossy_value_fails_without_manifest(local: Path) -> None:
@@ -239,7 +244,7 @@ def test_a_straggler_never_overwrites_a_published_day(local: Path, tmp_path: Pat
     (pause / "before_manifest.go").touch()
     _, err = straggler.communicate(timeout=120)
     assert straggler.returncode == 0, err[-2000:]
-    assert "another attempt published this day first" in err
+    assert "a newer attempt published this day" in err
     assert lake.read_manifest("demo", "orders", DAY) == published
     folder = lake.date_url("demo", "orders", DAY)
     assert sorted(n for n in lake.list_files(folder) if n.startswith("part-")) == [f.name for f in published.files]
@@ -278,3 +283,16 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie holds nothing
     except FileNotFoundError:
         return False
+
+
+def test_a_newer_attempt_replaces_an_older_published_day(local: Path) -> None:
+    """Run again on purpose (a direct ``run()``, as a rerun does): the newer extract replaces the older one."""
+    lake = Lake.from_settings(get_config().settings)
+    ExtractTable(tenant="demo", table="orders", date=DAY).run()
+    first = lake.read_manifest("demo", "orders", DAY)
+    ExtractTable(tenant="demo", table="orders", date=DAY).run()
+    second = lake.read_manifest("demo", "orders", DAY)
+    assert second.run_id != first.run_id and second.extracted_at > first.extracted_at
+    names = set(lake.list_files(lake.date_url("demo", "orders", DAY)))
+    assert {f.name for f in second.files} <= names
+    assert {f.name for f in first.files} <= names  # younger than an hour: a load may still be reading them
