@@ -159,9 +159,19 @@ def _error_line(worker: Any, task: luigi.Task, secrets: Sequence[Secret]) -> str
     except Exception as exc:  # noqa: BLE001 - the scheduler may be gone; the report still gets written
         log.debug("cannot fetch the error of %s: %s", task.task_id, exc)
         text = ""
-    text = _unquote(text)
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return redact(lines[-1], secrets)[:300] if lines else "failed (see the log)"
+    return redact(error_line(_unquote(text)), secrets)[:300]
+
+
+def error_line(traceback_text: str) -> str:
+    """The meaningful line of a traceback: the exception's own line (``SomeError: message``), never a
+    marker line of Python's error locations (``^^^^``) or a source line."""
+    lines = [line.strip() for line in traceback_text.strip().splitlines() if line.strip()]
+    lines = [line for line in lines if not set(line) <= set("^~ ")]
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head and " " not in head and (head.endswith(("Error", "Exception", "Failure")) or "." in head):
+            return line
+    return lines[-1] if lines else "failed (see the log)"
 
 
 def _unquote(text: str) -> str:

@@ -87,3 +87,19 @@ def test_report_of_nothing_is_all_missing(local: Path) -> None:
     assert {r.status for r in report.rows} == {"missing"}
     assert len(report.rows) == 12 and len(report.dbt) == 3
     assert read_report(get_config().settings, DAY) is None
+
+
+def test_the_error_line_is_the_exception_never_a_caret_line() -> None:
+    from mozart_luigi.runner import error_line
+
+    trace = (
+        "Traceback (most recent call last):\n"
+        '  File "/x/load.py", line 3, in run\n'
+        "    result = warehouse.load_day(DayLoad(manifest, lake, marker))\n"
+        "             ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+        "mozart_luigi.errors.ExtractBrokenError: tenant 'acme', table 'orders': date 2026-11-28: part is missing\n"
+        "    ^^^^^^^^^^^^^^^\n"
+    )
+    assert error_line(trace).startswith("mozart_luigi.errors.ExtractBrokenError: tenant 'acme'")
+    assert error_line("RuntimeError: boom") == "RuntimeError: boom"
+    assert error_line("") == "failed (see the log)"
