@@ -7,13 +7,25 @@ run`` calls ``luigi.build`` instead and mirrors that computation here, so both e
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_RETCODES", "RunOutcome", "exit_code", "failures_of", "retcodes", "run_tasks"]
+__all__ = [
+    "DEFAULT_RETCODES",
+    "RunLocked",
+    "RunOutcome",
+    "exit_code",
+    "failures_of",
+    "local_run_lock",
+    "retcodes",
+    "run_tasks",
+]
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import luigi
@@ -60,6 +72,31 @@ class RunOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         return {"status": self.status, "exit_code": self.exit_code}
+
+
+class RunLocked(Exception):
+    """Another ``mozart run --local-scheduler`` on this data folder holds the run lock."""
+
+
+@contextlib.contextmanager
+def local_run_lock(data_dir: Path, *, enabled: bool = True) -> Iterator[None]:
+    """One local-scheduler run per data folder at a time (``{data_dir}/run.lock``, ``flock``): a second one
+    raises :class:`RunLocked` at once (exit ``already_running``, 10) instead of doing the same work. With
+    luigid the scheduler coordinates workers, so no lock is taken."""
+    if not enabled:
+        yield
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "run.lock"
+    with open(path, "a", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(f"another `mozart run --local-scheduler` holds {path}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_tasks(

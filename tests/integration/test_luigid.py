@@ -133,3 +133,25 @@ def test_two_workers_on_one_luigid_never_report_a_finished_load_as_unfulfilled(t
             assert sum(1 for t in done.values() if t["name"] == "DbtRun") == 1
     finally:
         cleanup(setup)
+
+
+def test_two_local_scheduler_runs_of_one_night_the_second_exits_10(tmp_path: Path) -> None:
+    """Two `mozart run --local-scheduler` at once (forced: A is held at its first extract): B finds A's run
+    lock and exits 10 at once, touching nothing; A finishes everything (exit 0)."""
+    setup = local_setup(tmp_path, ["demo_west"])
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    try:
+        env_a = {**setup.env, "MOZART_TEST_PAUSE_AT": "before_manifest", "MOZART_TEST_PAUSE_DIR": str(pause)}
+        argv = [str(BIN / "mozart"), "run", "--date", DATE, "--local-scheduler"]
+        a = subprocess.Popen(argv, cwd=REPO, env=env_a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for(pause / "before_manifest.reached", a, "run A")
+        b = run(argv, setup)
+        assert b.returncode == 10, b.stderr[-3000:]
+        assert "run.lock" in b.stderr and "Traceback" not in b.stderr
+        (pause / "before_manifest.go").touch()
+        a_out, a_err = a.communicate(timeout=900)
+        assert a.returncode == 0, (a_out + a_err)[-4000:]
+        assert "5 done, 0 missing, 0 failed" in a_out
+    finally:
+        cleanup(setup)
