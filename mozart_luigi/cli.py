@@ -265,10 +265,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     """``AllTenants`` for each date of ``--from`` .. ``--to``, oldest first, one Luigi run and report per date.
 
-    A failed date does not stop the next ones; the exit code is the highest of the dates' codes.
+    A failed date does not stop the next ones; the exit code is the highest of the dates' codes. With
+    ``--local-scheduler`` the whole backfill holds the run lock of ``mozart run`` (exit 10 when it is taken).
     """
     from luigi.rpc import RPCError
 
+    from mozart_luigi.runner import RunLocked, local_run_lock, retcodes
     from mozart_luigi.status_grid import date_range
 
     config = _config()
@@ -283,17 +285,23 @@ def cmd_backfill(args: argparse.Namespace) -> int:
           f"{len(todo)} date(s) to run, {len(skipped)} already complete and skipped")  # fmt: skip
     if args.dry_run:
         return _print_backfill_plan(todo)
-    codes: dict[dt.date, int] = {}
-    for root in todo:
-        print(f"--- {root.date.isoformat()} ---", flush=True)
-        try:
-            codes[root.date] = _run_and_report(config, root, args)
-        except RPCError as exc:
-            return _luigid_unreachable(exc)
+    try:
+        with local_run_lock(config.settings.data_dir, enabled=bool(args.local_scheduler and todo)):
+            codes = {root.date: _run_date(config, root, args) for root in todo}
+    except RPCError as exc:
+        return _luigid_unreachable(exc)
+    except RunLocked as exc:
+        print(f"error: {exc}; wait for it, or use luigid for several workers", file=sys.stderr)
+        return retcodes()["already_running"]
     failed = [f"{d.isoformat()} (exit {code})" for d, code in codes.items() if code]
     not_ok = f", not ok: {', '.join(failed)}" if failed else ""
     print(f"backfill done: {len(codes) - len(failed)} date(s) ok{not_ok}")
     return max(codes.values(), default=EXIT_OK)
+
+
+def _run_date(config: Config, root: luigi.Task, args: argparse.Namespace) -> int:
+    print(f"--- {root.date.isoformat()} ---", flush=True)
+    return _run_and_report(config, root, args)
 
 
 def _complete_dates(dates: Sequence[dt.date], tenants: Sequence[str] | None) -> set[dt.date]:

@@ -11,10 +11,12 @@ Written as JSON to ``{settings.report_dir}/{date}/report.json``.
 from __future__ import annotations
 
 __all__ = [
+    "DBT_TABLE",
     "DbtStatus",
     "RunReport",
     "TableStatus",
     "build_report",
+    "failures_in",
     "read_report",
     "report_path",
     "write_report",
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 DONE, MISSING, FAILED = "done", "missing", "failed"
 LOAD_FAMILY, DBT_FAMILY = "LoadIceberg", "DbtRun"
+DBT_TABLE = "(dbt build)"  # the label of a tenant's dbt row, where a table name would be
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class RunReport:
         lines += [
             (
                 d.tenant,
-                "(dbt build)",
+                DBT_TABLE,
                 "",
                 "",
                 _secs(d.seconds),
@@ -248,14 +251,18 @@ def read_report(settings: Settings, date: dt.date) -> dict[str, Any] | None:
 
 
 def _previous_failures(settings: Settings, date: dt.date) -> dict[tuple[str, str | None], str]:
-    previous = read_report(settings, date) or {}
+    return failures_in(read_report(settings, date) or {})
+
+
+def failures_in(previous: Mapping[str, Any]) -> dict[tuple[str, str | None], str]:
+    """``{(tenant, table or None for dbt): error}`` of the ``failed`` rows of a written report (as read)."""
     out: dict[tuple[str, str | None], str] = {}
     for row in previous.get("tables", []):
-        if row.get("status") == FAILED:
-            out[(row["tenant"], row["table"])] = row.get("error") or "failed in the last run"
+        if row.get("status") == FAILED and isinstance(row.get("tenant"), str) and isinstance(row.get("table"), str):
+            out[(row["tenant"], row["table"])] = str(row.get("error") or "failed in the last run")
     for row in previous.get("dbt", []):
-        if row.get("status") == FAILED:
-            out[(row["tenant"], None)] = row.get("error") or "failed in the last run"
+        if row.get("status") == FAILED and isinstance(row.get("tenant"), str):
+            out[(row["tenant"], None)] = str(row.get("error") or "failed in the last run")
     return out
 
 
