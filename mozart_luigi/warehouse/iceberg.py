@@ -33,7 +33,10 @@ __all__ = ["IcebergLoader"]
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
+import os
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -117,6 +120,15 @@ class IcebergLoader:
 
     @cached_property
     def catalog(self) -> Catalog:
+        """The REST catalog client, one per process and settings (its ``/v1/config`` round trip and FileIO
+        are paid once per worker process, not once per load)."""
+        key = (os.getpid(), _settings_key(self._settings))
+        with _CATALOG_LOCK:
+            if key not in _CATALOGS:
+                _CATALOGS[key] = self._connect()
+            return _CATALOGS[key]
+
+    def _connect(self) -> Catalog:
         s = self._settings
         props: dict[str, str] = {"uri": s.iceberg_rest_uri, "s3.path-style-access": "true", "s3.region": s.s3_region}
         if s.s3_endpoint_url:
@@ -223,6 +235,17 @@ class IcebergLoader:
     def _clean(self, text: str) -> str:
         secrets = [*self._settings.secrets(), self._settings.iceberg_rest_token]
         return redact(text, secrets)
+
+
+_CATALOGS: dict[tuple[int, str], Catalog] = {}
+_CATALOG_LOCK = threading.Lock()
+
+
+def _settings_key(s: Settings) -> str:
+    token = s.iceberg_rest_token.reveal() if s.iceberg_rest_token else ""
+    keys = (s.s3_access_key.reveal() if s.s3_access_key else "", s.s3_secret_key.reveal() if s.s3_secret_key else "")
+    raw = "\0".join([s.iceberg_rest_uri, s.iceberg_warehouse or "", s.s3_endpoint_url or "", s.s3_region, token, *keys])
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 class _NoTable(Exception):
