@@ -60,6 +60,9 @@ from mozart_luigi.errors import TransformError
 from mozart_luigi.settings import Settings
 
 log = logging.getLogger(__name__)
+_SECRET_PASSWORD = "DBT_ENV_SECRET_MOZART_TRINO_PASSWORD"
+_SECRET_JWT = "DBT_ENV_SECRET_MOZART_TRINO_JWT"
+_TRINO_CREDENTIALS = ("MOZART_TRINO_PASSWORD", "MOZART_TRINO_JWT", _SECRET_PASSWORD, _SECRET_JWT)
 
 TARGETS = {"local": "local", "stack": "trino"}
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
@@ -259,9 +262,19 @@ def build_command(tenant: str, *, target: str, project: Path, work: Path,
 def dbt_env(settings: Settings, target: str, base: Mapping[str, str] | None = None, *,
             run_date: dt.date | None = None) -> dict[str, str]:  # fmt: skip
     """The subprocess environment: ``base`` (default ``os.environ``) plus what profiles.yml and the
-    ``mozart_run_date`` macro read (``MOZART_RUN_DATE``; dropped when no date is given)."""
+    ``mozart_run_date`` macro read (``MOZART_RUN_DATE``; dropped when no date is given).
+
+    A Trino password or JWT goes only as ``DBT_ENV_SECRET_*`` (dbt masks those in its logs and refuses them
+    outside profiles.yml, so no model can render one into SQL); the plain ``MOZART_TRINO_PASSWORD`` /
+    ``MOZART_TRINO_JWT`` are removed, and so are ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` when
+    ``MOZART_TRINO_VERIFY`` names a CA bundle or is false.
+    """
     env = dict(os.environ if base is None else base)
-    env.pop("MOZART_RUN_DATE", None)
+    for name in ("MOZART_RUN_DATE", *_TRINO_CREDENTIALS):
+        env.pop(name, None)
+    if settings.trino_verify is not True:  # requests lets these replace dbt-trino's `cert` (psf/requests#3829)
+        env.pop("REQUESTS_CA_BUNDLE", None)
+        env.pop("CURL_CA_BUNDLE", None)
     if run_date is not None:
         env["MOZART_RUN_DATE"] = run_date.isoformat()
     env.update({
@@ -271,12 +284,25 @@ def dbt_env(settings: Settings, target: str, base: Mapping[str, str] | None = No
         "MOZART_TRINO_PORT": str(settings.trino_port),
         "MOZART_TRINO_USER": settings.trino_user,
         "MOZART_TRINO_CATALOG": settings.trino_catalog,
+        **_trino_auth_env(settings),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_VERSION_CHECK": "false",
         "PYTHONUNBUFFERED": "1",
     })  # fmt: skip
     env.pop("DBT_PROFILES_DIR", None)  # --profiles-dir wins anyway; avoid confusion in logs
     return env
+
+
+def _trino_auth_env(settings: Settings) -> dict[str, str]:
+    """Scheme, dbt-trino ``method`` (``ldap`` is its HTTP basic password method, whatever the server checks
+    the password against), ``cert`` (True, False or a CA bundle path, read with ``as_native``) and the secret."""
+    out = {"MOZART_TRINO_HTTP_SCHEME": settings.trino_http_scheme, "MOZART_DBT_TRINO_METHOD": "none",
+           "MOZART_DBT_TRINO_CERT": str(settings.trino_verify)}  # fmt: skip
+    if settings.trino_password:
+        out.update({"MOZART_DBT_TRINO_METHOD": "ldap", _SECRET_PASSWORD: settings.trino_password.reveal()})
+    elif settings.trino_jwt:
+        out.update({"MOZART_DBT_TRINO_METHOD": "jwt", _SECRET_JWT: settings.trino_jwt.reveal()})
+    return out
 
 
 # -------------------------------------------------------------------------------------------- running

@@ -140,7 +140,7 @@ class TrinoWarehouse(Warehouse):
             self._connections[key] = trino.dbapi.connect(
                 host=self.host, port=self.port, user=self.user, http_scheme=self._http_scheme, source=SOURCE,
                 catalog=self.catalog, client_tags=[f"tenant:{tag}"] if tag else [], timezone="UTC",
-                session_properties=session, auth=auth, verify=self._verify,
+                session_properties=session, auth=auth, http_session=_VerifyingSession(self._verify),
             )  # fmt: skip
         return self._connections[key]
 
@@ -304,6 +304,20 @@ class TrinoWarehouse(Warehouse):
         self._execute(self._sql("drop_schema", schema=qualified(self.catalog, tenant)), tenant=tenant)
         self.marker_store.delete_tenant(tenant)
         MARKER_CACHE.clear()
+
+
+class _VerifyingSession(requests.Session):
+    """A session whose ``verify`` (a CA bundle path, or False) is used as given: plain requests lets
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace a session's own ``verify`` (psf/requests#3829), so
+    ``MOZART_TRINO_VERIFY`` would be ignored wherever those are set. ``True`` keeps requests' usual choice."""
+
+    def __init__(self, verify: bool | str) -> None:
+        super().__init__()
+        self.verify = verify
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        return super().merge_environment_settings(url, proxies, stream, self.verify if verify is None else verify,
+                                                  cert)  # fmt: skip
 
 
 def _secret_keys(settings: Settings) -> tuple[Secret, ...]:

@@ -25,6 +25,10 @@ BIND_HOST=127.0.0.1
 : "${MOZART_S3_ADMIN_PORT:=23646}"
 : "${MOZART_ICEBERG_REST_PORT:=8181}"
 : "${MOZART_TRINO_PORT:=8080}"
+: "${MOZART_TRINO_TLS_PORT:=8443}"       # opt-in second Trino (trino-tls): HTTPS for clients
+: "${MOZART_TRINO_TLS_HTTP_PORT:=8091}"  # its internal (node-to-node) HTTP port, loopback only
+: "${MOZART_TRINO_TLS_USER:=mozart}"
+: "${MOZART_TRINO_TLS_PASSWORD:=mozart-dev-tls}"  # hashed (bcrypt) into its password file, never stored
 
 TRINO_VERSION=476
 TRINO_SHA256=cfd5accde17e8ebd251eeeb78aed1f490e77bb3a164d95a0f454bf8a7c1cbd3f
@@ -35,6 +39,13 @@ DEFAULT_JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64
 
 # Services in dependency order; deps_<svc> lists what must be ready first.
 SERVICES=(postgres mysql s3 iceberg-rest trino)
+# MOZART_TRINO_TLS=1 adds trino-tls (a second Trino: HTTPS, password and JWT authentication, same catalogs);
+# MOZART_TRINO_TLS=only makes up/down/status act on it alone. Unset: the stack is exactly the above.
+case "${MOZART_TRINO_TLS:-}" in
+  "" | 0) ;;
+  only) SERVICES=(trino-tls) ;;
+  *) SERVICES+=(trino-tls) ;;
+esac
 
 say()  { printf '%s\n' "$*" >&2; }
 info() { printf 'stack: %s\n' "$*" >&2; }
