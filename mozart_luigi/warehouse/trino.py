@@ -61,6 +61,15 @@ _CONFLICT_WORDS = ("conflict", "requirement failed", "commitfailed", "has change
 _RETRY_HTTP = ("502", "503", "504")
 
 
+def _refusal(exc: Exception) -> str | None:
+    """A failure a retry cannot fix, named for the operator: bad credentials or an untrusted certificate."""
+    if isinstance(exc, requests.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "presented a certificate that is not trusted (MOZART_TRINO_VERIFY)"
+    if isinstance(exc, HttpError) and str(exc).startswith(("401", "403", "error 401", "error 403")):
+        return "refused the credentials (MOZART_TRINO_USER / MOZART_TRINO_PASSWORD / MOZART_TRINO_JWT)"
+    return None
+
+
 def _already_exists(exc: TrinoQueryFailed) -> bool:
     return exc.error_name in _ALREADY_EXISTS or (
         exc.error_name == "GENERIC_INTERNAL_ERROR" and "already exists" in str(exc).lower()
@@ -160,10 +169,10 @@ class TrinoWarehouse(Warehouse):
         except TrinoQueryError as exc:
             raise self._translate(exc, tenant, table) from exc
         except (HttpError, TrinoConnectionError, requests.ConnectionError, requests.Timeout) as exc:
-            message = self._clean(
-                f"Trino at {self.host}:{self.port} unavailable: {type(exc).__name__}: {exc}"
-            )
-            if isinstance(exc, HttpError) and not str(exc).startswith(_RETRY_HTTP):
+            what = _refusal(exc)
+            message = self._clean(f"Trino at {self.host}:{self.port} {what or 'unavailable'}: "
+                                  f"{type(exc).__name__}: {exc}")  # fmt: skip
+            if what or (isinstance(exc, HttpError) and not str(exc).startswith(_RETRY_HTTP)):
                 raise TrinoQueryFailed(message, query_id=cursor.query_id, error_name=None, tenant=tenant,
                                        table=table) from exc  # fmt: skip
             raise TrinoUnavailable(message, query_id=cursor.query_id, tenant=tenant, table=table) from exc

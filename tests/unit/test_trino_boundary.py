@@ -88,3 +88,15 @@ def _kind(statement: str) -> str:
     return statement.split(maxsplit=1)[0]
 
 
+
+
+def test_refused_credentials_and_untrusted_certificates_are_named_and_not_retried() -> None:
+    import requests
+    from trino.exceptions import HttpError
+
+    from mozart_luigi.warehouse.trino import _refusal
+
+    assert "refused the credentials" in (_refusal(HttpError("error 401: b'Invalid credentials'")) or "")
+    assert "not trusted" in (_refusal(requests.exceptions.SSLError("CERTIFICATE_VERIFY_FAILED")) or "")
+    assert _refusal(HttpError("error 503: starting")) is None
+    assert _refusal(requests.ConnectionError("refused")) is None
