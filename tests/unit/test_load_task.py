@@ -266,3 +266,36 @@ def test_a_cached_missing_is_asked_again_at_the_run_time_dependency_check(local:
     process.run()
     (task_id, status, explanation, *_rest) = results[0]
     assert task_id == downstream.task_id and status == "DONE", explanation
+
+
+def test_a_garbage_manifest_names_its_file_and_is_invalidated(local: Path):
+    assert build(ExtractTable(tenant=TENANT, table="orders", date=DAY)).scheduling_succeeded
+    lake = Lake.from_settings(get_config().settings)
+    url = lake.manifest_url(TENANT, "orders", DAY)
+    lake.write_text_atomic(url, "{not json")
+    task = LoadIceberg(tenant=TENANT, table="orders", date=DAY)
+    with pytest.raises(VerificationError) as info:
+        task.run()
+    message = str(info.value)
+    assert f"tenant '{TENANT}'" in message and "table 'orders'" in message and str(DAY) in message
+    assert url in message and "not valid JSON" in message and "invalidated" in message
+    assert not lake.exists(url)  # moved aside: the next run extracts again, nobody deletes a file by hand
+    assert build(task).scheduling_succeeded and len(_rows()) == 3
+
+
+def test_a_column_dropped_at_the_source_then_restored_converges(local: Path):
+    """The day is extracted while the source lacks a column the table has: the load refuses the drift and
+    invalidates that extract; once the source is fixed, the next run re-extracts and loads the day."""
+    other = DAY - dt.timedelta(days=1)
+    assert build(LoadIceberg(tenant=TENANT, table="orders", date=other)).scheduling_succeeded
+    with sqlite3.connect(local) as conn:
+        conn.execute("ALTER TABLE orders DROP COLUMN note")
+    first = build(LoadIceberg(tenant=TENANT, table="orders", date=DAY))
+    assert not first.scheduling_succeeded or "failed" in first.summary_text
+    lake = Lake.from_settings(get_config().settings)
+    assert not lake.exists(lake.manifest_url(TENANT, "orders", DAY))  # invalidated, not frozen
+    with sqlite3.connect(local) as conn:
+        conn.execute("ALTER TABLE orders ADD COLUMN note TEXT")
+        conn.execute("UPDATE orders SET note = 'n' || order_id")
+    assert build(LoadIceberg(tenant=TENANT, table="orders", date=DAY)).scheduling_succeeded
+    assert [r[2] for r in _rows()] == ["n1", "n2", "n3"]
