@@ -35,6 +35,7 @@ from typing import Any
 
 from mozart_luigi.config import validate_tenant_id
 from mozart_luigi.dbt_runner import DbtFailure, DbtProgress, DbtRunResult, run_dbt, target_for_profile
+from mozart_luigi.parquet import pause_point
 from mozart_luigi.targets import MarkerTarget
 from mozart_luigi.tasks.base import MarkerBulkComplete, Progress, TenantDateTask
 from mozart_luigi.tasks.load import LoadIceberg
@@ -112,6 +113,8 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
                 holder["progress"] = Progress(self, state.nodes_total)
             last = state.nodes_done == state.nodes_total
             holder["progress"].update(state.nodes_done, state.message(self.tenant), force=last)
+            if state.nodes_done:
+                pause_point("dbt_mid_build")  # server-fault tests: hold the worker while dbt is mid-build
 
         return update
 

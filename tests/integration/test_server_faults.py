@@ -206,3 +206,36 @@ def test_the_lake_filesystem_full(local: Path, tmp_path: Path, monkeypatch: pyte
     assert again.returncode == 0, again.stderr[-4000:]
     with open_warehouse(get_config().settings) as warehouse:
         assert warehouse.count_partition("shop", "blobs", DAY) == 6000
+
+
+def test_trino_killed_during_a_dbt_build(stack_env: dict[str, str], tmp_path: Path) -> None:
+    """dbt has built a node when Trino is killed -9: DbtRun fails naming the Trino endpoint (exit 30), no
+    marker; with Trino back the next run builds the marts and completes."""
+    from pipeline_helpers import cleanup, stack_setup, unique
+
+    setup = stack_setup(tmp_path, stack_env, unique("fault"), ["acme"])
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    argv = [str(REPO / ".venv" / "bin" / "mozart"), "run", "--date", "2026-11-28", "--local-scheduler"]
+    env = {**setup.env, "MOZART_TEST_PAUSE_AT": "dbt_mid_build", "MOZART_TEST_PAUSE_DIR": str(pause)}
+    try:
+        worker = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 900
+        while not (pause / "dbt_mid_build.reached").exists():
+            assert worker.poll() is None, worker.communicate()[1][-4000:]
+            assert time.monotonic() < deadline, "dbt never built a node"
+            time.sleep(0.2)
+        try:
+            _service("kill", "trino")
+            (pause / "dbt_mid_build.go").touch()
+            out, err = worker.communicate(timeout=900)
+        finally:
+            _service("start", "trino")
+        assert worker.returncode == 30, (out + err)[-4000:]
+        assert "DbtRun" in out + err and any(w in out + err for w in ("8080", "Trino", "trino"))
+        again = subprocess.run(argv, cwd=REPO, env=setup.env, capture_output=True, text=True, timeout=1200,
+                               check=False)  # fmt: skip
+        assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+        assert "0 missing, 0 failed" in again.stdout
+    finally:
+        cleanup(setup)
