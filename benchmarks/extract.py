@@ -7,7 +7,8 @@ later runs; ``--rebuild`` recreates it), then runs every contender once, each in
 * ``limit``: PostgreSQL ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` into /dev/null (psql); MariaDB
   ``mariadb --quick --batch`` into /dev/null;
 * ``ours``: ``ExtractTable`` through ``luigi.build`` (snapshot + count, native reader, zstd Parquet parts on a
-  local ``file://`` lake, manifest last); ``ours-read``: the same snapshot and reader without Parquet;
+  local ``file://`` lake, manifest last); ``ours-rows``: the same with ``native: false`` (the SQLAlchemy row
+  path); ``ours-read``: the snapshot and native reader without Parquet;
 * ``pandas``: ``pandas.read_sql`` + ``DataFrame.to_parquet``;
 * ``dlt-pyarrow`` / ``dlt-connectorx``: dlt ``sql_table`` with that backend to a local filesystem
   destination (Parquet);
@@ -15,16 +16,22 @@ later runs; ``--rebuild`` recreates it), then runs every contender once, each in
 
 Rows/s use the time the child reports for the extraction (its imports are done before the clock starts);
 the CLI limits are timed as whole processes. Peak MB is the child's ``ru_maxrss`` from ``os.wait4``. Ratios
-are rows/s against the fastest dlt backend of the same database. The 1-minute load average before each
-contender is shown: the machine is shared. ``--memcheck`` runs ``ours`` on 1M- and 5M-row tables.
+are rows/s against the fastest dlt backend of the same database (incremental mode: against ``ours-rows``).
+The 1-minute load average before each contender is shown: the machine is shared. ``--memcheck`` runs
+``ours`` on 1M- and 5M-row tables.
+
+``--mode incremental`` extracts one day, ``updated_at`` in ``[2024-01-01, 2024-01-02)`` UTC (about a third
+of a 500k-row table; no index on the cursor: each contender scans the table), as ``ExtractTable`` with
+``mode: incremental`` does; the other contenders run the same ``WHERE`` (dlt is not measured in this mode).
 
 Usage: ``.venv/bin/python benchmarks/extract.py [--rows 2000000] [--dialect pg|mysql|both]
-[--only ours,dlt-connectorx,...] [--memcheck] [--json out.json]``
+[--mode full|incremental] [--only ours,dlt-connectorx,...] [--memcheck] [--json out.json]``
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -36,15 +43,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Measured, ensure_table, run_measured, stack_urls  # noqa: E402
 
-CONTENDERS = ("limit", "ours", "ours-read", "pandas", "dlt-pyarrow", "dlt-connectorx", "connectorx")
+CONTENDERS = ("limit", "ours", "ours-rows", "ours-read", "pandas", "dlt-pyarrow", "dlt-connectorx", "connectorx")
+INCREMENTAL = ("limit", "ours", "ours-rows", "ours-read", "pandas", "connectorx")  # dlt: full mode only
 DATE = "2026-11-25"
+WINDOW_DATE = "2024-01-01"  # the incremental day: the bench table's updated_at starts there (common.py)
+CURSOR = "updated_at"
 
 
 # ------------------------------------------------------------------------------------- child processes
 def _worker(name: str, dialect: str, table: str, tmp: str) -> dict[str, float]:
     import importlib
 
-    url = stack_urls()[dialect]
+    url = stack_urls()[dialect]  # the contenders read MOZART_BENCH_MODE (full | incremental)
     for module in WARM[name]:  # imports are not what we measure
         importlib.import_module(module)
     started = time.monotonic()
@@ -74,11 +84,12 @@ def _ours(url, dialect: str, table: str, tmp: Path) -> int:
 
 def _ours_read(url, dialect: str, table: str, tmp: Path) -> int:
     from mozart_luigi.config import get_config
-    from mozart_luigi.connectors import connector_for
+    from mozart_luigi.connectors import Window, connector_for
 
     config = get_config()
     connector = connector_for(config.tenant("bench"))
-    with connector.snapshot(config.table("bench", table)) as snap:
+    window = Window.for_date(_date()) if _incremental() else None
+    with connector.snapshot(config.table("bench", table), window) as snap:
         count = snap.count()
         rows = sum(b.num_rows for b in snap.batches(config.settings.batch_rows))
         print(f"reader={snap.reader.name}", file=sys.stderr)
@@ -86,12 +97,28 @@ def _ours_read(url, dialect: str, table: str, tmp: Path) -> int:
     return rows
 
 
+def _select(table: str, dialect: str) -> str:
+    """The contenders' query: the whole table, or the incremental day (UTC) on the cursor column."""
+    if not _incremental():
+        return f"SELECT * FROM {table}"
+    start, end = _date().isoformat(), (_date() + dt.timedelta(days=1)).isoformat()
+    zone = "+00" if dialect == "pg" else ""  # MariaDB: the session is set to +00:00 (see _utc_session)
+    return f"SELECT * FROM {table} WHERE {CURSOR} >= '{start} 00:00:00{zone}' AND {CURSOR} < '{end} 00:00:00{zone}'"
+
+
+def _utc_session(dialect: str) -> list[str]:
+    return ["SET time_zone = '+00:00'"] if dialect == "mysql" else []
+
+
 def _pandas(url, dialect: str, table: str, tmp: Path) -> int:
     import pandas as pd
     import sqlalchemy as sa
 
     engine = sa.create_engine(url)
-    frame = pd.read_sql(sa.text(f"SELECT * FROM {table}"), engine)
+    with engine.connect() as conn:
+        for statement in _utc_session(dialect):
+            conn.exec_driver_sql(statement)
+        frame = pd.read_sql(sa.text(_select(table, dialect)), conn)
     frame.to_parquet(tmp / "pandas.parquet")
     return len(frame)
 
@@ -126,7 +153,8 @@ def _plain_floats(sql_type):
 def _connectorx(url, dialect: str, table: str, tmp: Path) -> int:
     import connectorx
 
-    return connectorx.read_sql(_plain(url), f"SELECT * FROM {table}", return_type="arrow").num_rows
+    session = {"pre_execution_queries": _utc_session(dialect)} if _utc_session(dialect) else {}
+    return connectorx.read_sql(_plain(url), _select(table, dialect), return_type="arrow", **session).num_rows
 
 
 def _plain(url) -> str:
@@ -134,37 +162,43 @@ def _plain(url) -> str:
     return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=False)
 
 
-def _date():
-    import datetime as dt
-
-    return dt.date.fromisoformat(DATE)
+def _incremental() -> bool:
+    return os.environ.get("MOZART_BENCH_MODE") == "incremental"
 
 
-WORKERS = {"ours": _ours, "ours-read": _ours_read, "pandas": _pandas, "dlt-pyarrow": _dlt("pyarrow"),
-           "dlt-connectorx": _dlt("connectorx"), "connectorx": _connectorx}  # fmt: skip
+def _date() -> dt.date:
+    return dt.date.fromisoformat(WINDOW_DATE if _incremental() else DATE)
+
+
+WORKERS = {"ours": _ours, "ours-rows": _ours, "ours-read": _ours_read, "pandas": _pandas,
+           "dlt-pyarrow": _dlt("pyarrow"), "dlt-connectorx": _dlt("connectorx"),
+           "connectorx": _connectorx}  # fmt: skip
 _OURS = ("luigi", "mozart_luigi.tasks.extract", "mozart_luigi.connectors.native",
          "adbc_driver_postgresql.dbapi", "connectorx", "pyarrow.parquet", "psycopg2", "pymysql")  # fmt: skip
 _DLT = ("dlt", "dlt.sources.sql_database", "pyarrow.parquet", "connectorx", "psycopg2", "pymysql")
-WARM = {"ours": _OURS, "ours-read": _OURS, "pandas": ("pandas", "pyarrow.parquet", "psycopg2", "pymysql"),
-        "dlt-pyarrow": _DLT, "dlt-connectorx": _DLT, "connectorx": ("connectorx", "pyarrow")}  # fmt: skip
+WARM = {"ours": _OURS, "ours-rows": _OURS, "ours-read": _OURS,
+        "pandas": ("pandas", "pyarrow.parquet", "psycopg2", "pymysql"), "dlt-pyarrow": _DLT,
+        "dlt-connectorx": _DLT, "connectorx": ("connectorx", "pyarrow")}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ the parent
-def _config_env(dialect: str, table: str, tmp: Path) -> dict[str, str]:
+def _config_env(name: str, dialect: str, table: str, tmp: Path, mode: str) -> dict[str, str]:
     """A config dir for ``ours``: one tenant on the test database, the bench table, a local file lake."""
     config = tmp / "config"
     config.mkdir(exist_ok=True)
     kind, var = ("postgresql", "MOZART_TEST_PG") if dialect == "pg" else ("mysql", "MOZART_TEST_MYSQL")
-    source = f"{{kind: {kind}, url: '${{{var}_URL}}'}}"  # the URL (a secret) stays in the environment
+    native = "false" if name == "ours-rows" else "true"
+    source = f"{{kind: {kind}, url: '${{{var}_URL}}', native: {native}}}"  # the URL (a secret) stays in the env
     (config / "tenants.yaml").write_text(f"tenants:\n  bench:\n    source: {source}\n")
-    (config / "tables.yaml").write_text(f"tables:\n  {table}: {{mode: full}}\n")
+    spec = f"{{mode: incremental, cursor: {CURSOR}}}" if mode == "incremental" else "{mode: full}"
+    (config / "tables.yaml").write_text(f"tables:\n  {table}: {spec}\n")
     return {**os.environ, "MOZART_CONFIG_DIR": str(config), "MOZART_DATA_DIR": str(tmp / "data"),
-            "MOZART_LAKE_URL": (tmp / "lake").as_uri()}  # fmt: skip
+            "MOZART_LAKE_URL": (tmp / "lake").as_uri(), "MOZART_BENCH_MODE": mode}  # fmt: skip
 
 
 def _limit(dialect: str, table: str, rows: int, tmp: Path) -> Measured:
     url = stack_urls()[dialect]
-    sql = f"SELECT * FROM {table}"
+    sql = ";".join([*_utc_session(dialect), _select(table, dialect)])
     if dialect == "pg":
         argv = ["psql", "-X", "-q", "-h", url.host, "-p", str(url.port), "-U", url.username,
                 "-d", url.database, "-o", "/dev/null",
@@ -181,22 +215,41 @@ def _limit(dialect: str, table: str, rows: int, tmp: Path) -> Measured:
     return run_measured("limit", dialect, rows, argv, env=env, json_report=False)
 
 
-def _contender(name: str, dialect: str, table: str, rows: int) -> Measured:
+def _contender(name: str, dialect: str, table: str, rows: int, mode: str = "full") -> Measured:
     with tempfile.TemporaryDirectory(prefix="mozart-bench-") as tmp:
+        env = _config_env(name, dialect, table, Path(tmp), mode)
         if name == "limit":
+            os.environ["MOZART_BENCH_MODE"] = mode  # the parent renders the limit's SQL
             return _limit(dialect, table, rows, Path(tmp))
         argv = [sys.executable, __file__, "--worker", name, "--dialect", dialect, "--table", table,
                 "--tmp", tmp]  # fmt: skip
-        return run_measured(name, dialect, rows, argv, env=_config_env(dialect, table, Path(tmp)))
+        return run_measured(name, dialect, rows, argv, env=env)
 
 
-def _report(results: list[Measured]) -> str:
-    lines = ["| db | contender | rows | seconds | rows/s | peak MB | vs fastest dlt | client CPU s | load |",
+def _window_rows(dialect: str, table: str) -> int:
+    """Rows the incremental day holds (the CLI limit reports none itself)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(stack_urls()[dialect])
+    try:
+        with engine.connect() as conn:
+            for statement in _utc_session(dialect):
+                conn.exec_driver_sql(statement)
+            return int(conn.exec_driver_sql(_select(table, dialect).replace("SELECT *", "SELECT count(*)", 1))
+                       .scalar_one())  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def _report(results: list[Measured], mode: str = "full") -> str:
+    against = "ours-rows" if mode == "incremental" else "fastest dlt"
+    lines = [f"| db | contender | rows | seconds | rows/s | peak MB | vs {against} | client CPU s | load |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for dialect in ("pg", "mysql"):
         mine = [r for r in results if r.dialect == dialect]
-        dlt = [r.rows_per_s for r in mine if r.name.startswith("dlt") and not r.error]
-        best = max(dlt) if dlt else 0.0
+        base = [r.rows_per_s for r in mine if not r.error and (
+            r.name == "ours-rows" if mode == "incremental" else r.name.startswith("dlt"))]  # fmt: skip
+        best = max(base) if base else 0.0
         for r in mine:
             if r.error:
                 failed = f"failed: {r.error[:80]}"
@@ -225,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--dialect", choices=("pg", "mysql", "both"), default="both")
-    parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders")
+    parser.add_argument("--mode", choices=("full", "incremental"), default="full",
+                        help=f"incremental: the day {WINDOW_DATE} on {CURSOR} (dlt not measured)")
+    parser.add_argument("--only", help="comma-separated contenders (default: all of the mode's)")
     parser.add_argument("--memcheck", action="store_true", help="ours at 1M vs 5M rows (peak RSS)")
     parser.add_argument("--rebuild", action="store_true", help="recreate the bench tables")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -237,18 +292,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_worker(args.worker, args.dialect, args.table, args.tmp)))
         return 0
     dialects = ["pg", "mysql"] if args.dialect == "both" else [args.dialect]
-    names = [n for n in args.only.split(",") if n]
-    unknown = sorted(set(names) - set(CONTENDERS))
+    allowed = INCREMENTAL if args.mode == "incremental" else CONTENDERS
+    names = [n for n in (args.only or ",".join(allowed)).split(",") if n]
+    unknown = sorted(set(names) - set(allowed))
     if unknown:
-        parser.error(f"unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
+        parser.error(f"unknown contender(s) {unknown} in {args.mode} mode; choose from {', '.join(allowed)}")
+    os.environ["MOZART_BENCH_MODE"] = args.mode
     results = []
     for dialect in dialects:
         table = ensure_table(stack_urls()[dialect], dialect, args.rows, rebuild=args.rebuild)
+        rows = _window_rows(dialect, table) if args.mode == "incremental" else args.rows
         for name in names:
-            result = _contender(name, dialect, table, args.rows)
+            result = _contender(name, dialect, table, rows, args.mode)
             print(f"{dialect} {name}: {result}", file=sys.stderr)
             results.append(result)
-    print(_report(results))
+    print(_report(results, args.mode))
     memcheck = _memcheck(dialects) if args.memcheck else ""
     print(memcheck)
     if args.json:

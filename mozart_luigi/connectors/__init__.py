@@ -1,28 +1,34 @@
 """Source connectors: one per dialect, behind :class:`Connector` and its :class:`Snapshot`.
 
-``connector_for(tenant)`` picks the class from ``tenant.source.kind``. Nothing connects until
-:meth:`Connector.snapshot` (or :meth:`Connector.connect`) is called.
+``connector_for(tenant)`` picks the class from ``tenant.source.kind``; each class names its own native
+reader (``native.READERS``). Nothing connects until :meth:`Connector.snapshot` (or
+:meth:`Connector.connect`) is called. Module layering, bottom up (no cycle, no import deferred into a
+function; ``tests/unit/test_import_graph.py``): ``_native_common`` < ``snapshot``, ``_native_pg``,
+``_native_mysql`` < ``native`` < ``base`` < the dialects < this package (a module imports only below it).
 """
 
 from __future__ import annotations
 
 from mozart_luigi.config import TenantConfig
-from mozart_luigi.connectors.base import Connector, SourceColumn, Window
+from mozart_luigi.connectors._native_common import NativeUnsupportedError
+from mozart_luigi.connectors.base import Connector
 from mozart_luigi.connectors.mysql import MySQLConnector
+from mozart_luigi.connectors.native import READERS
 from mozart_luigi.connectors.oracle import OracleConnector
 from mozart_luigi.connectors.postgres import PostgresConnector
-from mozart_luigi.connectors.snapshot import BatchReader, ReaderUnsupported, RowBatchReader, Snapshot
+from mozart_luigi.connectors.snapshot import BatchReader, RowBatchReader, Snapshot, SourceColumn, Window
 from mozart_luigi.connectors.sqlite import SQLiteConnector
 from mozart_luigi.errors import ConfigError, ConfigProblem
 
 __all__ = [
     "CONNECTORS",
+    "READERS",
     "BatchReader",
     "Connector",
     "MySQLConnector",
+    "NativeUnsupportedError",
     "OracleConnector",
     "PostgresConnector",
-    "ReaderUnsupported",
     "RowBatchReader",
     "SQLiteConnector",
     "Snapshot",

@@ -1,4 +1,4 @@
-"""What both native readers share: the fallback signal, exact Arrow conversions, re-batching, error text.
+"""What the readers share: the one fallback signal, exact Arrow conversions, re-batching, error text.
 
 A *converter* turns one driver column (an Arrow array) into the target type. Every converter here is
 exact by construction — an identity, a widening, or a checked parse (Arrow's safe casts raise on a value
@@ -35,9 +35,11 @@ _UTC_NAMES = frozenset({"UTC", "utc", "+00:00", "Etc/UTC", "Z", "GMT", "Etc/GMT"
 
 
 class NativeUnsupportedError(SourceError):
-    """The native reader cannot produce this query or column exactly; use the SQLAlchemy path instead.
+    """The one fallback signal: this reader cannot produce this query or column exactly.
 
-    Raised only before the first batch is yielded (nothing was read or written), so falling back is safe.
+    Raised only by ``BatchReader.count``, before the first batch (nothing was read or written), so
+    ``Snapshot.count`` falls back to the SQLAlchemy row path safely. Should it ever escape, it is a
+    terminal :class:`SourceError` naming the tenant, the table and the reason.
     """
 
 

@@ -4,8 +4,12 @@ connectorx opens its own connection and runs one statement, and it cannot bind v
 
 * **snapshot + count**: the count rides in the same statement (``... JOIN (SELECT COUNT(*) ...) ON true``);
   one InnoDB statement reads one read view, so the rows and the count come from one snapshot.
-* **values**: a query that carries bound values is refused (:class:`NativeUnsupportedError`, the caller
-  uses the SQLAlchemy path); full-table snapshots carry none.
+* **values**: connectorx cannot bind. The only values a query may carry are an incremental window's
+  bounds: every bound value must be exactly a ``datetime.date`` (``Date`` type) or a naive
+  ``datetime.datetime`` (``DateTime`` type) — computed by the pipeline from the run date, never read from
+  configuration — and is then rendered by the MySQL dialect's literal renderer (``literal_binds``), checked
+  once more against the literal's fixed shape (:func:`inline_dates`). Any other value (a ``str``, a number,
+  an aware datetime, a subclass, a list) is :class:`NativeUnsupportedError`: the row path binds it.
 * **exact types**: connectorx parses ``DECIMAL`` into ``decimal128(38, 10)`` (exact up to ``(28, 10)``,
   silently rounded beyond: wider decimals are selected as ``CAST(... AS CHAR)``, the server's exact text,
   and parsed by Arrow), panics on zero dates and negative ``TIME`` (``TIME`` is read as text; a date with
@@ -15,8 +19,19 @@ connectorx opens its own connection and runs one statement, and it cannot bind v
 
 from __future__ import annotations
 
-__all__ = ["converter_for", "open_read", "rewrite"]
+__all__ = [
+    "DEFAULT_SESSION",
+    "FLOAT_AS_DOUBLE",
+    "TRANSIENT_CODES",
+    "converter_for",
+    "inline_dates",
+    "is_transient",
+    "open_read",
+    "rewrite",
+]
 
+import datetime as dt
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +40,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from mozart_luigi.connectors._native_common import (
     Converter,
@@ -34,7 +51,6 @@ from mozart_luigi.connectors._native_common import (
     rebatch,
     safe_converter,
 )
-from mozart_luigi.connectors.mysql import FLOAT_AS_DOUBLE
 from mozart_luigi.errors import SourceError
 
 _DIALECT = mysql.dialect(paramstyle="qmark")
@@ -42,15 +58,62 @@ _COUNT = "mozart_n"
 _TIME_RE = r"^(?P<sign>-?)(?P<h>\d+):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<f>\d{1,6}))?$"
 _DAY_US = 86_400_000_000
 # TIMESTAMPs arrive in the session time zone: UTC, so they are instants; a slow consumer (S3 upload)
-# must not cut the stream. Our SQL, no values.
-_SESSION = ("SET SESSION time_zone = '+00:00'", "SET SESSION net_write_timeout = 3600")
-_UNREACHABLE = ("can't connect", "connection refused", "timed out", "lost connection", "gone away")
+# must not cut the stream. Our SQL, no values. (A MySQLConnector passes its own, the same, once.)
+DEFAULT_SESSION = ("SET SESSION time_zone = '+00:00'", "SET SESSION net_write_timeout = 3600")
+#: FLOAT is selected as ``col + 0e0`` by the MySQL mapping (connectors.mysql); this reader recognises it
+FLOAT_AS_DOUBLE = "0e0"
+#: Client-side "cannot reach" codes (CR_*) and server-side "busy" codes; the rest (1045 access denied,
+#: 1049 unknown database, 1146 no such table, ...) are terminal. Shared with ``MySQLConnector``.
+TRANSIENT_CODES = frozenset({1040, 1053, 1205, 1213, 2002, 2003, 2005, 2006, 2013, 2026, 2055})
+# connectorx messages without a MySQL error code that mean "not reachable right now"
+_UNREACHABLE = ("could not connect", "can't connect", "connection refused", "connection reset", "timed out",
+                "lost connection", "gone away", "broken pipe")  # fmt: skip
+_ERROR_CODE = re.compile(r"\bERROR (\d{4})\b")
+# the only literals inline_dates writes: 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS[.ffffff]'
+_DATE_LITERAL = re.compile(r"'\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}:\d{2}(?:\.\d{6})?)?'")
 
 # how a column is selected and read back: ``kind`` names the converter family
 _CHECKED, _DATES, _TIME, _PASS = "checked", "dates", "time", "pass"
 
 
 # --------------------------------------------------------------------------------------------- rewriting
+def inline_dates(query: sa.Select, where: Where) -> sa.Select:
+    """``query`` with every bound value rendered as a SQL literal, when each one is a date window bound.
+
+    A value is rendered only if it is exactly a ``datetime.date`` bound as ``Date`` or a naive
+    ``datetime.datetime`` bound as ``DateTime`` (the window the pipeline computes from the run date), by the
+    dialect's literal renderer, and the text has the fixed shape of a date literal. Anything else raises
+    :class:`NativeUnsupportedError` before any I/O: the query then keeps its bound values (row path).
+    """
+
+    def literal(element: Any) -> Any:
+        if isinstance(element, BindParameter):
+            return sa.literal_column(_date_literal(element, where), element.type)
+        return None
+
+    return replacement_traverse(query, {}, literal)
+
+
+def _date_literal(bind: BindParameter, where: Where) -> str:
+    value = bind.effective_value
+    if bind.expanding or not _is_date_bound(bind.type, value):
+        raise where.unsupported(f"connectorx cannot bind values, and {bind.key!r} is not a date/datetime window "
+                                f"bound (a {type(value).__name__} bound as {bind.type!r})")  # fmt: skip
+    text = str(bind.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
+    if not _DATE_LITERAL.fullmatch(text):  # defence in depth: the checks above admit no other rendering
+        raise where.unsupported(f"bound value {bind.key!r} rendered as {text!r}, not as a date literal")
+    return text
+
+
+def _is_date_bound(type_: sa.types.TypeEngine[Any], value: object) -> bool:
+    """Exactly a naive ``datetime`` bound as ``DateTime``, or exactly a ``date`` bound as ``Date``."""
+    if type(value) is dt.datetime:
+        return isinstance(type_, sa.DateTime) and value.tzinfo is None
+    if type(value) is dt.date:
+        return isinstance(type_, sa.Date)
+    return False
+
+
 def rewrite(query: sa.Select, where: Where) -> tuple[str, list[str], dict[int, int]]:
     """The statement connectorx runs, each column's kind, and its zero-date flag columns.
 
@@ -217,11 +280,12 @@ def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int,
               where: Where) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:  # fmt: skip
     """``(count, batches)`` from one statement (one read view); the first batch is read to learn the count.
 
-    ``session`` statements run first on connectorx's connection (``pre_execution_queries``).
+    ``session`` statements run once, first, on connectorx's connection (``pre_execution_queries``). A
+    window's date bounds are rendered as literals (:func:`inline_dates`); any other value is refused.
     """
     check_width(query, schema, where)
-    sql, kinds, flags = rewrite(query, where)
-    reader = _start(url, sql, batch_rows, [*_SESSION, *session], where)
+    sql, kinds, flags = rewrite(inline_dates(query, where), where)
+    reader = _start(url, sql, batch_rows, list(dict.fromkeys(session)), where)
     try:
         converters = plan(pa.schema(list(reader.schema)[:len(kinds)]), kinds, schema, where)
         first = _next(reader, where)
@@ -281,6 +345,15 @@ def _batches(driver: Iterator[pa.RecordBatch], converters: list[Converter], sche
         yield from rebatch([convert_batch(batch, converters, schema, where)], batch_rows)
 
 
+def is_transient(text: str) -> bool:
+    """A connectorx message's MySQL error code decides (``ERROR 1045`` is terminal even when connectorx says
+    it "timed out waiting for connection"); without a code, the "cannot reach" wordings are transient."""
+    code = _ERROR_CODE.search(text)
+    if code:
+        return int(code.group(1)) in TRANSIENT_CODES
+    lowered = text.lower()
+    return any(s in lowered for s in _UNREACHABLE)
+
+
 def _translate(exc: BaseException, where: Where) -> SourceError:
-    text = str(exc).lower()
-    return where.driver_error("connectorx", exc, any(s in text for s in _UNREACHABLE))
+    return where.driver_error("connectorx", exc, is_transient(str(exc)))

@@ -7,7 +7,7 @@ CAST(current_setting('mozart.pN') AS <type>))``, evaluated once per query, so in
 
 from __future__ import annotations
 
-__all__ = ["compile_query", "converter_for", "open_read"]
+__all__ = ["DEFAULT_SESSION", "TERMINAL_HINTS", "compile_query", "converter_for", "is_transient", "open_read"]
 
 import datetime as dt
 import decimal
@@ -41,7 +41,19 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 # PostgreSQL's ±infinity timestamps/dates arrive from ADBC as wrapped-around int64/int32 values far below
 # any real value (PostgreSQL's minimum is 4713 BC); such a value is refused, never written.
 _MIN_REAL = {pa.int64(): -(10**18), pa.int32(): -(10**8)}
-_UNAVAILABLE_STATES = ("08", "57P03", "53300")
+DEFAULT_SESSION = ("SET LOCAL TIME ZONE 'UTC'",)
+# SQLSTATEs that mean "not reachable right now": connection exceptions, starting up, too many connections
+_TRANSIENT_STATES = ("08", "57P03", "53300")
+#: libpq messages (no SQLSTATE) that are the server's refusal, not an outage: retrying will not help
+TERMINAL_HINTS = (
+    "password authentication failed",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",
+    "permission denied",
+    "role ",
+    "invalid dsn",
+)
 
 
 # --------------------------------------------------------------------------------------------- compiling
@@ -180,8 +192,8 @@ def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int,
               where: Where) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:  # fmt: skip
     """``(count, batches)`` read in one ``REPEATABLE READ READ ONLY`` transaction on one connection.
 
-    ``session`` statements run right after ``BEGIN`` (e.g. ``SET LOCAL intervalstyle``, which decides how
-    the server renders casts to text).
+    ``session`` statements (the connector's session settings, e.g. ``SET LOCAL intervalstyle``, which
+    decides how the server renders casts to text) run once, right after ``BEGIN``.
     """
     import adbc_driver_manager
 
@@ -245,9 +257,22 @@ def _close(cursor: Any, conn: Any) -> None:
         conn.close()
 
 
+def is_transient(text: str, sqlstate: str | None, *, operational: bool) -> bool:
+    """PostgreSQL's transient/terminal split, shared by psycopg2 (``PostgresConnector``) and ADBC.
+
+    With a SQLSTATE: transient only for connection exceptions (``08``), a server starting up (``57P03``)
+    and too many connections (``53300``); any other SQLSTATE is an answer. Without one (libpq could not
+    connect, or lost the connection: ``operational``): transient unless the message is a refusal (password,
+    pg_hba, missing database or role).
+    """
+    if sqlstate:
+        return sqlstate.startswith(_TRANSIENT_STATES)
+    return operational and not any(hint in text.lower() for hint in TERMINAL_HINTS)
+
+
 def _translate(exc: Exception, where: Where) -> SourceError:
-    state = str(getattr(exc, "sqlstate", "") or "")
-    text = str(exc).lower()
-    unreachable = state.startswith(_UNAVAILABLE_STATES) or "could not connect" in text \
-        or "connection refused" in text  # fmt: skip
+    import adbc_driver_manager
+
+    state = str(getattr(exc, "sqlstate", "") or "") or None
+    unreachable = is_transient(str(exc), state, operational=isinstance(exc, adbc_driver_manager.OperationalError))
     return where.driver_error("ADBC", exc, unreachable)

@@ -4,12 +4,16 @@ A :class:`Connector` turns a tenant's :class:`~mozart_luigi.config.SourceConfig`
 (the only place a password is revealed), opens one consistent read snapshot per extract, reflects the table
 from the source catalog and maps every column to Arrow (:class:`~mozart_luigi.types.ColumnPlan`). The rows
 themselves are read by a :class:`~mozart_luigi.connectors.snapshot.BatchReader` — the SQLAlchemy row path by
-default; a dialect may return a native Arrow reader from :meth:`Connector.make_reader` instead.
+default; a dialect names its native Arrow reader in :attr:`Connector.native_reader` (a key of
+:data:`~mozart_luigi.connectors.native.READERS`), used unless the tenant's source says ``native: false``.
+Either way an extract holds one source connection at a time (see ``connectors/snapshot.py``).
 
-Failure semantics: driver exceptions are translated here, at one boundary, with ``raise ... from``:
-unreachable database -> :class:`SourceUnavailableError` (retried with backoff inside :meth:`connect`, then
-raised); wrong password, missing database/table/column -> :class:`SourceError` at once. Messages name the
-tenant, the host (``SourceConfig.describe()``) and the table, and pass through :func:`redact`.
+Failure semantics: driver exceptions are translated here, at one boundary, with ``raise ... from`` (a
+native reader translates its own driver's, in its module): unreachable database ->
+:class:`SourceUnavailableError` (retried with backoff inside :meth:`connect`, and inside a native reader's
+open through :meth:`retry`, then raised); wrong password, missing database/table/column ->
+:class:`SourceError` at once. Messages name the tenant, the host (``SourceConfig.describe()``) and the
+table, and pass through :func:`redact`.
 """
 
 from __future__ import annotations
@@ -17,15 +21,13 @@ from __future__ import annotations
 __all__ = ["Connector", "SourceColumn", "Window"]
 
 import contextlib
-import datetime as dt
 import logging
 import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -33,38 +35,15 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from mozart_luigi.config import TableConfig, TenantConfig
+from mozart_luigi.connectors.native import READERS, NativeBatchReader
+from mozart_luigi.connectors.snapshot import BatchReader, RowBatchReader, Snapshot, SourceColumn, Window
 from mozart_luigi.errors import SourceError, SourceUnavailableError, TypeMappingError
 from mozart_luigi.retry import retrying
 from mozart_luigi.secrets import Secret, redact
 from mozart_luigi.types import ColumnPlan, UnsupportedType
 
-if TYPE_CHECKING:
-    from mozart_luigi.connectors.snapshot import BatchReader, Snapshot
-
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Window:
-    """The half-open ``[start, end)`` of an incremental extract, as naive UTC wall-clock datetimes."""
-
-    start: dt.datetime
-    end: dt.datetime
-
-    @classmethod
-    def for_date(cls, date: dt.date) -> Window:
-        start = dt.datetime.combine(date, dt.time())
-        return cls(start, start + dt.timedelta(days=1))
-
-
-@dataclass(frozen=True)
-class SourceColumn:
-    """A column as the source catalog describes it."""
-
-    name: str
-    type: sa.types.TypeEngine[Any]
-    nullable: bool = True
-    detail: str | None = None  # dialect refinement SQLAlchemy reflection drops (e.g. Oracle TIMESTAMP(9))
+T = TypeVar("T")
 
 
 class Connector(ABC):
@@ -74,8 +53,10 @@ class Connector(ABC):
     driver: ClassVar[str]
     #: SQL run first on the snapshot connection, in order (isolation, read only, session time zone).
     snapshot_statements: ClassVar[tuple[str, ...]] = ()
-    #: whether connectors/native.py has a native Arrow reader for this dialect (used unless ``native: false``)
-    native_reader: ClassVar[bool] = False
+    #: the session settings among them (time zone, ...): a native reader runs these once on its connection
+    session_statements: ClassVar[tuple[str, ...]] = ()
+    #: this dialect's native Arrow reader, a key of ``native.READERS`` (used unless ``native: false``)
+    native_reader: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -135,19 +116,24 @@ class Connector(ABC):
         if "engine" in self.__dict__:
             self.engine.dispose()
 
+    def native_url(self) -> URL:
+        """The URL a native reader connects with (a dialect adds driver settings such as timeouts)."""
+        return self.url()
+
+    def retry(self, operation: Callable[[], T], what: str) -> T:
+        """Run ``operation``, retrying it while it raises :class:`SourceUnavailableError` (bounded backoff);
+        any other error, terminal ones such as a refused password among them, propagates at once."""
+        return retrying(operation, what=what, attempts=self._attempts, base_delay=self._base_delay,
+                        sleep=self._sleep)  # fmt: skip
+
     def connect(self, table: TableConfig | None = None) -> sa.Connection:
         """A connection, retrying while the database is unreachable (bounded backoff).
 
         Raises :class:`SourceUnavailableError` after the last attempt, :class:`SourceError` at once when
         the server refuses (password, unknown database); ``table`` is only named in the message.
         """
-        return retrying(
-            lambda: self._connect_once(table),
-            what=f"tenant '{self.tenant.id}': connect to {self.source.describe()}",
-            attempts=self._attempts,
-            base_delay=self._base_delay,
-            sleep=self._sleep,
-        )
+        what = f"tenant '{self.tenant.id}': connect to {self.source.describe()}"
+        return self.retry(lambda: self._connect_once(table), what)
 
     def _connect_once(self, table: TableConfig | None) -> sa.Connection:
         with self.errors("cannot connect to", table):
@@ -156,31 +142,41 @@ class Connector(ABC):
     # ----------------------------------------------------------------------------------- snapshot
     @contextlib.contextmanager
     def snapshot(self, table: TableConfig, window: Window | None = None) -> Iterator[Snapshot]:
-        """Open one consistent read snapshot of ``table`` (restricted to ``window`` when given)."""
-        from mozart_luigi.connectors.snapshot import Snapshot
+        """Open one consistent read snapshot of ``table`` (restricted to ``window`` when given).
 
+        The table is reflected on a SQLAlchemy connection inside the snapshot transaction; the snapshot owns
+        that connection and closes it on exit (or earlier, when its reader reads in a connection of its own).
+        """
+        conn = self.open_read(table)
+        try:
+            with self.errors("cannot open a read snapshot on", table):
+                columns = self.reflect(conn, table)
+            snap = Snapshot(self, conn, table, window, columns)
+        except BaseException:
+            self.close_read(conn)
+            raise
+        try:
+            yield snap
+        finally:
+            snap.close()
+
+    def open_read(self, table: TableConfig) -> sa.Connection:
+        """A connection (retried while unreachable) inside a new snapshot transaction."""
         conn = self.connect(table)
         try:
             with self.errors("cannot open a read snapshot on", table):
                 self.begin_snapshot(conn)
-                columns = self.reflect(conn, table)
-            snap = Snapshot(self, conn, table, window, columns)
-            try:
-                yield snap
-            finally:
-                snap.close()
-        finally:
-            self._close(conn)
+        except BaseException:
+            self.close_read(conn)
+            raise
+        return conn
 
-    def make_reader(self, snapshot: Snapshot) -> BatchReader:
-        """The reader streaming the snapshot's rows. Default: the SQLAlchemy row path. A dialect may return a
-        native Arrow reader (COPY, ADBC, connectorx) here; it must yield batches with ``snapshot.schema``."""
-        from mozart_luigi.connectors.snapshot import RowBatchReader
-
-        if self.native_reader and self.source.native:
-            from mozart_luigi.connectors.native import NativeBatchReader
-
-            return NativeBatchReader()  # falls back to the row path itself when it cannot read exactly
+    def make_reader(self, snapshot: Snapshot | None) -> BatchReader:
+        """The reader streaming the snapshot's rows: this dialect's native reader unless ``native: false``,
+        else the SQLAlchemy row path. A native reader falls back to the row path itself (before reading a
+        row) for what it cannot read exactly; every batch must have ``snapshot.schema``."""
+        if self.native_reader is not None and self.source.native:
+            return NativeBatchReader(READERS[self.native_reader])
         return RowBatchReader()
 
     def begin_snapshot(self, conn: sa.Connection) -> None:
@@ -188,7 +184,8 @@ class Connector(ABC):
         for statement in self.snapshot_statements:
             conn.exec_driver_sql(statement)
 
-    def _close(self, conn: sa.Connection) -> None:
+    def close_read(self, conn: sa.Connection) -> None:
+        """End the read-only transaction and close the connection (a failure to close is only logged)."""
         try:
             conn.rollback()  # read only: nothing to commit
             conn.close()

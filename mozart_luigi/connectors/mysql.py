@@ -20,6 +20,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
 from sqlalchemy.sql import sqltypes
 
+from mozart_luigi.config import TableConfig
+from mozart_luigi.connectors._native_mysql import DEFAULT_SESSION, FLOAT_AS_DOUBLE, TRANSIENT_CODES
 from mozart_luigi.connectors.base import Connector, SourceColumn
 from mozart_luigi.types import (
     ColumnPlan,
@@ -31,10 +33,6 @@ from mozart_luigi.types import (
     time_of_day_from_timedelta,
     zero_dates_nulled,
 )
-
-# Client-side "cannot reach" codes (CR_*) and server-side "busy" codes; the rest (1045 access denied,
-# 1049 unknown database, 1146 no such table, ...) are terminal.
-_TRANSIENT_CODES = frozenset({1040, 1053, 1205, 1213, 2002, 2003, 2005, 2006, 2013, 2026, 2055})
 
 _INTEGERS: tuple[tuple[type, pa.DataType, pa.DataType], ...] = (
     # (type, signed -> arrow, unsigned -> arrow): unsigned widens to the next signed type
@@ -49,10 +47,11 @@ _INTEGERS: tuple[tuple[type, pa.DataType, pa.DataType], ...] = (
 class MySQLConnector(Connector):
     kind = "mysql"
     driver = "mysql+pymysql"
-    native_reader: ClassVar[bool] = True
+    native_reader: ClassVar[str | None] = "connectorx-mysql"
+    #: UTC session (TIMESTAMPs read as instants); a slow consumer (S3 upload) must not cut the stream
+    session_statements: ClassVar[tuple[str, ...]] = DEFAULT_SESSION
     snapshot_statements: ClassVar[tuple[str, ...]] = (
-        "SET SESSION time_zone = '+00:00'",
-        "SET SESSION net_write_timeout = 3600",  # a slow consumer (S3 upload) must not cut the stream
+        *session_statements,
         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
         "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
     )
@@ -65,7 +64,16 @@ class MySQLConnector(Connector):
         return {"connect_timeout": self.source.connect_timeout}
 
     def is_transient(self, exc: sa.exc.DBAPIError) -> bool:
-        return super().is_transient(exc) or _code(exc.orig) in _TRANSIENT_CODES
+        return super().is_transient(exc) or _code(exc.orig) in TRANSIENT_CODES
+
+    def reflect(self, conn: sa.Connection, table: TableConfig) -> list[SourceColumn]:
+        """SQLAlchemy reflection with each column's true name.
+
+        SQLAlchemy parses ``SHOW CREATE TABLE`` and returns a name as written between its backticks, where a
+        backtick in the name is doubled (```a``b``` for ``a`b``): undo that escaping, so the name is quoted
+        once from its true spelling in queries and ``include``/``exclude`` can name it.
+        """
+        return [_true_name(c) for c in super().reflect(conn, table)]
 
     def error_code(self, orig: BaseException) -> str | None:
         code = _code(orig)
@@ -73,6 +81,11 @@ class MySQLConnector(Connector):
 
     def map_column(self, column: SourceColumn) -> ColumnPlan:
         return mysql_plan(column)
+
+
+def _true_name(column: SourceColumn) -> SourceColumn:
+    name = column.name.replace("``", "`")
+    return column if name == column.name else SourceColumn(name, column.type, column.nullable, column.detail)
 
 
 def _code(orig: BaseException | None) -> int | None:
@@ -100,7 +113,6 @@ def mysql_plan(column: SourceColumn) -> ColumnPlan:
 
 
 _Mapped = tuple[pa.DataType, Converter | None, str | None]
-FLOAT_AS_DOUBLE = "0e0"  # FLOAT is selected as `col + 0e0`; the native reader recognises it
 
 
 def _as_double(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:

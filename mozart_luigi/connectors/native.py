@@ -14,10 +14,16 @@ target Arrow schema; these readers only move the rows, without creating a Python
 
 Both count the rows in the snapshot they read (PostgreSQL: one ``REPEATABLE READ READ ONLY`` transaction;
 MySQL: the count rides in the same single statement, and one InnoDB statement reads one read view) and
-stream batches of at most ``batch_rows`` rows (memory flat in table size). Values are never formatted into
-SQL: on PostgreSQL each one is bound to ``set_config('mozart.pN', $1, true)`` and read back by an InitPlan
-``(SELECT CAST(current_setting('mozart.pN') AS <type>))`` (``COPY`` takes no parameters); connectorx
-cannot bind at all, so a MySQL query that carries values is :class:`NativeUnsupportedError`.
+stream batches of at most ``batch_rows`` rows (memory flat in table size). Values: on PostgreSQL each one
+stays bound, to ``set_config('mozart.pN', $1, true)``, and is read back by an InitPlan ``(SELECT
+CAST(current_setting('mozart.pN') AS <type>))`` (``COPY`` takes no parameters). connectorx cannot bind at
+all, so on MySQL the only values a query may carry are an incremental window's bounds — a ``date`` or a
+naive ``datetime`` computed from the run date, their Python type checked exactly, then rendered by the
+dialect's literal renderer; any other value is :class:`NativeUnsupportedError` (the row path binds it).
+
+The readers are a registry (:data:`READERS`); each dialect names its own (``Connector.native_reader``). A
+reader opens its connection only after the snapshot's SQLAlchemy connection is closed — one connection
+per extract — and retries a transient connect failure with the connector's bounded backoff.
 
 A column the reader cannot produce *exactly* in the target type raises :class:`NativeUnsupportedError`
 when the stream opens, before any batch is yielded: the caller falls back to the SQLAlchemy path.
@@ -26,20 +32,21 @@ when the stream opens, before any batch is yielded: the caller falls back to the
 from __future__ import annotations
 
 __all__ = [
+    "READERS",
     "NativeBatchReader",
     "NativeRead",
     "NativeUnsupportedError",
+    "Opener",
+    "driver_batch_rows",
     "mysql_batches",
     "native_batches",
     "postgres_batches",
-    "driver_batch_rows",
     "typed_query",
 ]
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -48,9 +55,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 
 from mozart_luigi.connectors import _native_mysql, _native_pg
 from mozart_luigi.connectors._native_common import NativeUnsupportedError, Where, rebatch
-
-if TYPE_CHECKING:
-    from mozart_luigi.connectors.snapshot import Snapshot
+from mozart_luigi.connectors.snapshot import Snapshot
 
 _DRIVER_BATCH_BYTES = 16 << 20  # the readers' own batches (then re-sliced to the caller's batch_rows)
 _DRIVER_BATCH_ROWS = (50_000, 250_000)
@@ -75,60 +80,66 @@ class NativeRead:
 
 @contextmanager
 def postgres_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
-                     session: Sequence[str] = ("SET LOCAL TIME ZONE 'UTC'",), tenant: str | None = None,
+                     session: Sequence[str] | None = None, tenant: str | None = None,
                      table: str | None = None) -> Iterator[NativeRead]:  # fmt: skip
     """Read ``query`` from PostgreSQL through ADBC as batches of ``schema``.
 
-    ``session``: statements run right after ``BEGIN`` (time zone, ``intervalstyle``: they decide how the
-    server renders casts to text). The connection, its ``REPEATABLE READ READ ONLY`` transaction and the
-    COPY stream are closed on exit, whether the batches were consumed or not.
+    ``session``: statements run right after ``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`` (time zone,
+    ``intervalstyle``: they decide how the server renders casts to text); None: ``SET LOCAL TIME ZONE 'UTC'``.
+    The connection, its transaction and the COPY stream are closed on exit, whether the batches were
+    consumed or not.
     """
     where = Where(url, tenant, table)
-    with _native_pg.open_read(url, query, schema, batch_rows, session=session, where=where) as (n, batches):
+    statements = _native_pg.DEFAULT_SESSION if session is None else session
+    with _native_pg.open_read(url, query, schema, batch_rows, session=statements, where=where) as (n, batches):
         yield NativeRead(count=n, batches=batches, reader="adbc-postgresql")
 
 
 @contextmanager
 def mysql_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
-                  session: Sequence[str] = (), tenant: str | None = None,
+                  session: Sequence[str] | None = None, tenant: str | None = None,
                   table: str | None = None) -> Iterator[NativeRead]:  # fmt: skip
-    """Read ``query`` (no bound values) from MySQL/MariaDB through connectorx, as batches of ``schema``.
+    """Read ``query`` from MySQL/MariaDB through connectorx, as batches of ``schema``.
 
-    ``session``: statements run first on connectorx's connection.
+    Its bound values must be date/datetime window bounds (rendered as literals; anything else is
+    :class:`NativeUnsupportedError`). ``session``: statements run once, first, on connectorx's connection;
+    None: UTC time zone and a long ``net_write_timeout``.
     """
     stats: dict[str, int] = {}
     where = Where(url, tenant, table)
-    with _native_mysql.open_read(url, query, schema, batch_rows, stats=stats, session=session,
+    statements = _native_mysql.DEFAULT_SESSION if session is None else session
+    with _native_mysql.open_read(url, query, schema, batch_rows, stats=stats, session=statements,
                                  where=where) as (n, batches):  # fmt: skip
         yield NativeRead(count=n, batches=batches, reader="connectorx-mysql", stats=stats)
 
 
-_OPENERS = {"postgresql": postgres_batches, "mysql": mysql_batches, "mariadb": mysql_batches}
+Opener = Callable[..., AbstractContextManager[NativeRead]]
+#: The native readers by name. A dialect names its own in ``Connector.native_reader`` (as dlt names a
+#: backend); ``native: false`` in a tenant's source, or no name, keeps the SQLAlchemy row path.
+READERS: dict[str, Opener] = {"adbc-postgresql": postgres_batches, "connectorx-mysql": mysql_batches}
+_BY_BACKEND = {"postgresql": "adbc-postgresql", "mysql": "connectorx-mysql", "mariadb": "connectorx-mysql"}
 
 
 def native_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
                    session: Sequence[str] | None = None, tenant: str | None = None,
                    table: str | None = None) -> AbstractContextManager[NativeRead]:  # fmt: skip
     """The native reader for ``url``'s backend; :class:`NativeUnsupportedError` for any other backend."""
-    opener = _OPENERS.get(url.get_backend_name())
-    if opener is None:
+    name = _BY_BACKEND.get(url.get_backend_name())
+    if name is None:
         raise NativeUnsupportedError(f"no native reader for {url.get_backend_name()!r}", tenant=tenant,
                                      table=table)  # fmt: skip
-    extra = {} if session is None else {"session": session}  # None: the reader's own default
-    return opener(url, query, schema, batch_rows=batch_rows, tenant=tenant, table=table, **extra)
-
-
-Opener = Callable[..., AbstractContextManager[NativeRead]]
+    return READERS[name](url, query, schema, batch_rows=batch_rows, session=session, tenant=tenant, table=table)
 
 
 class NativeBatchReader:
-    """The native readers as a :class:`~mozart_luigi.connectors.snapshot.BatchReader` for ``ExtractTable``.
+    """A native reader as the :class:`~mozart_luigi.connectors.snapshot.BatchReader` of a snapshot.
 
-    Returned by ``Connector.make_reader`` for PostgreSQL and MySQL/MariaDB sources (``native: false`` in a
-    tenant's ``source`` keeps the SQLAlchemy path). ``count`` opens the native read — its own connection and
-    snapshot, shared by the count and the rows — or raises ``ReaderUnsupported`` (nothing read yet) so the
-    snapshot falls back to the SQLAlchemy path: a MySQL window (connectorx cannot bind values), a type
-    without an exact native conversion.
+    ``Connector.make_reader`` builds it with the opener its dialect names. ``count`` releases the snapshot's
+    SQLAlchemy connection (one connection per extract), then opens the native read — its own connection and
+    snapshot, shared by the count and the rows — retrying a transient failure with the connector's bounded
+    backoff (a terminal one, such as a refused password, fails at once). It raises
+    :class:`NativeUnsupportedError` (nothing read yet) for what it cannot read exactly; the snapshot then
+    uses the SQLAlchemy path.
     """
 
     def __init__(self, open_batches: Opener = native_batches) -> None:
@@ -138,17 +149,17 @@ class NativeBatchReader:
         self._read: NativeRead | None = None
 
     def count(self, snapshot: Snapshot) -> int:
-        from mozart_luigi.connectors.snapshot import ReaderUnsupported
+        connector, tenant, table = snapshot.connector, snapshot.connector.tenant.id, snapshot.table.name
+        query, batch_rows = typed_query(snapshot), driver_batch_rows(snapshot.schema)
+        snapshot.release_connection()
 
-        tenant, table = snapshot.connector.tenant.id, snapshot.table.name
-        try:
-            opened = self._open(_native_url(snapshot), typed_query(snapshot), snapshot.schema,
-                                batch_rows=driver_batch_rows(snapshot.schema),
-                                session=snapshot.connector.snapshot_statements,
-                                tenant=tenant, table=table)  # fmt: skip
-            self._read = self._stack.enter_context(opened)
-        except NativeUnsupportedError as exc:
-            raise ReaderUnsupported(str(exc)) from exc
+        def open_once() -> NativeRead:
+            opened = self._open(connector.native_url(), query, snapshot.schema, batch_rows=batch_rows,
+                                session=connector.session_statements, tenant=tenant, table=table)  # fmt: skip
+            return self._stack.enter_context(opened)
+
+        what = f"tenant '{tenant}' table '{table}': native read from {connector.source.describe()}"
+        self._read = connector.retry(open_once, what)
         self.name = self._read.reader
         return self._read.count
 
@@ -188,10 +199,3 @@ def typed_query(snapshot: Snapshot) -> sa.Select:
         return None
 
     return replacement_traverse(snapshot.query, {}, typed)
-
-
-def _native_url(snapshot: Snapshot) -> sa.URL:
-    url = snapshot.connector.url()
-    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
-        url = url.update_query_dict({"connect_timeout": str(snapshot.connector.source.connect_timeout)})
-    return url

@@ -20,18 +20,11 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.sql import sqltypes
 
 from mozart_luigi.config import TableConfig
+from mozart_luigi.connectors._native_pg import is_transient as pg_is_transient
 from mozart_luigi.connectors.base import Connector, SourceColumn
 from mozart_luigi.types import ColumnPlan, UnsupportedType, decimal_plan, is_native, plain, text_values
 
-_TERMINAL_HINTS = (
-    "password authentication failed",
-    "authentication failed",
-    "no pg_hba.conf entry",
-    "does not exist",
-    "permission denied",
-    "role ",
-    "invalid dsn",
-)
+APPLICATION_NAME = "mozart-luigi"  # pg_stat_activity shows it for both readers (a URL may set its own)
 _AS_TEXT = (
     pg.ENUM,
     pg.JSON,
@@ -79,23 +72,32 @@ def _money_as_numeric(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
 class PostgresConnector(Connector):
     kind = "postgresql"
     driver = "postgresql+psycopg2"
-    native_reader: ClassVar[bool] = True
-    snapshot_statements: ClassVar[tuple[str, ...]] = (
-        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    native_reader: ClassVar[str | None] = "adbc-postgresql"
+    session_statements: ClassVar[tuple[str, ...]] = (
         "SET LOCAL TIME ZONE 'UTC'",
         "SET LOCAL intervalstyle = 'iso_8601'",
     )
+    snapshot_statements: ClassVar[tuple[str, ...]] = (
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        *session_statements,
+    )
 
     def connect_args(self) -> dict[str, Any]:
-        return {"connect_timeout": self.source.connect_timeout, "application_name": "mozart-luigi"}
+        """psycopg2 settings; they override the URL's query, so an ``application_name`` there is kept."""
+        name = self.url().query.get("application_name", APPLICATION_NAME)
+        return {"connect_timeout": self.source.connect_timeout, "application_name": name}
+
+    def native_url(self) -> sa.URL:
+        """libpq (ADBC) takes the same settings from the URL: connect timeout, application name."""
+        url = self.url()
+        defaults = {"connect_timeout": str(self.source.connect_timeout), "application_name": APPLICATION_NAME}
+        return url.update_query_dict({k: v for k, v in defaults.items() if k not in url.query})
 
     def is_transient(self, exc: sa.exc.DBAPIError) -> bool:
         if super().is_transient(exc):
             return True
-        if not isinstance(exc, sa.exc.OperationalError) or getattr(exc.orig, "pgcode", None):
-            return False  # a server-side SQLSTATE is an answer, not an outage
-        text = str(exc.orig).lower()
-        return not any(hint in text for hint in _TERMINAL_HINTS)
+        pgcode = getattr(exc.orig, "pgcode", None)
+        return pg_is_transient(str(exc.orig), pgcode, operational=isinstance(exc, sa.exc.OperationalError))
 
     def error_code(self, orig: BaseException) -> str | None:
         code = getattr(orig, "pgcode", None)

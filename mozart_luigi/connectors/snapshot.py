@@ -4,37 +4,57 @@
 
     with connector.snapshot(table_config, window) as snap:
         snap.schema            # pyarrow.Schema, from the source catalog (never inferred)
-        snap.count()           # rows in the window, counted in the same snapshot
+        snap.count()           # rows in the window, counted in the same snapshot as the rows are read
         for batch in snap.batches(batch_rows):   # pyarrow.RecordBatch with exactly snap.schema
             ...
 
-The rows are produced by a :class:`BatchReader`. :class:`RowBatchReader` is the portable SQLAlchemy path:
-a server-side cursor, ``fetchmany(batch_rows)``, then one column-wise conversion per column
-(:attr:`ColumnPlan.convert`). A native reader (PostgreSQL COPY binary, ADBC, connectorx) plugs in through
-:meth:`Connector.make_reader`; it can run :attr:`Snapshot.query` (compiled for :attr:`Snapshot.dialect`) on
-:attr:`Snapshot.connection`, which is inside the snapshot transaction, and must yield batches whose schema
-equals :attr:`Snapshot.schema` — checked here, so a reader cannot silently change a type.
+The rows are produced by a :class:`BatchReader`, the one the dialect chose (``Connector.make_reader``):
+:class:`RowBatchReader` is the portable SQLAlchemy path — a server-side cursor on :attr:`Snapshot.connection`,
+inside the snapshot transaction, ``fetchmany(batch_rows)``, then one column-wise conversion per column
+(:attr:`ColumnPlan.convert`); a native reader (``connectors/native.py``) reads in a connection and
+transaction of its own. Every batch must have exactly :attr:`Snapshot.schema` — checked here, so a reader
+cannot silently change a type.
+
+**One connection per extract.** The snapshot's SQLAlchemy connection reflects the table. A reader that reads
+in its own connection calls :meth:`Snapshot.release_connection` before opening it, so an extract never holds
+two; if that reader then raises :class:`NativeUnsupportedError` (before any row was read), the row path
+reopens a snapshot connection and counts and reads there.
+
+Test hook: ``MOZART_TEST_PAUSE_AT=source_mid_read`` pauses :meth:`Snapshot.batches` after the first batch
+(:func:`mozart_luigi.parquet.pause_point`), with the source connection open mid-stream.
 """
 
 from __future__ import annotations
 
-__all__ = ["BatchReader", "ReaderUnsupported", "RowBatchReader", "Snapshot"]
+__all__ = [
+    "PAUSE_MID_READ",
+    "BatchReader",
+    "RowBatchReader",
+    "Snapshot",
+    "SnapshotConnector",
+    "SourceColumn",
+    "Window",
+]
 
+import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
 import sqlalchemy as sa
 
-from mozart_luigi.config import TableConfig
+from mozart_luigi.config import SourceConfig, TableConfig, TenantConfig
+from mozart_luigi.connectors._native_common import NativeUnsupportedError
 from mozart_luigi.errors import SourceError, TypeMappingError
+from mozart_luigi.parquet import pause_point
 from mozart_luigi.types import ColumnPlan, ColumnStats
 
-if TYPE_CHECKING:
-    from mozart_luigi.connectors.base import Connector, SourceColumn, Window
-
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+PAUSE_MID_READ = "source_mid_read"
 _CONVERSION_ERRORS = (
     pa.ArrowInvalid,
     pa.ArrowTypeError,
@@ -46,20 +66,77 @@ _CONVERSION_ERRORS = (
 )
 
 
-class ReaderUnsupported(Exception):  # noqa: N818 - a signal, not a failure
-    """Raised by a reader's :meth:`BatchReader.count` when it cannot produce this snapshot exactly.
+@dataclass(frozen=True)
+class Window:
+    """The half-open ``[start, end)`` of an incremental extract, as naive UTC wall-clock datetimes.
 
-    :class:`Snapshot` then falls back to :class:`RowBatchReader` (before any row was read).
+    Computed from the run date (:meth:`for_date`), never taken from configuration: anything but a naive
+    ``datetime.datetime`` (a string, an aware or a subclassed datetime) is refused with ``TypeError``.
     """
+
+    start: dt.datetime
+    end: dt.datetime
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if type(value) is not dt.datetime or value.tzinfo is not None:
+                raise TypeError(f"Window.{name} must be a naive UTC datetime.datetime, not {value!r}")
+
+    @classmethod
+    def for_date(cls, date: dt.date) -> Window:
+        start = dt.datetime.combine(date, dt.time())
+        return cls(start, start + dt.timedelta(days=1))
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """A column as the source catalog describes it (``name`` is its true name, never an escaped form)."""
+
+    name: str
+    type: sa.types.TypeEngine[Any]
+    nullable: bool = True
+    detail: str | None = None  # dialect refinement SQLAlchemy reflection drops (e.g. Oracle TIMESTAMP(9))
+
+
+class SnapshotConnector(Protocol):
+    """What a snapshot and its readers use of their :class:`~mozart_luigi.connectors.base.Connector`."""
+
+    tenant: TenantConfig
+    source: SourceConfig
+    #: session settings (time zone, ...) a reader with its own connection runs once, first
+    session_statements: tuple[str, ...]
+
+    def plan(self, column: SourceColumn, table: TableConfig) -> ColumnPlan: ...
+
+    def table_clause(self, table: TableConfig, columns: Sequence[SourceColumn]) -> sa.TableClause: ...
+
+    def window_filter(self, column: sa.ColumnClause[Any], cursor: ColumnPlan,
+                      window: Window) -> list[sa.ColumnElement[bool]]: ...  # fmt: skip
+
+    def qualified_name(self, table: TableConfig) -> str: ...
+
+    def make_reader(self, snapshot: Snapshot) -> BatchReader: ...
+
+    def errors(self, action: str, table: TableConfig | None = None) -> AbstractContextManager[None]: ...
+
+    def open_read(self, table: TableConfig) -> sa.Connection: ...
+
+    def close_read(self, conn: sa.Connection) -> None: ...
+
+    def native_url(self) -> sa.URL: ...
+
+    def retry(self, operation: Callable[[], T], what: str) -> T: ...
 
 
 class BatchReader(Protocol):
     """Counts and streams a snapshot's rows as Arrow batches of at most ``batch_rows`` rows.
 
-    ``count`` is called once, before ``read``; a reader with its own connection opens its own snapshot in
-    ``count`` and must read the same snapshot in ``read``. ``close`` is always called (also after errors).
-    A reader that turns values into NULL by policy (MySQL zero dates) adds them to
-    ``snapshot.stats[column].zero_dates``.
+    ``count`` is called once, before ``read``; a reader with its own connection releases the snapshot's
+    (:meth:`Snapshot.release_connection`), opens its own snapshot in ``count`` and reads the same snapshot in
+    ``read``; it raises :class:`NativeUnsupportedError` from ``count`` (before any row is read) for what it
+    cannot read exactly. ``close`` is always called (also after errors). A reader that turns values into
+    NULL by policy (MySQL zero dates) adds them to ``snapshot.stats[column].zero_dates``.
     """
 
     name: str
@@ -106,18 +183,22 @@ def _fetch_raw(result: sa.CursorResult[Any], size: int) -> Sequence[Sequence[Any
 
 
 class Snapshot:
-    """A table (or its window) inside one read transaction; built by :meth:`Connector.snapshot`."""
+    """A table (or its window) inside one read transaction; built by :meth:`Connector.snapshot`.
+
+    It owns ``connection`` (the snapshot transaction it was reflected in, or None) and closes it in
+    :meth:`close`.
+    """
 
     def __init__(
         self,
-        connector: Connector,
-        connection: sa.Connection,
+        connector: SnapshotConnector,
+        connection: sa.Connection | None,
         table: TableConfig,
         window: Window | None,
         columns: Sequence[SourceColumn],
     ) -> None:
         self.connector = connector
-        self.connection = connection
+        self._connection = connection
         self.table = table
         self.window = window
         self.source_columns = tuple(columns)
@@ -136,20 +217,31 @@ class Snapshot:
         self.rows_read = 0
 
     @property
-    def dialect(self) -> sa.Dialect:
-        return self.connection.dialect
-
-    @property
     def source_table(self) -> str:
         return self.connector.qualified_name(self.table)
 
+    # ---------------------------------------------------------------------------------- connection
+    @property
+    def connection(self) -> sa.Connection:
+        """The SQLAlchemy connection inside the snapshot transaction; reopened (a new snapshot) if released."""
+        if self._connection is None:
+            self._connection = self.connector.open_read(self.table)
+        return self._connection
+
+    def release_connection(self) -> None:
+        """Close the SQLAlchemy connection now: a reader about to read in a connection of its own calls this,
+        so the extract holds one connection at a time."""
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            self.connector.close_read(conn)
+
     # ------------------------------------------------------------------------------------ reading
     def count(self) -> int:
-        """Rows in the window, in this snapshot."""
+        """Rows in the window, in the snapshot the rows are then read from."""
         with self.connector.errors("cannot count rows on", self.table):
             try:
                 return self.reader.count(self)
-            except ReaderUnsupported as exc:
+            except NativeUnsupportedError as exc:
                 log.info("tenant '%s' table '%s': reader %r unsupported (%s); using the SQLAlchemy path",
                          self._tenant, self.table.name, self.reader.name, exc)  # fmt: skip
                 self.reader.close()
@@ -166,8 +258,11 @@ class Snapshot:
                         tenant=self._tenant,
                         table=self.table.name,
                     )
+                first = self.rows_read == 0
                 self.rows_read += batch.num_rows
                 yield batch
+                if first:
+                    pause_point(PAUSE_MID_READ)  # tests only: the source connection is open mid-stream
 
     def to_batch(self, rows: Sequence[Sequence[Any]]) -> pa.RecordBatch:
         """Driver rows -> one RecordBatch: transpose once, then convert column by column."""
@@ -187,7 +282,11 @@ class Snapshot:
             ) from exc
 
     def close(self) -> None:
-        self.reader.close()
+        """Close the reader and the snapshot connection, whichever are open."""
+        try:
+            self.reader.close()
+        finally:
+            self.release_connection()
 
     # ------------------------------------------------------------------------------------ reporting
     @property

@@ -11,6 +11,8 @@ import pyarrow as pa
 import pytest
 from extract_helpers import DAY, assert_reader, build, extract, mysql_tenant, read_back, write_config
 
+from mozart_luigi.config import TableConfig, get_config
+from mozart_luigi.connectors import Window, connector_for
 from mozart_luigi.errors import TypeMappingError
 
 pytestmark = pytest.mark.integration
@@ -221,3 +223,39 @@ def test_empty_table_and_second_run(mysql_db, reader, tmp_path: Path, monkeypatc
     assert build(extract("globex", "empty")).scheduling_succeeded
     assert read_back("globex", "empty")[0].run_id == first.run_id
     assert first.date == DAY
+
+
+
+def test_hostile_names_with_backticks(mysql_db, reader, tmp_path: Path, monkeypatch) -> None:
+    """Backticks in column names (one, at both ends, two in a row) are reflected as their true names and quoted
+    once from them in every query, on both readers. tables.yaml refuses such names (config.COLUMN_NAME_RE),
+    so ``exclude``/``cursor`` naming one are checked on the connector's own snapshot."""
+    engine, prefix = mysql_db
+    name = f"{prefix} tick`s"
+    quoted = f"`{name.replace('`', '``')}`"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {quoted} (`a``b` int, ```quoted``` varchar(20), `two````ticks` "
+                             "decimal(12,2), `Up``dated` datetime(6), `drop``me` int, updated datetime)")  # fmt: skip
+        conn.exec_driver_sql(f"INSERT INTO {quoted} VALUES "
+                             "(1, 'x`; DROP TABLE y; --', 1.50, '2026-11-25 08:00', 9, '2026-11-25 08:00'), "
+                             "(2, 'late', 2.50, '2026-11-26 00:00', 9, '2026-11-26 00:00')")  # fmt: skip
+    tables = {"ticks": {"source_name": name, "mode": "incremental", "cursor": "updated", "exclude": ["updated"]}}
+    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, tables)
+    expected = {"a`b": 1, "`quoted`": "x`; DROP TABLE y; --", "two``ticks": Decimal("1.50"),
+                "Up`dated": dt.datetime(2026, 11, 25, 8)}  # fmt: skip
+    try:
+        extract("globex", "ticks").run()
+        manifest, data = read_back("globex", "ticks")
+        assert data.to_pylist() == [{**expected, "drop`me": 9}]
+        assert manifest.details["reader"] == ("sqlalchemy" if reader == "sqlalchemy" else "connectorx-mysql")
+        by_true_names = TableConfig(name="ticks", source_name=name, mode="incremental", cursor="Up`dated",
+                                    exclude=("drop`me", "updated"))  # fmt: skip
+        connector = connector_for(get_config().tenant("globex"))
+        with connector.snapshot(by_true_names, Window.for_date(DAY)) as snap:
+            assert snap.count() == 1
+            rows = pa.Table.from_batches(list(snap.batches(100)), schema=snap.schema).to_pylist()
+            assert rows == [expected] and snap.reader.name == manifest.details["reader"]
+        connector.dispose()
+    finally:
+        with engine.begin() as conn:  # the fixture's clean-up does not quote a backtick in a table name
+            conn.exec_driver_sql(f"DROP TABLE {quoted}")

@@ -4,10 +4,13 @@ Each table is read twice through ``Connector.snapshot`` — once with the native
 once with ``native: false`` (the SQLAlchemy row path) — and the two results must be *equal*, value for value
 and type for type, over several batches, NULLs, decimals with and without scale, ``timestamptz``, zero dates,
 emoji and ``\\0``. Also: the count and the rows come from one snapshot (rows inserted after the count are not
-read), a bound window on PostgreSQL stays native, a MySQL window falls back, an abandoned read closes.
+read), a bound window on PostgreSQL stays native, a MySQL window (its date bounds rendered as literals) stays
+native too, an abandoned read closes.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import extract_helpers
 import pyarrow as pa
@@ -149,17 +152,26 @@ def test_mariadb_native_equals_the_row_path(mysql_db) -> None:
     assert native.column("r").combine_chunks().equals(pa.array(stored, pa.float64()).cast(pa.float32()))
 
 
-def test_mariadb_window_falls_back_to_the_row_path(mysql_db) -> None:
+@pytest.mark.parametrize("cursor", ["updated_at", "ts", "d"])  # DATETIME, TIMESTAMP (UTC), DATE
+def test_mariadb_window_is_rendered_and_stays_native(mysql_db, cursor: str) -> None:
+    """An incremental window on MariaDB: its date bounds are rendered as literals, so connectorx reads it;
+    the result equals the row path's (which binds them), zero dates and NULL cursors included."""
     engine, prefix = mysql_db
     name = f"{prefix}_mixed"
     with engine.begin() as conn:
-        for sql in (MYSQL_DDL, MYSQL_FILL):
+        conn.exec_driver_sql("SET SESSION sql_mode = ''")  # allow the zero and partial dates
+        for sql in (MYSQL_DDL, MYSQL_FILL, MYSQL_SPECIAL):
             conn.execute(sa.text(sql.format(t=name, rows=ROWS)))
     url = engine.url.render_as_string(hide_password=False)
-    table = TableConfig(name="mixed", source_name=name, mode="incremental", cursor="updated_at")
-    (n_count, native, reader, _), (_, rows, _, _) = _both(MySQLConnector, url, table, Window.for_date(DAY))
-    assert reader == "sqlalchemy"  # connectorx cannot bind the window's values
-    assert n_count == native.num_rows == ROWS - 1_440 + 1
+    table = TableConfig(name="mixed", source_name=name, mode="incremental", cursor=cursor)
+    (n_count, native, reader, n_zero), (r_count, rows, _, r_zero) = _both(MySQLConnector, url, table,
+                                                                          Window.for_date(DAY))  # fmt: skip
+    assert reader == "connectorx-mysql"
+    assert n_count == r_count == native.num_rows == rows.num_rows > 0 and n_zero == r_zero
+    if cursor == "updated_at":
+        assert n_count == ROWS - 1_440 + 1  # from 00:00 on DAY, every 30 s
+    if cursor == "d":
+        assert native.column("id").to_pylist() == [(DAY - dt.date(2026, 1, 1)).days]
     _assert_equal(native, rows)
 
 

@@ -241,3 +241,25 @@ def test_url_without_driver_gets_ours() -> None:
 def test_qualified_name_is_dialect_quoted() -> None:
     assert connector("mysql").qualified_name(HOSTILE) == "`Sales Data`.`Order Items`"
     assert connector("postgresql").qualified_name(TableConfig(name="o", source_name="orders")) == "orders"
+
+
+@pytest.mark.parametrize(
+    ("kind", "quoted"),
+    [
+        ("mysql", "`Order Items`.`a``b`, `Order Items`.```x```"),
+        ("postgresql", '"Order Items"."a`b", "Order Items"."`x`"'),
+    ],
+)
+def test_a_backtick_in_a_name_is_quoted_once_from_the_true_name(kind: str, quoted: str) -> None:
+    columns = [SourceColumn("a`b", sa.Integer()), SourceColumn("`x`", sa.String())]
+    table = TableConfig(name="t", source_name="Order Items", mode="full", exclude=())
+    sql = compiled(kind, snapshot(kind, table=table, columns=columns, window=None).query).string
+    assert f"SELECT {quoted} \nFROM" in sql
+
+
+def test_mysql_reflection_gives_the_true_name_of_a_backtick_column() -> None:
+    """SQLAlchemy returns ``SHOW CREATE TABLE``'s escaped form (a backtick doubled): undone, even for two."""
+    from mozart_luigi.connectors.mysql import _true_name
+
+    escaped = ["a``b", "``x``", "two````ticks", "plain"]
+    assert [_true_name(SourceColumn(n, sa.Integer())).name for n in escaped] == ["a`b", "`x`", "two``ticks", "plain"]

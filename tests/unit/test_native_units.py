@@ -9,10 +9,21 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.dialects import mysql
 
-from mozart_luigi.config import SourceConfig, TenantConfig, load_config
-from mozart_luigi.connectors import _native_mysql, _native_pg
+from mozart_luigi.config import SourceConfig, TableConfig, TenantConfig, load_config
+from mozart_luigi.connectors import (
+    CONNECTORS,
+    READERS,
+    MySQLConnector,
+    Snapshot,
+    SourceColumn,
+    Window,
+    _native_mysql,
+    _native_pg,
+)
 from mozart_luigi.connectors._native_common import (
     NativeUnsupportedError,
     Where,
@@ -22,7 +33,7 @@ from mozart_luigi.connectors._native_common import (
 )
 from mozart_luigi.connectors.native import NativeBatchReader, driver_batch_rows, native_batches
 from mozart_luigi.connectors.postgres import PostgresConnector
-from mozart_luigi.errors import ConfigError, TypeMappingError
+from mozart_luigi.errors import ConfigError, SourceError, SourceUnavailableError, TypeMappingError
 from mozart_luigi.secrets import Secret
 
 pytestmark = pytest.mark.unit
@@ -214,3 +225,211 @@ def test_driver_batches_aim_at_16_mib_within_bounds() -> None:
     assert driver_batch_rows(narrow) == (16 << 20) // (8 + 8 + 64)
     assert driver_batch_rows(pa.schema([(f"c{i}", pa.string()) for i in range(100)])) == 50_000
     assert driver_batch_rows(pa.schema([("flag", pa.bool_())])) == 250_000
+
+
+# ------------------------------------------------------------------- MySQL windows: date literals only
+def _window_query(*binds: sa.BindParameter) -> sa.Select:
+    t = _table(sa.Column("id", sa.Integer), sa.Column("at", mysql.DATETIME(fsp=6)))
+    return sa.select(t.c.id).where(*(t.c.at >= b for b in binds))
+
+
+def test_mysql_window_bounds_are_rendered_as_date_literals_by_the_dialect() -> None:
+    start = sa.bindparam("window_start", dt.datetime(2026, 11, 25), type_=sa.DateTime())
+    end = sa.bindparam("window_end", dt.datetime(2026, 11, 26, 0, 0, 0, 4500), type_=sa.DateTime())
+    day = sa.bindparam("day", dt.date(2026, 11, 25), type_=sa.Date())
+    sql, _, _ = _native_mysql.rewrite(_native_mysql.inline_dates(_window_query(start, end, day), WHERE), WHERE)
+    assert "`Order Items`.at >= '2026-11-25 00:00:00'" in sql
+    assert "`Order Items`.at >= '2026-11-26 00:00:00.004500'" in sql
+    assert "`Order Items`.at >= '2026-11-25')" in sql  # the DATE bound
+    assert sql.count("'2026-11-25 00:00:00'") == 2  # in the rows and in the count: one read view
+
+
+class _EvilDatetime(dt.datetime):
+    def isoformat(self, *args: object, **kwargs: object) -> str:
+        return "2026-11-25' OR 1=1 -- "
+
+    def __str__(self) -> str:
+        return self.isoformat()
+
+
+class _EvilDate(dt.date):
+    def isoformat(self) -> str:
+        return "2026-11-25' OR 1=1 -- "
+
+
+@pytest.mark.parametrize(("value", "type_"), [
+    ("2026-11-25", sa.DateTime()), ("2026-11-25' OR 1=1 -- ", sa.Date()), ("2026-11-25", sa.String()),
+    (20261125, sa.DateTime()), (Decimal("2026.11"), sa.DateTime()), (1.5, sa.Date()), (b"2026-11-25", sa.Date()),
+    (None, sa.DateTime()), (dt.time(1, 2), sa.Time()), (dt.timedelta(days=1), sa.DateTime()),
+    (dt.datetime(2026, 11, 25, tzinfo=dt.UTC), sa.DateTime()),  # aware: rendered with an offset
+    (dt.datetime(2026, 11, 25), sa.Date()), (dt.date(2026, 11, 25), sa.DateTime()),  # type and value disagree
+    (dt.date(2026, 11, 25), sa.String()), (dt.datetime(2026, 11, 25), sa.String()),
+    (_EvilDatetime(2026, 11, 25), sa.DateTime()), (_EvilDate(2026, 11, 25), sa.Date()),
+])  # fmt: skip
+def test_no_other_value_ever_reaches_the_literal_path(value: object, type_: sa.types.TypeEngine) -> None:
+    query = _window_query(sa.bindparam("window_start", dt.datetime(2026, 11, 25), type_=sa.DateTime()),
+                          sa.bindparam("v", value, type_=type_))  # fmt: skip
+    with pytest.raises(NativeUnsupportedError, match="not a date/datetime window bound"):
+        _native_mysql.inline_dates(query, WHERE)
+
+
+def test_a_list_of_dates_is_not_rendered_either() -> None:
+    t = _table(sa.Column("d", sa.Date))
+    query = sa.select(t.c.d).where(t.c.d.in_([dt.date(2026, 11, 25), dt.date(2026, 11, 26)]))
+    with pytest.raises(NativeUnsupportedError, match="not a date/datetime window bound"):
+        _native_mysql.inline_dates(query, WHERE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=40), type_=st.sampled_from([sa.DateTime(), sa.Date(), sa.String(), sa.Text()]))
+def test_no_string_is_ever_rendered(text: str, type_: sa.types.TypeEngine) -> None:
+    with pytest.raises(NativeUnsupportedError):
+        _native_mysql.inline_dates(_window_query(sa.bindparam("v", text, type_=type_)), WHERE)
+
+
+@pytest.mark.parametrize("bad", ["2026-11-25", dt.date(2026, 11, 25), dt.datetime(2026, 11, 25, tzinfo=dt.UTC),
+                                 _EvilDatetime(2026, 11, 25)])  # fmt: skip
+def test_a_window_holds_naive_datetimes_only(bad: object) -> None:
+    with pytest.raises(TypeError, match="naive UTC datetime"):
+        Window(bad, dt.datetime(2026, 11, 26))  # type: ignore[arg-type]
+    assert Window.for_date(dt.date(2026, 11, 25)).end == dt.datetime(2026, 11, 26)
+
+
+class _StringWindow(MySQLConnector):
+    """A dialect that (wrongly) binds the window as text: the native reader must refuse it, before any I/O."""
+
+    def window_filter(self, column, cursor, window):  # type: ignore[no-untyped-def]
+        return [column >= sa.bindparam("window_start", window.start.isoformat(sep=" "), type_=sa.DateTime())]
+
+
+def _mysql_snapshot(cls: type[MySQLConnector] = MySQLConnector, *, sleeps: list[float] | None = None,
+                    window: bool = True) -> Snapshot:  # fmt: skip
+    source = SourceConfig(kind="mysql", url=Secret("mysql+pymysql://u:hunter22@127.0.0.1:1/app"))
+    tenant = TenantConfig(id="acme", source=source, tables=())
+    connector = cls(tenant, sleep=(sleeps if sleeps is not None else []).append, base_delay=0.01)
+    table = TableConfig(name="orders", source_name="orders", mode="incremental" if window else "full",
+                        cursor="at" if window else None)  # fmt: skip
+    columns = [SourceColumn("id", mysql.INTEGER()), SourceColumn("at", mysql.DATETIME(fsp=6))]
+    return Snapshot(connector, None, table, Window.for_date(dt.date(2026, 11, 25)) if window else None, columns)
+
+
+def test_a_text_window_keeps_the_row_path_before_any_connection(monkeypatch) -> None:
+    import connectorx
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("connectorx must not be called")
+
+    monkeypatch.setattr(connectorx, "read_sql", never)
+    snap = _mysql_snapshot(_StringWindow)
+    assert isinstance(snap.reader, NativeBatchReader)
+    with pytest.raises(NativeUnsupportedError, match="a str bound as DateTime"):
+        snap.reader.count(snap)
+
+
+# ------------------------------------------------------------------ native connects: retried, once
+class _FakeConnectorx:
+    """Records what we send connectorx and fails like it does (the recorded messages of connectorx 0.4)."""
+
+    REFUSED = ("timed out waiting for connection: DriverError { Could not connect to address "
+               "`127.0.0.1:1': Connection refused (os error 111) }")  # fmt: skip
+    DENIED = ("timed out waiting for connection: MySqlError { ERROR 1045 (28000): Access denied for user "
+              "'u'@'127.0.0.1' (using password: YES) }")  # fmt: skip
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.sessions: list[list[str]] = []
+
+    def read_sql(self, conn: str, query: str, **kwargs: object) -> None:
+        self.sessions.append(list(kwargs["pre_execution_queries"]))  # type: ignore[call-overload]
+        raise RuntimeError(self.message)
+
+
+def test_mysql_native_connect_is_retried_and_its_session_sent_once(monkeypatch) -> None:
+    import connectorx
+
+    fake = _FakeConnectorx(_FakeConnectorx.REFUSED)
+    monkeypatch.setattr(connectorx, "read_sql", fake.read_sql)
+    sleeps: list[float] = []
+    snap = _mysql_snapshot(sleeps=sleeps)
+    with pytest.raises(SourceUnavailableError) as info:
+        snap.reader.count(snap)
+    assert len(fake.sessions) == 4 and len(sleeps) == 3, "4 attempts, 3 backoff sleeps"
+    assert fake.sessions[0] == list(MySQLConnector.session_statements)  # each statement once
+    assert fake.sessions[0] == ["SET SESSION time_zone = '+00:00'", "SET SESSION net_write_timeout = 3600"]
+    assert "hunter22" not in str(info.value) and "tenant 'acme', table 'orders'" in str(info.value)
+
+
+def test_mysql_native_access_denied_fails_at_once(monkeypatch) -> None:
+    import connectorx
+
+    fake = _FakeConnectorx(_FakeConnectorx.DENIED)
+    monkeypatch.setattr(connectorx, "read_sql", fake.read_sql)
+    sleeps: list[float] = []
+    snap = _mysql_snapshot(sleeps=sleeps, window=False)
+    with pytest.raises(SourceError) as info:
+        snap.reader.count(snap)
+    assert not isinstance(info.value, SourceUnavailableError) and not info.value.retryable
+    assert len(fake.sessions) == 1 and sleeps == []
+    assert "ERROR 1045" in str(info.value)
+
+
+@pytest.mark.parametrize(("message", "transient"), [
+    (_FakeConnectorx.REFUSED, True), (_FakeConnectorx.DENIED, False),
+    ("timed out waiting for connection: MySqlError { ERROR 1049 (42000): Unknown database 'x' }", False),
+    ("MySqlError { ERROR 1040 (08004): Too many connections }", True),
+    ("DriverError { Could not connect to address `db:3306': Name or service not known }", True),
+    ("MySqlError { ERROR 1146 (42S02): Table 'app.x' doesn't exist }", False),
+])  # fmt: skip
+def test_connectorx_errors_transient_or_terminal(message: str, transient: bool) -> None:
+    assert _native_mysql.is_transient(message) is transient
+
+
+@pytest.mark.parametrize(("message", "sqlstate", "operational", "transient"), [
+    ('IO: [libpq] Failed to connect: connection to server at "127.0.0.1", port 1 failed: Connection refused',
+     None, True, True),
+    ('IO: [libpq] Failed to connect: connection to server at "db", port 5432 failed: FATAL:  password '
+     'authentication failed for user "u"', None, True, False),
+    ('IO: [libpq] Failed to connect: could not translate host name "db" to address', None, True, True),
+    ("IO: [libpq] Failed to connect: timeout expired", None, True, True),
+    ('FATAL:  database "app" does not exist', None, True, False),
+    ("the database system is starting up", "57P03", True, True),
+    ('relation "x" does not exist', "42P01", False, False),
+    ("some driver failure", None, False, False),
+])  # fmt: skip
+def test_postgres_errors_transient_or_terminal_for_both_clients(message: str, sqlstate: str | None,
+                                                                operational: bool, transient: bool) -> None:
+    assert _native_pg.is_transient(message, sqlstate, operational=operational) is transient
+
+
+def test_postgres_native_connect_is_retried_like_the_row_path() -> None:
+    """ADBC against a closed port (no server needed): 4 attempts, 3 sleeps, unavailable, no password."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sleeps: list[float] = []
+    source = SourceConfig(kind="postgresql", url=Secret(f"postgresql://u:hunter22@127.0.0.1:{port}/app"))
+    connector = PostgresConnector(TenantConfig(id="acme", source=source, tables=()), sleep=sleeps.append,
+                                  base_delay=0.01)  # fmt: skip
+    table = TableConfig(name="orders", source_name="orders", mode="full")
+    snap = Snapshot(connector, None, table, None, [SourceColumn("id", sa.Integer())])
+    with pytest.raises(SourceUnavailableError) as info:
+        snap.reader.count(snap)
+    assert len(sleeps) == 3 and "Connection refused" in str(info.value) and "hunter22" not in str(info.value)
+
+
+def test_postgres_native_url_names_the_application_and_keeps_a_given_name() -> None:
+    connector = _connector(True)
+    assert dict(connector.native_url().query) == {"connect_timeout": "10", "application_name": "mozart-luigi"}
+    source = SourceConfig(kind="postgresql", url=Secret("postgresql://u:p@db/app?application_name=mine"))
+    named = PostgresConnector(TenantConfig(id="acme", source=source, tables=()))
+    assert named.native_url().query["application_name"] == "mine"
+    assert named.connect_args()["application_name"] == "mine"
+    assert connector.connect_args()["application_name"] == "mozart-luigi"
+
+
+def test_each_dialect_names_its_reader_in_the_registry() -> None:
+    assert {cls.kind: cls.native_reader for cls in CONNECTORS.values()} == {
+        "postgresql": "adbc-postgresql", "mysql": "connectorx-mysql", "oracle": None, "sqlite": None}
+    assert set(READERS) == {"adbc-postgresql", "connectorx-mysql"}
