@@ -232,7 +232,7 @@ class Lake:
                                      date=date, file=url)  # fmt: skip
         return manifest
 
-    def publish_manifest(self, manifest: Manifest) -> bool:
+    def publish_manifest(self, manifest: Manifest) -> tuple[bool, Manifest | None]:
         """Publish the day's manifest unless a newer attempt already did.
 
         Attempts are ordered by ``extracted_at`` (when each started). A day with no manifest, or with an
@@ -240,19 +240,19 @@ class Lake:
         attempt's start or later keeps it (False, nothing written): a straggler never overwrites a newer
         extract. The write is conditional on what was read (S3 ``If-None-Match``/``If-Match``; locally a
         hard link or a rename under a lock), so two attempts racing cannot both win. The parts are checked
-        to exist first.
+        to exist first. Returns whether it was published, and the manifest it replaced (if any).
         """
         url = self.manifest_url(manifest.tenant, manifest.table, manifest.date)
         existing, tag = self._current_manifest(url)
         if existing is not None and existing.extracted_at >= manifest.extracted_at:
-            return False
+            return False, existing
         folder = self.date_url(manifest.tenant, manifest.table, manifest.date)
         for part in manifest.files:  # published only if its parts exist (a straggler's may have been removed)
             if self.size(f"{folder}/{part.name}") != part.bytes:
                 raise StorageError(f"{folder}/{part.name} vanished or changed before the manifest was published")
         if tag is None:
-            return self.write_text_once(url, manifest.to_json())
-        return self._replace_text(url, manifest.to_json(), tag)
+            return self.write_text_once(url, manifest.to_json()), None
+        return self._replace_text(url, manifest.to_json(), tag), existing
 
     def _current_manifest(self, url: str) -> tuple[Manifest | None, str | None]:
         """The manifest there now (None if absent or unreadable) and a tag of its exact content."""

@@ -18,6 +18,7 @@ __all__ = [
     "ManifestFormatError",
     "PartFile",
     "new_run_id",
+    "run_started",
 ]
 
 import base64
@@ -33,12 +34,22 @@ import pyarrow as pa
 MANIFEST_NAME = "_SUCCESS"
 MANIFEST_VERSION = 2
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
+RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}(?:[0-9]{6})?-[0-9a-f]{8}$")
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
-    """``YYYYMMDDTHHMMSS-xxxxxxxx`` (UTC + 32 random bits): names one extract attempt's parts."""
-    return f"{(now or dt.datetime.now(dt.UTC)):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    """``YYYYMMDDTHHMMSSffffff-xxxxxxxx`` (UTC start, to the microsecond, + 32 random bits): names one extract
+    attempt's parts, and orders attempts (:func:`run_started`)."""
+    return f"{(now or dt.datetime.now(dt.UTC)):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
+
+
+def run_started(run_id: str) -> dt.datetime | None:
+    """When the attempt ``run_id`` started (UTC), or None for a name not of :func:`new_run_id`'s form."""
+    if not RUN_ID_RE.match(run_id):
+        return None
+    stamp = run_id.split("-", 1)[0]
+    pattern = "%Y%m%dT%H%M%S%f" if len(stamp) > 15 else "%Y%m%dT%H%M%S"
+    return dt.datetime.strptime(stamp, pattern).replace(tzinfo=dt.UTC)
 
 
 class ManifestFormatError(ValueError):

@@ -30,7 +30,7 @@ from mozart_luigi.config import TableConfig, TenantConfig
 from mozart_luigi.connectors import Snapshot, Window, connector_for
 from mozart_luigi.errors import VerificationError
 from mozart_luigi.lake import Lake, ManifestTarget
-from mozart_luigi.manifest import Manifest, PartFile, new_run_id
+from mozart_luigi.manifest import Manifest, PartFile, new_run_id, run_started
 from mozart_luigi.parquet import PartWriter, crash_point, pause_point
 from mozart_luigi.tasks.base import Progress, TenantDateTask
 
@@ -89,8 +89,9 @@ class ExtractTable(TenantDateTask):
         manifest = self._manifest(job, extracted, seconds=time.monotonic() - started)
         crash_point("before_manifest")
         pause_point("before_manifest")
-        if job.lake.publish_manifest(manifest):
-            self._remove_stale_parts(job, manifest)
+        published, replaced = job.lake.publish_manifest(manifest)
+        if published:
+            self._remove_stale_parts(job, manifest, replaced)
         else:
             log.warning("tenant %s table %s date %s: a newer attempt published this day; keeping its "
                         "manifest and removing this attempt's %d part(s)", self.tenant, self.table, self.date,
@@ -99,17 +100,22 @@ class ExtractTable(TenantDateTask):
                 job.lake.delete_file(f"{job.dir_url}/{part.name}")
         self._summary(manifest, time.monotonic() - started)
 
-    def _remove_stale_parts(self, job: _Job, manifest: Manifest) -> None:
-        """Parts the published manifest does not list belong to older attempts, which can no longer publish.
-        Only those older than :data:`STALE_AFTER` go: a load still reading a replaced extract keeps its
-        files meanwhile (a later publish of the day removes the rest)."""
-        listed = {part.name for part in manifest.files}
-        stale = [n for n in job.lake.list_files(job.dir_url) if n.startswith("part-") and n not in listed]
+    def _remove_stale_parts(self, job: _Job, manifest: Manifest, replaced: Manifest | None) -> None:
+        """Delete the parts of attempts that started before this one and were never published (a crashed or
+        losing attempt: it can no longer publish over this newer manifest). Kept: this manifest's parts, those
+        of the manifest it replaced (a load may be reading them right now; they go once older than
+        :data:`STALE_AFTER`), and any part of an attempt that started after this one (it is live)."""
+        keep = {part.name for part in manifest.files} | ({p.name for p in replaced.files} if replaced else set())
+        ours = run_started(manifest.run_id)
         cutoff = dt.datetime.now(dt.UTC) - STALE_AFTER
         removed = 0
-        for name in stale:
+        for name in job.lake.list_files(job.dir_url):
+            if not name.startswith("part-") or name in keep:
+                continue
             url = f"{job.dir_url}/{name}"
-            if (job.lake.modified(url) or cutoff) <= cutoff:
+            started = run_started(name[len("part-") : -len("-00000.parquet")])
+            older = started is not None and ours is not None and started < ours
+            if older or (job.lake.modified(url) or cutoff) < cutoff:
                 job.lake.delete_file(url)
                 removed += 1
         if removed:
