@@ -51,10 +51,11 @@ SOURCE_KINDS = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "
                 "oracle": "oracle", "sqlite": "sqlite"}  # fmt: skip
 MODES = ("full", "incremental")
 # A column name (tables.yaml: cursor, primary_key, include, exclude) is letters and digits of any script (as
-# str.isalnum), `_`, space, `-`, `$` and `#`; never empty, no space first or last. Everything else is refused:
-# `.` (it would read as a qualified name), quotes, backticks, `;`, `,`, brackets, `%`, `/`, operators, NUL and
-# every other control character. Names are still quoted by the dialect; this rule keeps them unsurprising.
-COLUMN_NAME_RE = re.compile(r"[\w$#-](?:[\w $#-]*[\w$#-])?")
+# str.isalnum), `_`, space, `-`, `$`, `#` and the backtick (MariaDB allows it in names; the dialect quotes it);
+# never empty, no space first or last. Everything else is refused: `.` (it would read as a qualified name),
+# quotes, `;`, `,`, brackets, `%`, `/`, operators, NUL and every other control character. Names are still
+# quoted by the dialect; this rule keeps them unsurprising.
+COLUMN_NAME_RE = re.compile(r"[\w$#`-](?:[\w $#`-]*[\w$#`-])?")
 
 _TENANT_KEYS = {"source", "tables", "max_connections", "profiles", "enabled", "description"}
 _SOURCE_KEYS = {"kind", "url", "host", "port", "database", "user", "password", "schema", "path", "service_name",
