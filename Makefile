@@ -24,11 +24,11 @@ help:
 	@echo "stack-up      start the native stack (scripts/stack up)"
 	@echo "stack-down    stop it (scripts/stack down)"
 	@echo "stack-status  one line per service"
-	@echo "test          venv + stack-up + all tests + stack-down (KEEP_STACK=1 keeps it up)"
+	@echo "test          venv + lint + stack-up + all tests + stack-down (KEEP_STACK=1 keeps it up)"
 	@echo "test-unit     unit tests only, no stack"
 	@echo "demo          run 'mozart demo'"
 	@echo "luigid        Luigi central scheduler on 127.0.0.1:$(LUIGID_PORT) (foreground)"
-	@echo "lint          ruff check mozart_luigi tests"
+	@echo "lint          ruff check mozart_luigi tests benchmarks (also the first step of make test)"
 	@echo "bench         venv with the bench extra + stack-up + python -m benchmarks"
 	@echo "clean         stop the stack; remove .stack and build/test leftovers (keeps .venv, .cache)"
 	@echo "distclean     clean + remove .venv and .cache"
@@ -63,6 +63,7 @@ stack-status:
 # The stack always goes down afterwards (unless KEEP_STACK=1), also when the
 # tests fail; the exit status is pytest's (or stack-up's, if that failed).
 test: venv
+	$(VENV)/bin/ruff check mozart_luigi tests benchmarks
 	@rc=0; \
 	$(STACK) up || rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
@@ -86,7 +87,7 @@ luigid: venv
 	  --state-path $(LUIGID_DIR)/state.pickle --logdir $(LUIGID_DIR)
 
 lint: venv
-	$(VENV)/bin/ruff check mozart_luigi tests
+	$(VENV)/bin/ruff check mozart_luigi tests benchmarks
 
 bench: venv-bench stack-up
 	eval "$$($(STACK) env)"; $(PY) -m benchmarks $(BENCH_ARGS)
