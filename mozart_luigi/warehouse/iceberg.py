@@ -293,6 +293,9 @@ class _Attempt:
             raise LoadError(f"table location {location} is not on S3", tenant=m.tenant, table=m.table)
         crash_point("before_copy")
         for n, part in enumerate(m.files):
+            if not part.rows:  # an empty extract's typed zero-row part: checked, never registered
+                check_footer(m, part, _footer(self.lake, f"{self.folder}/{part.name}"))
+                continue
             target = f"{location}/data/{PARTITION_COLUMN}={m.date.isoformat()}/{m.run_id}-{n:05d}-{self.token}.parquet"
             self.copies.append(_Copy(part, target))
             try:
@@ -342,11 +345,12 @@ def _date_files(found: Table, date: dt.date) -> list[Any]:
 
 
 def _holds_exactly(current: Sequence[Any], m: Manifest) -> bool:
-    """The date's files are exactly this extract's parts (names, record counts), with no delete files."""
-    if len(current) != len(m.files) or any(task.delete_files for task in current):
+    """The date's files are exactly this extract's non-empty parts (names, record counts), no delete files."""
+    parts = [(n, part) for n, part in enumerate(m.files) if part.rows]
+    if len(current) != len(parts) or any(task.delete_files for task in current):
         return False
     by_name = {task.file.file_path.rsplit("/", 1)[-1]: task.file for task in current}
-    for n, part in enumerate(m.files):
+    for n, part in parts:
         matches = [f for name, f in by_name.items() if name.startswith(f"{m.run_id}-{n:05d}-")]
         if len(matches) != 1 or matches[0].record_count != part.rows:
             return False
