@@ -1,9 +1,14 @@
-"""The ``mozart`` command: ``validate``, ``plan``, ``status``, ``run``, ``rerun``, ``backfill``, ``demo``.
+"""The ``mozart`` command: ``validate``, ``plan``, ``status``, ``run``, ``rerun``, ``backfill``, ``demo``,
+``runs``, ``enable``.
 
 Exit codes: 0 ok; 2 invalid configuration or arguments; ``run`` and ``demo`` exit with the ``[retcode]``
 codes of ``luigi.cfg`` (30 a task failed, 35 scheduling error, ...), ``backfill`` with the highest code of its
-dates; ``status`` exits 1 when something is not done. Nothing here prints a secret: sources are shown through
-``SourceConfig.describe()``.
+dates; 45 when luigid does not answer (``run``, ``rerun``, ``backfill``, ``enable``); ``status`` exits 1 when
+something is not done; 141 when the reader of stdout went away (``mozart plan | head``), without a
+traceback. Nothing here prints a secret: sources are shown through ``SourceConfig.describe()``.
+
+``run``, ``rerun``, ``backfill`` and ``demo`` are quiet (:mod:`mozart_luigi.terminal`): task lines and a
+closing block on stdout, logging in a file under ``{MOZART_DATA_DIR}/logs/``; ``-v`` also logs to stderr.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import datetime as dt
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import luigi
@@ -24,13 +29,12 @@ import luigi.configuration
 from mozart_luigi import __version__
 from mozart_luigi.config import Config, load_config
 from mozart_luigi.errors import ConfigError, MozartError
-from mozart_luigi.runner import RunOutcome
-from mozart_luigi.secrets import Secret
 from mozart_luigi.tasks.base import yesterday
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_NOT_DONE, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_NOT_DONE, EXIT_CONFIG, EXIT_BROKEN_PIPE = 0, 1, 2, 141
+RUN_COMMANDS = ("run", "rerun", "backfill", "demo")
 
 
 def _date(text: str) -> dt.date:
@@ -46,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-dir", help="folder with tenants.yaml and tables.yaml (MOZART_CONFIG_DIR)")
     parser.add_argument("--profile", choices=("local", "stack"), help="MOZART_PROFILE for this command")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: INFO for run/demo)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="run/rerun/backfill/demo: also show the log (Luigi, tracebacks) on stderr")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate = sub.add_parser("validate", help="check the configuration; print every problem (exit 2 on error)")
     validate.add_argument("--connect", action="store_true",
@@ -74,12 +80,26 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--dry-run", action="store_true", help="print the dates and tasks; run nothing")
     for cmd in (run, rerun, backfill):
         cmd.add_argument("--workers", type=int, default=1, help="parallel Luigi workers (default 1)")
-        cmd.add_argument("--local-scheduler", action="store_true", help="no luigid: schedule in this process")
-        cmd.add_argument("--scheduler-host", help="luigid host (default: [core] of luigi.cfg)")
-        cmd.add_argument("--scheduler-port", type=int, help="luigid port (default: [core] of luigi.cfg)")
+        cmd.add_argument("--local-scheduler", action="store_true",
+                         help="no luigid: schedule in this process (the default in profile local)")  # fmt: skip
+        cmd.add_argument("--luigid", action="store_true", help="use luigid ([core] of luigi.cfg)")
+        cmd.add_argument("--scheduler-host", help="luigid host (default: [core] of luigi.cfg; implies --luigid)")
+        cmd.add_argument("--scheduler-port", type=int, help="luigid port (default: [core]; implies --luigid)")
     demo = sub.add_parser("demo", help="generate the SQLite demo shops and run the local pipeline")
     demo.add_argument("--date", type=_date, default=None, help="last demo day (default 2026-11-28)")
     demo.add_argument("--workers", type=int, default=1, help="parallel Luigi workers (default 1)")
+    for cmd in (run, rerun, backfill, demo):
+        cmd.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="also show the log (Luigi, tracebacks) on stderr")  # fmt: skip
+    runs = sub.add_parser("runs", help="the run records: who ran what, when, how it ended (runs.jsonl)")
+    runs.add_argument("--date", type=_date, default=None, help="only the runs that covered this date")
+    runs.add_argument("--limit", type=int, default=20, help="the newest N runs (default 20; 0: all)")
+    runs.add_argument("--json", action="store_true", help="the records as a JSON list")
+    enable = sub.add_parser("enable", help="re-enable the tasks luigid disabled after repeated failures")
+    enable.add_argument("--tenant", action="append", dest="tenants", help="only this tenant (repeatable)")
+    enable.add_argument("--date", type=_date, default=None, help="only this date")
+    enable.add_argument("--scheduler-host", help="luigid host (default: [core] of luigi.cfg)")
+    enable.add_argument("--scheduler-port", type=int, help="luigid port (default: [core] of luigi.cfg)")
     return parser
 
 
@@ -99,12 +119,15 @@ def _status_matrix_options(status: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv
     if args.config_dir:
         os.environ["MOZART_CONFIG_DIR"] = args.config_dir
     if args.profile:
         os.environ["MOZART_PROFILE"] = args.profile
-    _setup_logging(args.log_level or ("INFO" if args.command in ("run", "backfill", "demo") else "WARNING"))
+    args.level = (args.log_level or ("INFO" if args.command in RUN_COMMANDS else "WARNING")).upper()
+    _setup_logging(args.level, quiet=args.command in RUN_COMMANDS and not args.verbose)
     try:
         return _COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -113,16 +136,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MozartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NOT_DONE
+    except BrokenPipeError:
+        return _stdout_gone()
 
 
-def _setup_logging(level: str) -> None:
-    """Log to stderr; Luigi is told not to add its own handlers on top (no duplicated lines)."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+def _setup_logging(level: str, *, quiet: bool = False) -> None:
+    """Log to stderr, or (``quiet``: run commands without ``-v``) nowhere until the run's log file is opened
+    (:func:`mozart_luigi.terminal.log_file`). Luigi is told not to add its own handlers (no duplicated lines)."""
+    root = logging.getLogger()
+    if quiet:
+        root.setLevel(level)
+        if not root.handlers:
+            root.addHandler(logging.NullHandler())  # not logging's last resort (stderr) either
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     luigi.configuration.get_config().set("core", "no_configure_logging", "true")
     for noisy in ("botocore", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _stdout_gone() -> int:
+    """The reader of stdout closed it (``mozart plan | head``): no traceback, and none at exit when Python
+    flushes stdout either (it is pointed at /dev/null)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests); nothing to flush at exit
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _print_problems(exc: ConfigError) -> None:
@@ -238,39 +279,31 @@ def _luigid_states(args: argparse.Namespace, tenants: Sequence[str], start: dt.d
     host, port = args.scheduler_host or core.scheduler_host, args.scheduler_port or core.scheduler_port
     try:
         return scheduler_states(luigid_task_list(host, port), tenants, start, end)
-    except (OSError, ValueError) as exc:
-        print(f"warning: luigid at {host}:{port} did not answer ({exc}): running and disabled are not shown",
-              file=sys.stderr)  # fmt: skip
+    except OSError as exc:
+        print(f"warning: {exc}: running and disabled are not shown", file=sys.stderr)
         return {}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from luigi.rpc import RPCError
-
-    from mozart_luigi.runner import RunLocked, local_run_lock, retcodes
+    from mozart_luigi.cli_run import execute
 
     config = _config()
     root = _all_tenants(config, args.date, args.tenants)
     try:
-        with local_run_lock(config.settings.data_dir, enabled=bool(args.local_scheduler)):
-            return _run_and_report(config, root, args)
-    except RPCError as exc:
-        return _luigid_unreachable(exc)
-    except RunLocked as exc:
-        print(f"error: {exc}; it runs this night's tasks already (or use luigid for several workers)",
-              file=sys.stderr)  # fmt: skip
-        return retcodes()["already_running"]
+        result = execute(config, args, [root])
+    except ValueError as exc:  # contradicting scheduler options
+        return _usage_error(str(exc))
+    return result if isinstance(result, int) else result[root.date]
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    """``AllTenants`` for each date of ``--from`` .. ``--to``, oldest first, one Luigi run and report per date.
+    """``AllTenants`` for each date of ``--from`` .. ``--to``, oldest first, one Luigi run and report per date,
+    one run record for the whole backfill.
 
-    A failed date does not stop the next ones; the exit code is the highest of the dates' codes. With
-    ``--local-scheduler`` the whole backfill holds the run lock of ``mozart run`` (exit 10 when it is taken).
+    A failed date does not stop the next ones; the exit code is the highest of the dates' codes. With the local
+    scheduler the whole backfill holds the run lock of ``mozart run`` (exit 10 when it is taken).
     """
-    from luigi.rpc import RPCError
-
-    from mozart_luigi.runner import RunLocked, local_run_lock, retcodes
+    from mozart_luigi.cli_run import execute
     from mozart_luigi.status_grid import date_range
 
     config = _config()
@@ -282,26 +315,20 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     skipped = _complete_dates(dates, args.tenants) if args.only_missing else set()
     todo = [root for root in roots if root.date not in skipped]
     print(f"backfill {dates[0].isoformat()} .. {dates[-1].isoformat()} (profile {config.settings.profile}): "
-          f"{len(todo)} date(s) to run, {len(skipped)} already complete and skipped")  # fmt: skip
+          f"{len(todo)} date(s) to run, {len(skipped)} already complete and skipped", flush=True)  # fmt: skip
     if args.dry_run:
         return _print_backfill_plan(todo)
     try:
-        with local_run_lock(config.settings.data_dir, enabled=bool(args.local_scheduler and todo)):
-            codes = {root.date: _run_date(config, root, args) for root in todo}
-    except RPCError as exc:
-        return _luigid_unreachable(exc)
-    except RunLocked as exc:
-        print(f"error: {exc}; wait for it, or use luigid for several workers", file=sys.stderr)
-        return retcodes()["already_running"]
+        codes = execute(config, args, todo, headers=True, epilogue=_backfill_done)
+    except ValueError as exc:
+        return _usage_error(str(exc))
+    return codes if isinstance(codes, int) else max(codes.values(), default=EXIT_OK)
+
+
+def _backfill_done(codes: Mapping[dt.date, int]) -> str:
     failed = [f"{d.isoformat()} (exit {code})" for d, code in codes.items() if code]
     not_ok = f", not ok: {', '.join(failed)}" if failed else ""
-    print(f"backfill done: {len(codes) - len(failed)} date(s) ok{not_ok}")
-    return max(codes.values(), default=EXIT_OK)
-
-
-def _run_date(config: Config, root: luigi.Task, args: argparse.Namespace) -> int:
-    print(f"--- {root.date.isoformat()} ---", flush=True)
-    return _run_and_report(config, root, args)
+    return f"backfill done: {len(codes) - len(failed)} date(s) ok{not_ok}"
 
 
 def _complete_dates(dates: Sequence[dt.date], tenants: Sequence[str] | None) -> set[dt.date]:
@@ -357,9 +384,50 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mozart_luigi.demo import run_demo
+    from mozart_luigi.cli_run import run_demo_recorded
 
-    return run_demo(end=args.date, workers=args.workers)
+    return run_demo_recorded(args)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """The run records (``runs.jsonl``), oldest first: the newest ``--limit``, of ``--date`` when given."""
+    import json
+
+    from mozart_luigi.runlog import format_records, read_records, runs_path
+
+    records = read_records(runs_path(_config().settings), date=args.date)
+    if args.limit > 0:
+        records = records[-args.limit :]
+    print(json.dumps(records, indent=2) if args.json else format_records(records))
+    return EXIT_OK
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    """Re-enable what luigid disabled (``re_enable_task``, as the visualizer's button), of ``--tenant`` and
+    ``--date`` when given. Exit 45 when luigid does not answer."""
+    from mozart_luigi.cli_run import EXIT_LUIGID_UNREACHABLE, Scheduler
+    from mozart_luigi.luigid_api import LuigidUnreachable
+
+    client = Scheduler(False, args.scheduler_host, args.scheduler_port).client()
+    try:
+        disabled = client.disabled(tenants=args.tenants, date=args.date)
+        if not disabled:
+            print(f"luigid at {client.url} holds no disabled task{_which(args)}")
+        for task in disabled:
+            done = client.re_enable(task.task_id)
+            state = "re-enabled" if done else "not re-enabled (no longer disabled by the scheduler)"
+            print(f"{state}: {task.label} {task.date}")
+    except LuigidUnreachable as exc:
+        print(f"error: {exc}: is luigid running (make luigid)?", file=sys.stderr)
+        return EXIT_LUIGID_UNREACHABLE
+    if disabled:
+        print("the next run runs them again: mozart run" + (f" --date {args.date.isoformat()}" if args.date else ""))
+    return EXIT_OK
+
+
+def _which(args: argparse.Namespace) -> str:
+    tenants = f" of {', '.join(args.tenants)}" if args.tenants else ""
+    return tenants + (f" for {args.date.isoformat()}" if args.date else "")
 
 
 _COMMANDS = {
@@ -370,6 +438,8 @@ _COMMANDS = {
     "rerun": cmd_rerun,
     "backfill": cmd_backfill,
     "demo": cmd_demo,
+    "runs": cmd_runs,
+    "enable": cmd_enable,
 }
 
 
@@ -384,58 +454,9 @@ def _all_tenants(config: Config, date: dt.date | None, tenants: Sequence[str] | 
     return task
 
 
-def _secrets(config: Config) -> list[Secret]:
-    out: list[Secret] = list(config.settings.secrets())
-    for tenant in config.tenants.values():
-        out += tenant.source.secrets()
-    return out
-
-
-def _run_and_report(config: Config, root: luigi.Task, args: argparse.Namespace) -> int:
-    """Run one ``AllTenants`` (``run``, ``backfill``), print and write its report; ``RPCError`` propagates."""
-    from mozart_luigi.runner import run_tasks
-
-    outcome = run_tasks(
-        [root],
-        workers=args.workers,
-        local_scheduler=args.local_scheduler,
-        scheduler_host=args.scheduler_host,
-        scheduler_port=args.scheduler_port,
-        secrets=_secrets(config),
-    )
-    _report_after_run(config, root, outcome)
-    return outcome.exit_code
-
-
-def _luigid_unreachable(exc: Exception) -> int:
-    from mozart_luigi.runner import retcodes
-
-    print(f"error: {exc}: start luigid (make luigid) or pass --local-scheduler", file=sys.stderr)
-    return retcodes()["unhandled_exception"]
-
-
 def _usage_error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_CONFIG
-
-
-def _report_after_run(config: Config, root: luigi.Task, outcome: RunOutcome) -> None:
-    from mozart_luigi.report import build_report, write_report
-
-    try:
-        report = build_report(
-            config,
-            root.date,
-            tenants=root.tenant_ids(config),
-            failures=outcome.failures_for(root.date),
-            run=outcome.as_dict(),
-        )
-        path = write_report(report, config.settings)
-    except MozartError as exc:
-        print(f"warning: no run report: {exc}", file=sys.stderr)
-        return
-    print(report.to_text())
-    print(f"report: {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

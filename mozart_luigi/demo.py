@@ -8,7 +8,8 @@
    same date always gives the same bytes of data. A source that already holds the right data is kept;
    a new file is written next to it and renamed into place;
 2. runs ``AllTenants`` for those four days with the local scheduler (lake folder, DuckDB, dbt ``local``);
-3. prints the run report of the demo date and a few mart rows.
+3. prints one line per tenant and day as they finish, the run report of the demo date and one compact mart
+   table (each tenant's ``daily_revenue`` of the demo date).
 
 The demo date is fixed (:data:`DEMO_DATE`, 2026-11-28, the day the stack samples end) so that the demo is
 the same on every machine and every day; ``mozart demo --date`` or ``MOZART_DEMO_DATE`` picks another.
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mozart_luigi.config import Config, get_config, reset_config_cache
+from mozart_luigi.errors import MozartError
 from mozart_luigi.report import build_report, report_path, write_report
 from mozart_luigi.runner import RunOutcome, run_tasks
 from mozart_luigi.tasks.pipeline import AllTenants
@@ -52,11 +54,9 @@ SCHEMA_VERSION = 1
 _META_TABLE = "mozart_demo_meta"
 _META_DDL = "CREATE TABLE mozart_demo_meta (version INTEGER, tenant TEXT, end_date TEXT)"
 _META_INSERT = "INSERT INTO mozart_demo_meta VALUES (?, ?, ?)"
-_MART_TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name"
-_MART_COLUMNS = (
-    "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-    "ORDER BY ordinal_position"
-)
+_MART_TABLE = "daily_revenue"
+_MART_HEADER = ("orders", "cancelled", "customers", "units", "revenue")
+_MART_COLUMNS = "order_count, cancelled_order_count, customer_count, units_sold, revenue"
 
 _SCHEMA = """
 CREATE TABLE customers (
@@ -255,8 +255,10 @@ def _orders(
 # ------------------------------------------------------------------------------------------- the run
 
 
-def run_demo(end: dt.date | None = None, *, workers: int = 1, out: TextIO | None = None) -> int:
-    """Generate the sources, run the four demo days, print the report. Returns the exit code."""
+def run_demo(end: dt.date | None = None, *, workers: int = 1, out: TextIO | None = None,
+             outcomes: list[RunOutcome] | None = None) -> int:  # fmt: skip
+    """Generate the sources, run the four demo days, print the report. Returns the exit code; the run's
+    outcome is appended to ``outcomes`` when given (for the run record)."""
     out = out or sys.stdout
     started = time.monotonic()
     if os.environ.get("MOZART_PROFILE", "local") != "local":
@@ -267,16 +269,17 @@ def run_demo(end: dt.date | None = None, *, workers: int = 1, out: TextIO | None
     config = get_config()
     end = end or _env_date() or DEMO_DATE
     _generate_all(config, end, out)
-    code = _run_missing_days(config, demo_dates(end), workers, out)
+    code = _run_missing_days(config, demo_dates(end), workers, out, outcomes)
     report = build_report(config, end)
     print(report.to_text(), file=out)
     print(f"report: {report_path(config.settings, end)}", file=out)
-    _print_marts(config, out)
+    _print_marts(config, end, out)
     print(f"demo finished in {time.monotonic() - started:.1f} s (exit code {code})", file=out)
     return code
 
 
-def _run_missing_days(config: Config, dates: list[dt.date], workers: int, out: TextIO) -> int:
+def _run_missing_days(config: Config, dates: list[dt.date], workers: int, out: TextIO,
+                      outcomes: list[RunOutcome] | None = None) -> int:  # fmt: skip
     """``AllTenants`` for the days not complete yet (one bulk check); a report per day run."""
     span = f"{dates[0].isoformat()}..{dates[-1].isoformat()}"
     done = set(AllTenants.bulk_complete(dates))
@@ -286,6 +289,8 @@ def _run_missing_days(config: Config, dates: list[dt.date], workers: int, out: T
         return 0
     print(f"Running AllTenants for {len(missing)} day(s) of {span} (local scheduler)...", file=out)
     outcome = run_tasks([AllTenants(date=d) for d in missing], workers=workers, local_scheduler=True)
+    if outcomes is not None:
+        outcomes.append(outcome)
     _write_reports(config, missing, outcome)
     return outcome.exit_code
 
@@ -316,16 +321,30 @@ def _write_reports(config: Config, dates: list[dt.date], outcome: RunOutcome) ->
         write_report(report, config.settings)
 
 
-def _print_marts(config: Config, out: TextIO, limit: int = 2) -> None:
-    """The first rows of every table of each tenant's ``{tenant}_mart`` schema (DuckDB, profile local)."""
+def _print_marts(config: Config, date: dt.date, out: TextIO) -> None:
+    """One compact table: each tenant's ``{tenant}_mart.daily_revenue`` row of ``date`` (DuckDB, profile local)."""
+    rows: list[tuple[str, ...]] = []
     with open_warehouse(config.settings) as warehouse:
         for tenant in config.tenants:
-            schema = f"{tenant}_mart"
-            for (table,) in warehouse.query(_MART_TABLES, [schema]):
-                columns = [name for (name,) in warehouse.query(_MART_COLUMNS, [schema, table])]
-                select = f"SELECT * FROM {qualified(schema, table)} ORDER BY 1 LIMIT {int(limit)}"  # noqa: S608
-                rows = warehouse.query(select)
-                print(f"\n{schema}.{table} (first {len(rows)} rows)", file=out)
-                print("  " + " | ".join(columns), file=out)
-                for row in rows:
-                    print("  " + " | ".join("" if v is None else str(v) for v in row), file=out)
+            table = qualified(f"{tenant}_mart", _MART_TABLE)
+            select = f"SELECT {_MART_COLUMNS} FROM {table} WHERE order_date = ?"  # noqa: S608
+            try:
+                found = warehouse.query(select, [date])
+            except MozartError:  # no mart yet (the tenant's dbt build failed)
+                found = []
+            values = found[0] if found else ("-",) * len(_MART_HEADER)
+            rows.append((f"{tenant}_mart.{_MART_TABLE}", *(_cell(v) for v in values)))
+    header = (f"mart preview, {date.isoformat()}", *_MART_HEADER)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print("", file=out)
+    for row in [header, *rows]:
+        print("  ".join([row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]),
+              file=out)  # fmt: skip
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, Decimal | float):
+        return f"{value:,.2f}"
+    return "-" if value is None else str(value)

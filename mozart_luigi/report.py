@@ -5,7 +5,8 @@ extract (rows extracted) and the ``LoadIceberg`` / ``DbtRun`` markers (rows load
 what only it knows: which tasks failed and why. ``mozart status`` rebuilds the same report later and keeps
 the ``failed`` status of the last run for rows that are still not done.
 
-Written as JSON to ``{settings.report_dir}/{date}/report.json``.
+Written as JSON to ``{settings.report_dir}/{date}/report.json``, *merged* into what is there (see
+:func:`merge_reports`): a run of some tenants never erases what an earlier run said of the others.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ __all__ = [
     "TableStatus",
     "build_report",
     "failures_in",
+    "merge_reports",
     "read_report",
     "report_path",
     "write_report",
 ]
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -230,13 +234,73 @@ def report_path(settings: Settings, date: dt.date) -> Path:
 
 
 def write_report(report: RunReport, settings: Settings) -> Path:
-    """Write ``report.json`` atomically (temp file + rename); returns its path."""
+    """Merge ``report`` into the date's ``report.json`` (:func:`merge_reports`) and write it atomically (temp file
+    + rename), under a lock so that two runs finishing together do not lose each other's cells. Returns its path.
+    """
     path = report_path(settings, report.date)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(report.to_json() + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with _locked(path.parent / ".report.lock"):
+        previous = read_report(settings, report.date)
+        merged = merge_reports(previous, report) if previous else report
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(merged.to_json() + "\n", encoding="utf-8")
+        tmp.replace(path)
     return path
+
+
+def merge_reports(previous: Mapping[str, Any], report: RunReport) -> RunReport:
+    """``report`` over the ``previous`` report of the same date (as read), keeping the newest outcome per cell
+    (tenant x table, or a tenant's dbt build):
+
+    - a tenant ``report`` does not cover keeps its cells as they were (a ``--tenants demo_north`` run leaves
+      ``demo_west``'s ``failed (reason)`` alone);
+    - a cell ``report`` calls ``done`` or ``failed`` takes that (it was judged now, from the truth or by the run);
+    - a cell ``report`` calls ``missing`` (the run did not get to it) keeps an earlier ``failed`` and its error:
+      ``missing`` is no outcome.
+
+    ``run`` and ``generated_at`` are ``report``'s.
+    """
+    old_rows = [_row(TableStatus, r) for r in previous.get("tables", [])]
+    old_dbt = [_row(DbtStatus, d) for d in previous.get("dbt", [])]
+    covered = {r.tenant for r in report.rows} | {d.tenant for d in report.dbt}
+    failed_before = {(r.tenant, r.table): r for r in old_rows if r and r.status == FAILED}
+    failed_dbt = {d.tenant: d for d in old_dbt if d and d.status == FAILED}
+    rows = [_keep_failure(r, failed_before.get((r.tenant, r.table))) for r in report.rows]
+    dbt = [_keep_failure(d, failed_dbt.get(d.tenant)) for d in report.dbt]
+    rows += [r for r in old_rows if r and r.tenant not in covered]
+    dbt += [d for d in old_dbt if d and d.tenant not in covered]
+    order = list(dict.fromkeys([*(r.tenant for r in old_rows if r), *(r.tenant for r in report.rows)]))
+    rank = {tenant: i for i, tenant in enumerate(order)}
+    rows.sort(key=lambda r: rank.get(r.tenant, len(rank)))
+    dbt.sort(key=lambda d: rank.get(d.tenant, len(rank)))
+    return replace(report, rows=tuple(rows), dbt=tuple(dbt))
+
+
+def _keep_failure(new: Any, old: Any) -> Any:
+    if new.status == MISSING and old is not None:
+        return replace(new, status=FAILED, error=old.error)
+    return new
+
+
+def _row(kind: Any, raw: Any) -> Any:
+    """A ``TableStatus`` / ``DbtStatus`` from a row of a written report, None when it is not one."""
+    if not isinstance(raw, Mapping):
+        return None
+    names = {f.name for f in fields(kind)}
+    try:
+        return kind(**{k: v for k, v in raw.items() if k in names})
+    except TypeError:
+        return None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_report(settings: Settings, date: dt.date) -> dict[str, Any] | None:

@@ -11,9 +11,13 @@ __all__ = [
     "DEFAULT_RETCODES",
     "RunLocked",
     "RunOutcome",
+    "TaskOutcome",
+    "config_secrets",
+    "error_line",
     "exit_code",
     "failures_of",
     "local_run_lock",
+    "outcomes_of",
     "retcodes",
     "run_tasks",
 ]
@@ -33,6 +37,7 @@ import luigi.configuration
 import luigi.execution_summary as summary
 from luigi.retcodes import retcode
 
+from mozart_luigi.config import Config
 from mozart_luigi.secrets import Secret, redact
 
 log = logging.getLogger(__name__)
@@ -57,12 +62,44 @@ _CODES = (
 )
 
 
+# Luigi's summary categories -> the outcome a run record names, first match wins ("already_done" is left out:
+# a run record lists what the run did or could not do).
+_OUTCOMES = (
+    ("completed", "done"),
+    ("failed", "failed"),
+    ("scheduling_error", "scheduling error"),
+    ("run_by_other_worker", "run by another worker"),
+    ("still_pending_ext", "missing external data"),
+    ("upstream_failure", "upstream failed"),
+    ("upstream_scheduling_error", "upstream scheduling error"),
+    ("upstream_missing_dependency", "upstream missing data"),
+    ("upstream_run_by_other_worker", "waiting on another worker"),
+    ("not_run", "not run"),
+    ("still_pending", "not run"),
+)
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What one run did with one mozart task (a task with a ``tenant``): ``outcome`` is ``done``, ``failed``,
+    ``not run``, ... (see :data:`_OUTCOMES`); ``error`` the one-line error of a failed task."""
+
+    task_id: str
+    family: str
+    tenant: str
+    date: dt.date | None
+    table: str | None
+    outcome: str
+    error: str | None = None
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     status: str
     exit_code: int
     failures: Mapping[tuple[dt.date | None, str, str | None], str] = field(default_factory=dict)
     summary_text: str = ""
+    tasks: tuple[TaskOutcome, ...] = ()
 
     def failures_for(self, date: dt.date) -> dict[tuple[str, str | None], str]:
         """``{(tenant, table or None): error}`` of the failed tasks of ``date``."""
@@ -122,9 +159,34 @@ def run_tasks(
     sets = _settle_not_run(summary._summary_dict(result.worker))
     code = exit_code(sets, roots=tasks)
     failures = failures_of(sets, result.worker, secrets=tuple(secrets))
-    return RunOutcome(
-        status=result.status.name, exit_code=code, failures=failures, summary_text=result.summary_text
-    )
+    return RunOutcome(status=result.status.name, exit_code=code, failures=failures,
+                      summary_text=result.summary_text, tasks=outcomes_of(sets, failures))  # fmt: skip
+
+
+def outcomes_of(
+    sets: Mapping[str, set[luigi.Task]], failures: Mapping[tuple[dt.date | None, str, str | None], str]
+) -> tuple[TaskOutcome, ...]:
+    """One :class:`TaskOutcome` per mozart task of the run's summary sets that was not already done."""
+    out: dict[str, TaskOutcome] = {}
+    for category, outcome in _OUTCOMES:
+        for task in sorted(sets.get(category, ()), key=lambda t: t.task_id):
+            tenant = getattr(task, "tenant", None)
+            if task.task_id in out or not isinstance(tenant, str) or isinstance(task, luigi.WrapperTask):
+                continue
+            date = getattr(task, "date", None)
+            day = date if isinstance(date, dt.date) else None
+            table = getattr(task, "table", None)
+            error = failures.get((day, tenant, table)) if outcome in ("failed", "scheduling error") else None
+            out[task.task_id] = TaskOutcome(task.task_id, task.get_task_family(), tenant, day, table, outcome, error)
+    return tuple(out.values())
+
+
+def config_secrets(config: Config) -> list[Secret]:
+    """Every secret of the configuration (settings and sources): redacted from errors that are kept."""
+    out: list[Secret] = list(config.settings.secrets())
+    for tenant in config.tenants.values():
+        out += tenant.source.secrets()
+    return out
 
 
 def _settle_not_run(sets: dict[str, set[luigi.Task]]) -> dict[str, set[luigi.Task]]:

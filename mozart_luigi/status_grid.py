@@ -34,8 +34,6 @@ __all__ = [
 
 import datetime as dt
 import json
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -44,6 +42,7 @@ from typing import Any
 from mozart_luigi.config import Config
 from mozart_luigi.errors import StorageError
 from mozart_luigi.lake import Lake
+from mozart_luigi.luigid_api import LuigidClient
 from mozart_luigi.report import (
     DBT_FAMILY,
     DBT_TABLE,
@@ -294,17 +293,5 @@ def _cell_key(task: Any) -> CellKey | None:
 
 def luigid_task_list(host: str, port: int, *, timeout: float = 5.0) -> TaskLister:
     """luigid's ``/api/task_list`` for one status, asked once (no RPC retries: a status command must not hang
-    for minutes when luigid is down). Raises ``OSError`` (unreachable) or ``ValueError`` (not luigid)."""
-    base = f"http://{host}:{port}/api/task_list"
-
-    def task_list(status: str) -> Mapping[str, Any]:
-        data = json.dumps({"status": status, "upstream_status": "", "limit": False})
-        url = f"{base}?{urllib.parse.urlencode({'data': data})}"
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http://host:port only
-            answer = json.loads(response.read().decode("utf-8"))
-        tasks = answer.get("response") if isinstance(answer, dict) else None
-        if not isinstance(tasks, dict):
-            raise ValueError(f"{base} did not answer like luigid")
-        return tasks
-
-    return task_list
+    for minutes when luigid is down). Raises ``OSError`` when luigid does not answer (or is not luigid)."""
+    return LuigidClient(host, port, timeout=timeout).task_list

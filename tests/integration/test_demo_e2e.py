@@ -59,10 +59,16 @@ def test_make_demo_cold_then_warm(demo: dict[str, object], capsys: pytest.Captur
     for tenant in ("demo_north", "demo_south", "demo_west"):
         assert f"source {tenant}: generated" in cold.stdout
         assert f"{tenant}_mart.daily_revenue" in cold.stdout
+    # the quiet terminal: a line per tenant and day, the report, one compact mart table (make echoes a line)
+    assert len(cold.stdout.splitlines()) <= 60, cold.stdout
+    days = [line for line in cold.stdout.splitlines() if re.match(r"demo_\w+ 2026-11-2[5-8]: 4 table\(s\)", line)]
+    assert len(days) == 12, cold.stdout
+    assert "Traceback" not in cold.stdout + cold.stderr and "luigi-interface" not in cold.stdout + cold.stderr
     assert warm.returncode == 0, warm.stdout[-4000:] + warm.stderr[-4000:]
     assert "Everything is already done for 2026-11-25..2026-11-28: nothing to run." in warm.stdout
     assert "source demo_north: up to date" in warm.stdout
     assert "15 done, 0 missing, 0 failed" in warm.stdout
+    assert len(warm.stdout.splitlines()) <= 60, warm.stdout
     # the warm time is reported, not asserted: speed is for benchmarks, never a timed test
     with capsys.disabled():
         print(f"\nmake demo (venv ready): cold {cold_s:.1f}s (4 days x 3 tenants), warm {warm_s:.1f}s")
@@ -89,6 +95,7 @@ def test_readme_commands_run_against_the_demo(demo: dict[str, object], command: 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     output = done.stdout + done.stderr
     assert "ran successfully" not in output  # everything was done by the demo
+    assert not re.search(r" (extracted|loaded) [\d,]+ rows in ", output)  # no task line: nothing ran
     if " status " in command and "--json" in command:
         report = json.loads(done.stdout)
         assert report["ok"] is True and {r["tenant"] for r in report["tables"]} == {"demo_north"}

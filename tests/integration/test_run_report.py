@@ -1,6 +1,7 @@
 """The run report through `mozart run`: one tenant with a bad source fails (exit 30, rows `failed` with the
 error, never the password) while the other completes (rows extracted == rows loaded); `mozart status`
-rebuilds the same picture later and keeps the failures; report.json is written next to the logs."""
+rebuilds the same picture later and keeps the failures; report.json is written next to the logs; the closing
+block names what failed and how to rerun it; neither the run's log file nor its run record holds the password."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def _check(setup: Setup, good: str, bad: str, tmp_path: Path, *, error: str) -> 
     )
     assert done.returncode == 30, log.read_text()[-5000:]
     assert "Run report for 2026-11-28" in done.stdout
+    assert ": 5 done, 1 missing, 4 failed (exit 30)" in done.stdout
+    assert f"FAILED {bad} " in done.stdout and f"  rerun:   mozart rerun --tenant {bad}" in done.stdout
+    (mozart_log,) = [Path(line[5:]) for line in done.stdout.splitlines() if line.startswith("log: ")]
     report = json.loads((setup.data_dir / "reports" / DATE / "report.json").read_text())
     assert report["ok"] is False
     assert report["run"] == {"status": "FAILED", "exit_code": 30}
@@ -43,7 +47,8 @@ def _check(setup: Setup, good: str, bad: str, tmp_path: Path, *, error: str) -> 
         [(r["tenant"], r["table"], r["status"]) for r in report["tables"]]  # fmt: skip
     text = run([str(BIN / "mozart"), "status", "--date", DATE, "--tenant", good], setup)
     assert text.returncode == 0 and "5 done, 0 missing, 0 failed" in text.stdout
-    for where in (log.read_text(), json.dumps(report), status.stdout):
+    runs = (setup.data_dir / "reports" / "runs.jsonl").read_text()
+    for where in (log.read_text(), json.dumps(report), status.stdout, mozart_log.read_text(), runs):
         assert WRONG not in where
 
 

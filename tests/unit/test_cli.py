@@ -171,35 +171,19 @@ def test_plan_lists_the_tasks_that_would_run_and_runs_nothing(
     assert not (local_env / "data" / "lake").exists()  # nothing ran, nothing was written
 
 
-def test_run_without_a_reachable_luigid_says_so(
-    local_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_run_without_a_reachable_luigid_says_so(local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import socket
-
-    import luigi.configuration
+    import time
 
     with socket.socket() as sock:  # a loopback port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = luigi.configuration.get_config()
-    monkeypatch.setattr(
-        config,
-        "get",
-        _override(config.get, {("core", "rpc-retry-attempts"): "1", ("core", "rpc-retry-wait"): "0"}),
-    )
+    started = time.monotonic()
     code = main(["run", "--date", "2026-11-28", "--tenants", "demo_west", "--scheduler-port", str(port)])
-    assert code == 40
+    assert code == 45  # its own exit code, within seconds (one probe, no RPC retries)
+    assert time.monotonic() - started < 15
     err = capsys.readouterr().err
     assert f"http://127.0.0.1:{port}" in err and "start luigid (make luigid) or pass --local-scheduler" in err
-
-
-def _override(get, values):
-    def patched(section, option, *args, **kwargs):
-        if (section, option) in values:
-            return values[(section, option)]
-        return get(section, option, *args, **kwargs)
-
-    return patched
 
 
 def test_tasks_held_by_another_worker_exit_10_not_25() -> None:
