@@ -94,7 +94,13 @@ class Spool:
             return []
         complete = data[: data.rfind(b"\n") + 1]
         self._offset += len(complete)
-        return [TaskEvent.from_dict(json.loads(line)) for line in complete.splitlines() if line.strip()]
+        out = []
+        for line in complete.splitlines():
+            try:
+                out.append(TaskEvent.from_dict(json.loads(line)))
+            except (ValueError, TypeError):  # a line cut by a full disk: its task keeps no detail
+                log.debug("%s: skipped a damaged event line", self.path)
+        return out
 
     def read_all(self) -> list[TaskEvent]:
         return Spool(self.path).read_new()
@@ -206,10 +212,17 @@ def _event(kind: str, task: luigi.Task, **facts: Any) -> TaskEvent:
                      table=getattr(task, "table", None), **facts)  # fmt: skip
 
 
+def _append(spool: Spool, event: TaskEvent) -> None:
+    try:
+        spool.append(event)
+    except OSError as exc:  # the record loses this task's detail; the run goes on
+        log.warning("could not note %s in %s: %s", event.task_id, spool.path, exc)
+
+
 def _on_start(task: luigi.Task) -> None:
     spool = _spool()
     if spool is not None and _is_mozart(task):
-        spool.append(_event(START, task))
+        _append(spool, _event(START, task))
 
 
 def _on_processing_time(task: luigi.Task, seconds: float) -> None:
@@ -222,13 +235,13 @@ def _on_success(task: luigi.Task) -> None:
         return
     seconds = _SECONDS.pop(task.task_id, None)
     facts = _facts(task) if _is_mozart(task) else {}
-    spool.append(_event(DONE, task, seconds=None if seconds is None else round(seconds, 2), **facts))
+    _append(spool, _event(DONE, task, seconds=None if seconds is None else round(seconds, 2), **facts))
 
 
 def _on_failure(task: luigi.Task, exc: BaseException) -> None:
     spool = _spool()
     if spool is not None:
-        spool.append(_event(FAILED, task, error=_error_of(task, exc)))
+        _append(spool, _event(FAILED, task, error=_error_of(task, exc)))
 
 
 def _facts(task: Any) -> dict[str, Any]:
@@ -311,7 +324,7 @@ class _LuigiCliRun:
         """The session, before anything is scheduled (so forked task processes inherit its spool)."""
         try:
             settings = get_config().settings
-        except MozartError as exc:
+        except Exception as exc:  # noqa: BLE001 - recording must never stop the luigi command from running
             log.warning("this luigi run is not recorded: %s", exc)
             return
         self.session = RunSession(settings, entry_point="luigi", argv=["luigi", *sys.argv[1:]])
