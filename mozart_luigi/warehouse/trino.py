@@ -269,6 +269,9 @@ class TrinoWarehouse(Warehouse):
         target = qualified(self.catalog, tenant, table)
         # EXECUTE takes no parameters: the threshold is rendered from a checked int, never from text
         expire = self._sql("expire_snapshots", table=target, retention=f"'{retention_days}d'")
+        # one manifest per load piles up: merged, so planning a load stays flat in the table's history
+        manifests = self._sql("optimize_manifests", table=target)
+        self._retry(f"merge manifests {tenant}.{table}", lambda: self._execute(manifests, tenant=tenant, table=table))
         self._retry(f"expire snapshots {tenant}.{table}", lambda: self._execute(expire, tenant=tenant, table=table))
         # copies of loads killed before their commit: unreferenced, older than a day (no load runs that long)
         orphans = self._sql("remove_orphan_files", table=target, retention=f"'{max(retention_days, 1)}d'")

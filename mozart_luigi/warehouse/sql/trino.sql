@@ -17,6 +17,9 @@ SELECT count(*) FROM {table} WHERE "_mozart_date" = ?
 -- {retention} is a quoted duration literal rendered from an int (EXECUTE takes no parameters)
 ALTER TABLE {table} EXECUTE expire_snapshots(retention_threshold => {retention})
 
+-- name: optimize_manifests
+ALTER TABLE {table} EXECUTE optimize_manifests
+
 -- name: remove_orphan_files
 -- {retention} is a quoted duration literal rendered from an int (EXECUTE takes no parameters)
 ALTER TABLE {table} EXECUTE remove_orphan_files(retention_threshold => {retention})
