@@ -96,7 +96,13 @@ def test_readme_commands_run_against_the_demo(demo: dict[str, object], command: 
     output = done.stdout + done.stderr
     assert "ran successfully" not in output  # everything was done by the demo
     assert not re.search(r" (extracted|loaded) [\d,]+ rows in ", output)  # no task line: nothing ran
-    if " status " in command and "--json" in command:
+    if " status " in command and "--from" in command:  # the completeness matrix: 4 days x 3 tenants x 5 cells
+        if "--json" in command:
+            matrix = json.loads(done.stdout)
+            assert matrix["cells"] == [] if "--missing" in command else len(matrix["cells"]) == 60
+        else:
+            assert "60 done, 0 missing" in done.stdout
+    elif " status " in command and "--json" in command:
         report = json.loads(done.stdout)
         assert report["ok"] is True and {r["tenant"] for r in report["tables"]} == {"demo_north"}
     elif " status " in command:
