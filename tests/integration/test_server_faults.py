@@ -93,48 +93,32 @@ def _failed_naming(code: int, output: str, *words: str) -> None:
     assert any(word in output for word in words), f"no mention of {words}: {output[-4000:]}"
 
 
-def test_s3_stopped_during_an_extract(events: Stack, tmp_path: Path) -> None:
-    held = Held(events, "events", "mid_stream", tmp_path)
+def _break_while_held(stack: Stack, point: str, action: str, service: str, tmp_path: Path) -> tuple[int, str]:
+    """Hold a load at ``point``, ``action`` (stop or kill) ``service``, let the load go, bring it back."""
+    held = Held(stack, "events", point, tmp_path)
     try:
-        _service("stop", "s3")
-        code, output = held.release()
+        _service(action, service)
+        return held.release()
     finally:
-        _service("start", "s3")
-    _failed_naming(code, output, "s3://", "S3")
-    _converges(events)
+        _service("start", service)
 
 
-def test_s3_stopped_during_a_load(events: Stack, tmp_path: Path) -> None:
-    held = Held(events, "events", "before_copy", tmp_path)
-    try:
-        _service("stop", "s3")
-        code, output = held.release()
-    finally:
-        _service("start", "s3")
-    _failed_naming(code, output, "S3 ", "s3://")
+@pytest.mark.parametrize(("point", "service", "words"), [
+    ("mid_stream", "s3", ("s3://", "S3")),  # S3 stopped during an extract
+    ("before_copy", "s3", ("S3 ", "s3://")),  # S3 stopped during a load
+    ("before_commit", "iceberg-rest", ("Iceberg catalog", "commit")),  # the catalog stopped at the commit
+])  # fmt: skip
+def test_a_storage_service_stopped_mid_task(events: Stack, tmp_path: Path, point: str, service: str,
+                                            words: tuple[str, ...]) -> None:  # fmt: skip
+    code, output = _break_while_held(events, point, "stop", service, tmp_path)
+    _failed_naming(code, output, *words)
     assert events.warehouse.count_partition(events.tenant, "events", DAY) == 0  # nothing committed
-    _converges(events)
-
-
-def test_the_catalog_stopped_during_a_commit(events: Stack, tmp_path: Path) -> None:
-    held = Held(events, "events", "before_commit", tmp_path)
-    try:
-        _service("stop", "iceberg-rest")
-        code, output = held.release()
-    finally:
-        _service("start", "iceberg-rest")
-    _failed_naming(code, output, "Iceberg catalog", "commit")
     _converges(events)
 
 
 def test_trino_killed_during_a_load_does_not_stop_it(events: Stack, tmp_path: Path) -> None:
     """The load commits through the Iceberg catalog, not through Trino: Trino dying mid-load costs nothing."""
-    held = Held(events, "events", "before_commit", tmp_path)
-    try:
-        _service("kill", "trino")
-        code, output = held.release()
-    finally:
-        _service("start", "trino")
+    code, output = _break_while_held(events, "before_commit", "kill", "trino", tmp_path)
     assert code == 0, output[-4000:]
     assert events.rows("events", "count(*), count(DISTINCT id)") == [[ROWS, ROWS]]
 

@@ -227,17 +227,7 @@ def test_a_straggler_never_overwrites_a_published_day(local: Path, tmp_path: Pat
     """Forced interleaving: attempt A is paused right before publishing; attempt B extracts and publishes the
     same day; A resumes. A must keep B's manifest (publish once), delete only its own parts, and succeed;
     every part B's manifest lists still exists."""
-    pause = tmp_path / "pause"
-    pause.mkdir()
-    env = {**os.environ, "MOZART_TEST_PAUSE_AT": "before_manifest", "MOZART_TEST_PAUSE_DIR": str(pause)}
-    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.extract import ExtractTable; "
-              "ok = luigi.build([ExtractTable(tenant='demo', table='orders', date=dt.date(2026, 11, 25))], "
-              "local_scheduler=True); raise SystemExit(0 if ok else 1)")  # fmt: skip
-    straggler = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (pause / "before_manifest.reached").exists():
-        assert straggler.poll() is None and time.monotonic() < deadline, "the straggler never reached the pause"
-        time.sleep(0.05)
+    straggler, pause = _held_before_manifest(tmp_path, "('orders',)", workers=1)
     assert build(ExtractTable(tenant="demo", table="orders", date=DAY)).scheduling_succeeded
     lake = Lake.from_settings(get_config().settings)
     published = lake.read_manifest("demo", "orders", DAY)
@@ -253,28 +243,34 @@ def test_a_straggler_never_overwrites_a_published_day(local: Path, tmp_path: Pat
 def test_a_task_process_dies_with_its_killed_worker(local: Path, tmp_path: Path) -> None:
     """``--workers 2``: Luigi forks a process per task. SIGKILL the worker while its extract is paused before
     publishing: the task process must die too (no straggler publishing later)."""
-    pause = tmp_path / "pause"
-    pause.mkdir()
-    env = {**os.environ, "MOZART_TEST_PAUSE_AT": "before_manifest", "MOZART_TEST_PAUSE_DIR": str(pause)}
-    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.extract import ExtractTable; "
-              "luigi.build([ExtractTable(tenant='demo', table=t, date=dt.date(2026, 11, 25)) "
-              "for t in ('orders', 'products')], local_scheduler=True, workers=2)")  # fmt: skip
-    worker = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.DEVNULL)
-    flag = pause / "before_manifest.reached"
-    deadline = time.monotonic() + 120
-    while not flag.exists() or not flag.read_text():
-        assert worker.poll() is None and time.monotonic() < deadline, "no task reached the pause"
-        time.sleep(0.05)
-    task_pid = int(flag.read_text())
+    worker, pause = _held_before_manifest(tmp_path, "('orders', 'products')", workers=2)
+    task_pid = int((pause / "before_manifest.reached").read_text())
     assert task_pid != worker.pid  # a forked task process
     worker.kill()
-    worker.wait(timeout=30)
+    worker.communicate(timeout=30)
     deadline = time.monotonic() + 10
     while _alive(task_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(task_pid), "the task process outlived its killed worker"
     lake = Lake.from_settings(get_config().settings)
     assert not lake.exists(lake.manifest_url("demo", "orders", DAY))
+
+
+def _held_before_manifest(tmp_path: Path, tables: str, *, workers: int) -> tuple[subprocess.Popen[str], Path]:
+    """A fresh worker extracting ``tables`` (a Python tuple literal) of demo, held right before publishing."""
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "MOZART_TEST_PAUSE_AT": "before_manifest", "MOZART_TEST_PAUSE_DIR": str(pause)}
+    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.extract import ExtractTable; "
+              "ok = luigi.build([ExtractTable(tenant='demo', table=t, date=dt.date(2026, 11, 25)) "
+              f"for t in {tables}], local_scheduler=True, workers={workers}); "
+              "raise SystemExit(0 if ok else 1)")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
+    flag, deadline = pause / "before_manifest.reached", time.monotonic() + 120
+    while not flag.exists() or not flag.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, "no extract reached the pause"
+        time.sleep(0.05)
+    return proc, pause
 
 
 def _alive(pid: int) -> bool:
