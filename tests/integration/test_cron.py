@@ -97,7 +97,7 @@ def test_failure_exit_code_is_passed_through_and_default_date_is_yesterday(
     yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
     assert done.returncode == 30
     assert f"failed with exit code 30; see {tmp_path}/logs/mozart-daily-{yesterday}.log" in done.stderr
-    assert (tmp_path / "calls").read_text().strip() == f"run --date {yesterday} --workers 2 --tenants acme"
+    assert (tmp_path / "calls").read_text().strip() == f"run --date {yesterday} --workers 2 --tenants acme --luigid"
 
 
 @pytest.mark.unit
