@@ -61,9 +61,16 @@ def paused_mid_read(task, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     assert not thread.is_alive() and not failures, failures
 
 
-def _sessions(engine: sa.Engine, sql: str, **params: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sa.text(sql), params).scalar_one())
+def _sessions(engine: sa.Engine, sql: str, *, settle_to: int | None = None, **params: str) -> int:
+    """The session count; with ``settle_to``, asked again (up to 5 s) until it is that number: a connection
+    just closed by the client may linger a moment in the server's view, one held open does not."""
+    deadline = time.monotonic() + 5
+    while True:
+        with engine.connect() as conn:
+            count = int(conn.execute(sa.text(sql), params).scalar_one())
+        if settle_to is None or count == settle_to or time.monotonic() > deadline:
+            return count
+        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -95,12 +102,13 @@ def test_a_postgres_extract_holds_one_session(pg_own_role, reader, tmp_path: Pat
     sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = :role"
     named = sql + " AND application_name = 'mozart-luigi'"  # both readers name themselves
     with paused_mid_read(extract("acme", "big"), tmp_path, monkeypatch):
-        during, during_named = _sessions(engine, sql, role=role), _sessions(engine, named, role=role)
+        during = _sessions(engine, sql, settle_to=1, role=role)
+        during_named = _sessions(engine, named, settle_to=1, role=role)
     manifest, _ = read_back("acme", "big")
     assert during == during_named == 1
     assert manifest.row_count == manifest.source_count == ROWS
     assert manifest.details["reader"] == ("sqlalchemy" if reader == "sqlalchemy" else "adbc-postgresql")
-    assert _sessions(engine, sql, role=role) == 0
+    assert _sessions(engine, sql, settle_to=0, role=role) == 0
 
 
 @pytest.fixture
@@ -137,12 +145,12 @@ def test_a_mariadb_extract_holds_one_session(mysql_own_db, reader, tmp_path: Pat
         folder = tmp_path / table
         folder.mkdir()
         with paused_mid_read(extract("globex", table), folder, monkeypatch):
-            during = _sessions(engine, sql, db=database)
+            during = _sessions(engine, sql, settle_to=1, db=database)
         manifest, _ = read_back("globex", table)
         assert during == 1, table
         assert manifest.row_count == manifest.source_count == ROWS
         assert manifest.details["reader"] == ("sqlalchemy" if reader == "sqlalchemy" else "connectorx-mysql")
-    assert _sessions(engine, sql, db=database) == 0
+    assert _sessions(engine, sql, settle_to=0, db=database) == 0
 
 
 # ------------------------------------------------------------------ native connects: terminal at once
