@@ -133,7 +133,10 @@ class Settings:
                                           "(give a PEM file, true or false)"))  # fmt: skip
 
     def secrets(self) -> tuple[Secret, ...]:
-        found = (self.s3_access_key, self.s3_secret_key, self.iceberg_rest_token, self.trino_password, self.trino_jwt)
+        """What redaction removes from messages. Not the S3 access key *id*: an identifier (AWS documents it as
+        such), and the dev stack's is a plain word (``mozart``) that would blank out module and table names;
+        it is never printed by us either way (it is held as a Secret)."""
+        found = (self.s3_secret_key, self.iceberg_rest_token, self.trino_password, self.trino_jwt)
         return tuple(s for s in found if s is not None)
 
     @property
