@@ -31,7 +31,6 @@ import pytest
 from pipeline_helpers import REPO, Setup, cleanup, free_port, luigid, run, stack_setup, unique
 
 from mozart_luigi.config import load_config
-from mozart_luigi.errors import WarehouseUnavailableError
 from mozart_luigi.secrets import Secret
 from mozart_luigi.settings import Settings
 from mozart_luigi.tasks.load import maintenance_due
@@ -220,9 +219,10 @@ def test_an_untrusted_certificate_is_refused(tls_trino: TlsTrino) -> None:
     warehouse = TrinoWarehouse(host="127.0.0.1", port=tls_trino.port, user="mozart", http_scheme="https",
                                password=Secret(tls_trino.password), verify=True, attempts=1,
                                secrets=settings.secrets())  # fmt: skip
-    with pytest.raises(WarehouseUnavailableError, match="CERTIFICATE_VERIFY_FAILED") as info:
+    with pytest.raises(TrinoQueryFailed, match="certificate that is not trusted") as info:
         warehouse.query("SELECT 1")
-    assert tls_trino.password not in str(info.value)
+    assert not info.value.retryable  # a retry cannot fix an untrusted certificate
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value) and tls_trino.password not in str(info.value)
 
 
 def test_the_server_keeps_only_a_bcrypt_hash(tls_trino: TlsTrino) -> None:
