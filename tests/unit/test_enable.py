@@ -4,16 +4,15 @@ profile ``local``, and ``mozart plan | head`` without a traceback."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
-import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from luigid_local import free_port
+from luigid_local import luigid as start_luigid
 
 from mozart_luigi.cli import main
 from mozart_luigi.config import get_config, reset_config_cache
@@ -26,33 +25,6 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 TENANT = "demo_west"
 DAY = dt.date(2026, 11, 28)
-
-
-def _free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _luigid(folder: Path) -> Iterator[int]:
-    """A real luigid on a free loopback port (state and logs under ``folder``), stopped on exit."""
-    port = _free_port()
-    argv = [str(REPO / ".venv" / "bin" / "luigid"), "--address", "127.0.0.1", "--port", str(port),
-            "--state-path", str(folder / "luigid.pickle"), "--logdir", str(folder)]  # fmt: skip
-    with (folder / "luigid.out").open("w") as log:
-        proc = subprocess.Popen(argv, cwd=REPO, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert proc.poll() is None and time.monotonic() < deadline, (folder / "luigid.out").read_text()
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def _disable(port: int, task: ExtractTable) -> None:
@@ -72,7 +44,7 @@ def test_disabled_tasks_are_named_in_the_closing_block_and_mozart_enable_re_enab
     reset_config_cache()
     generate_source(Path(get_config().tenant(TENANT).source.path), TENANT)
     orders = ExtractTable(tenant=TENANT, table="orders", date=DAY)
-    with _luigid(local) as port:
+    with start_luigid(local) as port:
         luigid = LuigidClient("127.0.0.1", port)
         _disable(port, orders)
         assert [t.task_id for t in luigid.disabled()] == [orders.task_id]
@@ -101,7 +73,7 @@ def test_an_unreachable_luigid_fails_within_seconds_with_exit_45(
     local: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     reset_config_cache()
-    port = str(_free_port())
+    port = str(free_port())
     for argv in (["run", "--date", DAY.isoformat(), "--luigid", "--scheduler-port", port],
                  ["backfill", "--from", DAY.isoformat(), "--to", DAY.isoformat(), "--scheduler-port", port],
                  ["enable", "--scheduler-port", port]):  # fmt: skip
@@ -120,7 +92,7 @@ def test_profile_local_uses_the_local_scheduler_by_default(
     import luigi.configuration
 
     reset_config_cache()  # luigid of luigi.cfg is pointed at a port where nothing listens: it is never asked
-    monkeypatch.setattr(luigi.configuration.get_config(), "get", _core_port(str(_free_port())))
+    monkeypatch.setattr(luigi.configuration.get_config(), "get", _core_port(str(free_port())))
     assert main(["run", "--date", DAY.isoformat(), "--tenants", TENANT]) == 30  # its source does not exist
     assert "did not answer" not in capsys.readouterr().err
     assert main(["run", "--date", DAY.isoformat(), "--tenants", TENANT, "--luigid"]) == 45

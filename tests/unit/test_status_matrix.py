@@ -12,19 +12,17 @@ import contextlib
 import datetime as dt
 import io
 import json
-import os
 import shutil
-import socket
 import sqlite3
 import struct
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from luigid_local import free_port, luigid
 
 from mozart_luigi.cli import main
 from mozart_luigi.config import Config, get_config, reset_config_cache
@@ -387,7 +385,7 @@ def test_status_matrix_html_in_chromium(env: Backfilled, capsys: pytest.CaptureF
 def test_status_matrix_shows_what_luigid_runs_or_disabled(local: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from luigi.rpc import RemoteScheduler
 
-    with _luigid(local) as port:
+    with luigid(local) as port:
         scheduler = RemoteScheduler(f"http://127.0.0.1:{port}/")
         load = LoadIceberg(tenant=TENANT, table="orders", date=D1)
         dbt = DbtRun(tenant=TENANT, date=D1)
@@ -415,33 +413,8 @@ def test_status_matrix_without_an_answering_luigid_warns_and_goes_on(
     local: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = _status(capsys, "--from", D1.isoformat(), "--to", D1.isoformat(), "--json",
-                             "--scheduler-host", "127.0.0.1", "--scheduler-port", str(_free_port()))  # fmt: skip
+                             "--scheduler-host", "127.0.0.1", "--scheduler-port", str(free_port()))  # fmt: skip
     assert code == 1 and "did not answer" in err and "running and disabled are not shown" in err
     assert {c["state"] for c in json.loads(out)["cells"]} == {"missing"}
 
 
-def _free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _luigid(folder: Path) -> Iterator[int]:
-    """A real luigid on a free loopback port (state and logs under ``folder``), stopped on exit."""
-    port = _free_port()
-    argv = [str(REPO / ".venv" / "bin" / "luigid"), "--address", "127.0.0.1", "--port", str(port),
-            "--state-path", str(folder / "luigid.pickle"), "--logdir", str(folder)]  # fmt: skip
-    with (folder / "luigid.out").open("w") as log:
-        proc = subprocess.Popen(argv, cwd=REPO, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert proc.poll() is None and time.monotonic() < deadline, (folder / "luigid.out").read_text()
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
