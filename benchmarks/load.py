@@ -500,6 +500,7 @@ def bench_throughput(settings: Settings, tenants: list[str], args: argparse.Name
         day = TP_DAY + dt.timedelta(days=n)
         jobs = [_Job(t, tb, day, LoadIceberg(tenant=t, table=tb, date=day).task_id) for t in tenants for tb in tables]
         result["days"].append(_throughput_day(settings, jobs, tenants, tables, args))
+        print(json.dumps(result["days"][-1]), file=sys.stderr)  # kept even if a later day fails
     return result
 
 

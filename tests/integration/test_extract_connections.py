@@ -147,7 +147,13 @@ def test_a_mariadb_extract_holds_one_session(mysql_own_db, reader, tmp_path: Pat
         with paused_mid_read(extract("globex", table), folder, monkeypatch):
             during = _sessions(engine, sql, settle_to=1, db=database)
         manifest, _ = read_back("globex", table)
-        assert during == 1, table
+        if reader == "native":
+            # connectorx reads ahead in Rust and may have read every row and closed its connection before
+            # the first batch reaches the pause (seen on a loaded 2-core CI box): 0 is then right. A held
+            # snapshot connection would show here whether or not connectorx is still reading (1 or 2).
+            assert during <= 1, table
+        else:
+            assert during == 1, table
         assert manifest.row_count == manifest.source_count == ROWS
         assert manifest.details["reader"] == ("sqlalchemy" if reader == "sqlalchemy" else "connectorx-mysql")
     assert _sessions(engine, sql, settle_to=0, db=database) == 0
