@@ -149,8 +149,8 @@ def test_a_mariadb_extract_holds_one_session(mysql_own_db, reader, tmp_path: Pat
         manifest, _ = read_back("globex", table)
         if reader == "native":
             # connectorx reads ahead in Rust and may have read every row and closed its connection before
-            # the first batch reaches the pause (seen on a loaded 2-core CI box): 0 is then right. A held
-            # snapshot connection would show here whether or not connectorx is still reading (1 or 2).
+            # the first batch reaches the pause (seen on a loaded 2-core CI box): 0 is then right. The fault
+            # this guards against, the snapshot's connection held while connectorx reads, shows as 2.
             assert during <= 1, table
         else:
             assert during == 1, table
