@@ -15,7 +15,7 @@ import logging
 import os
 import uuid
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlparse
 
 import luigi
@@ -117,18 +117,18 @@ class Lake:
             raise StorageError(f"cannot check {url}: {exc}") from exc
         if info.type != pafs.FileType.File or info.mtime is None:
             return None
-        return info.mtime if info.mtime.tzinfo else info.mtime.replace(tzinfo=dt.UTC)
+        return cast(dt.datetime, info.mtime if info.mtime.tzinfo else info.mtime.replace(tzinfo=dt.UTC))
 
     def exists(self, url: str) -> bool:
         try:
-            return self.filesystem.get_file_info(self.fs_path(url)).type == pafs.FileType.File
+            return cast(bool, self.filesystem.get_file_info(self.fs_path(url)).type == pafs.FileType.File)
         except OSError as exc:
             raise StorageError(f"cannot check {url}: {exc}") from exc
 
     def read_text(self, url: str) -> str:
         try:
             with self.filesystem.open_input_stream(self.fs_path(url)) as stream:
-                return stream.read().decode("utf-8")
+                return cast(str, stream.read().decode("utf-8"))
         except OSError as exc:
             raise StorageError(f"cannot read {url}: {exc}") from exc
 

@@ -149,7 +149,7 @@ class Manifest:
             source=str(body.get("source", "")),
             source_table=str(body.get("source_table", "")),
             zero_dates_nulled=int(body.get("zero_dates_nulled", 0)),
-            details=body.get("details") if isinstance(body.get("details"), dict) else {},
+            details=details if isinstance(details := body.get("details"), dict) else {},
         )
 
 
@@ -161,7 +161,7 @@ def _str(body: dict[str, Any], key: str) -> str:
 
 
 def _count(body: dict[str, Any], key: str) -> int:
-    value = body[key]
+    value: object = body[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ManifestFormatError(f"field {key!r} must be a whole number >= 0")
     return value

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = ["ObjectChangedError", "ObjectInfo", "S3Objects", "split_s3_url"]
 
+import builtins
 import hashlib
 import logging
 import os
@@ -106,7 +107,7 @@ class S3Objects:
             if not page.get("IsTruncated") or not token:
                 return
 
-    def prefixes(self, prefix_url: str) -> list[str]:
+    def prefixes(self, prefix_url: str) -> builtins.list[str]:  # `list` here is the method above
         """The 'folders' directly under a prefix (``CommonPrefixes`` with ``/``), names only, sorted."""
         bucket, prefix = split_s3_url(prefix_url)
         names: list[str] = []

@@ -306,7 +306,8 @@ def _locked(path: Path) -> Iterator[None]:
 def read_report(settings: Settings, date: dt.date) -> dict[str, Any] | None:
     path = report_path(settings, date)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return report
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

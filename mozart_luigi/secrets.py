@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["Secret", "redact"]
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class Secret:
@@ -36,7 +37,7 @@ class Secret:
     def __bool__(self) -> bool:
         return bool(self._value)
 
-    def __reduce__(self) -> tuple:  # pickling would write the secret into Luigi's state file
+    def __reduce__(self) -> tuple[Any, ...]:  # pickling would write the secret into Luigi's state file
         raise TypeError("Secret values are not picklable")
 
 

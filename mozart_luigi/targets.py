@@ -18,6 +18,7 @@ __all__ = ["MarkerTarget", "clear_marker_cache", "completed_task_ids", "prefetch
 import datetime as dt
 import sys
 from collections.abc import Iterable
+from types import FrameType
 
 import luigi
 import luigi.worker
@@ -91,11 +92,11 @@ def _in_run_time_check() -> bool:
     (Should Luigi rename it, a cached "missing" would be re-asked only after the cache's TTL: the
     two-worker luigid test catches that.)
     """
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code is _TASK_PROCESS_RUN:
             return True
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return False
 
 

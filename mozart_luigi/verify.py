@@ -19,7 +19,7 @@ from __future__ import annotations
 __all__ = ["broken", "check_footer", "check_manifest", "check_stat", "etag_equal", "sha256_of"]
 
 import hashlib
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -98,7 +98,7 @@ def _same_type(found: pa.DataType, wanted: pa.DataType) -> bool:
         wanted = wanted.value_type
     if pa.types.is_dictionary(found):
         found = found.value_type
-    return found == wanted
+    return cast(bool, found == wanted)  # pyarrow is untyped
 
 
 def _describe(schema: pa.Schema) -> str:

@@ -179,7 +179,8 @@ def _fetch_raw(result: sa.CursorResult[Any], size: int) -> Sequence[Sequence[Any
     strategy = getattr(result, "cursor_strategy", None)
     if strategy is None or not hasattr(strategy, "fetchmany"):  # pragma: no cover - other SQLAlchemy versions
         return result.fetchmany(size)
-    return strategy.fetchmany(result, result.cursor, size)  # soft-closes the result when exhausted
+    rows: Sequence[Sequence[Any]] = strategy.fetchmany(result, result.cursor, size)  # soft-closes when exhausted
+    return rows
 
 
 class Snapshot:

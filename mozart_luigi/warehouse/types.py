@@ -218,10 +218,10 @@ def plan_drift(existing: Mapping[str, ColumnType], wanted: Sequence[tuple[str, C
         return DriftPlan(create=True, columns=tuple(wanted))
     table_cols = {name.lower(): kind for name, kind in existing.items() if name.lower() not in _RESERVED}
     wanted_map = dict(wanted)
-    for name, old in table_cols.items():
+    for name, current in table_cols.items():
         if name not in wanted_map:
             raise SchemaDriftError(
-                f"column {name!r} ({old}) is in the warehouse table but missing from the new "
+                f"column {name!r} ({current}) is in the warehouse table but missing from the new "
                 "source schema (dropped columns are refused)",
                 tenant=tenant,
                 table=table,
