@@ -21,6 +21,7 @@ __all__ = [
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -71,11 +72,11 @@ def _widens(src: pa.DataType, dst: pa.DataType) -> bool:
         if t.is_signed_integer(src) and t.is_unsigned_integer(dst):
             return False
         extra = 0 if t.is_signed_integer(src) == t.is_signed_integer(dst) else 1
-        return dst.bit_width >= src.bit_width + extra
+        return cast(bool, dst.bit_width >= src.bit_width + extra)  # pyarrow is untyped
     if t.is_floating(src) and t.is_floating(dst):
-        return dst.bit_width >= src.bit_width
+        return cast(bool, dst.bit_width >= src.bit_width)
     if t.is_decimal(src) and t.is_decimal(dst):
-        return dst.scale == src.scale and dst.precision >= src.precision
+        return cast(bool, dst.scale == src.scale and dst.precision >= src.precision)
     if t.is_timestamp(src) and t.is_timestamp(dst):
         return src.unit == dst.unit and _same_instant_tz(src, dst)
     pairs = {(pa.string(), pa.large_string()), (pa.large_string(), pa.string()),
@@ -86,7 +87,7 @@ def _widens(src: pa.DataType, dst: pa.DataType) -> bool:
 def _checked(src: pa.DataType, dst: pa.DataType) -> bool:
     """Numeric casts Arrow checks value by value: exact, or an error for a value that does not fit."""
     t = pa.types
-    return (t.is_integer(src) or t.is_decimal(src)) and (t.is_integer(dst) or t.is_decimal(dst))
+    return cast(bool, (t.is_integer(src) or t.is_decimal(src)) and (t.is_integer(dst) or t.is_decimal(dst)))
 
 
 def safe_converter(src: pa.DataType, dst: pa.DataType) -> Converter | None:
@@ -161,7 +162,7 @@ class Where:
                                 table=self.table)  # fmt: skip
 
 
-def check_width(query: sa.Select, schema: pa.Schema, where: Where) -> None:
+def check_width(query: sa.Select[Any], schema: pa.Schema, where: Where) -> None:
     width = len(query.selected_columns)
     if width != len(schema):
         raise where.unsupported(f"query selects {width} columns but the target schema has {len(schema)}")

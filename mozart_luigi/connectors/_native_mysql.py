@@ -34,7 +34,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -77,7 +77,7 @@ _CHECKED, _DATES, _TIME, _PASS = "checked", "dates", "time", "pass"
 
 
 # --------------------------------------------------------------------------------------------- rewriting
-def inline_dates(query: sa.Select, where: Where) -> sa.Select:
+def inline_dates(query: sa.Select[Any], where: Where) -> sa.Select[Any]:
     """``query`` with every bound value rendered as a SQL literal, when each one is a date window bound.
 
     A value is rendered only if it is exactly a ``datetime.date`` bound as ``Date`` or a naive
@@ -86,15 +86,15 @@ def inline_dates(query: sa.Select, where: Where) -> sa.Select:
     :class:`NativeUnsupportedError` before any I/O: the query then keeps its bound values (row path).
     """
 
-    def literal(element: Any) -> Any:
+    def literal(element: Any, **_kw: Any) -> Any:
         if isinstance(element, BindParameter):
             return sa.literal_column(_date_literal(element, where), element.type)
         return None
 
-    return replacement_traverse(query, {}, literal)
+    return cast(sa.Select[Any], replacement_traverse(query, {}, literal))  # typed as ExternallyTraversible
 
 
-def _date_literal(bind: BindParameter, where: Where) -> str:
+def _date_literal(bind: BindParameter[Any], where: Where) -> str:
     value = bind.effective_value
     if bind.expanding or not _is_date_bound(bind.type, value):
         raise where.unsupported(f"connectorx cannot bind values, and {bind.key!r} is not a date/datetime window "
@@ -114,14 +114,15 @@ def _is_date_bound(type_: sa.types.TypeEngine[Any], value: object) -> bool:
     return False
 
 
-def rewrite(query: sa.Select, where: Where) -> tuple[str, list[str], dict[int, int]]:
+def rewrite(query: sa.Select[Any], where: Where) -> tuple[str, list[str], dict[int, int]]:
     """The statement connectorx runs, each column's kind, and its zero-date flag columns.
 
     Its columns: the query's columns re-selected exactly; per date column a flag (``1`` where the statement
     turned an invalid date into NULL, else NULL) — ``flags`` maps a flag's result position to its column's;
     last, the window's ``COUNT(*)``. All from one statement, so from one read view.
     """
-    exprs, kinds, flag_exprs, flags = [], [], [], {}
+    exprs, kinds, flags = [], [], {}
+    flag_exprs: list[sa.Label[Any]] = []
     for i, column in enumerate(query.selected_columns):
         expr, kind, invalid = _select_expr(column)
         exprs.append(expr.label(f"mozart_c{i}"))
@@ -167,7 +168,7 @@ def _stored_float(column: Any) -> Any:
     return column
 
 
-def _fits_connectorx(decimal: sa.Numeric) -> bool:
+def _fits_connectorx(decimal: sa.Numeric[Any]) -> bool:
     """connectorx parses DECIMAL into a 28-digit decimal rescaled to scale 10: exact up to (28, 10)."""
     return decimal.precision is not None and decimal.precision <= 28 and (decimal.scale or 0) <= 10
 
@@ -175,7 +176,7 @@ def _fits_connectorx(decimal: sa.Numeric) -> bool:
 def _invalid_date(column: Any) -> Any:
     """Dates the SQLAlchemy path cannot represent either (PyMySQL hands them back as text): year, month or
     day 0 - ``0000-00-00``, ``2024-00-10``, ``0000-01-01``. Both paths store them as NULL and count them."""
-    zero = sa.literal_column("0")
+    zero: sa.ColumnClause[Any] = sa.literal_column("0")
     return sa.or_(sa.func.year(column) == zero, sa.func.month(column) == zero,
                   sa.func.dayofmonth(column) == zero)  # fmt: skip
 
@@ -275,7 +276,7 @@ def plan(result: pa.Schema, kinds: list[str], target: pa.Schema, where: Where) -
 
 # ---------------------------------------------------------------------------------------------- reading
 @contextmanager
-def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int, *, stats: dict[str, int],
+def open_read(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, batch_rows: int, *, stats: dict[str, int],
               session: Sequence[str],
               where: Where) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:  # fmt: skip
     """``(count, batches)`` from one statement (one read view); the first batch is read to learn the count.
@@ -301,9 +302,9 @@ def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int,
 def _start(url: sa.URL, sql: str, batch_rows: int, session: list[str], where: Where) -> Any:
     import connectorx
 
-    conn = sa.URL.create("mysql", username=url.username, password=url.password, host=url.host,
-                         port=url.port, database=url.database)  # fmt: skip
-    conn = conn.render_as_string(hide_password=False)
+    target = sa.URL.create("mysql", username=url.username, password=url.password, host=url.host,
+                           port=url.port, database=url.database)  # fmt: skip
+    conn = target.render_as_string(hide_password=False)
     try:
         return connectorx.read_sql(conn, sql, return_type="arrow_stream", batch_size=batch_rows,
                                    pre_execution_queries=session)  # fmt: skip

@@ -13,7 +13,7 @@ import datetime as dt
 import decimal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -57,11 +57,11 @@ TERMINAL_HINTS = (
 
 
 # --------------------------------------------------------------------------------------------- compiling
-def compile_query(query: sa.Select) -> tuple[str, str, list[tuple[str, str]]]:
+def compile_query(query: sa.Select[Any]) -> tuple[str, str, list[tuple[str, str]]]:
     """``(select_sql, count_sql, settings)``: SQL without placeholders and the ``(name, text)`` to bind."""
     settings: list[tuple[str, str]] = []
 
-    def replace(element: Any) -> Any:
+    def replace(element: Any, **_kw: Any) -> Any:
         if not isinstance(element, BindParameter):
             return None
         name = _SETTING.format(len(settings))
@@ -69,18 +69,18 @@ def compile_query(query: sa.Select) -> tuple[str, str, list[tuple[str, str]]]:
         setting = sa.func.current_setting(sa.literal_column(f"'{name}'"))  # our own constant name
         return sa.select(sa.cast(setting, _bind_type(element))).scalar_subquery()
 
-    rewritten = replacement_traverse(query, {}, replace)
+    rewritten = cast(sa.Select[Any], replacement_traverse(query, {}, replace))  # typed as ExternallyTraversible
     counted = sa.select(sa.func.count()).select_from(rewritten.subquery("mozart_q"))
     return _render(rewritten), _render(counted), settings
 
 
-def _bind_type(bind: BindParameter) -> sa.types.TypeEngine:
+def _bind_type(bind: BindParameter[Any]) -> sa.types.TypeEngine[Any]:
     if isinstance(bind.type, NullType):
         return sa.literal(bind.effective_value).type
     return bind.type
 
 
-def _as_text(bind: BindParameter) -> str:
+def _as_text(bind: BindParameter[Any]) -> str:
     """PostgreSQL's input text for a bound value; exact for every type accepted here."""
     value = bind.effective_value
     if bind.expanding or value is None:
@@ -96,7 +96,7 @@ def _as_text(bind: BindParameter) -> str:
     raise NativeUnsupportedError(f"bound value {bind.key!r} of type {type(value).__name__}")
 
 
-def _render(statement: sa.Select) -> str:
+def _render(statement: sa.Select[Any]) -> str:
     compiled = statement.compile(dialect=_DIALECT)
     if compiled.binds:
         raise NativeUnsupportedError(f"cannot move bound values {sorted(compiled.binds)} out of the query")
@@ -188,7 +188,7 @@ def plan(result: pa.Schema, target: pa.Schema, where: Where) -> list[Converter]:
 
 # ---------------------------------------------------------------------------------------------- reading
 @contextmanager
-def open_read(url: sa.URL, query: sa.Select, schema: pa.Schema, batch_rows: int, *, session: Sequence[str],
+def open_read(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, batch_rows: int, *, session: Sequence[str],
               where: Where) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:  # fmt: skip
     """``(count, batches)`` read in one ``REPEATABLE READ READ ONLY`` transaction on one connection.
 

@@ -47,6 +47,7 @@ __all__ = [
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -79,7 +80,7 @@ class NativeRead:
 
 
 @contextmanager
-def postgres_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
+def postgres_batches(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, *, batch_rows: int = 50_000,
                      session: Sequence[str] | None = None, tenant: str | None = None,
                      table: str | None = None) -> Iterator[NativeRead]:  # fmt: skip
     """Read ``query`` from PostgreSQL through ADBC as batches of ``schema``.
@@ -96,7 +97,7 @@ def postgres_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_
 
 
 @contextmanager
-def mysql_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
+def mysql_batches(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, *, batch_rows: int = 50_000,
                   session: Sequence[str] | None = None, tenant: str | None = None,
                   table: str | None = None) -> Iterator[NativeRead]:  # fmt: skip
     """Read ``query`` from MySQL/MariaDB through connectorx, as batches of ``schema``.
@@ -120,7 +121,7 @@ READERS: dict[str, Opener] = {"adbc-postgresql": postgres_batches, "connectorx-m
 _BY_BACKEND = {"postgresql": "adbc-postgresql", "mysql": "connectorx-mysql", "mariadb": "connectorx-mysql"}
 
 
-def native_batches(url: sa.URL, query: sa.Select, schema: pa.Schema, *, batch_rows: int = 50_000,
+def native_batches(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, *, batch_rows: int = 50_000,
                    session: Sequence[str] | None = None, tenant: str | None = None,
                    table: str | None = None) -> AbstractContextManager[NativeRead]:  # fmt: skip
     """The native reader for ``url``'s backend; :class:`NativeUnsupportedError` for any other backend."""
@@ -183,19 +184,19 @@ def driver_batch_rows(schema: pa.Schema) -> int:
 
 def _value_bytes(arrow_type: pa.DataType) -> int:
     try:
-        return max(1, arrow_type.bit_width // 8)
+        return max(1, cast(int, arrow_type.bit_width) // 8)  # pyarrow is untyped
     except ValueError:  # variable width: strings, bytes, lists
         return 64
 
 
-def typed_query(snapshot: Snapshot) -> sa.Select:
+def typed_query(snapshot: Snapshot) -> sa.Select[Any]:
     """``snapshot.query`` with the reflected type on each table column (the readers choose casts by type)."""
     types = {c.name: c.type for c in snapshot.source_columns}
 
-    def typed(element: object) -> sa.ColumnClause | None:
+    def typed(element: object, **_kw: Any) -> sa.ColumnClause[Any] | None:
         if isinstance(element, sa.ColumnClause) and element.table is not None and element.name in types \
                 and isinstance(element.type, NullType):  # fmt: skip
             return sa.column(element.name, types[element.name], _selectable=element.table)
         return None
 
-    return replacement_traverse(snapshot.query, {}, typed)
+    return cast(sa.Select[Any], replacement_traverse(snapshot.query, {}, typed))  # typed as ExternallyTraversible
