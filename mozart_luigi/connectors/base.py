@@ -263,6 +263,8 @@ class Connector(ABC):
         self, column: sa.ColumnClause[Any], cursor: ColumnPlan, window: Window
     ) -> list[sa.ColumnElement[bool]]:
         """``cursor >= start AND cursor < end`` with bound values typed like the cursor column."""
+        start: sa.BindParameter[Any]
+        end: sa.BindParameter[Any]
         if pa.types.is_date(cursor.arrow_type):
             start = sa.bindparam("window_start", window.start.date(), type_=sa.Date())
             end = sa.bindparam("window_end", window.end.date(), type_=sa.Date())

@@ -97,7 +97,7 @@ class OracleConnector(Connector):
         dialect = conn.dialect
         owner = self.schema_for(table) or sa.inspect(conn).default_schema_name
         params = {
-            "owner": dialect.denormalize_name(owner),
+            "owner": dialect.denormalize_name(owner),  # type: ignore[arg-type]  # None passes through (SQLAlchemy types it str)
             "table_name": dialect.denormalize_name(table.source_name),
         }
         details = {

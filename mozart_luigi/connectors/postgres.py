@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects.postgresql.ranges import AbstractMultiRange, AbstractRange
 from sqlalchemy.sql import sqltypes
 
 from mozart_luigi.config import TableConfig
@@ -39,8 +40,8 @@ _AS_TEXT = (
     pg.BIT,
     pg.TSVECTOR,
     pg.TSQUERY,
-    pg.AbstractRange,
-    pg.AbstractMultiRange,
+    AbstractRange,
+    AbstractMultiRange,
     pg.HSTORE,
     pg.JSONPATH,
     pg.REGCLASS,
@@ -108,7 +109,7 @@ class PostgresConnector(Connector):
         columns = super().reflect(conn, table)
         if not any(isinstance(c.type, pg.DOMAIN) for c in columns):
             return columns
-        bases = dict(conn.execute(_DOMAIN_BASES, {"rel": self.qualified_name(table)}).all())
+        bases: dict[str, str] = dict(conn.execute(_DOMAIN_BASES, {"rel": self.qualified_name(table)}).tuples().all())
         return [SourceColumn(c.name, c.type, c.nullable, bases.get(c.name)) for c in columns]
 
     def map_column(self, column: SourceColumn) -> ColumnPlan:
@@ -125,7 +126,8 @@ def postgres_plan(column: SourceColumn) -> ColumnPlan:
 
 def _domain_base(column: SourceColumn) -> sa.types.TypeEngine[Any]:
     """A domain's base type, with the numeric ``(p, s)`` the catalog query found (``column.detail``)."""
-    base = column.type.data_type  # type: ignore[attr-defined]
+    assert isinstance(column.type, pg.DOMAIN)  # the caller's check
+    base = column.type.data_type
     match = _NUMERIC.fullmatch(column.detail or "")
     if match and isinstance(base, sqltypes.Numeric) and not isinstance(base, sqltypes.Float):
         return sa.Numeric(int(match.group(1)), int(match.group(2) or 0))

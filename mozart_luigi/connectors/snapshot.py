@@ -41,7 +41,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -105,7 +105,7 @@ class SnapshotConnector(Protocol):
     tenant: TenantConfig
     source: SourceConfig
     #: session settings (time zone, ...) a reader with its own connection runs once, first
-    session_statements: tuple[str, ...]
+    session_statements: ClassVar[tuple[str, ...]]
 
     def plan(self, column: SourceColumn, table: TableConfig) -> ColumnPlan: ...
 
