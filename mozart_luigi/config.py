@@ -22,12 +22,10 @@ __all__ = [
     "load_config",
     "normalise_name",
     "reset_config_cache",
-    "validate_tenant_id",
 ]
 
 import functools
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,55 +35,20 @@ import yaml
 
 from mozart_luigi.errors import ConfigError, ConfigProblem
 from mozart_luigi.interpolate import interpolate, shown
+from mozart_luigi.names import COLUMN_NAME_RE, RESERVED_TENANT_IDS, normalise_name, tenant_id_problem
 from mozart_luigi.secrets import Secret
 from mozart_luigi.settings import PROFILES, Settings
 
-TENANT_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-RESERVED_TENANT_IDS = frozenset(
-    {
-        "mozart_meta", "information_schema", "system", "sys", "public", "default", "pg_catalog", "pg_toast",
-        "mysql", "performance_schema", "raw", "iceberg", "tpch", "memory", "main", "temp", "admin", "root",
-    }
-)  # fmt: skip
 SOURCE_KINDS = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql", "mariadb": "mysql",
                 "oracle": "oracle", "sqlite": "sqlite"}  # fmt: skip
 MODES = ("full", "incremental")
-# A column name (tables.yaml: cursor, primary_key, include, exclude) is letters and digits of any script (as
-# str.isalnum), `_`, space, `-`, `$`, `#` and the backtick (MariaDB allows it in names; the dialect quotes it);
-# never empty, no space first or last. Everything else is refused: `.` (it would read as a qualified name),
-# quotes, `;`, `,`, brackets, `%`, `/`, operators, NUL and every other control character. Names are still
-# quoted by the dialect; this rule keeps them unsurprising.
-COLUMN_NAME_RE = re.compile(r"[\w$#`-](?:[\w $#`-]*[\w$#`-])?")
+# Tenant ids, table and column names (COLUMN_NAME_RE): the rules live in mozart_luigi/names.py.
 
 _TENANT_KEYS = {"source", "tables", "max_connections", "profiles", "enabled", "description"}
 _SOURCE_KEYS = {"kind", "url", "host", "port", "database", "user", "password", "schema", "path", "service_name",
                 "query", "connect_timeout", "native"}  # fmt: skip
 _TABLE_KEYS = {"source_name", "source_schema", "mode", "cursor", "primary_key", "include", "exclude",
                "description"}  # fmt: skip
-
-
-def normalise_name(name: str) -> str:
-    """Lake-path and Iceberg name for a source table name: lower-case, ``[a-z0-9_]``, no leading digit."""
-    out = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_")
-    if not out:
-        return "_"
-    return f"t_{out}" if out[0].isdigit() else out
-
-
-def validate_tenant_id(tenant: str) -> str:
-    """Return ``tenant`` if it is a safe identifier, else raise :class:`ConfigError`."""
-    problem = _tenant_id_problem(tenant)
-    if problem:
-        raise ConfigError([ConfigProblem("tenants.yaml", f"tenants.{tenant}", problem)])
-    return tenant
-
-
-def _tenant_id_problem(tenant: str) -> str | None:
-    if not isinstance(tenant, str) or not TENANT_ID_RE.match(tenant):
-        return f"invalid tenant id {tenant!r}: must match {TENANT_ID_RE.pattern}"
-    if tenant in RESERVED_TENANT_IDS:
-        return f"tenant id {tenant!r} is reserved"
-    return None
 
 
 @dataclass(frozen=True)
@@ -468,7 +431,7 @@ def _profiles(value: Any, env: Mapping[str, str], path: str,
 def _parse_tenant(tenant_id: str, body: Any, profiles: tuple[str, ...], tables: dict[str, TableConfig],
                   problems: list[ConfigProblem]) -> TenantConfig | None:  # fmt: skip
     path = f"tenants.{tenant_id}"
-    id_problem = _tenant_id_problem(tenant_id)
+    id_problem = tenant_id_problem(tenant_id)
     if id_problem:
         problems.append(ConfigProblem("tenants.yaml", path, id_problem))
     if not isinstance(body, dict):

@@ -33,7 +33,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mozart_luigi.config import validate_tenant_id
 from mozart_luigi.dbt_runner import DbtFailure, DbtProgress, DbtRunResult, run_dbt, target_for_profile
 from mozart_luigi.parquet import pause_point
 from mozart_luigi.targets import MarkerTarget
@@ -64,7 +63,6 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         return MarkerTarget(self.task_family, self.task_id, self.tenant, self.date)
 
     def run(self) -> None:
-        validate_tenant_id(self.tenant)
         settings = self.config.settings
         target = target_for_profile(settings.profile)
         as_of = self._as_of()

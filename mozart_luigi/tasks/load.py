@@ -25,10 +25,10 @@ from typing import Any
 
 import luigi
 
-from mozart_luigi.config import normalise_name, validate_tenant_id
 from mozart_luigi.errors import ConfigError, ConfigProblem, ExtractBrokenError, MozartError, SchemaDriftError
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest
+from mozart_luigi.names import normalise_name
 from mozart_luigi.targets import MarkerTarget
 from mozart_luigi.tasks.base import MarkerBulkComplete, Progress, TenantDateTask
 from mozart_luigi.tasks.extract import ExtractTable
@@ -107,7 +107,6 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
                      self.table, retention_days, left)  # fmt: skip
 
     def _check_params(self) -> None:
-        validate_tenant_id(self.tenant)
         if normalise_name(self.table) != self.table:
             raise ConfigError(
                 [

@@ -40,7 +40,7 @@ class YesterdayDateParameter(luigi.DateParameter):
 class TenantPipeline(luigi.WrapperTask):
     """Everything one tenant needs for one day; complete when the tenant's ``DbtRun`` is."""
 
-    tenant: str = luigi.Parameter(description="tenant id from config/tenants.yaml")
+    tenant: str = base.TenantParameter(description="tenant id from config/tenants.yaml")
     date: dt.date = luigi.DateParameter(description="the day to process, YYYY-MM-DD")
 
     def requires(self) -> DbtRun:

@@ -1,5 +1,5 @@
-"""What both warehouses share: identifier quoting, the marker row layout, the per-process marker cache and
-the crash hook used by the convergence test.
+"""What both warehouses share: identifier quoting (re-exported from :mod:`mozart_luigi.names`), the marker
+row layout, the per-process marker cache and the crash hook used by the convergence test.
 
 ``MOZART_TEST_CRASH_AT=after_delete`` makes :func:`crash_point` (the extract's hook, re-exported) kill the
 current process (SIGKILL, like an OOM kill or ``kill -9``) right after a partition was deleted and before
@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from mozart_luigi.names import qualified, quote_ident  # re-exported: the quoting rule lives in names.py
 from mozart_luigi.parquet import crash_point
 from mozart_luigi.settings import Settings
 from mozart_luigi.warehouse.base import Marker
@@ -46,17 +47,6 @@ MARKER_COLUMNS = (
     "finished_at",
     "details",
 )
-
-
-def quote_ident(name: str) -> str:
-    """The one identifier-quoting helper: ``"name"`` with embedded quotes doubled."""
-    if not name or "\x00" in name:
-        raise ValueError(f"invalid SQL identifier {name!r}")
-    return '"' + name.replace('"', '""') + '"'
-
-
-def qualified(*parts: str) -> str:
-    return ".".join(quote_ident(p) for p in parts)
 
 
 def placeholders(count: int) -> str:

@@ -28,7 +28,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mozart_luigi.config import validate_tenant_id
 from mozart_luigi.errors import LoadError, VerificationError, WarehouseUnavailableError
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest, PartFile
@@ -119,7 +118,6 @@ class DuckDBWarehouse(Warehouse):
 
     # ------------------------------------------------------------------------------------- tables
     def ensure_table(self, tenant: str, table: str, schema: pa.Schema) -> list[str]:
-        validate_tenant_id(tenant)
         wanted = columns_from_schema(schema, tenant=tenant, table=table)
 
         def apply(conn: Conn) -> list[str]:
@@ -138,7 +136,6 @@ class DuckDBWarehouse(Warehouse):
     def load_day(self, load: DayLoad) -> LoadResult:
         manifest, lake = load.manifest, load.lake
         tenant, table = manifest.tenant, manifest.table
-        validate_tenant_id(tenant)
         if lake.scheme != "file":
             raise NotImplementedError("the DuckDB warehouse reads a local (file://) lake only; use profile 'stack'")
         check_manifest(manifest, require_etag=False)
@@ -170,8 +167,6 @@ class DuckDBWarehouse(Warehouse):
         return result
 
     def count_partition(self, tenant: str, table: str, date: dt.date) -> int:
-        validate_tenant_id(tenant)
-
         def count(conn: Conn) -> int:
             if not _columns(conn, tenant, table):
                 return 0
@@ -183,8 +178,6 @@ class DuckDBWarehouse(Warehouse):
 
     # ------------------------------------------------------------------------------------ markers
     def write_marker(self, marker: Marker) -> None:
-        validate_tenant_id(marker.tenant)
-
         def write(conn: Conn) -> None:
             conn.execute("BEGIN")
             _write_marker(conn, marker)
@@ -195,7 +188,7 @@ class DuckDBWarehouse(Warehouse):
 
     def completed_rows(self, task_family: str,
                        pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:  # fmt: skip
-        wanted = {(validate_tenant_id(t), d) for t, d in pairs}
+        wanted = set(pairs)
         if not wanted:
             return set()
         tenants = sorted({t for t, _ in wanted})
@@ -205,7 +198,6 @@ class DuckDBWarehouse(Warehouse):
         return {(task_id, tenant, day) for task_id, tenant, day in rows if (tenant, day) in wanted}
 
     def delete_markers(self, tenant: str, date: dt.date, task_ids: Iterable[str]) -> None:
-        validate_tenant_id(tenant)
         ids = sorted(set(task_ids))
         if not ids:
             return
@@ -218,13 +210,13 @@ class DuckDBWarehouse(Warehouse):
         MARKER_CACHE.discard(self.key, ids)
 
     def markers(self, tenant: str | None, date: dt.date) -> list[Marker]:
-        params: list[object] = [date] if tenant is None else [date, validate_tenant_id(tenant)]
+        params: list[object] = [date] if tenant is None else [date, tenant]
         query = _sql("markers", and_tenant="" if tenant is None else "AND tenant = ?")
         rows = self._run("markers", lambda c: _query_markers(c, query, params))
         return latest_markers(marker_from_row(row) for row in rows)
 
     def latest_marker_date(self, task_family: str, tenant: str) -> dt.date | None:
-        params = [task_family, validate_tenant_id(tenant)]
+        params = [task_family, tenant]
         rows = self._run("latest marker", lambda c: _query_markers(c, _sql("latest_marker_date"), params))
         return rows[0][0] if rows else None
 
@@ -235,7 +227,6 @@ class DuckDBWarehouse(Warehouse):
 
     def drop_tenant(self, tenant: str) -> None:
         """Drop a tenant's schema with its tables and forget its markers (test clean-up, tenant removal)."""
-        validate_tenant_id(tenant)
 
         def drop(conn: Conn) -> None:
             conn.execute(_sql("drop_schema", schema=quote_ident(tenant)))

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from mozart_luigi.config import TENANT_ID_RE, validate_tenant_id
+from mozart_luigi.names import TENANT_ID_RE
 from mozart_luigi.objectstore import S3Objects
 from mozart_luigi.warehouse.base import Marker
 
@@ -41,14 +41,13 @@ class ObjectMarkerStore:
         return f"{self.root}/{marker.date.isoformat()}/{marker.tenant}/{marker.task_family}/{marker.task_id}.json"
 
     def write(self, marker: Marker) -> None:
-        validate_tenant_id(marker.tenant)
         _check_family(marker.task_family)
         self._objects.put(self._key(marker), _encode(marker))
 
     def completed_rows(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:
         """``(task_id, tenant, date)`` for each marker of the family in the pairs: one listing per date (all
         tenants of it) or per (date, tenant) when a date has a single tenant."""
-        wanted = {(validate_tenant_id(t), d) for t, d in pairs}
+        wanted = set(pairs)
         found: set[tuple[str, str, dt.date]] = set()
         for date in sorted({d for _, d in wanted}):
             tenants = {t for t, d in wanted if d == date}
@@ -59,7 +58,7 @@ class ObjectMarkerStore:
         return found
 
     def markers(self, tenant: str | None, date: dt.date) -> list[Marker]:
-        prefix = f"{self.root}/{date.isoformat()}/" + (f"{validate_tenant_id(tenant)}/" if tenant else "")
+        prefix = f"{self.root}/{date.isoformat()}/" + (f"{tenant}/" if tenant else "")
         out = []
         for _, _, _, _, url in self._entries(prefix):
             marker = self._read(url)
@@ -69,12 +68,11 @@ class ObjectMarkerStore:
 
     def delete(self, tenant: str, date: dt.date, task_ids: Iterable[str]) -> None:
         gone = set(task_ids)
-        for _, _, _, task_id, url in self._entries(f"{self.root}/{date.isoformat()}/{validate_tenant_id(tenant)}/"):
+        for _, _, _, task_id, url in self._entries(f"{self.root}/{date.isoformat()}/{tenant}/"):
             if task_id in gone:
                 self._objects.delete(url)
 
     def delete_tenant(self, tenant: str) -> None:
-        validate_tenant_id(tenant)
         for day in self._dates():
             for *_, url in self._entries(f"{self.root}/{day}/{tenant}/"):
                 self._objects.delete(url)
@@ -82,7 +80,6 @@ class ObjectMarkerStore:
     def latest_date(self, task_family: str, tenant: str) -> dt.date | None:
         """Newest date with a marker of the family for the tenant: date folders newest first, one listing
         each until one holds it (usually the first)."""
-        validate_tenant_id(tenant)
         for day in reversed(self._dates()):
             if any(True for _ in self._objects.list(f"{self.root}/{day}/{tenant}/{task_family}/")):
                 return dt.date.fromisoformat(day)

@@ -36,7 +36,6 @@ import requests
 import trino
 from trino.exceptions import HttpError, TrinoConnectionError, TrinoQueryError
 
-from mozart_luigi.config import validate_tenant_id
 from mozart_luigi.errors import LoadError, WarehouseUnavailableError
 from mozart_luigi.objectstore import S3Objects
 from mozart_luigi.retry import retrying
@@ -106,7 +105,7 @@ class TrinoWarehouse(Warehouse):
         self._http_scheme, self._password, self._jwt, self._verify = http_scheme, password, jwt, verify
         self.catalog = catalog
         self.key = f"trino://{host}:{port}/{catalog}"
-        self._tenant = validate_tenant_id(tenant) if tenant else None
+        self._tenant = tenant or None
         self._secrets = tuple(secrets)
         self._attempts, self._base_delay = attempts, base_delay
         self._connections: dict[str | None, trino.dbapi.Connection] = {}  # by tenant tag
@@ -223,7 +222,6 @@ class TrinoWarehouse(Warehouse):
     # -------------------------------------------------------------------------------------- tables
     def ensure_table(self, tenant: str, table: str, schema: pa.Schema) -> list[str]:
         """Create the Iceberg table, or apply allowed drift in one commit (refused drift raises first)."""
-        validate_tenant_id(tenant)
         wanted = columns_from_schema(schema, tenant=tenant, table=table)
 
         def ensure() -> list[str]:
@@ -235,7 +233,6 @@ class TrinoWarehouse(Warehouse):
 
     def load_day(self, load: DayLoad) -> LoadResult:
         """:meth:`IcebergLoader.load_day` (one verified commit), then the task's marker object."""
-        validate_tenant_id(load.manifest.tenant)
         proof = {"mozart.task-id": load.marker.task_id, "mozart.tenant": load.manifest.tenant,
                  "mozart.table": load.manifest.table}  # fmt: skip
         result = self.loader.load_day(load.manifest, load.lake, proof)
@@ -244,7 +241,6 @@ class TrinoWarehouse(Warehouse):
         return result
 
     def count_partition(self, tenant: str, table: str, date: dt.date) -> int:
-        validate_tenant_id(tenant)
         statement = self._sql("count_partition", table=qualified(self.catalog, tenant, table))
         count = lambda: self._execute_or_empty(statement, [date], tenant=tenant, table=table)  # noqa: E731
         rows = self._retry(f"count {tenant}.{table} {date}", count)
@@ -263,7 +259,6 @@ class TrinoWarehouse(Warehouse):
     def expire_snapshots(self, tenant: str, table: str, retention_days: int) -> int | None:
         """``expire_snapshots`` on ``{tenant}.{table}``: every load adds a snapshot, and every commit rewrites
         metadata that lists them all. It deletes only files the table owns (copies, never the raw parts)."""
-        validate_tenant_id(tenant)
         if isinstance(retention_days, bool) or not isinstance(retention_days, int) or retention_days < 0:
             raise ValueError(f"retention_days must be a whole number >= 0, got {retention_days!r}")
         target = qualified(self.catalog, tenant, table)
@@ -309,7 +304,6 @@ class TrinoWarehouse(Warehouse):
 
     def drop_tenant(self, tenant: str) -> None:
         """Drop the tenant's Iceberg schema with its tables, and its markers (test clean-up)."""
-        validate_tenant_id(tenant)
         listing = sql.statement("trino", "tables", catalog=quote_ident(self.catalog))
         for (name,) in self._execute(listing, [tenant, "%"], tenant=tenant):
             self._execute(self._sql("drop_table", table=qualified(self.catalog, tenant, name)), tenant=tenant)
