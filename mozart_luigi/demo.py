@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any
 
 from mozart_luigi.config import Config, get_config, reset_config_cache
 from mozart_luigi.errors import MozartError
@@ -47,6 +47,9 @@ from mozart_luigi.runner import RunOutcome, run_tasks
 from mozart_luigi.tasks.pipeline import AllTenants
 from mozart_luigi.warehouse import open_warehouse
 from mozart_luigi.warehouse.common import qualified
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite  # what print(file=...) needs: the terminal's line writer is one
 
 DEMO_DATE = dt.date(2026, 11, 28)
 DEMO_DAYS = 4
@@ -202,7 +205,7 @@ def _ts(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _customers(rng: random.Random, tenant: str, size: DemoSize, days: list[dt.date]) -> Iterator[tuple]:
+def _customers(rng: random.Random, tenant: str, size: DemoSize, days: list[dt.date]) -> Iterator[tuple[Any, ...]]:
     for i in range(1, size.customers + 1):
         updated = _moment(rng, rng.choice(days))
         created = updated - dt.timedelta(days=rng.randrange(0, 900), seconds=rng.randrange(86_400))
@@ -217,7 +220,7 @@ def _customers(rng: random.Random, tenant: str, size: DemoSize, days: list[dt.da
         )
 
 
-def _products(rng: random.Random, size: DemoSize, days: list[dt.date]) -> Iterator[tuple]:
+def _products(rng: random.Random, size: DemoSize, days: list[dt.date]) -> Iterator[tuple[Any, ...]]:
     categories = sorted(_CATEGORIES)
     for i in range(1, size.products + 1):
         category = categories[i % len(categories)]
@@ -235,11 +238,11 @@ def _products(rng: random.Random, size: DemoSize, days: list[dt.date]) -> Iterat
 
 def _orders(
     rng: random.Random, size: DemoSize, days: list[dt.date], prices: dict[int, Decimal]
-) -> tuple[list[tuple], list[tuple]]:
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     statuses = [s for s, _ in _STATUSES]
     weights = [w for _, w in _STATUSES]
-    orders: list[tuple] = []
-    items: list[tuple] = []
+    orders: list[tuple[Any, ...]] = []
+    items: list[tuple[Any, ...]] = []
     for order_id in range(1, size.orders + 1):
         updated = _moment(rng, rng.choice(days))
         ordered = updated - dt.timedelta(seconds=rng.randrange(0, 3 * 86_400))
@@ -255,7 +258,7 @@ def _orders(
 # ------------------------------------------------------------------------------------------- the run
 
 
-def run_demo(end: dt.date | None = None, *, workers: int = 1, out: TextIO | None = None,
+def run_demo(end: dt.date | None = None, *, workers: int = 1, out: SupportsWrite[str] | None = None,
              outcomes: list[RunOutcome] | None = None) -> int:  # fmt: skip
     """Generate the sources, run the four demo days, print the report. Returns the exit code; the run's
     outcome is appended to ``outcomes`` when given (for the run record)."""
@@ -278,7 +281,7 @@ def run_demo(end: dt.date | None = None, *, workers: int = 1, out: TextIO | None
     return code
 
 
-def _run_missing_days(config: Config, dates: list[dt.date], workers: int, out: TextIO,
+def _run_missing_days(config: Config, dates: list[dt.date], workers: int, out: SupportsWrite[str],
                       outcomes: list[RunOutcome] | None = None) -> int:  # fmt: skip
     """``AllTenants`` for the days not complete yet (one bulk check); a report per day run."""
     span = f"{dates[0].isoformat()}..{dates[-1].isoformat()}"
@@ -300,7 +303,7 @@ def _env_date() -> dt.date | None:
     return dt.date.fromisoformat(raw) if raw else None
 
 
-def _generate_all(config: Config, end: dt.date, out: TextIO) -> None:
+def _generate_all(config: Config, end: dt.date, out: SupportsWrite[str]) -> None:
     for tenant in config.tenants.values():
         if tenant.source.kind != "sqlite" or not tenant.source.path:
             continue
@@ -321,7 +324,7 @@ def _write_reports(config: Config, dates: list[dt.date], outcome: RunOutcome) ->
         write_report(report, config.settings)
 
 
-def _print_marts(config: Config, date: dt.date, out: TextIO) -> None:
+def _print_marts(config: Config, date: dt.date, out: SupportsWrite[str]) -> None:
     """One compact table: each tenant's ``{tenant}_mart.daily_revenue`` row of ``date`` (DuckDB, profile local)."""
     rows: list[tuple[str, ...]] = []
     with open_warehouse(config.settings) as warehouse:
