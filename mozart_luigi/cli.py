@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import luigi
 import luigi.configuration
@@ -30,6 +31,10 @@ from mozart_luigi import __version__
 from mozart_luigi.config import Config, load_config
 from mozart_luigi.errors import ConfigError, MozartError
 from mozart_luigi.tasks.base import yesterday
+
+if TYPE_CHECKING:
+    from mozart_luigi.status_grid import CellKey
+    from mozart_luigi.tasks.pipeline import AllTenants
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +274,9 @@ def _luigid_wanted(args: argparse.Namespace) -> bool:
                 or getattr(args, "scheduler_port", None))  # fmt: skip
 
 
-def _luigid_states(args: argparse.Namespace, tenants: Sequence[str], start: dt.date, end: dt.date) -> dict:
+def _luigid_states(
+    args: argparse.Namespace, tenants: Sequence[str], start: dt.date, end: dt.date
+) -> dict[CellKey, str]:
     """What luigid holds as running or disabled; a warning (and no such states) when it does not answer."""
     import luigi.interface
 
@@ -338,10 +345,11 @@ def _complete_dates(dates: Sequence[dt.date], tenants: Sequence[str] | None) -> 
     from mozart_luigi.tasks.pipeline import AllTenants
 
     factory = functools.partial(AllTenants, tenants=tuple(tenants or ()))
-    return set(AllTenants.bulk_complete.__func__(factory, list(dates)))
+    # the classmethod's function with a partial for cls, as RangeDaily calls it (mypy sees only the bound method)
+    return set(AllTenants.bulk_complete.__func__(factory, list(dates)))  # type: ignore[attr-defined]
 
 
-def _print_backfill_plan(roots: Sequence[luigi.Task]) -> int:
+def _print_backfill_plan(roots: Sequence[AllTenants]) -> int:
     from mozart_luigi.plan import plan_lines
 
     for root in roots:
@@ -446,7 +454,7 @@ _COMMANDS = {
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _all_tenants(config: Config, date: dt.date | None, tenants: Sequence[str] | None) -> luigi.Task:
+def _all_tenants(config: Config, date: dt.date | None, tenants: Sequence[str] | None) -> AllTenants:
     from mozart_luigi.tasks.pipeline import AllTenants
 
     task = AllTenants(date=date or yesterday(), tenants=tuple(tenants or ()))

@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import luigi
+from typing import TYPE_CHECKING
 
 from mozart_luigi.config import Config
 from mozart_luigi.errors import MozartError
@@ -34,6 +33,9 @@ from mozart_luigi.luigid_api import DisabledTask, LuigidClient, LuigidUnreachabl
 from mozart_luigi.run_events import RunSession
 from mozart_luigi.runner import RunLocked, RunOutcome, TaskOutcome, config_secrets, local_run_lock, retcodes
 from mozart_luigi.terminal import Terminal, closing_lines, log_file
+
+if TYPE_CHECKING:
+    from mozart_luigi.tasks.pipeline import AllTenants
 
 EXIT_LUIGID_UNREACHABLE = 45
 
@@ -75,7 +77,7 @@ class _Run:
     tasks: list[TaskOutcome]
 
 
-def execute(config: Config, args: argparse.Namespace, roots: Sequence[luigi.Task], *, headers: bool = False,
+def execute(config: Config, args: argparse.Namespace, roots: Sequence[AllTenants], *, headers: bool = False,
             epilogue: Callable[[Mapping[dt.date, int]], str] | None = None) -> dict[dt.date, int] | int:  # fmt: skip
     """Run each root (one ``AllTenants`` per date), oldest first; print task lines and a closing block per
     date (``headers``: a ``--- date ---`` line before each), then ``epilogue``'s line and the log file's path;
@@ -103,7 +105,7 @@ def execute(config: Config, args: argparse.Namespace, roots: Sequence[luigi.Task
     return codes if started else code
 
 
-def _start(run: _Run, roots: Sequence[luigi.Task], *, headers: bool, stack: ExitStack) -> tuple[int, str]:
+def _start(run: _Run, roots: Sequence[AllTenants], *, headers: bool, stack: ExitStack) -> tuple[int, str]:
     """Probe luigid, take the run lock, run every root. Returns (exit code of the run, status)."""
     from luigi.rpc import RPCError
 
@@ -131,7 +133,7 @@ def _start(run: _Run, roots: Sequence[luigi.Task], *, headers: bool, stack: Exit
     return code, "SUCCESS" if code == 0 else "FAILED"
 
 
-def _run_root(run: _Run, root: luigi.Task) -> int:
+def _run_root(run: _Run, root: AllTenants) -> int:
     from mozart_luigi.runner import run_tasks
 
     with run.terminal.follow(run.session.spool):
@@ -144,7 +146,7 @@ def _run_root(run: _Run, root: luigi.Task) -> int:
     return outcome.exit_code
 
 
-def _after(run: _Run, root: luigi.Task, outcome: RunOutcome) -> list[str]:
+def _after(run: _Run, root: AllTenants, outcome: RunOutcome) -> list[str]:
     """Write the date's report (merged) and return its closing block."""
     from mozart_luigi.report import build_report, write_report
 

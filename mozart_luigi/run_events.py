@@ -195,7 +195,8 @@ def install() -> None:
 
 
 def _spool() -> Spool | None:
-    return _ACTIVE["spool"]
+    spool: Spool | None = _ACTIVE["spool"]
+    return spool
 
 
 def _is_mozart(task: luigi.Task) -> bool:
@@ -351,6 +352,7 @@ class _LuigiCliRun:
     def _outcome(self, task: Any, event: TaskEvent | None) -> TaskOutcome:
         date = getattr(task, "date", None)
         day = date if isinstance(date, dt.date) else None
+        error: str | None
         if task.task_id in self.broken:
             outcome, error = "scheduling error", self.broken[task.task_id]
         elif event is not None:
@@ -380,7 +382,8 @@ def _from_event(event: TaskEvent) -> TaskOutcome:
 
 
 def _luigi_run() -> _LuigiCliRun | None:
-    return _ACTIVE["luigi_run"]
+    run: _LuigiCliRun | None = _ACTIVE["luigi_run"]
+    return run
 
 
 def _on_discovered(task: luigi.Task, dependency: luigi.Task) -> None:
