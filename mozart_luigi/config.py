@@ -36,6 +36,7 @@ import yaml
 from mozart_luigi.errors import ConfigError, ConfigProblem
 from mozart_luigi.interpolate import interpolate, shown
 from mozart_luigi.names import COLUMN_NAME_RE, RESERVED_TENANT_IDS, normalise_name, tenant_id_problem
+from mozart_luigi.overrides import TypeOverride, parse_override
 from mozart_luigi.secrets import Secret
 from mozart_luigi.settings import PROFILES, Settings
 
@@ -47,7 +48,7 @@ MODES = ("full", "incremental")
 _TENANT_KEYS = {"source", "tables", "max_connections", "profiles", "enabled", "description"}
 _SOURCE_KEYS = {"kind", "url", "host", "port", "database", "user", "password", "schema", "path", "service_name",
                 "query", "connect_timeout", "native"}  # fmt: skip
-_TABLE_KEYS = {"source_name", "source_schema", "mode", "cursor", "primary_key", "include", "exclude",
+_TABLE_KEYS = {"source_name", "source_schema", "mode", "cursor", "primary_key", "include", "exclude", "columns",
                "description"}  # fmt: skip
 
 
@@ -96,6 +97,12 @@ class TableConfig:
     primary_key: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    #: per-column type overrides (``columns: {<col>: {type: ...}}``), in tables.yaml order; see overrides.py
+    columns: tuple[tuple[str, TypeOverride], ...] = ()
+
+    def override(self, column: str) -> TypeOverride | None:
+        """The type override tables.yaml sets for ``column`` (its source name), or None."""
+        return dict(self.columns).get(column)
 
 
 @dataclass(frozen=True)
@@ -335,7 +342,43 @@ def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableCon
         primary_key=_columns(body.get("primary_key"), f"{path}.primary_key", problems),
         include=include,
         exclude=exclude,
+        columns=_overrides(body.get("columns"), path, problems, cursor=cursor, include=include, exclude=exclude),
     )
+
+
+def _overrides(value: Any, path: str, problems: list[ConfigProblem], *, cursor: str | None,
+               include: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[tuple[str, TypeOverride], ...]:  # fmt: skip
+    """``columns: {<column>: {type: <override>}}`` (mozart_luigi/overrides.py): each override known, on a column
+    that is extracted and is not the cursor (its date/timestamp type selects the window)."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        problems.append(ConfigProblem("tables.yaml", f"{path}.columns",
+                                      'must be a mapping of column -> {type: ...}, e.g. {amount: {type: string}}'))
+        return ()
+    found: list[tuple[str, TypeOverride]] = []
+    for column, body in value.items():
+        where = f"{path}.columns.{column}"
+        if not isinstance(column, str) or not _check_column(column, where, problems):
+            continue
+        if isinstance(body, dict):
+            _unknown_keys(body, {"type"}, "tables.yaml", where, problems)
+        if not isinstance(body, dict) or "type" not in body:
+            problems.append(ConfigProblem("tables.yaml", where, 'must be a mapping with a type, e.g. {type: string}'))
+            continue
+        reason = ("is the cursor column (its date/timestamp type selects the window)" if column == cursor else
+                  "is excluded (exclude:)" if column in exclude else
+                  "is not extracted (not in include:)" if include and column not in include else None)  # fmt: skip
+        try:
+            override = parse_override(body["type"])
+        except ValueError as exc:
+            problems.append(ConfigProblem("tables.yaml", f"{where}.type", str(exc)))
+            continue
+        if reason:
+            problems.append(ConfigProblem("tables.yaml", f"{where}.type", f"column {column!r} {reason}"))
+            continue
+        found.append((str(column), override))
+    return tuple(found)
 
 
 def _columns(value: Any, path: str, problems: list[ConfigProblem]) -> tuple[str, ...]:

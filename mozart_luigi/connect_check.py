@@ -2,8 +2,10 @@
 catalog and Trino) once, with a short timeout, and say per component ``ok`` or why not.
 
 For each source it also reflects every configured table and checks that the columns tables.yaml names
-(``cursor``, ``primary_key``, ``include``, ``exclude``) exist. Messages come from the translated errors of
-each client (secrets already removed) and are redacted again with every configured secret.
+(``cursor``, ``primary_key``, ``include``, ``exclude``, ``columns``) exist, and that each type override applies
+to its column's source type without losing values (``decimal(10,2)`` for a ``numeric(12,4)`` is refused).
+Messages come from the translated errors of each client (secrets already removed) and are redacted again
+with every configured secret.
 """
 
 from __future__ import annotations
@@ -61,13 +63,23 @@ def _tenant(tenant: TenantConfig, tables: Iterable[TableConfig]) -> Check:
 
 def _columns(connector: object, conn: object, table: TableConfig) -> list[str]:
     try:
-        found = {c.name for c in connector.reflect(conn, table)}  # type: ignore[attr-defined]
+        reflected = {c.name: c for c in connector.reflect(conn, table)}  # type: ignore[attr-defined]
     except MozartError as exc:
         return [str(exc)]
     named = {"cursor": [table.cursor] if table.cursor else [], "primary_key": list(table.primary_key),
              "include": list(table.include), "exclude": list(table.exclude)}  # fmt: skip
-    return [f"tables.yaml: tables.{table.name}.{key}: column {column!r} not found in {table.source_name}"
-            for key, columns in named.items() for column in columns if column not in found]  # fmt: skip
+    problems = [f"tables.yaml: tables.{table.name}.{key}: column {column!r} not found in {table.source_name}"
+                for key, columns in named.items() for column in columns if column not in reflected]  # fmt: skip
+    for column, _override in table.columns:
+        if column not in reflected:
+            problems.append(f"tables.yaml: tables.{table.name}.columns.{column}.type: column {column!r} not found "
+                            f"in {table.source_name}")  # fmt: skip
+            continue
+        try:  # the override's mapping: refused when it does not apply to the type or would lose values
+            connector.plan(reflected[column], table)  # type: ignore[attr-defined]
+        except MozartError as exc:
+            problems.append(f"tables.yaml: {exc}")
+    return problems
 
 
 def _stack(config: Config) -> list[Check]:

@@ -15,6 +15,10 @@ Exactness policies shared by all dialects:
   28 integer and 10 fractional digits; a value that does not fit exactly fails the extract with a
   :class:`~mozart_luigi.errors.TypeMappingError` (never rounded);
 * every Arrow field is nullable (a source ``NOT NULL`` is kept in the field metadata).
+
+A ``tables.yaml`` type override (:mod:`mozart_luigi.overrides`) replaces the plan of one column by another exact
+one (:func:`decimal_override`, a dialect's text or duration plan); the plan then carries the override's name
+(``ColumnPlan.override``, also the field metadata ``mozart.override``) and the manifest lists it.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ __all__ = [
     "ColumnStats",
     "Converter",
     "UnsupportedType",
+    "decimal_override",
     "decimal_plan",
     "decimal_text",
+    "duration_micros_from_timedelta",
+    "inexact_hint",
     "is_native",
     "plain",
     "text_values",
@@ -35,14 +42,17 @@ __all__ = [
     "zero_dates_nulled",
 ]
 
+import dataclasses
 import datetime as dt
 import decimal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
+
+from mozart_luigi.overrides import TypeOverride, decimal_loss, decimal_suggestion, hint
 
 MAX_DECIMAL_PRECISION = 38
 UNBOUNDED_DECIMAL = pa.decimal128(38, 10)
@@ -76,10 +86,16 @@ class ColumnPlan:
     note: str | None = None
     source_nullable: bool = True
     metadata: dict[str, str] = field(default_factory=dict)
+    #: a decimal source's declared ``(precision, scale)``, precision None when it declares none (overrides)
+    source_decimal: tuple[int | None, int] | None = None
+    #: the tables.yaml type override this plan applies (``decimal(38,18)``, ``string``, ``duration_us``)
+    override: str | None = None
 
     @property
     def field(self) -> pa.Field:
         meta = {"mozart.source_type": self.source_type, **self.metadata}
+        if self.override:
+            meta["mozart.override"] = self.override
         if not self.source_nullable:
             meta["mozart.source_not_null"] = "true"
         return pa.field(self.name, self.arrow_type, nullable=True, metadata=meta)
@@ -156,6 +172,26 @@ def time_of_day_from_timedelta(values: Sequence[Any], stats: ColumnStats) -> pa.
     return pa.array(micros, type=pa.int64()).cast(pa.time64("us"))
 
 
+def duration_micros_from_timedelta(values: Sequence[Any], stats: ColumnStats) -> pa.Array:
+    """MySQL ``TIME`` (``timedelta``, -838:59:59..838:59:59) as signed microseconds: the ``duration_us``
+    override. Exact: a ``timedelta`` is whole microseconds."""
+    return pa.array([None if v is None else v // dt.timedelta(microseconds=1) for v in values], type=pa.int64())
+
+
+def inexact_hint(table: str, column: str, arrow_type: pa.DataType, values: Iterable[Any], *,
+                 durations: bool) -> str:  # fmt: skip
+    """What a refusal of a value of ``column`` says next: the tables.yaml override that stores it exactly
+    (a ``decimal(38,S)`` holding every value of ``values`` when one does, else ``string``; ``duration_us`` or
+    ``string`` for a MySQL ``TIME`` beyond a day when ``durations``), or "" when no override applies."""
+    if pa.types.is_decimal(arrow_type):
+        values = list(values)
+        fits = decimal_suggestion(values, arrow_type.scale) or decimal_suggestion(values)
+        return hint(table, column, [fits, "string"] if fits else ["string"])
+    if pa.types.is_time64(arrow_type) and durations:
+        return hint(table, column, ["duration_us", "string"])
+    return ""
+
+
 # ------------------------------------------------------------------------------------------- decimals
 
 
@@ -174,6 +210,7 @@ def decimal_plan(
             note="decimal without precision stored as decimal(38,10); values needing more "
             "digits fail the extract (never rounded)",
             source_nullable=source_nullable,
+            source_decimal=(None, scale or 0),
         )
     scale = scale or 0
     if scale < 0:  # Oracle NUMBER(p, -s): integers rounded to 10^s, up to p + s digits
@@ -188,6 +225,27 @@ def decimal_plan(
             note=f"precision {precision} > {MAX_DECIMAL_PRECISION} (Iceberg's maximum): stored "
             "as exact decimal text",
             source_nullable=source_nullable,
+            source_decimal=(precision, scale),
         )
     arrow_type = pa.decimal128(precision, scale)
-    return ColumnPlan(name, source_type, arrow_type, plain(arrow_type), source_nullable=source_nullable)
+    return ColumnPlan(name, source_type, arrow_type, plain(arrow_type), source_nullable=source_nullable,
+                      source_decimal=(precision, scale))  # fmt: skip
+
+
+def decimal_override(base: ColumnPlan, override: TypeOverride,
+                     converter: Callable[[pa.DataType], Converter] = plain) -> ColumnPlan:  # fmt: skip
+    """``base`` (a decimal column's plan) stored as the override's ``decimal(P,S)``.
+
+    Refused (:class:`UnsupportedType`) for a column that is not a decimal, and for a declared source type
+    that does not fit entirely (:func:`~mozart_luigi.overrides.decimal_loss`); a source without a declared
+    precision is checked value by value, as the default policy is (``converter`` refuses rounding).
+    """
+    if base.source_decimal is None:
+        raise UnsupportedType(f"{override} applies to decimal columns only")
+    lossy = decimal_loss(base.source_decimal, override)
+    if lossy:
+        raise UnsupportedType(lossy)
+    arrow_type = pa.decimal128(override.precision or 0, override.scale or 0)
+    checked = " (each value checked, never rounded)" if base.source_decimal[0] is None else ""
+    return dataclasses.replace(base, arrow_type=arrow_type, convert=converter(arrow_type), override=str(override),
+                               note=f"type override {override}{checked}")  # fmt: skip

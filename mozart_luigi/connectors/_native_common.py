@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from mozart_luigi.errors import SourceError, SourceUnavailableError, TypeMappingError
 from mozart_luigi.secrets import redact
+from mozart_luigi.types import inexact_hint
 
 Converter = Callable[[pa.Array], pa.Array]
 
@@ -121,7 +122,7 @@ def convert_batch(batch: pa.RecordBatch, converters: list[Converter], schema: pa
         try:
             arrays.append(convert(batch.column(i)))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError) as exc:
-            raise where.inexact(field, exc) from exc
+            raise where.inexact(field, exc, batch.column(i)) from exc
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -154,12 +155,26 @@ class Where:
         source = f"{url.get_backend_name()} {url.host}:{url.port}/{url.database} ({driver})"
         return kind(f"{source}: {scrub(str(exc), url)}", tenant=self.tenant, table=self.table)
 
-    def inexact(self, field: pa.Field, exc: Exception) -> TypeMappingError:
-        """The row path's message for a value that cannot be stored exactly (never rounded)."""
+    def inexact(self, field: pa.Field, exc: Exception, values: pa.Array | None = None) -> TypeMappingError:
+        """The row path's message for a value that cannot be stored exactly (never rounded), with the
+        tables.yaml override that would store it (computed from the driver's ``values``)."""
         source = (field.metadata or {}).get(b"mozart.source_type", b"?").decode()
+        found = [] if values is None else _python_values(values)
+        durations = self.url.get_backend_name() in ("mysql", "mariadb")
+        advice = inexact_hint(self.table or "<table>", field.name, field.type, found, durations=durations)
         return TypeMappingError(f"column {field.name!r} ({source} -> {field.type}): a value cannot be stored "
-                                f"exactly: {exc} (see docs/types.md)", tenant=self.tenant,
-                                table=self.table)  # fmt: skip
+                                f"exactly: {exc}{'; ' + advice if advice else ''} (see docs/types.md)",
+                                tenant=self.tenant, table=self.table)  # fmt: skip
+
+
+def _python_values(values: pa.Array) -> list[object]:
+    """A driver column's values as Python objects (an extension type's storage: PostgreSQL ``numeric`` text)."""
+    try:
+        array = values.storage if isinstance(values, pa.ExtensionArray) else values
+        found: list[object] = array.to_pylist()
+        return found
+    except (pa.ArrowException, ValueError, TypeError):  # only a hint: never hide the refusal itself
+        return []
 
 
 def check_width(query: sa.Select[Any], schema: pa.Schema, where: Where) -> None:

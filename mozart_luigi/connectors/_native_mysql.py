@@ -213,8 +213,8 @@ def converter_for(kind: str, src: pa.DataType, dst: pa.DataType) -> Converter | 
         return _checked_cast(dst)
     if kind == _DATES:
         return _dates(src, dst)
-    if kind == _TIME and (pa.types.is_duration(dst) or pa.types.is_time64(dst)):
-        return _time_of(dst)
+    if kind == _TIME and (pa.types.is_duration(dst) or pa.types.is_time64(dst) or pa.types.is_int64(dst)):
+        return _time_of(dst)  # int64: the duration_us override (signed microseconds)
     return None
 
 
@@ -245,6 +245,8 @@ def _time_of(dst: pa.DataType) -> Converter:
             if (pc.min(micros).as_py() or 0) < 0 or (pc.max(micros).as_py() or 0) >= _DAY_US:
                 raise pa.ArrowInvalid("TIME value is not a time of day (00:00:00 <= t < 24:00:00)")
             return pc.cast(micros.view(pa.time64("us")), dst, safe=True)
+        if pa.types.is_int64(dst):
+            return micros
         return pc.cast(micros.view(pa.duration("us")), dst, safe=True)
 
     return convert

@@ -21,6 +21,7 @@ from __future__ import annotations
 __all__ = ["Connector", "SourceColumn", "Window"]
 
 import contextlib
+import dataclasses
 import logging
 import time
 import warnings
@@ -38,9 +39,10 @@ from mozart_luigi.config import TableConfig, TenantConfig
 from mozart_luigi.connectors.native import READERS, NativeBatchReader
 from mozart_luigi.connectors.snapshot import BatchReader, RowBatchReader, Snapshot, SourceColumn, Window
 from mozart_luigi.errors import SourceError, SourceUnavailableError, TypeMappingError
+from mozart_luigi.overrides import TypeOverride, setting
 from mozart_luigi.retry import retrying
 from mozart_luigi.secrets import Secret, redact
-from mozart_luigi.types import ColumnPlan, UnsupportedType
+from mozart_luigi.types import ColumnPlan, Converter, UnsupportedType, decimal_override, decimal_text, plain
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -236,16 +238,54 @@ class Connector(ABC):
 
     # ------------------------------------------------------------------------------------ mapping
     def plan(self, column: SourceColumn, table: TableConfig) -> ColumnPlan:
-        """The Arrow plan of one column, else :class:`TypeMappingError` naming tenant, table, column, type."""
+        """The Arrow plan of one column (with its tables.yaml type override, if any), else
+        :class:`TypeMappingError` naming tenant, table, column, type (and the override's setting)."""
+        override = table.override(column.name)
         try:
-            return self.map_column(column)
+            if override is None:
+                return self.map_column(column)
+            return self.override_column(column, override)
         except UnsupportedType as exc:
-            raise TypeMappingError(
-                f"column {column.name!r} of type {self.type_name(column)} cannot be stored exactly: {exc} "
-                "(exclude the column in tables.yaml or cast it in a source view; see docs/types.md)",
-                tenant=self.tenant.id,
-                table=table.name,
-            ) from None
+            if override is not None:
+                message = (f"{setting(table.name, column.name)}: type override {str(override)!r} cannot apply "
+                           f"to column {column.name!r} of type {self.type_name(column)}: {exc} "
+                           "(see docs/types.md, 'Per-column type overrides')")  # fmt: skip
+            else:
+                message = (f"column {column.name!r} of type {self.type_name(column)} cannot be stored exactly: "
+                           f"{exc} (exclude the column in tables.yaml or cast it in a source view; see "
+                           "docs/types.md)")  # fmt: skip
+            raise TypeMappingError(message, tenant=self.tenant.id, table=table.name) from None
+
+    def override_column(self, column: SourceColumn, override: TypeOverride) -> ColumnPlan:
+        """The plan of ``column`` under a tables.yaml type override; :class:`UnsupportedType` when the
+        override does not apply to the column's type or would lose values (docs/types.md lists them)."""
+        if override.kind == "decimal":
+            return decimal_override(self.map_column(column), override, self.decimal_converter)
+        if override.kind == "string":
+            return dataclasses.replace(self.text_plan(column), override=str(override))
+        if override.kind == "duration_us":
+            return dataclasses.replace(self.duration_plan(column), override=str(override))
+        raise UnsupportedType(f"unknown override {override}")  # pragma: no cover - config refuses it
+
+    def decimal_converter(self, arrow_type: pa.DataType) -> Converter:
+        """How this dialect's driver values of a decimal column become ``arrow_type`` (a checked decimal)."""
+        return plain(arrow_type)
+
+    def text_plan(self, column: SourceColumn) -> ColumnPlan:
+        """The ``string`` override: the value's exact text. Here (dialects without a server cast): a decimal
+        column's exact decimal text (every digit of the driver's ``Decimal``, as for decimals over 38 digits)."""
+        base = self.map_column(column)
+        if base.source_decimal is None:
+            raise UnsupportedType(f"'string' applies to decimal columns on {self.kind}")
+        return dataclasses.replace(base, arrow_type=pa.string(), convert=self.decimal_text_converter(),
+                                   note="type override string: the exact decimal text")  # fmt: skip
+
+    def decimal_text_converter(self) -> Converter:
+        return decimal_text
+
+    def duration_plan(self, column: SourceColumn) -> ColumnPlan:
+        """The ``duration_us`` override: only MySQL/MariaDB ``TIME`` is a duration."""
+        raise UnsupportedType("'duration_us' applies to MySQL/MariaDB TIME columns only")
 
     def type_name(self, column: SourceColumn) -> str:
         if column.detail:

@@ -12,7 +12,7 @@ from __future__ import annotations
 __all__ = ["MySQLConnector", "mysql_plan"]
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -29,7 +29,9 @@ from mozart_luigi.types import (
     Converter,
     UnsupportedType,
     decimal_plan,
+    duration_micros_from_timedelta,
     plain,
+    text_values,
     time_of_day_from_timedelta,
     zero_dates_nulled,
 )
@@ -82,6 +84,24 @@ class MySQLConnector(Connector):
     def map_column(self, column: SourceColumn) -> ColumnPlan:
         return mysql_plan(column)
 
+    def text_plan(self, column: SourceColumn) -> ColumnPlan:
+        """The ``string`` override of a ``DECIMAL`` or ``TIME``: ``CAST(col AS CHAR)``, the server's text
+        (``'-838:59:59'``, ``'1.500000000000000000000000000000'``), on both readers."""
+        t = column.type
+        if not (_is_decimal(t) or isinstance(t, sqltypes.Time)):
+            raise UnsupportedType("'string' applies to DECIMAL and TIME columns on MySQL/MariaDB")
+        return ColumnPlan(column.name, _type_name(t), pa.string(), text_values, _as_char,
+                          note="type override string: server cast to text",
+                          source_nullable=column.nullable)  # fmt: skip
+
+    def duration_plan(self, column: SourceColumn) -> ColumnPlan:
+        """The ``duration_us`` override of a ``TIME`` (a signed duration up to 838:59:59): signed microseconds."""
+        if not isinstance(column.type, sqltypes.Time):
+            raise UnsupportedType("'duration_us' applies to TIME columns only")
+        return ColumnPlan(column.name, _type_name(column.type), pa.int64(), duration_micros_from_timedelta,
+                          note="type override duration_us: TIME as signed microseconds",
+                          source_nullable=column.nullable)  # fmt: skip
+
 
 def _true_name(column: SourceColumn) -> SourceColumn:
     name = column.name.replace("``", "`")
@@ -97,7 +117,7 @@ def mysql_plan(column: SourceColumn) -> ColumnPlan:
     """The MySQL/MariaDB mapping of one reflected column: the first rule whose type matches wins."""
     t, name, nullable = column.type, column.name, column.nullable
     source = _type_name(t)
-    if isinstance(t, sqltypes.Numeric) and not isinstance(t, sqltypes.Float):
+    if _is_decimal(t):
         return decimal_plan(name, source, t.precision, t.scale, source_nullable=nullable)
     if isinstance(t, mysql.FLOAT):
         # the text protocol renders FLOAT with 6 significant digits (0.142857): select it as DOUBLE, whose
@@ -113,6 +133,14 @@ def mysql_plan(column: SourceColumn) -> ColumnPlan:
 
 
 _Mapped = tuple[pa.DataType, Converter | None, str | None]
+
+
+def _is_decimal(t: sa.types.TypeEngine[Any]) -> TypeGuard[sqltypes.Numeric[Any]]:
+    return isinstance(t, sqltypes.Numeric) and not isinstance(t, sqltypes.Float)
+
+
+def _as_char(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.cast(column, sa.CHAR)
 
 
 def _as_double(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:

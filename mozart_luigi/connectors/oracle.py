@@ -158,7 +158,8 @@ def _number_plan(
     if precision is None:  # NUMBER(*, s)
         return decimal_plan(name, source, 38, scale, source_nullable=nullable)
     if not scale and precision <= 18:  # fetched as int by output_type_handler
-        return ColumnPlan(name, source, pa.int64(), plain(pa.int64()), source_nullable=nullable)
+        return ColumnPlan(name, source, pa.int64(), plain(pa.int64()), source_nullable=nullable,
+                          source_decimal=(precision, 0))  # fmt: skip
     return decimal_plan(name, source, precision, scale, source_nullable=nullable)
 
 

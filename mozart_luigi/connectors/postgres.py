@@ -115,6 +115,17 @@ class PostgresConnector(Connector):
     def map_column(self, column: SourceColumn) -> ColumnPlan:
         return postgres_plan(column)
 
+    def text_plan(self, column: SourceColumn) -> ColumnPlan:
+        """The ``string`` override, for any column: ``CAST(col AS TEXT)``, the type's own text output (both
+        readers receive the server's text; ``numeric`` keeps every digit, ``1E-12`` is ``0.000000000001``)."""
+        try:
+            source = postgres_plan(column).source_type
+        except UnsupportedType:
+            source = self.type_name(column)
+        return ColumnPlan(column.name, source, pa.string(), text_values, _as_text,
+                          note="type override string: server cast to text",
+                          source_nullable=column.nullable)  # fmt: skip
+
 
 def postgres_plan(column: SourceColumn) -> ColumnPlan:
     """The PostgreSQL mapping of one reflected column (domains map like their base type)."""

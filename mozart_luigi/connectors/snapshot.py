@@ -49,8 +49,9 @@ import sqlalchemy as sa
 from mozart_luigi.config import SourceConfig, TableConfig, TenantConfig
 from mozart_luigi.connectors._native_common import NativeUnsupportedError
 from mozart_luigi.errors import SourceError, TypeMappingError
+from mozart_luigi.overrides import setting
 from mozart_luigi.parquet import pause_point
-from mozart_luigi.types import ColumnPlan, ColumnStats
+from mozart_luigi.types import ColumnPlan, ColumnStats, inexact_hint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -275,9 +276,11 @@ class Snapshot:
         try:
             return plan.convert(values, self.stats[plan.name])
         except _CONVERSION_ERRORS as exc:
+            advice = inexact_hint(self.table.name, plan.name, plan.arrow_type, values,
+                                  durations=self.connector.source.kind == "mysql")  # fmt: skip
             raise TypeMappingError(
                 f"column {plan.name!r} ({plan.source_type} -> {plan.arrow_type}): a value cannot be stored "
-                f"exactly: {exc} (see docs/types.md)",
+                f"exactly: {exc}{'; ' + advice if advice else ''} (see docs/types.md)",
                 tenant=self._tenant,
                 table=self.table.name,
             ) from exc
@@ -301,6 +304,9 @@ class Snapshot:
         policies = {p.name: f"{p.source_type}: {p.note}" for p in self.plans if p.note}
         if policies:
             out["policies"] = policies
+        overrides = {p.name: p.override for p in self.plans if p.override}
+        if overrides:
+            out["overrides"] = overrides  # the tables.yaml type overrides applied, by column
         zero = {name: s.zero_dates for name, s in self.stats.items() if s.zero_dates}
         if zero:
             out["zero_dates_nulled_by_column"] = zero
@@ -331,6 +337,12 @@ class Snapshot:
             selected = [c for c in columns if c.name not in self.table.exclude]
         if not selected:
             raise self._error("no column left to extract after include/exclude")
+        chosen = {c.name for c in selected}
+        for name, _override in self.table.columns:
+            if name not in chosen:
+                where = "is not extracted (include/exclude)" if name in names else "does not exist"
+                raise self._error(f"{setting(self.table.name, name)}: column {name!r} {where} in "
+                                  f"{self.source_table} (columns: {names})")  # fmt: skip
         return selected
 
     def _where(self, clause: sa.TableClause, columns: Sequence[SourceColumn]) -> list[sa.ColumnElement[bool]]:

@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.sql import sqltypes
 
 from mozart_luigi.connectors.base import Connector, SourceColumn, Window
-from mozart_luigi.types import ColumnPlan, ColumnStats, Converter, UnsupportedType, decimal_plan
+from mozart_luigi.types import ColumnPlan, ColumnStats, Converter, UnsupportedType, decimal_plan, decimal_text, plain
 
 _ISO = "%Y-%m-%d %H:%M:%S"
 
@@ -48,6 +48,12 @@ class SQLiteConnector(Connector):
 
     def map_column(self, column: SourceColumn) -> ColumnPlan:
         return sqlite_plan(column)
+
+    def decimal_converter(self, arrow_type: pa.DataType) -> Converter:
+        return _then(_to_decimal, plain(arrow_type))
+
+    def decimal_text_converter(self) -> Converter:
+        return _then(_to_decimal, decimal_text)
 
     def window_filter(
         self, column: sa.ColumnClause[Any], cursor: ColumnPlan, window: Window

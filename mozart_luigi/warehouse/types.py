@@ -26,7 +26,8 @@ extract must map it explicitly (e.g. to a string).
 Drift (:func:`plan_drift`): a new column is added; ``integer -> bigint``, ``real -> double`` and
 ``decimal(p,s) -> decimal(p2,s)`` with ``p2 > p`` are widened; narrowing, any other type change and a column
 of the table missing from the new schema raise :class:`~mozart_luigi.errors.SchemaDriftError` before anything
-is changed.
+is changed. A type change that a tables.yaml type override caused (the field metadata ``mozart.override``,
+carried in :attr:`ColumnType.override`) is refused too, and the message says so and what to do.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "plan_drift",
 ]
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +50,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from mozart_luigi.errors import SchemaDriftError, TypeMappingError
+from mozart_luigi.overrides import setting
 from mozart_luigi.warehouse.base import EXTRACTED_AT_COLUMN, PARTITION_COLUMN
 
 _DUCKDB_NAMES = {
@@ -68,6 +71,8 @@ class ColumnType:
     precision: int | None = None
     scale: int | None = None
     element: ColumnType | None = None
+    #: the tables.yaml override that chose this type (``tables.t.columns.c.type = 'string'``); not compared
+    override: str | None = field(default=None, compare=False)
 
     def trino(self) -> str:
         if self.kind == "decimal":
@@ -142,9 +147,13 @@ def columns_from_schema(schema: pa.Schema, *, tenant: str, table: str) -> list[t
             raise TypeMappingError(f"column {arrow_field.name!r} {problem}", tenant=tenant, table=table)
         seen.add(name)
         try:
-            out.append((name, column_type(arrow_field.type, arrow_field.name)))
+            kind = column_type(arrow_field.type, arrow_field.name)
         except TypeMappingError as exc:
             raise TypeMappingError(str(exc), tenant=tenant, table=table) from None
+        override = (arrow_field.metadata or {}).get(b"mozart.override")
+        if override:
+            kind = dataclasses.replace(kind, override=f"{setting(table, arrow_field.name)} = {override.decode()!r}")
+        out.append((name, kind))
     return out
 
 
@@ -235,6 +244,11 @@ def plan_drift(existing: Mapping[str, ColumnType], wanted: Sequence[tuple[str, C
             widens.append((name, old, new))
         elif old != new:
             what = "narrowing" if is_widening(new, old) else "type change"
-            raise SchemaDriftError(f"column {name!r}: {what} from {old} (table) to {new} (source) is refused",
+            why = "" if new.override is None else (
+                f": the type override {new.override} changes the type of a column the table already holds, "
+                "and a column only widens in place (integer -> bigint, real -> double, decimal(p,s) -> "
+                "decimal(p2,s) with p2 > p). Choose an override that widens, or rebuild the table: drop it in "
+                "the warehouse and extract its days again (docs/types.md, 'An override on a loaded column')")
+            raise SchemaDriftError(f"column {name!r}: {what} from {old} (table) to {new} (source) is refused{why}",
                                    tenant=tenant, table=table)  # fmt: skip
     return DriftPlan(create=False, columns=tuple(wanted), adds=tuple(adds), widens=tuple(widens))
