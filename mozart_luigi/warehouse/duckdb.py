@@ -18,7 +18,7 @@ __all__ = ["DuckDBWarehouse"]
 import datetime as dt
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -170,9 +170,9 @@ class DuckDBWarehouse(Warehouse):
         def count(conn: Conn) -> int:
             if not _columns(conn, tenant, table):
                 return 0
-            return int(
-                conn.execute(_sql("count_partition", table=qualified(tenant, table)), [date]).fetchone()[0]
-            )
+            row = conn.execute(_sql("count_partition", table=qualified(tenant, table)), [date]).fetchone()
+            assert row is not None  # COUNT(*) always answers one row
+            return int(row[0])
 
         return self._run("count_partition", count, tenant=tenant, table=table)
 
@@ -305,7 +305,7 @@ def _ensure_markers(conn: Conn) -> None:
     conn.execute(_sql("create_markers"))
 
 
-def _query_markers(conn: Conn, statement: str, params: list[object]) -> list[tuple]:
+def _query_markers(conn: Conn, statement: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
     if not _columns(conn, META_SCHEMA, "task_markers"):
         return []
     return conn.execute(statement, params).fetchall()
