@@ -56,11 +56,14 @@ class TenantDateTask(luigi.Task):
         return get_config()
 
 
-@TenantDateTask.event_handler(luigi.Event.START)
 def _die_with_the_worker(task: TenantDateTask) -> None:
     """With ``--workers`` > 1 Luigi runs each task in a forked process: it dies with its worker (a killed
     run must not leave a task that finishes, and publishes, later)."""
     children.die_with_parent()
+
+
+# registered by a call, not as a decorator: luigi's event_handler is unannotated (an untyped decorator)
+TenantDateTask.event_handler(luigi.Event.START)(_die_with_the_worker)
 
 
 class Progress:
@@ -80,10 +83,11 @@ class Progress:
         if self._task.set_status_message is None:  # run() called outside a Luigi worker (tests, debugging)
             return
         self._task.set_status_message(message)
+        # luigi's Task.__init__ sets this to None (so mypy types it None); a worker sets a callable
         if self._total:
-            self._task.set_progress_percentage(min(100, round(100 * done / self._total)))
+            self._task.set_progress_percentage(min(100, round(100 * done / self._total)))  # type: ignore[misc]
         elif self._total == 0:
-            self._task.set_progress_percentage(100)
+            self._task.set_progress_percentage(100)  # type: ignore[misc]
 
 
 class MarkerBulkComplete:
