@@ -35,6 +35,9 @@ from typing import Any
 import luigi
 import luigi.configuration
 import luigi.execution_summary as summary
+import luigi.rpc
+import luigi.scheduler
+import luigi.worker
 from luigi.retcodes import retcode
 
 from mozart_luigi.config import Config
@@ -155,12 +158,35 @@ def run_tasks(
         params["scheduler_host"] = scheduler_host
     if scheduler_port:
         params["scheduler_port"] = scheduler_port
-    result = luigi.build(list(tasks), **params)
+    factory = _SchedulerKeeper()
+    result = luigi.build(list(tasks), worker_scheduler_factory=factory, **params)
+    # Luigi has no public form of the summary's categories (LuigiRunResult keeps only the text and a status);
+    # see docs/operations.md, "Luigi internals we rely on"
     sets = _settle_not_run(summary._summary_dict(result.worker))
     code = exit_code(sets, roots=tasks)
-    failures = failures_of(sets, result.worker, secrets=tuple(secrets))
+    failures = failures_of(sets, factory.scheduler, secrets=tuple(secrets))
     return RunOutcome(status=result.status.name, exit_code=code, failures=failures,
                       summary_text=result.summary_text, tasks=outcomes_of(sets, failures))  # fmt: skip
+
+
+class _SchedulerKeeper:
+    """``luigi.build``'s ``worker_scheduler_factory`` (a public parameter): makes the scheduler and worker as
+    Luigi's default factory does, and keeps the scheduler, so failures are asked of it (``fetch_error``, its
+    RPC API) without reaching into the worker's private ``_scheduler``."""
+
+    def __init__(self) -> None:
+        self.scheduler: Any = None
+
+    def create_local_scheduler(self) -> luigi.scheduler.Scheduler:
+        self.scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+        return self.scheduler
+
+    def create_remote_scheduler(self, url: str) -> luigi.rpc.RemoteScheduler:
+        self.scheduler = luigi.rpc.RemoteScheduler(url)
+        return self.scheduler
+
+    def create_worker(self, scheduler: Any, worker_processes: int, assistant: bool = False) -> luigi.worker.Worker:
+        return luigi.worker.Worker(scheduler=scheduler, worker_processes=worker_processes, assistant=assistant)
 
 
 def outcomes_of(
@@ -236,9 +262,10 @@ def retcodes() -> dict[str, int]:
 
 
 def failures_of(
-    sets: Mapping[str, set[luigi.Task]], worker: Any, secrets: Sequence[Secret] = ()
+    sets: Mapping[str, set[luigi.Task]], scheduler: Any, secrets: Sequence[Secret] = ()
 ) -> dict[tuple[dt.date | None, str, str | None], str]:
-    """``{(date, tenant, table or None for dbt): one-line error}`` for the tasks that failed."""
+    """``{(date, tenant, table or None for dbt): one-line error}`` for the tasks that failed; ``scheduler`` is
+    the run's (local or remote) scheduler, asked for each error."""
     out: dict[tuple[dt.date | None, str, str | None], str] = {}
     failed = set(sets.get("failed", ())) | set(sets.get("scheduling_error", ()))
     for task in sorted(failed, key=lambda t: t.task_id):
@@ -247,14 +274,14 @@ def failures_of(
             continue
         date = getattr(task, "date", None)
         key = (date if isinstance(date, dt.date) else None, tenant, getattr(task, "table", None))
-        out.setdefault(key, f"{task.get_task_family()}: {_error_line(worker, task, secrets)}")
+        out.setdefault(key, f"{task.get_task_family()}: {_error_line(scheduler, task, secrets)}")
     return out
 
 
-def _error_line(worker: Any, task: luigi.Task, secrets: Sequence[Secret]) -> str:
+def _error_line(scheduler: Any, task: luigi.Task, secrets: Sequence[Secret]) -> str:
     """The last line of the traceback the scheduler stored for the task (its exception message)."""
     try:
-        text = worker._scheduler.fetch_error(task.task_id).get("error") or ""
+        text = scheduler.fetch_error(task.task_id).get("error") or ""
     except Exception as exc:  # noqa: BLE001 - the scheduler may be gone; the report still gets written
         log.debug("cannot fetch the error of %s: %s", task.task_id, exc)
         text = ""

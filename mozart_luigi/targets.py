@@ -90,7 +90,7 @@ def _in_run_time_check() -> bool:
 
     Luigi offers no hook there; the worker's public ``TaskProcess.run`` is recognised on the call stack.
     (Should Luigi rename it, a cached "missing" would be re-asked only after the cache's TTL: the
-    two-worker luigid test catches that.)
+    two-worker luigid test catches that.) See docs/operations.md, "Luigi internals we rely on".
     """
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:

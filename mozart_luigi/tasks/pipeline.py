@@ -12,7 +12,7 @@ __all__ = ["AllTenants", "TenantPipeline", "YesterdayDateParameter"]
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import luigi
@@ -30,11 +30,17 @@ class YesterdayDateParameter(luigi.DateParameter):
     """A ``DateParameter`` that defaults to yesterday, evaluated each time a task is instantiated.
 
     The command line and ``luigi.cfg`` still win; only when neither gives a value is yesterday used.
+    (``has_task_value`` / ``task_value`` are the public pair ``Task`` asks for a value not passed in.)
     """
 
-    def _value_iterator(self, task_name: str, param_name: str) -> Iterator[tuple[Any, str | None]]:
-        yield from super()._value_iterator(task_name, param_name)
-        yield (base.yesterday(), None)
+    def has_task_value(self, task_name: str, param_name: str) -> bool:
+        # yesterday() is computed (and a bad MOZART_TIMEZONE raised) here too, where Luigi reports it
+        return super().has_task_value(task_name, param_name) or base.yesterday() is not None
+
+    def task_value(self, task_name: str, param_name: str) -> Any:
+        if super().has_task_value(task_name, param_name):
+            return super().task_value(task_name, param_name)
+        return self.normalize(base.yesterday())
 
 
 class TenantPipeline(luigi.WrapperTask):
