@@ -24,11 +24,11 @@ help:
 	@echo "stack-up      start the native stack (scripts/stack up)"
 	@echo "stack-down    stop it (scripts/stack down)"
 	@echo "stack-status  one line per service"
-	@echo "test          venv + lint + stack-up + all tests + stack-down (KEEP_STACK=1 keeps it up)"
+	@echo "test          venv + lint (ruff, mypy) + stack-up + all tests + stack-down (KEEP_STACK=1 keeps it up)"
 	@echo "test-unit     unit tests only, no stack"
 	@echo "demo          run 'mozart demo'"
 	@echo "luigid        Luigi central scheduler on 127.0.0.1:$(LUIGID_PORT) (foreground)"
-	@echo "lint          ruff check mozart_luigi tests benchmarks (also the first step of make test)"
+	@echo "lint          ruff check mozart_luigi tests benchmarks; mypy, strict, over mozart_luigi (first steps of make test)"
 	@echo "bench         venv with the bench extra + stack-up + python -m benchmarks"
 	@echo "clean         stop the stack; remove .stack and build/test leftovers (keeps .venv, .cache)"
 	@echo "distclean     clean + remove .venv and .cache"
@@ -64,6 +64,7 @@ stack-status:
 # tests fail; the exit status is pytest's (or stack-up's, if that failed).
 test: venv
 	$(VENV)/bin/ruff check mozart_luigi tests benchmarks
+	$(VENV)/bin/mypy
 	@rc=0; \
 	$(STACK) up || rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
@@ -88,13 +89,14 @@ luigid: venv
 
 lint: venv
 	$(VENV)/bin/ruff check mozart_luigi tests benchmarks
+	$(VENV)/bin/mypy
 
 bench: venv-bench stack-up
 	eval "$$($(STACK) env)"; $(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	-$(STACK) down
-	rm -rf .stack .pytest_cache .ruff_cache .hypothesis dbt/target dbt/logs build dist
+	rm -rf .stack .pytest_cache .ruff_cache .mypy_cache .hypothesis dbt/target dbt/logs build dist
 	find . -path ./.venv -prune -o -path ./.cache -prune -o -name __pycache__ -type d -print0 \
 	  | xargs -0 rm -rf
 

@@ -178,12 +178,12 @@ class _SchedulerKeeper:
         self.scheduler: Any = None
 
     def create_local_scheduler(self) -> luigi.scheduler.Scheduler:
-        self.scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
-        return self.scheduler
+        self.scheduler = scheduler = luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+        return scheduler
 
     def create_remote_scheduler(self, url: str) -> luigi.rpc.RemoteScheduler:
-        self.scheduler = luigi.rpc.RemoteScheduler(url)
-        return self.scheduler
+        self.scheduler = scheduler = luigi.rpc.RemoteScheduler(url)
+        return scheduler
 
     def create_worker(self, scheduler: Any, worker_processes: int, assistant: bool = False) -> luigi.worker.Worker:
         return luigi.worker.Worker(scheduler=scheduler, worker_processes=worker_processes, assistant=assistant)

@@ -35,11 +35,12 @@ class YesterdayDateParameter(luigi.DateParameter):
 
     def has_task_value(self, task_name: str, param_name: str) -> bool:
         # yesterday() is computed (and a bad MOZART_TIMEZONE raised) here too, where Luigi reports it
-        return super().has_task_value(task_name, param_name) or base.yesterday() is not None
+        # (luigi leaves Parameter's has_task_value/task_value unannotated; through super() mypy cannot excuse them)
+        return super().has_task_value(task_name, param_name) or base.yesterday() is not None  # type: ignore[no-untyped-call]
 
     def task_value(self, task_name: str, param_name: str) -> Any:
-        if super().has_task_value(task_name, param_name):
-            return super().task_value(task_name, param_name)
+        if super().has_task_value(task_name, param_name):  # type: ignore[no-untyped-call]
+            return super().task_value(task_name, param_name)  # type: ignore[no-untyped-call]
         return self.normalize(base.yesterday())
 
 
