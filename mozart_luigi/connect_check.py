@@ -13,12 +13,18 @@ from __future__ import annotations
 __all__ = ["Check", "check_all"]
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mozart_luigi.config import Config, TableConfig, TenantConfig
 from mozart_luigi.errors import MozartError
 from mozart_luigi.secrets import Secret, redact
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from mozart_luigi.connectors.base import Connector
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +67,9 @@ def _tenant(tenant: TenantConfig, tables: Iterable[TableConfig]) -> Check:
     return Check(name, True, "connected; every configured table and column found")
 
 
-def _columns(connector: object, conn: object, table: TableConfig) -> list[str]:
+def _columns(connector: Connector, conn: sa.Connection, table: TableConfig) -> list[str]:
     try:
-        reflected = {c.name: c for c in connector.reflect(conn, table)}  # type: ignore[attr-defined]
+        reflected = {c.name: c for c in connector.reflect(conn, table)}
     except MozartError as exc:
         return [str(exc)]
     named = {"cursor": [table.cursor] if table.cursor else [], "primary_key": list(table.primary_key),
@@ -76,7 +82,7 @@ def _columns(connector: object, conn: object, table: TableConfig) -> list[str]:
                             f"in {table.source_name}")  # fmt: skip
             continue
         try:  # the override's mapping: refused when it does not apply to the type or would lose values
-            connector.plan(reflected[column], table)  # type: ignore[attr-defined]
+            connector.plan(reflected[column], table)
         except MozartError as exc:
             problems.append(f"tables.yaml: {exc}")
     return problems
@@ -89,9 +95,9 @@ def _stack(config: Config) -> list[Check]:
             _probe(f"Trino {s.trino_host}:{s.trino_port}", lambda: _trino(config))]  # fmt: skip
 
 
-def _probe(component: str, action: object) -> Check:
+def _probe(component: str, action: Callable[[], str]) -> Check:
     try:
-        detail = action()  # type: ignore[operator]
+        detail = action()
     except MozartError as exc:
         return Check(component, False, str(exc))
     except Exception as exc:  # noqa: BLE001 - any client failure is the answer for this component

@@ -115,7 +115,7 @@ def plain(arrow_type: pa.DataType) -> Converter:
     def convert(values: Sequence[Any], stats: ColumnStats) -> pa.Array:
         return pa.array(values, type=arrow_type)
 
-    convert.native = True  # type: ignore[attr-defined]
+    convert.native = True  # type: ignore[attr-defined]  # a marker attribute on the function object
     return convert
 
 

@@ -59,4 +59,4 @@ def connector_for(tenant: TenantConfig, **options: object) -> Connector:
                 )
             ]
         ) from None
-    return cls(tenant, **options)  # type: ignore[arg-type]
+    return cls(tenant, **options)  # type: ignore[arg-type]  # options: the constructor's keywords, as given

@@ -49,7 +49,7 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
     """Transform one tenant's loaded tables for one date with dbt."""
 
     @property
-    def resources(self) -> dict[str, int]:  # type: ignore[override]
+    def resources(self) -> dict[str, int]:  # type: ignore[override]  # a property over luigi's class attribute
         resources = {f"dbt_{self.tenant}": 1}
         if self.config.settings.profile == "local":
             resources[DUCKDB_WRITER_RESOURCE] = 1

@@ -62,7 +62,7 @@ class ExtractTable(TenantDateTask):
     table: str = luigi.Parameter(description="table name from config/tables.yaml (normalised)")
 
     @property
-    def resources(self) -> dict[str, int]:  # type: ignore[override]
+    def resources(self) -> dict[str, int]:  # type: ignore[override]  # a property over luigi's class attribute
         """One of ``max_connections`` slots of the tenant's database: ``{"db_<tenant>_<slot>": 1}``.
 
         Luigi's scheduler gives a resource it has no ``[resources]`` entry for a capacity of 1, so a single

@@ -49,7 +49,7 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
     table: str = luigi.Parameter(description="table name as in tables.yaml (normalised)")
 
     @property
-    def resources(self) -> dict[str, int]:  # type: ignore[override]
+    def resources(self) -> dict[str, int]:  # type: ignore[override]  # a property over luigi's class attribute
         """One writer per target table; different tables load in parallel.
 
         In profile ``local`` also ``duckdb_writer`` (as ``DbtRun``): DuckDB lets one process write the file,

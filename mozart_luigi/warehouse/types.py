@@ -44,7 +44,7 @@ __all__ = [
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -92,7 +92,7 @@ class ColumnType:
         return self.trino()
 
 
-_SIMPLE: list[tuple[object, ColumnType]] = [
+_SIMPLE: list[tuple[Callable[[pa.DataType], bool], ColumnType]] = [
     (pa.types.is_boolean, ColumnType("boolean")),
     (lambda t: pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_int32(t), ColumnType("integer")),
     (pa.types.is_int64, ColumnType("bigint")),
@@ -111,7 +111,7 @@ def column_type(arrow_type: pa.DataType, column: str) -> ColumnType:
     if pa.types.is_dictionary(arrow_type):
         return column_type(arrow_type.value_type, column)
     for test, result in _SIMPLE:
-        if test(arrow_type):  # type: ignore[operator]
+        if test(arrow_type):
             return result
     if pa.types.is_decimal(arrow_type):
         return _decimal(arrow_type, column)
