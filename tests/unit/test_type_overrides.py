@@ -2,7 +2,7 @@
 mapping per dialect (exact, lossy ones refused), the refusal's advice, the manifest, DuckDB and drift.
 
 The stack twin (PostgreSQL and MariaDB, both readers, through Iceberg and Trino) is
-``tests/integration/test_type_overrides.py``.
+``tests/integration/test_type_overrides_trino.py``.
 """
 
 from __future__ import annotations
