@@ -12,6 +12,8 @@ from __future__ import annotations
 
 __all__ = [
     "COLUMN_NAME_RE",
+    "KEYS_SUFFIX",
+    "MAX_LOOKBACK_DAYS",
     "RESERVED_TENANT_IDS",
     "Config",
     "Settings",
@@ -49,7 +51,12 @@ _TENANT_KEYS = {"source", "tables", "max_connections", "profiles", "enabled", "d
 _SOURCE_KEYS = {"kind", "url", "host", "port", "database", "user", "password", "schema", "path", "service_name",
                 "query", "connect_timeout", "native"}  # fmt: skip
 _TABLE_KEYS = {"source_name", "source_schema", "mode", "cursor", "primary_key", "include", "exclude", "columns",
-               "description"}  # fmt: skip
+               "description", "lookback_days", "deletes"}  # fmt: skip
+# Late rows and deletes of incremental tables (docs/late-rows.md): each run also re-extracts the
+# ``lookback_days`` days before its date; ``deletes: keys`` adds the table's keys stream, ``{table}__keys``.
+MAX_LOOKBACK_DAYS = 31
+DELETES = ("none", "keys")
+KEYS_SUFFIX = "__keys"
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,16 @@ class TableConfig:
     exclude: tuple[str, ...] = ()
     #: per-column type overrides (``columns: {<col>: {type: ...}}``), in tables.yaml order; see overrides.py
     columns: tuple[tuple[str, TypeOverride], ...] = ()
+    lookback_days: int = 0  # incremental: each run also re-extracts (replaces) the N days before its date
+    deletes: str | None = None  # incremental with a primary key: "keys" -> the keys stream {name}__keys
+    keys_of: str | None = None  # set on a keys stream: the table whose primary keys it holds (mode full)
+
+    def keys_stream(self) -> TableConfig:
+        """The keys stream of a ``deletes: keys`` table: its primary key columns, the whole table each night
+        (mode ``full``), loaded as ``{tenant}.{name}__keys``; dbt staging drops rows whose key is gone."""
+        return TableConfig(name=f"{self.name}{KEYS_SUFFIX}", source_name=self.source_name,
+                           source_schema=self.source_schema, mode="full", primary_key=self.primary_key,
+                           include=self.primary_key, keys_of=self.name)  # fmt: skip
 
     def override(self, column: str) -> TypeOverride | None:
         """The type override tables.yaml sets for ``column`` (its source name), or None."""
@@ -314,7 +331,29 @@ def _parse_tables(raw: dict[str, Any], problems: list[ConfigProblem]) -> dict[st
             continue
         seen[table.name] = str(key)
         tables[table.name] = table
-    return tables
+    for table in list(tables.values()):
+        if table.deletes == "keys":
+            stream = table.keys_stream()
+            if stream.name in tables:
+                problems.append(ConfigProblem("tables.yaml", f"tables.{seen[table.name]}.deletes",
+                                              f"the keys stream {stream.name!r} would clash with the table "
+                                              f"tables.{seen[stream.name]}"))  # fmt: skip
+                continue
+            tables[stream.name] = stream
+    return {name: tables[name] for name in _with_keys_streams(list(tables), tables)}
+
+
+def _with_keys_streams(names: list[str], tables: Mapping[str, TableConfig]) -> list[str]:
+    """``names`` with each keys stream right after its table (and only there)."""
+    out: list[str] = []
+    for name in names:
+        if tables[name].keys_of is not None:
+            continue
+        out.append(name)
+        stream = f"{name}{KEYS_SUFFIX}"
+        if tables[name].deletes == "keys" and stream in tables and tables[stream].keys_of == name:
+            out.append(stream)
+    return out
 
 
 def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableConfig | None:
@@ -333,16 +372,21 @@ def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableCon
     exclude = _columns(body.get("exclude"), f"{path}.exclude", problems)
     if include and exclude:
         problems.append(ConfigProblem("tables.yaml", path, "set include or exclude, not both"))
+    primary_key = _columns(body.get("primary_key"), f"{path}.primary_key", problems)
+    lookback = _lookback_days(body.get("lookback_days"), str(mode), f"{path}.lookback_days", problems)
+    deletes = _deletes(body.get("deletes"), str(mode), primary_key, f"{path}.deletes", problems)
     return TableConfig(
         name=normalise_name(key),
         source_name=str(body.get("source_name") or key),
         source_schema=_text(body.get("source_schema")),
         mode=str(mode),
         cursor=cursor,
-        primary_key=_columns(body.get("primary_key"), f"{path}.primary_key", problems),
+        primary_key=primary_key,
         include=include,
         exclude=exclude,
         columns=_overrides(body.get("columns"), path, problems, cursor=cursor, include=include, exclude=exclude),
+        lookback_days=lookback,
+        deletes=deletes,
     )
 
 
@@ -379,6 +423,47 @@ def _overrides(value: Any, path: str, problems: list[ConfigProblem], *, cursor: 
             continue
         found.append((str(column), override))
     return tuple(found)
+
+
+def _lookback_days(value: Any, mode: str, path: str, problems: list[ConfigProblem]) -> int:
+    """``lookback_days``: a whole number 0..MAX_LOOKBACK_DAYS (default 0), for incremental tables only."""
+    if value is None or value == "":
+        return 0
+    try:
+        days = int(value)
+        if isinstance(value, bool) or str(days) != str(value).strip():
+            raise ValueError
+    except (TypeError, ValueError):
+        problems.append(ConfigProblem("tables.yaml", path, f"must be a whole number of days, got {shown(value)}"))
+        return 0
+    if not 0 <= days <= MAX_LOOKBACK_DAYS:
+        problems.append(ConfigProblem("tables.yaml", path, f"must be 0 to {MAX_LOOKBACK_DAYS} days, got {days} "
+                                      "(a longer window re-extracts it every night: use mozart audit and "
+                                      "mozart rerun for older days)"))  # fmt: skip
+        return 0
+    if days and mode != "incremental":
+        problems.append(ConfigProblem("tables.yaml", path, "only incremental tables re-extract earlier days "
+                                                           "(a full table is a whole snapshot every day)"))  # fmt: skip
+        return 0
+    return days
+
+
+def _deletes(value: Any, mode: str, primary_key: tuple[str, ...], path: str,
+             problems: list[ConfigProblem]) -> str | None:  # fmt: skip
+    """``deletes``: ``none`` (default) or ``keys`` (incremental tables with a primary key)."""
+    if value is None or value in {"", "none"}:
+        return None
+    if value not in DELETES:
+        problems.append(ConfigProblem("tables.yaml", path, f"must be one of {DELETES}, got {shown(value)}"))
+        return None
+    if mode != "incremental":
+        problems.append(ConfigProblem("tables.yaml", path, "only incremental tables need deletes: keys "
+                                                           "(a full table is a whole snapshot every day)"))  # fmt: skip
+        return None
+    if not primary_key:
+        problems.append(ConfigProblem("tables.yaml", path, "deletes: keys needs the table's primary_key"))
+        return None
+    return "keys"
 
 
 def _columns(value: Any, path: str, problems: list[ConfigProblem]) -> tuple[str, ...]:
@@ -489,8 +574,13 @@ def _parse_tenant(tenant_id: str, body: Any, profiles: tuple[str, ...], tables: 
         if norm not in tables:
             problems.append(ConfigProblem("tenants.yaml", f"{path}.tables",
                                           f"table {shown(name)} is not defined in tables.yaml"))
+        elif tables[norm].keys_of is not None and body.get("tables"):
+            problems.append(ConfigProblem("tenants.yaml", f"{path}.tables",
+                                          f"{shown(name)} is the keys stream of {tables[norm].keys_of!r}: list "
+                                          f"{tables[norm].keys_of!r} (its keys come with it)"))  # fmt: skip
         else:
             resolved.append(norm)
+    resolved = _with_keys_streams(list(dict.fromkeys(resolved)), tables)
     max_conn = _int(body.get("max_connections"), "tenants.yaml", f"{path}.max_connections", problems, default=2)
     if id_problem or source is None:
         return None

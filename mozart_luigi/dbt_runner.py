@@ -233,8 +233,16 @@ def work_dir(settings: Settings, tenant: str) -> Path:
 
 
 def tables_var(tables: Iterable[TableConfig]) -> dict[str, dict[str, Any]]:
-    """The ``tables`` dbt var (mode, primary key, cursor per table) from the configuration."""
-    return {t.name: {"mode": t.mode, "primary_key": list(t.primary_key), "cursor": t.cursor} for t in tables}
+    """The ``tables`` dbt var (mode, primary key, cursor per table; ``deletes: keys`` when set) from the
+    configuration. Keys streams (``{table}__keys``) are no staging input of their own: their table's
+    ``deletes`` says staging reads them."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in tables:
+        if t.keys_of is None:
+            out[t.name] = {"mode": t.mode, "primary_key": list(t.primary_key), "cursor": t.cursor}
+            if t.deletes:
+                out[t.name]["deletes"] = t.deletes
+    return out
 
 
 def build_command(tenant: str, *, target: str, project: Path, work: Path,

@@ -87,6 +87,7 @@ class Manifest:
     source_table: str = ""
     zero_dates_nulled: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    refresh: dt.date | None = None  # the run date whose lookback re-extracted this day (None: the day's own)
 
     def to_json(self) -> str:
         body = {
@@ -111,6 +112,8 @@ class Manifest:
             "zero_dates_nulled": self.zero_dates_nulled,
             "details": self.details,
         }
+        if self.refresh is not None:
+            body["refresh"] = self.refresh.isoformat()
         return json.dumps(body, indent=2, sort_keys=True)
 
     @classmethod
@@ -150,6 +153,7 @@ class Manifest:
             source_table=str(body.get("source_table", "")),
             zero_dates_nulled=int(body.get("zero_dates_nulled", 0)),
             details=details if isinstance(details := body.get("details"), dict) else {},
+            refresh=dt.date.fromisoformat(_str(body, "refresh")) if body.get("refresh") is not None else None,
         )
 
 

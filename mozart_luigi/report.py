@@ -19,6 +19,7 @@ __all__ = [
     "build_report",
     "failures_in",
     "merge_reports",
+    "newest_load",
     "read_report",
     "report_path",
     "write_report",
@@ -187,7 +188,7 @@ def _table_status(
     failures: Mapping[tuple[str, str | None], str],
 ) -> TableStatus:
     manifest = _manifest(lake, tenant, table, date)
-    marker = next((m for m in markers if m.task_family == LOAD_FAMILY and m.table == table), None)
+    marker = newest_load(markers, table)
     extracted = manifest.row_count if manifest else None
     loaded = marker.rows if marker else None
     seconds = _sum_seconds(manifest.details if manifest else None, marker.details if marker else None)
@@ -199,6 +200,17 @@ def _table_status(
     else:
         status = FAILED if error else MISSING
     return TableStatus(tenant, table, extracted, loaded, seconds, status, error)
+
+
+def newest_load(markers: Iterable[Marker], table: str) -> Marker | None:
+    """The newest ``LoadIceberg`` marker of ``table``: a day reloaded for a later run's ``lookback_days``
+    (``refresh``) has one marker per load; the newest says what the day holds now."""
+    loads = [m for m in markers if m.task_family == LOAD_FAMILY and m.table == table]
+    return max(loads, key=lambda m: _aware(m.finished_at), default=None)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 def _dbt_status(

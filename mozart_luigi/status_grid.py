@@ -226,12 +226,17 @@ def _cell(
 
 
 def _markers_by_cell(markers: Iterable[Marker]) -> dict[tuple[str, str], Marker]:
+    """The newest marker of each cell (a day reloaded by a later run's ``lookback_days`` has several)."""
     out: dict[tuple[str, str], Marker] = {}
     for m in markers:
         if m.task_family == LOAD_FAMILY and m.table:
-            out[(m.tenant, m.table)] = m
+            key = (m.tenant, m.table)
         elif m.task_family == DBT_FAMILY:
-            out[(m.tenant, DBT_TABLE)] = m
+            key = (m.tenant, DBT_TABLE)
+        else:
+            continue
+        if key not in out or _utc(m.finished_at) > _utc(out[key].finished_at):
+            out[key] = m
     return out
 
 

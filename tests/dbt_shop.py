@@ -31,8 +31,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
-__all__ = ["DAYS", "MART_KEYS", "TABLES", "ShopData", "build", "create_duckdb_raw", "expected_marts",
-           "luigi_events", "mark_loads_done", "shop", "trino_raw_statements", "write_config"]
+__all__ = ["DAYS", "MART_KEYS", "TABLES", "KeysSnapshot", "ShopData", "build", "create_duckdb_keys",
+           "create_duckdb_raw", "expected_marts", "keys_snapshots", "luigi_events", "mark_loads_done", "shop",
+           "trino_raw_statements", "write_config"]
 
 DAYS = (dt.date(2026, 11, 26), dt.date(2026, 11, 27), dt.date(2026, 11, 28))
 UTC = dt.UTC
@@ -188,9 +189,74 @@ def current_state(data: ShopData, run_date: dt.date) -> dict[str, dict[int, dict
     }
 
 
-def expected_marts(data: ShopData, run_date: dt.date) -> dict[str, list[tuple[Any, ...]]]:
-    """The three marts, rows sorted by key, computed in plain Python."""
+# ------------------------------------------------------------------------------------ deletes: keys
+
+KEYED = {"orders": "order_id", "order_items": "order_item_id"}  # the incremental tables, by primary key
+
+
+@dataclass(frozen=True)
+class KeysSnapshot:
+    """The keys stream of one table for one run date: the source's keys, read at ``read_at``."""
+
+    table: str
+    date: dt.date
+    read_at: dt.datetime
+    keys: frozenset[int]
+
+
+def keys_snapshots(data: ShopData, deleted: dict[str, set[int]], *, day: int = 2,
+                   unseen: dict[str, set[int]] | None = None) -> list[KeysSnapshot]:
+    """A keys snapshot per incremental table and date: every key seen up to the date; on ``DAYS[day]`` minus
+    ``deleted`` (gone from the source) and minus ``unseen`` (inserted after the keys were read: the snapshot is
+    read at 00:30, before that day's data at 01:00)."""
+    out = []
+    for table, key in KEYED.items():
+        for n, date in enumerate(DAYS):
+            seen = {r[key] for r in data.tables[table] if r["_mozart_date"] <= date}
+            if n == day:
+                seen -= deleted.get(table, set()) | (unseen or {}).get(table, set())
+            read_at = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(0, 30), UTC)
+            out.append(KeysSnapshot(table, date, read_at, frozenset(seen)))
+    return out
+
+
+def _drop_deleted(state: dict[str, dict[int, dict[str, Any]]], data: ShopData, run_date: dt.date,
+                  keys: list[KeysSnapshot]) -> None:
+    """Staging's rule, in Python: a key absent from the run date's keys snapshot is dropped unless a version
+    of it was read after that snapshot."""
+    for snap in keys:
+        if snap.date != run_date:
+            continue
+        key = KEYED[snap.table]
+        last_read: dict[int, dt.datetime] = {}
+        for row in data.tables[snap.table]:
+            if row["_mozart_date"] <= run_date:
+                last_read[row[key]] = max(last_read.get(row[key], row["_mozart_extracted_at"]),
+                                          row["_mozart_extracted_at"])  # fmt: skip
+        state[snap.table] = {k: r for k, r in state[snap.table].items()
+                             if k in snap.keys or last_read[k] > snap.read_at}  # fmt: skip
+
+
+def create_duckdb_keys(path: Path, tenant: str, keys: list[KeysSnapshot]) -> None:
+    """The keys streams ``{tenant}.{table}__keys`` as LoadIceberg's DuckDB warehouse lays them out."""
+    import duckdb
+
+    with duckdb.connect(str(path)) as con:
+        for table in sorted({k.table for k in keys}):
+            key = KEYED[table]
+            con.execute(f"CREATE OR REPLACE TABLE {tenant}.{table}__keys ({key} INTEGER, _mozart_date DATE, "
+                        "_mozart_extracted_at TIMESTAMPTZ)")  # fmt: skip
+            rows = [(k, snap.date, snap.read_at) for snap in keys if snap.table == table for k in sorted(snap.keys)]
+            if rows:
+                con.executemany(f"INSERT INTO {tenant}.{table}__keys VALUES (?, ?, ?)", rows)
+
+
+def expected_marts(data: ShopData, run_date: dt.date,
+                   keys: list[KeysSnapshot] | None = None) -> dict[str, list[tuple[Any, ...]]]:  # fmt: skip
+    """The three marts, rows sorted by key, computed in plain Python (``keys``: with ``deletes: keys``)."""
     state = current_state(data, run_date)
+    if keys is not None:
+        _drop_deleted(state, data, run_date, keys)
     orders = state["orders"]
     amount: dict[int, Decimal] = defaultdict(Decimal)
     units: dict[int, int] = defaultdict(int)

@@ -4,7 +4,10 @@
     - mode `full`: each partition is a complete snapshot -> the snapshot of `run_date` (the latest one when
       run_date is not set);
     - mode `incremental`: each partition holds that day's changed rows -> the latest row per primary key
-      across partitions up to run_date, by cursor, then _mozart_date, then _mozart_extracted_at.
+      across partitions up to run_date, by cursor, then _mozart_date, then _mozart_extracted_at;
+      with `deletes: keys`, minus the keys the source no longer has: a key absent from the keys snapshot
+      ({table}__keys, the partition of run_date) is dropped, unless a version of it was read after that
+      snapshot (a later extract, e.g. a lookback_days re-extract, knows better). docs/late-rows.md
     Modes and keys come from the `tables` var (DbtRun passes config/tables.yaml). -#}
 
 {% macro mozart_table_spec(table) -%}
@@ -17,8 +20,12 @@
   {%- set key = spec.get('primary_key') or [] -%}
   {%- set key = [key] if key is string else key -%}
   {%- set cursor = spec.get('cursor') -%}
+  {%- set deletes = spec.get('deletes') or 'none' -%}
   {%- if mode not in ['full', 'incremental'] -%}
     {{ exceptions.raise_compiler_error("table " ~ table ~ ": mode must be full or incremental") }}
+  {%- endif -%}
+  {%- if deletes not in ['none', 'keys'] or (deletes == 'keys' and mode != 'incremental') -%}
+    {{ exceptions.raise_compiler_error("table " ~ table ~ ": deletes must be none, or keys for an incremental table") }}
   {%- endif -%}
   {%- if mode == 'incremental' and (not key or not cursor) -%}
     {{ exceptions.raise_compiler_error("table " ~ table ~ ": incremental mode needs primary_key and cursor") }}
@@ -28,7 +35,7 @@
       {{ exceptions.raise_compiler_error("table " ~ table ~ ": invalid column name " ~ (column | tojson)) }}
     {%- endif -%}
   {%- endfor -%}
-  {{ return({'mode': mode, 'primary_key': key, 'cursor': cursor}) }}
+  {{ return({'mode': mode, 'primary_key': key, 'cursor': cursor, 'deletes': deletes}) }}
 {%- endmacro %}
 
 
@@ -54,6 +61,32 @@
 {%- endmacro %}
 
 
+{#- The keys stream of raw `table`: {tenant}.{table}__keys, loaded each run date (deletes: keys). -#}
+{% macro mozart_keys_relation(table) -%}
+  {{ return(source('raw', table).incorporate(path={'identifier': table ~ '__keys'})) }}
+{%- endmacro %}
+
+
+{#- SQL condition: the key of row `alias` (with its `_mozart_last_read`, the newest read of any of its versions)
+    is still in the source: it is in the keys snapshot of the run date, or it was read after that snapshot. -#}
+{% macro mozart_key_present(table, spec, alias) -%}
+  {%- set keys = mozart_keys_relation(table) -%}
+  (
+        exists (
+            select 1 from {{ keys }} as present_keys
+            where present_keys._mozart_date = {{ mozart_snapshot_date(keys) }}
+            {%- for column in spec.primary_key %}
+              and present_keys.{{ column }} = {{ alias }}.{{ column }}
+            {%- endfor %}
+        )
+        or {{ alias }}._mozart_last_read > (
+            select max(_mozart_extracted_at) from {{ keys }}
+            where _mozart_date = {{ mozart_snapshot_date(keys) }}
+        )
+  )
+{%- endmacro %}
+
+
 {#- A SELECT returning the current rows of raw `table` with all raw columns. -#}
 {% macro mozart_current_state(table) -%}
   {%- set spec = mozart_table_spec(table) -%}
@@ -69,10 +102,18 @@
                 partition by {{ spec.primary_key | join(', ') }}
                 order by {{ spec.cursor }} desc, _mozart_date desc, _mozart_extracted_at desc
             ) as _mozart_version_rank
+            {%- if spec.deletes == 'keys' %},
+            max(_mozart_extracted_at) over (
+                partition by {{ spec.primary_key | join(', ') }}
+            ) as _mozart_last_read
+            {%- endif %}
         from {{ relation }} as raw_rows
         where {{ mozart_partitions_until_run_date() }}
     ) as versions
     where _mozart_version_rank = 1
+    {%- if spec.deletes == 'keys' %}
+      and {{ mozart_key_present(table, spec, 'versions') }}
+    {%- endif %}
   {%- endif -%}
 {%- endmacro %}
 
@@ -86,8 +127,13 @@
     where _mozart_date = {{ mozart_snapshot_date(relation) }}
   {%- else -%}
     select count(*) as expected_rows from (
-        select distinct {{ spec.primary_key | join(', ') }} from {{ relation }}
+        select {{ spec.primary_key | join(', ') }}, max(_mozart_extracted_at) as _mozart_last_read
+        from {{ relation }}
         where {{ mozart_partitions_until_run_date() }}
-    ) as keys
+        group by {{ spec.primary_key | join(', ') }}
+    ) as keys_seen
+    {%- if spec.deletes == 'keys' %}
+    where {{ mozart_key_present(table, spec, 'keys_seen') }}
+    {%- endif %}
   {%- endif -%}
 {%- endmacro %}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["MarkerBulkComplete", "Progress", "TenantDateTask", "TenantParameter", "yesterday"]
+__all__ = ["MarkerBulkComplete", "OptionalDateParameter", "Progress", "RefreshableDay", "TenantDateTask",
+           "TenantParameter", "yesterday"]
 
 import datetime as dt
 import os
@@ -54,6 +55,40 @@ class TenantDateTask(luigi.Task):
     @property
     def config(self) -> Config:
         return get_config()
+
+
+class OptionalDateParameter(luigi.parameter.OptionalParameterMixin[dt.date], luigi.DateParameter):  # type: ignore[misc]
+    """A date, or None (an empty string on the command line)."""
+
+    expected_type = dt.date
+
+
+class RefreshableDay(TenantDateTask):
+    """A day's extract or load, with the ``refresh`` parameter.
+
+    ``refresh=None`` is the day's own task, as it always was: the parameter is left out of its task id, its
+    string parameters and its ``repr``, so the ids of existing tasks (and their markers) do not change.
+    ``refresh=R`` is the same day redone for the run of date ``R`` (``lookback_days``): a distinct task with
+    its own completeness, so a day already complete is really extracted and loaded again (see
+    docs/late-rows.md).
+    """
+
+    refresh: dt.date | None = OptionalDateParameter(
+        default=None, positional=False,
+        description="the run date re-extracting this day (lookback_days); empty: the day's own task",
+    )
+
+    def to_str_params(self, only_significant: bool = False, only_public: bool = False) -> dict[str, str]:
+        params: dict[str, str] = super().to_str_params(only_significant, only_public)  # type: ignore[no-untyped-call]
+        if self.refresh is None:
+            params.pop("refresh", None)
+        return params
+
+    def __repr__(self) -> str:
+        task: Any = self
+        parts = [f"{name}={param.serialize(getattr(task, name))}" for name, param in task.get_params()
+                 if param.significant and not (name == "refresh" and self.refresh is None)]  # fmt: skip
+        return f"{task.get_task_family()}({', '.join(parts)})"
 
 
 def _die_with_the_worker(task: TenantDateTask) -> None:

@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from mozart_luigi.dbt_runner import DbtFailure, DbtProgress, DbtRunResult, run_dbt, target_for_profile
+from mozart_luigi.errors import LoadError
 from mozart_luigi.parquet import pause_point
-from mozart_luigi.targets import MarkerTarget
+from mozart_luigi.targets import MarkerTarget, completed_task_ids
 from mozart_luigi.tasks.base import MarkerBulkComplete, Progress, TenantDateTask
 from mozart_luigi.tasks.load import LoadIceberg
 from mozart_luigi.warehouse import Marker, open_warehouse
@@ -56,8 +57,14 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         return resources
 
     def requires(self) -> list[LoadIceberg]:
-        return [LoadIceberg(tenant=self.tenant, table=table.name, date=self.date)
-                for table in self.config.tables_for(self.tenant)]  # fmt: skip
+        """Each table's load of the date (a ``deletes: keys`` table's keys stream is one more table), and for
+        a table with ``lookback_days: N`` the reloads of the N days before, re-extracted for this run."""
+        tables = self.config.tables_for(self.tenant)
+        loads = [LoadIceberg(tenant=self.tenant, table=table.name, date=self.date) for table in tables]
+        loads += [LoadIceberg(tenant=self.tenant, table=table.name, date=self.date - dt.timedelta(days=back),
+                              refresh=self.date)
+                  for table in tables for back in range(1, table.lookback_days + 1)]  # fmt: skip
+        return loads
 
     def output(self) -> MarkerTarget:
         return MarkerTarget(self.task_family, self.task_id, self.tenant, self.date)
@@ -100,8 +107,24 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         if newest is not None and newest > self.date:
             log.info("dbt tenant=%s date=%s: DbtRun of %s is complete; building as of %s", self.tenant,
                      self.date, newest, newest)  # fmt: skip
+            self._check_keys_loaded(newest)
             return newest
         return self.date
+
+    def _check_keys_loaded(self, as_of: dt.date) -> None:
+        """Staging judges deletes by the keys snapshot of the date it builds as of: a later date built before
+        ``deletes: keys`` was turned on has none, and an absent snapshot would read as "every key deleted"."""
+        streams = [t.name for t in self.config.tables_for(self.tenant) if t.keys_of is not None]
+        if not streams:
+            return
+        done = completed_task_ids("LoadIceberg", self.tenant, as_of, fresh=True)
+        missing = [name for name in streams
+                   if LoadIceberg(tenant=self.tenant, table=name, date=as_of).task_id not in done]  # fmt: skip
+        if missing:
+            raise LoadError(f"dbt would build as of {as_of} (its DbtRun is complete), but the keys of "
+                            f"{', '.join(missing)} were not loaded for that date (deletes: keys came later); "
+                            f"run: mozart rerun --tenant {self.tenant} --date {as_of.isoformat()}",
+                            tenant=self.tenant)  # fmt: skip
 
     def _progress_callback(self) -> Any:
         holder: dict[str, Progress] = {}

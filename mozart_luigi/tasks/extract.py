@@ -12,11 +12,16 @@ The template of :meth:`ExtractTable.run`:
 4. after publishing, delete the parts of failed attempts (any part the manifest does not list).
 
 A crash at any point before step 3 leaves no manifest, so the task is incomplete and the rerun converges.
+
+``ExtractTable(..., refresh=R)`` extracts the same day again for the run of date ``R`` (a table's
+``lookback_days``): the same steps, a manifest that records ``refresh: R`` and replaces the day's (a newer
+attempt wins), complete once the day's manifest comes from a refresh of ``R`` or of a later run
+(:class:`RefreshTarget`). See docs/late-rows.md.
 """
 
 from __future__ import annotations
 
-__all__ = ["ExtractTable"]
+__all__ = ["ExtractTable", "RefreshTarget"]
 
 import datetime as dt
 import logging
@@ -28,11 +33,11 @@ import luigi
 
 from mozart_luigi.config import TableConfig, TenantConfig
 from mozart_luigi.connectors import Snapshot, Window, connector_for
-from mozart_luigi.errors import VerificationError
+from mozart_luigi.errors import ConfigError, ConfigProblem, MozartError, VerificationError
 from mozart_luigi.lake import Lake, ManifestTarget
 from mozart_luigi.manifest import Manifest, PartFile, new_run_id, run_started
 from mozart_luigi.parquet import PartWriter, crash_point, pause_point
-from mozart_luigi.tasks.base import Progress, TenantDateTask
+from mozart_luigi.tasks.base import Progress, RefreshableDay
 
 log = logging.getLogger(__name__)
 STALE_AFTER = dt.timedelta(hours=1)
@@ -56,7 +61,27 @@ class _Extracted:
     snapshot: Snapshot
 
 
-class ExtractTable(TenantDateTask):
+class RefreshTarget(ManifestTarget):
+    """The output of ``ExtractTable(..., refresh=R)``: the day's manifest, extracted by the refresh of run
+    ``R`` or of a later run. Not the day's own extract, nor an older refresh: those predate the late rows
+    this run must pick up, so the day is extracted again. An unreadable manifest does not count."""
+
+    def __init__(self, lake: Lake, url: str, *, tenant: str, table: str, date: dt.date, refresh: dt.date) -> None:
+        super().__init__(lake, url, tenant=tenant, table=table, date=date)
+        self.refresh = refresh
+
+    def exists(self) -> bool:
+        if not super().exists():
+            return False
+        try:
+            done = self.read().refresh
+        except MozartError as exc:
+            log.warning("%s: unreadable (%s); the day is extracted again", self.url, exc)
+            return False
+        return done is not None and done >= self.refresh
+
+
+class ExtractTable(RefreshableDay):
     """Extract one configured table of one tenant for one date into the raw lake."""
 
     table: str = luigi.Parameter(description="table name from config/tables.yaml (normalised)")
@@ -75,7 +100,11 @@ class ExtractTable(TenantDateTask):
         return {f"db_{self.tenant}_{zlib.crc32(self.table.encode('utf-8')) % slots}": 1}
 
     def output(self) -> ManifestTarget:
-        return self._lake.manifest_target(self.tenant, self.table, self.date)
+        lake = self._lake
+        if self.refresh is not None:
+            return RefreshTarget(lake, lake.manifest_url(self.tenant, self.table, self.date), tenant=self.tenant,
+                                 table=self.table, date=self.date, refresh=self.refresh)  # fmt: skip
+        return lake.manifest_target(self.tenant, self.table, self.date)
 
     @property
     def _lake(self) -> Lake:
@@ -123,6 +152,10 @@ class ExtractTable(TenantDateTask):
 
     def _job(self) -> _Job:
         table = self.config.table(self.tenant, self.table)
+        if self.refresh is not None and table.mode != "incremental":
+            raise ConfigError([ConfigProblem("tables.yaml", f"tables.{self.table}", "only an incremental table's "
+                                             "day can be extracted again (refresh); a full table is a snapshot "
+                                             "of the moment it is read")])  # fmt: skip
         lake = self._lake
         return _Job(
             tenant=self.config.tenant(self.tenant),
@@ -188,6 +221,7 @@ class ExtractTable(TenantDateTask):
             source_table=snap.source_table,
             zero_dates_nulled=snap.zero_dates_nulled,
             details={**snap.details(), "seconds": round(seconds, 3)},  # for the run report
+            refresh=self.refresh,
         )
 
     def _summary(self, manifest: Manifest, seconds: float) -> None:

@@ -11,6 +11,11 @@ When the extract itself is bad (:class:`~mozart_luigi.errors.ExtractBrokenError`
 replaced or misnamed, an unreadable manifest) or its frozen schema is refused (``SchemaDriftError``), the
 load moves ``_SUCCESS`` aside (``_SUCCESS.invalid-<time>``, kept for inspection): the extract is incomplete
 again and the next run extracts the day anew. Nothing was committed.
+
+``LoadIceberg(..., refresh=R)`` loads the day again after ``ExtractTable(..., refresh=R)`` re-extracted it
+for the run of date ``R`` (``lookback_days``): the same replace of the date in one commit, its own marker
+(filed under the day it loaded, like every load marker). When the newest load of the day already committed
+this very extract (its ``run_id``), only the marker is written.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest
 from mozart_luigi.names import normalise_name
 from mozart_luigi.targets import MarkerTarget
-from mozart_luigi.tasks.base import MarkerBulkComplete, Progress, TenantDateTask
+from mozart_luigi.tasks.base import MarkerBulkComplete, Progress, RefreshableDay
 from mozart_luigi.tasks.extract import ExtractTable
 from mozart_luigi.warehouse import Marker, open_warehouse
 from mozart_luigi.warehouse.base import DayLoad, Warehouse
@@ -43,7 +48,7 @@ def maintenance_due(table: str, date: dt.date) -> bool:
     return (date.toordinal() + zlib.crc32(table.encode("utf-8"))) % 7 == 0
 
 
-class LoadIceberg(MarkerBulkComplete, TenantDateTask):
+class LoadIceberg(MarkerBulkComplete, RefreshableDay):
     """Load one extracted table and date into ``iceberg.{tenant}.{table}`` (DuckDB in profile ``local``)."""
 
     table: str = luigi.Parameter(description="table name as in tables.yaml (normalised)")
@@ -61,7 +66,7 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
         return resources
 
     def requires(self) -> luigi.Task:
-        return ExtractTable(tenant=self.tenant, table=self.table, date=self.date)
+        return ExtractTable(tenant=self.tenant, table=self.table, date=self.date, refresh=self.refresh)
 
     def output(self) -> MarkerTarget:
         return MarkerTarget(self.task_family, self.task_id, self.tenant, self.date, table=self.table)
@@ -80,8 +85,11 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
             progress.update(1, f"{where}: verifying {len(manifest.files)} part(s) and committing "
                                f"{manifest.row_count:,} row(s)")  # fmt: skip
             with open_warehouse(settings, tenant=self.tenant) as warehouse:
+                if self.refresh is not None and self._loaded_already(warehouse, manifest):
+                    progress.update(3, f"{where}: extract {manifest.run_id} already loaded, marker written")
+                    return
                 result = warehouse.load_day(DayLoad(manifest, lake, self._marker(manifest)))
-                if maintenance_due(self.table, self.date):
+                if self.refresh is None and maintenance_due(self.table, self.date):  # once a week, not per refresh
                     self._expire_snapshots(warehouse, settings.snapshot_retention_days)
         except (ExtractBrokenError, SchemaDriftError) as exc:
             self._invalidate_extract(lake, exc, None if manifest is None else manifest.run_id)
@@ -95,6 +103,19 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
                  "; ".join(result.changes) or "none")  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ steps
+    def _loaded_already(self, warehouse: Warehouse, manifest: Manifest) -> bool:
+        """A refresh whose extract the newest load of the day already committed (another run's refresh of the
+        same extract): record this task's marker, load nothing. Markers are written only after their commit."""
+        loads = [m for m in warehouse.markers(self.tenant, self.date)
+                 if m.task_family == self.task_family and m.table == self.table]  # fmt: skip
+        newest = max(loads, key=lambda m: m.finished_at, default=None)
+        if newest is None or newest.details.get("run_id") != manifest.run_id:
+            return False
+        warehouse.write_marker(self._marker(manifest))
+        log.info("tenant %s table %s date %s: extract %s is the loaded one (%s); marker written, nothing loaded",
+                 self.tenant, self.table, self.date, manifest.run_id, newest.task_id)  # fmt: skip
+        return True
+
     def _expire_snapshots(self, warehouse: Warehouse, retention_days: int) -> None:
         """Best effort, after the marker: a failure is logged and retried next week, the load stands."""
         try:
@@ -145,5 +166,7 @@ class LoadIceberg(MarkerBulkComplete, TenantDateTask):
     def _marker(self, manifest: Manifest) -> Marker:
         details: dict[str, Any] = {"run_id": manifest.run_id, "files": [f.name for f in manifest.files],
                                    "extracted_at": manifest.extracted_at.isoformat()}  # fmt: skip
+        if self.refresh is not None:
+            details["refresh"] = self.refresh.isoformat()
         return Marker(task_family=self.task_family, task_id=self.task_id, tenant=self.tenant, date=self.date,
                       table=self.table, rows=manifest.row_count, details=details)  # fmt: skip

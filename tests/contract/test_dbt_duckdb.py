@@ -12,19 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from dbt_shop import (
     DAYS,
     MART_KEYS,
     build,
+    create_duckdb_keys,
     create_duckdb_raw,
     expected_marts,
+    keys_snapshots,
     luigi_events,
     mark_loads_done,
     shop,
     write_config,
 )
 
-from mozart_luigi.config import get_config
+from mozart_luigi.config import get_config, reset_config_cache
 from mozart_luigi.dbt_runner import DbtFailure, run_dbt, work_dir
 from mozart_luigi.tasks.dbt import DbtRun
 from mozart_luigi.warehouse import open_warehouse
@@ -130,3 +133,39 @@ def test_dbt_run_through_luigi_twice_one_tenant_failing(warehouse: Path) -> None
     with open_warehouse(settings) as wh:
         (marker,) = [m for m in wh.markers(GOOD, older) if m.task_family == "DbtRun"]
     assert marker.details["as_of"] == RUN_DATE.isoformat()
+
+
+DELETED = {"orders": {3}, "order_items": {2, 4}}  # gone from the source on the last day (order 3 and its line)
+UNSEEN = {"orders": {9}}  # inserted after that day's keys were read: its data was read later, so it stays
+
+
+def test_deletes_keys_drop_the_rows_whose_key_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``deletes: keys`` on both incremental tables: staging drops a key absent from the run date's keys snapshot
+    (unless a version of it was read after that snapshot); the marts equal the same rule computed in Python,
+    as of each run date; the dbt tests (reconciles_with_raw, relationships) pass."""
+    config_dir = write_config(tmp_path, monkeypatch, [GOOD], profile="local")
+    tables = yaml.safe_load((config_dir / "tables.yaml").read_text())
+    for name in ("orders", "order_items"):
+        tables["tables"][name]["deletes"] = "keys"
+    (config_dir / "tables.yaml").write_text(yaml.safe_dump(tables, sort_keys=False), encoding="utf-8")
+    reset_config_cache()
+    assert [t.name for t in get_config().tables_for(GOOD)] == [
+        "customers", "products", "orders", "orders__keys", "order_items", "order_items__keys"]
+    path = get_config().settings.duckdb_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = shop(1)
+    keys = keys_snapshots(data, DELETED, unseen=UNSEEN)
+    create_duckdb_raw(path, GOOD, data)
+    create_duckdb_keys(path, GOOD, keys)
+    last = expected_marts(data, DAYS[2], keys)
+    assert last != expected_marts(data, DAYS[2])  # the deletes change the marts
+    for run_date in (DAYS[1], DAYS[2]):
+        result = run_dbt(GOOD, run_date, settings=get_config().settings, tables=get_config().tables_for(GOOD))
+        assert result.ok and not result.failed, [n.name for n in result.failed]
+        assert marts(path, GOOD) == expected_marts(data, run_date, keys), f"as of {run_date}"
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        orders = {r[0] for r in con.execute(f"SELECT order_id FROM {GOOD}_staging.stg_orders").fetchall()}
+        items = {r[0] for r in con.execute(f"SELECT order_item_id FROM {GOOD}_staging.stg_order_items").fetchall()}
+    assert 3 not in orders and 9 in orders and {2, 4}.isdisjoint(items)

@@ -1,0 +1,143 @@
+"""Late rows on the stack, PostgreSQL and MariaDB at once: a copy of each sample shop is loaded day by day;
+then rows arrive late, inside days already loaded (the day before the next run date, and 3 days before it);
+the next run, with ``lookback_days: 3``, re-extracts those days: the rows reach Iceberg and the marts, which
+equal plain SQL on the source databases.
+
+Each tenant reads its own copy of the sample shop (a schema in PostgreSQL's ``acme``, a database in MariaDB),
+so the rows it inserts touch no other test. Tenant ids are unique; everything is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from dbt_shop import build, luigi_events, write_config
+from pipeline_helpers import Setup, cleanup
+from test_dbt_trino import _expected_from_source, _got
+
+from mozart_luigi.config import get_config, reset_config_cache
+from mozart_luigi.tasks.dbt import DbtRun
+from mozart_luigi.tasks.load import LoadIceberg
+from mozart_luigi.warehouse import open_warehouse
+
+pytestmark = pytest.mark.integration
+DAYS = [dt.date(2026, 11, 25) + dt.timedelta(days=i) for i in range(4)]  # the sample shops' days
+NEXT = dt.date(2026, 11, 29)  # the next run date
+SHOP = ("customers", "products", "orders", "order_items")
+# Late rows: (order_id, customer_id, at) and their line (order_item_id, product_id, quantity, price). At 28
+# (the day before the next run) and 26 (3 days before it), both loaded before the rows were committed.
+LATE = [(900001, 3, dt.datetime(2026, 11, 28, 21, 15, 0, 123456), 900001, 2, 3, "19.99"),
+        (900002, 5, dt.datetime(2026, 11, 26, 8, 0, 0, 500000), 900002, 4, 1, "5.25")]  # fmt: skip
+
+
+@pytest.fixture
+def shops(stack_env: dict[str, str]) -> Iterator[dict[str, sa.URL]]:
+    """``{"postgresql": url, "mysql": url}`` of a private copy of each sample shop (dropped afterwards)."""
+    name = f"late_{uuid.uuid4().hex[:8]}"
+    pg = sa.make_url(stack_env["MOZART_TEST_PG_URL"]).set(database="acme")
+    my = sa.make_url(stack_env["MOZART_TEST_MYSQL_URL"])
+    pg_engine, my_engine = sa.create_engine(pg), sa.create_engine(my)
+    try:
+        with pg_engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+            for table in SHOP:
+                conn.exec_driver_sql(f'CREATE TABLE "{name}".{table} (LIKE public.{table} INCLUDING ALL)')
+                conn.exec_driver_sql(f'INSERT INTO "{name}".{table} SELECT * FROM public.{table}')
+        with my_engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            for table in SHOP:
+                conn.exec_driver_sql(f"CREATE TABLE `{name}`.{table} LIKE globex.{table}")
+                conn.exec_driver_sql(f"INSERT INTO `{name}`.{table} SELECT * FROM globex.{table}")
+        yield {"postgresql": pg.update_query_dict({"options": f"-csearch_path={name}"}),
+               "mysql": my.set(database=name)}  # fmt: skip
+    finally:
+        with pg_engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        with my_engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        pg_engine.dispose()
+        my_engine.dispose()
+
+
+def _configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shops: dict[str, sa.URL], tenants: dict[str, str],
+               **options: Any) -> Path:  # fmt: skip
+    """Tenants reading the copies (URLs through the environment) and the shipped tables with ``options`` set on
+    the incremental tables."""
+    config_dir = write_config(tmp_path, monkeypatch, [], profile="stack")
+    body = {}
+    for tenant, kind in tenants.items():
+        var = f"MOZART_TEST_LATE_{kind.upper()}_URL"
+        monkeypatch.setenv(var, shops[kind].render_as_string(hide_password=False))
+        body[tenant] = {"source": {"kind": kind, "url": f"${{{var}}}"}}
+    (config_dir / "tenants.yaml").write_text(yaml.safe_dump({"tenants": body}), encoding="utf-8")
+    tables = yaml.safe_load((config_dir / "tables.yaml").read_text(encoding="utf-8"))
+    for spec in tables["tables"].values():
+        if spec.get("mode") == "incremental":
+            spec.update(options)
+    (config_dir / "tables.yaml").write_text(yaml.safe_dump(tables, sort_keys=False), encoding="utf-8")
+    reset_config_cache()
+    return config_dir
+
+
+def _insert_late(url: sa.URL) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for oid, cid, at, iid, pid, qty, price in LATE:
+                conn.execute(sa.text("INSERT INTO orders VALUES (:o, :c, 'placed', :at, :at)"),
+                             {"o": oid, "c": cid, "at": at})  # fmt: skip
+                conn.execute(sa.text("INSERT INTO order_items VALUES (:i, :o, :p, :q, :price, :at)"),
+                             {"i": iid, "o": oid, "p": pid, "q": qty, "price": price, "at": at})  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def _loaded_ids(tenant: str, table: str, key: str, date: dt.date) -> set[int]:
+    settings = get_config().settings
+    with open_warehouse(settings, tenant=tenant) as wh:
+        rows = wh.query(f'SELECT {key} FROM {settings.trino_catalog}."{tenant}"."{table}" WHERE _mozart_date = ?',
+                        [date], tenant=tenant)  # fmt: skip
+    return {int(r[0]) for r in rows}
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[list[Setup]]:
+    made: list[Setup] = []
+    yield made
+    for each in made:
+        cleanup(each)
+
+
+def test_late_rows_reach_iceberg_and_the_marts_on_the_next_run(
+    shops: dict[str, sa.URL], setup: list[Setup], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    stack_env: dict[str, str],
+) -> None:  # fmt: skip
+    tenants = {f"t_late_{uuid.uuid4().hex[:6]}_pg": "postgresql", f"t_late_{uuid.uuid4().hex[:6]}_my": "mysql"}
+    config_dir = _configure(tmp_path, monkeypatch, shops, tenants)
+    import os
+
+    setup.append(Setup(config_dir, tmp_path / "data", list(tenants), dict(os.environ), "stack"))
+    first = build(*(LoadIceberg(tenant=t, table=x, date=d) for t in tenants for x in SHOP for d in DAYS), workers=2)
+    assert first.scheduling_succeeded, first.summary_text
+    for kind in tenants.values():
+        _insert_late(shops[kind])
+    for tenant in tenants:
+        for oid, _, at, *_ in LATE:
+            assert oid not in _loaded_ids(tenant, "orders", "order_id", at.date())  # its day is loaded, without it
+
+    _configure(tmp_path, monkeypatch, shops, tenants, lookback_days=3)
+    with luigi_events(DbtRun) as events:
+        second = build(*(DbtRun(tenant=t, date=NEXT) for t in tenants), workers=2)
+    assert second.scheduling_succeeded and not events.failed, second.summary_text
+    for tenant, kind in tenants.items():
+        for oid, _, at, iid, *_ in LATE:
+            assert oid in _loaded_ids(tenant, "orders", "order_id", at.date()), (tenant, at)
+            assert iid in _loaded_ids(tenant, "order_items", "order_item_id", at.date()), (tenant, at)
+        assert _got(tenant) == _expected_from_source(shops[kind]), tenant
