@@ -173,26 +173,6 @@ def test_incremental_window_on_timestamp_cursor_is_utc(mysql_db, reader, tmp_pat
     assert sorted(data.column("id").to_pylist()) == [2, 3] and manifest.source_count == 2
 
 
-def test_hostile_table_names(mysql_db, reader, tmp_path: Path, monkeypatch) -> None:
-    engine, prefix = mysql_db
-    items, select = f"{prefix} Order Items", f"{prefix}select"
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE `{items}` (`select` int, `Updated At` datetime)")
-        conn.exec_driver_sql(f"INSERT INTO `{items}` VALUES (1, '2026-11-25 08:00'), (2, '2026-11-27 08:00')")
-        conn.exec_driver_sql(f"CREATE TABLE `{select}` (`from` varchar(40), `where` int)")
-        conn.exec_driver_sql(f"INSERT INTO `{select}` VALUES ('x`; DROP TABLE y; --', 7)")
-    tables = {
-        "Order Items": {"source_name": items, "mode": "incremental", "cursor": "Updated At"},
-        "select": {"source_name": select},
-    }
-    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, tables)
-    assert build(extract("globex", "order_items"), extract("globex", "select")).scheduling_succeeded
-    assert read_back("globex", "order_items")[1].to_pylist() == [
-        {"select": 1, "Updated At": dt.datetime(2026, 11, 25, 8)}
-    ]
-    assert read_back("globex", "select")[1].to_pylist() == [{"from": "x`; DROP TABLE y; --", "where": 7}]
-
-
 def test_time_outside_a_day_is_refused(mysql_db, reader, tmp_path: Path, monkeypatch) -> None:
     engine, prefix = mysql_db
     name = f"{prefix}_durations"
@@ -206,24 +186,6 @@ def test_time_outside_a_day_is_refused(mysql_db, reader, tmp_path: Path, monkeyp
     with pytest.raises(TypeMappingError, match=r"tenant 'globex', table 'durations': column 'spent' \(TIME"):
         task.run()
     assert not task.output().exists()
-
-
-def test_empty_table_and_second_run(mysql_db, reader, tmp_path: Path, monkeypatch) -> None:
-    engine, prefix = mysql_db
-    name = f"{prefix}_empty"
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            f"CREATE TABLE `{name}` (id bigint unsigned, amount decimal(12,4), at timestamp NULL)"
-        )
-    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, {"empty": {"source_name": name}})
-    assert build(extract("globex", "empty")).scheduling_succeeded
-    first, data = read_back("globex", "empty")
-    assert first.row_count == 0 and data.num_rows == 0 and len(first.files) == 1
-    assert data.schema.types == [pa.decimal128(20, 0), pa.decimal128(12, 4), pa.timestamp("us", tz="UTC")]
-    assert build(extract("globex", "empty")).scheduling_succeeded
-    assert read_back("globex", "empty")[0].run_id == first.run_id
-    assert first.date == DAY
-
 
 
 def test_hostile_names_with_backticks(mysql_db, reader, tmp_path: Path, monkeypatch) -> None:

@@ -17,7 +17,6 @@ from extract_helpers import (
     create_big_table,
     extract,
     lake,
-    mysql_tenant,
     pg_tenant,
     read_back,
     write_config,
@@ -117,13 +116,3 @@ def test_wrong_password_fails_one_tenant_cleanly_while_another_completes(
     assert WRONG_PASSWORD not in message
     assert WRONG_PASSWORD not in caplog.text
 
-
-def test_missing_table_fails_at_once_naming_it(mysql_db, tmp_path: Path, monkeypatch) -> None:
-    write_config(
-        tmp_path, monkeypatch, {"globex": mysql_tenant()}, {"ghost": {"source_name": "no_such_table_zz"}}
-    )
-    with pytest.raises(SourceError) as info:
-        extract("globex", "ghost").run()
-    message = str(info.value)
-    assert message.startswith("tenant 'globex', table 'ghost': table no_such_table_zz not found on mysql")
-    assert not info.value.retryable

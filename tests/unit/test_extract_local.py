@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from mozart_luigi.config import get_config, reset_config_cache
-from mozart_luigi.errors import SourceError, TypeMappingError
+from mozart_luigi.errors import TypeMappingError
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import MANIFEST_NAME
 from mozart_luigi.parquet import PartWriter
@@ -172,13 +172,6 @@ def test_lossy_value_fails_without_manifest(local: Path) -> None:
     with pytest.raises(TypeMappingError, match=r"tenant 'demo', table 'orders': column 'amount' \(NUMERIC"):
         task.run()
     assert not task.output().exists()
-
-
-def test_missing_sqlite_file_is_a_terminal_source_error(local: Path) -> None:
-    local.unlink()
-    with pytest.raises(SourceError, match=r"tenant 'demo', table 'products': cannot connect to sqlite:///"):
-        ExtractTable(tenant="demo", table="products", date=DAY).run()
-    assert not local.exists(), "the source is opened read-only: never created"
 
 
 def test_resources_take_one_of_max_connections_slots(local: Path) -> None:
