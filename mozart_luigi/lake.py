@@ -126,6 +126,11 @@ class Lake:
             raise StorageError(f"cannot check {url}: {exc}") from exc
 
     def read_text(self, url: str) -> str:
+        if self.scheme == "s3":  # one GET (Arrow's input stream asks HEAD first)
+            data = self.objects.get(url)
+            if data is None:
+                raise StorageError(f"cannot read {url}: no such object")
+            return data.decode("utf-8")
         try:
             with self.filesystem.open_input_stream(self.fs_path(url)) as stream:
                 return cast(str, stream.read().decode("utf-8"))

@@ -89,6 +89,20 @@ class S3Objects:
         finally:
             body.close()
 
+    def tail(self, url: str, length: int) -> bytes | None:
+        """The last ``length`` bytes of an object (all of it when it is smaller), in one ranged GET."""
+        bucket, key = split_s3_url(url)
+        try:
+            answer = self._call("read", url, self._client.get_object, Bucket=bucket, Key=key,
+                                Range=f"bytes=-{int(length)}")  # fmt: skip
+        except _Missing:
+            return None
+        body = answer["Body"]
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()
+
     def list(self, prefix_url: str) -> Iterator[ObjectInfo]:
         """Every object under a prefix (all pages), keys relative to the bucket."""
         bucket, prefix = split_s3_url(prefix_url)
