@@ -72,6 +72,7 @@ from mozart_luigi.tasks.load import LoadIceberg, maintenance_due
 from mozart_luigi.warehouse import Marker, open_warehouse
 from mozart_luigi.warehouse.base import DayLoad
 from mozart_luigi.warehouse.common import qualified
+from mozart_luigi.warehouse.iceberg import IcebergLoader
 from mozart_luigi.warehouse.trino import TrinoWarehouse
 
 DAY = dt.date(2026, 11, 25)
@@ -116,6 +117,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=1, help="throughput: dates loaded one after the other")
     parser.add_argument("--tp-rows", type=int, default=10, help="rows per load in throughput mode")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--stack-dir", default=str(Path(__file__).resolve().parents[1] / ".stack"),
+                        help="throughput: where scripts/stack keeps the services' pid files (their CPU is read "
+                             "from /proc; skipped when absent)")  # fmt: skip
     return parser.parse_args()
 
 
@@ -277,11 +281,12 @@ def bench_load(settings: Settings, tenant: str, sizes: list[int], repeat: int, f
     started_load = _load_average()
     runs = [_set_up_size(settings, warehouse, _Size(rows, tenant, _load_days(f"facts_{rows}", repeat + 1), fork))
             for rows in sorted(sizes)]  # fmt: skip
-    timings: dict[int, dict[str, list[float]]] = {s.rows: {"LoadIceberg": [], "bare": []} for s in runs}
+    timings: dict[int, dict[str, list[float]]] = {s.rows: {"LoadIceberg": [], "bare": [], "copy": []} for s in runs}
     for n in range(repeat):
         for size in runs if n % 2 == 0 else runs[::-1]:
             sides = [("LoadIceberg", lambda s=size, d=n + 1: _ours(settings, s, s.days[d])),
-                     ("bare", lambda s=size: _bare(warehouse, settings, s))]  # fmt: skip
+                     ("bare", lambda s=size: _bare(warehouse, settings, s)),
+                     ("copy", lambda s=size: _copy_only(settings, s))]  # fmt: skip
             for name, side in sides if n % 2 == 0 else sides[::-1]:
                 timings[size.rows][name].append(side())
         print(f"round {n + 1}/{repeat}: " + ", ".join(
@@ -333,6 +338,26 @@ def _ours(settings: Settings, size: _Size, day: dt.date) -> float:
     return seconds
 
 
+def _copy_only(settings: Settings, size: _Size) -> float:
+    """(c) the storage server's share of a load: a bare server-side copy of the same day's parts into the
+    table's location, on 8 threads as the load makes them (deleted afterwards, untimed)."""
+    lake = Lake.from_settings(settings)
+    m = size.manifest
+    assert m is not None  # noqa: S101
+    found = IcebergLoader(settings).table(size.tenant, size.facts)
+    assert found is not None  # noqa: S101
+    folder = lake.date_url(m.tenant, m.table, m.date)
+    scratch = f"{found.location().rstrip('/')}/_bench_copy/{uuid.uuid4().hex}"
+    pairs = [(f"{folder}/{p.name}", f"{scratch}/{p.name}", p.etag or "") for p in m.files]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max(1, min(8, len(pairs)))) as pool:
+        list(pool.map(lambda pair: lake.objects.copy_if_match(*pair), pairs))
+    seconds = time.perf_counter() - started
+    for _, target, _ in pairs:
+        lake.objects.delete(target)
+    return seconds
+
+
 def _build(task: LoadIceberg) -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -368,7 +393,7 @@ def _bare(warehouse: TrinoWarehouse, settings: Settings, size: _Size) -> float:
 
 
 def _size_result(size: _Size, timings: dict[str, list[float]]) -> dict[str, Any]:
-    ours, bare = timings["LoadIceberg"], timings["bare"]
+    ours, bare, copy = timings["LoadIceberg"], timings["bare"], timings["copy"]
     ratios = [o / b for o, b in zip(ours, bare, strict=True)]
     assert size.manifest is not None  # noqa: S101
     return {
@@ -380,6 +405,8 @@ def _size_result(size: _Size, timings: dict[str, list[float]]) -> dict[str, Any]
         "ratio_median": _r(statistics.median(ratios), 3),
         "ratio_quartiles": _quartiles(ratios),
         "ratio_of_medians": _r(statistics.median(ours) / statistics.median(bare), 3),
+        "bare_copy_seconds_median": _r(statistics.median(copy)),
+        "LoadIceberg_minus_copy_median": _r(statistics.median([o - c for o, c in zip(ours, copy, strict=True)])),
     }  # fmt: skip
 
 
@@ -393,7 +420,14 @@ def _flatness(runs: list[_Size], timings: dict[int, dict[str, list[float]]]) -> 
         "largest_over_smallest_of_medians": _r(statistics.median(large) / statistics.median(small), 3),
         "largest_over_smallest_per_round": [_r(v, 3) for v in per_round],
         "largest_over_smallest_median_of_rounds": _r(statistics.median(per_round), 3),
+        # what is left when the storage server's byte copy (timed alone, same parts, same round) is taken out
+        "without_the_copy_largest_over_smallest": _r(_without_copy(timings[runs[-1].rows])
+                                                     / _without_copy(timings[runs[0].rows]), 3),
     }  # fmt: skip
+
+
+def _without_copy(timing: dict[str, list[float]]) -> float:
+    return max(0.001, statistics.median([o - c for o, c in zip(timing["LoadIceberg"], timing["copy"], strict=True)]))
 
 
 def _r(value: float, digits: int = 2) -> float:
@@ -483,9 +517,10 @@ def _worker(jobs: Any, results: Any, go: Any, fork: bool) -> None:
         warehouse.completed_rows("LoadIceberg", [("bench_tp_0", TP_DAY)])
     results.put(("ready", None, 0.0))
     go.wait()
+    cpu = _own_cpu()
     while (job := jobs.get()) is not None:
         results.put((_forked if fork else _outcome)(settings, job, counter))
-    results.put(("retries", dict(counter.causes), 0.0))
+    results.put(("retries", dict(counter.causes), _own_cpu() - cpu))
 
 
 def bench_throughput(settings: Settings, tenants: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -509,10 +544,11 @@ def _throughput_day(settings: Settings, jobs: list[_Job], tenants: list[str], ta
     started = time.perf_counter()
     _write_small_extracts(settings, jobs, args.tp_rows)
     print(f"{jobs[0].date}: {len(jobs)} extracts written in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    load_before = _load_average()
+    load_before, cpu_before = _load_average(), _service_cpu(args.stack_dir)
     run = _run_threads(settings, jobs, args.workers) if args.threads else _run_processes(jobs, args.workers, args.fork)
     result: dict[str, Any] = {"date": jobs[0].date.isoformat(), "loads": len(jobs),
                               "load_average": [load_before, _load_average()], **run}  # fmt: skip
+    result["cpu_per_load"] = _cpu_per_load(cpu_before, _service_cpu(args.stack_dir), run)
     result["complete"] = _time_complete(jobs)
     result["check"] = _check_throughput(settings, jobs, tenants, tables, args.tp_rows)
     return result
@@ -572,10 +608,10 @@ def _run_threads(settings: Settings, jobs: list[_Job], workers: int) -> dict[str
     logging.getLogger("mozart_luigi.retry").addHandler(counter)
     logging.getLogger("mozart_luigi.retry").propagate = False
     results: Any = queue.Queue()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _own_cpu()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda job: results.put(_outcome(settings, job, counter)), jobs))
-    results.put(("retries", dict(counter.causes), 0.0))
+    results.put(("retries", dict(counter.causes), _own_cpu() - cpu))
     return _collect(results, len(jobs), 1, started)
 
 
@@ -584,7 +620,7 @@ def _collect(results: Any, loads: int, workers: int, started: float) -> dict[str
     latencies: list[float] = []
     errors: list[str] = []
     retries: Counter[str] = Counter()
-    finished, reports = started, 0
+    finished, reports, worker_cpu = started, 0, 0.0
     while len(latencies) + len(errors) < loads or reports < workers:
         kind, payload, value = results.get(timeout=900)
         if kind == "done":
@@ -594,6 +630,7 @@ def _collect(results: Any, loads: int, workers: int, started: float) -> dict[str
             errors.append(f"{payload.tenant}.{payload.table}: {value}")
         else:
             retries.update(payload)
+            worker_cpu += value
             reports += 1
         if kind != "retries" and (len(latencies) + len(errors)) % 250 == 0:
             print(f"{len(latencies) + len(errors)}/{loads} loads", file=sys.stderr)
@@ -603,7 +640,42 @@ def _collect(results: Any, loads: int, workers: int, started: float) -> dict[str
             "latency_s": {"median": _r(statistics.median(latencies)), "p90": _r(_p90(latencies)),
                           "max": _r(max(latencies))},
             "retries": sum(retries.values()), "retries_by_cause": dict(retries),
-            "retry_rate": _r(sum(retries.values()) / loads, 4)}  # fmt: skip
+            "retry_rate": _r(sum(retries.values()) / loads, 4), "worker_cpu_s": _r(worker_cpu)}  # fmt: skip
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process and of its reaped children (the forked loads)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+_SERVICES = ("s3", "iceberg-rest")
+
+
+def _service_cpu(stack_dir: str) -> dict[str, float]:
+    """CPU seconds used so far by each local stack service whose pid file ``scripts/stack`` wrote."""
+    found: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for name in _SERVICES:
+        try:
+            pid = int((Path(stack_dir) / name / "pid").read_text().split()[0])
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError, IndexError):
+            continue
+        found[name] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def _cpu_per_load(before: dict[str, float], after: dict[str, float], run: dict[str, Any]) -> dict[str, Any]:
+    """CPU milliseconds per load, by who spent it, and the loads/s this machine's cores could sustain if CPU
+    were the only limit: a figure that other jobs on a shared box do not distort the way wall time is."""
+    loads = max(1, run["loads_ok"])
+    per = {"workers": 1000 * run["worker_cpu_s"] / loads}
+    per |= {name: 1000 * (after[name] - before[name]) / loads for name in after if name in before}
+    total = sum(per.values())
+    cores = os.cpu_count() or 1
+    return {"ms": {k: _r(v) for k, v in per.items()}, "total_ms": _r(total), "cores": cores,
+            "cpu_bound_loads_per_s": _r(1000 * cores / total) if total else None}  # fmt: skip
 
 
 def _p90(values: list[float]) -> float:
