@@ -143,7 +143,7 @@ def source_is_current(path: Path, tenant: str, end: dt.date) -> bool:
             row = conn.execute(f"SELECT version, tenant, end_date FROM {_META_TABLE}").fetchone()  # noqa: S608
     except sqlite3.DatabaseError:
         return False
-    return row == (SCHEMA_VERSION, tenant, end.isoformat())
+    return bool(row == (SCHEMA_VERSION, tenant, end.isoformat()))  # fetchone() is Any
 
 
 def generate_source(path: Path, tenant: str, end: dt.date = DEMO_DATE) -> bool:
