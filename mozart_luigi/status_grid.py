@@ -14,6 +14,11 @@ A cell's state is the first rule that applies:
    table, ``DbtRun`` of the tenant) in that state;
 3. ``failed``: the last run report of the date says so; its error is kept;
 4. ``missing``.
+
+A done table cell is ``stale`` instead when ``mozart audit`` found that the source now has another row count
+in the day's window than that very load (``{MOZART_DATA_DIR}/audit/findings.json``; :mod:`mozart_luigi.audit`):
+late rows, deletes. A later load of the day (a ``lookback_days`` refresh, a rerun) makes it done again.
+``status`` itself never queries a source.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "DISABLED",
     "RUNNING",
+    "STALE",
     "STATES",
     "Cell",
     "CellKey",
@@ -39,6 +45,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+from mozart_luigi.audit import Finding, read_findings
 from mozart_luigi.config import Config
 from mozart_luigi.errors import StorageError
 from mozart_luigi.lake import Lake
@@ -55,8 +62,8 @@ from mozart_luigi.report import (
 )
 from mozart_luigi.warehouse import Marker, open_warehouse
 
-DISABLED, RUNNING = "disabled", "running"
-STATES = (DONE, MISSING, FAILED, DISABLED, RUNNING)
+DISABLED, RUNNING, STALE = "disabled", "running", "stale"
+STATES = (DONE, MISSING, FAILED, DISABLED, RUNNING, STALE)
 CellKey = tuple[str, str, dt.date]  # (tenant, table or DBT_TABLE, date)
 TaskLister = Callable[[str], Mapping[str, Any]]  # luigid status ("RUNNING") -> {task_id: task as task_list shows it}
 _TABLE_FAMILIES = ("ExtractTable", LOAD_FAMILY)
@@ -79,11 +86,12 @@ class Cell:
 
     @property
     def rerun(self) -> str | None:
-        """The command that runs this cell again (None when it is done)."""
+        """The command that runs this cell again (None when it is done; a stale day is extracted again)."""
         if self.state == DONE:
             return None
         table = "" if self.table == DBT_TABLE else f" --table {self.table}"
-        return f"mozart rerun --tenant {self.tenant}{table} --date {self.date.isoformat()}"
+        again = " --from-extract" if self.state == STALE else ""
+        return f"mozart rerun --tenant {self.tenant}{table} --date {self.date.isoformat()}{again}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -170,12 +178,13 @@ def build_matrix(
     chosen = list(tenants) if tenants else list(config.tenants)
     rows = [(t, name) for t in chosen for name in (*(x.name for x in config.tables_for(t)), DBT_TABLE)]
     lake = Lake.from_settings(settings)
+    findings = read_findings(settings)
     cells: list[Cell] = []
     with open_warehouse(settings) as warehouse:
         for date in date_range(start, end):
             cells += _cells_of_date(
                 date, rows, markers=warehouse.markers(None, date), report=read_report(settings, date),
-                lake=lake, live=live or {},
+                lake=lake, live=live or {}, findings=findings,
             )  # fmt: skip
     return Matrix(start=start, end=end, profile=settings.profile, cells=tuple(cells))
 
@@ -188,13 +197,15 @@ def _cells_of_date(
     report: Mapping[str, Any] | None,
     lake: Lake,
     live: Mapping[CellKey, str],
+    findings: Mapping[CellKey, Finding] | None = None,
 ) -> list[Cell]:
     done = _markers_by_cell(markers)
     failures = {(t, x or DBT_TABLE): error for (t, x), error in failures_in(report or {}).items()}
     judged_at = _generated_at(report)
     cells = [
         _cell(tenant, table, date, marker=done.get((tenant, table)), failure=failures.get((tenant, table)),
-              judged_at=judged_at, live=live.get((tenant, table, date)))  # fmt: skip
+              judged_at=judged_at, live=live.get((tenant, table, date)),
+              finding=(findings or {}).get((tenant, table, date)))  # fmt: skip
         for tenant, table in rows
     ]
     looked_at = [(c.tenant, c.table) for c in cells if c.state != DONE and c.table != DBT_TABLE]
@@ -213,10 +224,15 @@ def _cell(
     failure: str | None,
     judged_at: dt.datetime | None,
     live: str | None,
+    finding: Finding | None = None,
 ) -> Cell:
     if marker is not None:
         if failure and judged_at and _utc(marker.finished_at) <= judged_at:  # the report saw this very marker
             return Cell(tenant, table, date, FAILED, marker.rows, judged_at, failure)
+        if finding is not None and finding.loaded_at >= _utc(marker.finished_at):  # the audit judged this load
+            why = (f"the source has {finding.source_rows:,} row(s) in the day's window now, {finding.loaded_rows:,} "
+                   f"loaded (mozart audit at {finding.audited_at:%Y-%m-%d %H:%M:%S} UTC)")  # fmt: skip
+            return Cell(tenant, table, date, STALE, marker.rows, _utc(marker.finished_at), why)
         return Cell(tenant, table, date, DONE, marker.rows, _utc(marker.finished_at))
     if live in (RUNNING, DISABLED):
         return Cell(tenant, table, date, live, error=failure)

@@ -15,11 +15,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mozart_luigi.report import DBT_TABLE, DONE, FAILED, MISSING
-from mozart_luigi.status_grid import DISABLED, RUNNING, STATES, Cell, Matrix
+from mozart_luigi.status_grid import DISABLED, RUNNING, STALE, STATES, Cell, Matrix
 
-SYMBOLS = {DONE: "#", MISSING: ".", FAILED: "X", DISABLED: "D", RUNNING: "R"}
+SYMBOLS = {DONE: "#", MISSING: ".", FAILED: "X", DISABLED: "D", RUNNING: "R", STALE: "S"}
 _BLOCK = 31  # dates per block of the console grid
-_ATTENTION = (FAILED, DISABLED, RUNNING)
+_ATTENTION = (FAILED, STALE, DISABLED, RUNNING)
 
 
 # ---------------------------------------------------------------------------------------------- console
@@ -114,7 +114,8 @@ table.grid{border-collapse:separate;border-spacing:2px}
 .cell{width:24px;height:22px;text-align:center;font:12px/22px ui-monospace,monospace;border-radius:3px}
 .cell.done{background:#2da44e;color:#fff}.cell.missing{background:#d8dee4;color:#57606a}
 .cell.failed{background:#cf222e;color:#fff;font-weight:bold}.cell.disabled{background:#8250df;color:#fff}
-.cell.running{background:#0969da;color:#fff}.cell.hidden{background:transparent}
+.cell.running{background:#0969da;color:#fff}.cell.stale{background:#bf8700;color:#fff}
+.cell.hidden{background:transparent}
 td.cell{cursor:default}td.cell:hover{outline:2px solid #1f2328}
 ul.attention{padding-left:20px}ul.attention li{margin-bottom:6px}
 code{background:#f6f8fa;padding:1px 4px;border-radius:3px;font-size:12px}

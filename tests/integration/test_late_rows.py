@@ -1,7 +1,9 @@
-"""Late rows on the stack, PostgreSQL and MariaDB at once: a copy of each sample shop is loaded day by day;
-then rows arrive late, inside days already loaded (the day before the next run date, and 3 days before it);
-the next run, with ``lookback_days: 3``, re-extracts those days: the rows reach Iceberg and the marts, which
-equal plain SQL on the source databases.
+"""Late and deleted rows on the stack, PostgreSQL and MariaDB at once: a copy of each sample shop is loaded day
+by day; then rows arrive late, inside days already loaded (the day before the next run date, and 3 days before
+it): ``mozart audit`` lists those days (and ``status`` shows them stale); the next run, with ``lookback_days: 3``
+and ``deletes: keys``, re-extracts them: the rows reach Iceberg and the marts, which equal plain SQL on the
+source databases, and the audit finds nothing. Then an order and its lines are deleted at the source, in a day
+the lookback no longer reaches: the next run drops them from staging and the marts (keys stream).
 
 Each tenant reads its own copy of the sample shop (a schema in PostgreSQL's ``acme``, a database in MariaDB),
 so the rows it inserts touch no other test. Tenant ids are unique; everything is dropped afterwards.
@@ -10,6 +12,7 @@ so the rows it inserts touch no other test. Tenant ids are unique; everything is
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +25,10 @@ from dbt_shop import build, luigi_events, write_config
 from pipeline_helpers import Setup, cleanup
 from test_dbt_trino import _expected_from_source, _got
 
+from mozart_luigi import cli
+from mozart_luigi.audit import audit
 from mozart_luigi.config import get_config, reset_config_cache
+from mozart_luigi.status_grid import STALE, build_matrix
 from mozart_luigi.tasks.dbt import DbtRun
 from mozart_luigi.tasks.load import LoadIceberg
 from mozart_luigi.warehouse import open_warehouse
@@ -30,6 +36,7 @@ from mozart_luigi.warehouse import open_warehouse
 pytestmark = pytest.mark.integration
 DAYS = [dt.date(2026, 11, 25) + dt.timedelta(days=i) for i in range(4)]  # the sample shops' days
 NEXT = dt.date(2026, 11, 29)  # the next run date
+LAST = dt.date(2026, 11, 30)  # the run after it: the deletes
 SHOP = ("customers", "products", "orders", "order_items")
 # Late rows: (order_id, customer_id, at) and their line (order_item_id, product_id, quantity, price). At 28
 # (the day before the next run) and 26 (3 days before it), both loaded before the rows were committed.
@@ -117,7 +124,7 @@ def setup(tmp_path: Path) -> Iterator[list[Setup]]:
 
 def test_late_rows_reach_iceberg_and_the_marts_on_the_next_run(
     shops: dict[str, sa.URL], setup: list[Setup], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    stack_env: dict[str, str],
+    stack_env: dict[str, str], capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     tenants = {f"t_late_{uuid.uuid4().hex[:6]}_pg": "postgresql", f"t_late_{uuid.uuid4().hex[:6]}_my": "mysql"}
     config_dir = _configure(tmp_path, monkeypatch, shops, tenants)
@@ -132,7 +139,15 @@ def test_late_rows_reach_iceberg_and_the_marts_on_the_next_run(
         for oid, _, at, *_ in LATE:
             assert oid not in _loaded_ids(tenant, "orders", "order_id", at.date())  # its day is loaded, without it
 
-    _configure(tmp_path, monkeypatch, shops, tenants, lookback_days=3)
+    assert cli.main(["audit", "--from", DAYS[0].isoformat(), "--to", DAYS[-1].isoformat(), "--json"]) == 1
+    found = json.loads(capsys.readouterr().out)
+    late_days = {(t, x, row[2].date().isoformat()) for t in tenants for x in ("orders", "order_items") for row in LATE}
+    assert {(f["tenant"], f["table"], f["date"]) for f in found} == late_days
+    assert all(f["source_rows"] == f["loaded_rows"] + 1 for f in found)
+    grid = build_matrix(get_config(), DAYS[0], DAYS[-1])
+    assert {(c.tenant, c.table, c.date.isoformat()) for c in grid.cells if c.state == STALE} == late_days
+
+    _configure(tmp_path, monkeypatch, shops, tenants, lookback_days=3, deletes="keys")
     with luigi_events(DbtRun) as events:
         second = build(*(DbtRun(tenant=t, date=NEXT) for t in tenants), workers=2)
     assert second.scheduling_succeeded and not events.failed, second.summary_text
@@ -141,3 +156,42 @@ def test_late_rows_reach_iceberg_and_the_marts_on_the_next_run(
             assert oid in _loaded_ids(tenant, "orders", "order_id", at.date()), (tenant, at)
             assert iid in _loaded_ids(tenant, "order_items", "order_item_id", at.date()), (tenant, at)
         assert _got(tenant) == _expected_from_source(shops[kind]), tenant
+    after = audit(get_config(), DAYS[0], NEXT)
+    assert after.ok and len(after.checked) == 2 * 2 * 5, (after.findings, after.errors)
+    assert not [c for c in build_matrix(get_config(), DAYS[0], NEXT).cells if c.state == STALE]
+
+    gone: dict[str, int] = {}
+    for tenant, kind in tenants.items():  # an order placed and last updated on the first day, with its lines
+        gone[tenant] = _delete_first_days_order(shops[kind])
+    with luigi_events(DbtRun) as events:
+        third = build(*(DbtRun(tenant=t, date=LAST) for t in tenants), workers=2)
+    assert third.scheduling_succeeded and not events.failed, third.summary_text
+    for tenant, kind in tenants.items():
+        assert gone[tenant] in _loaded_ids(tenant, "orders", "order_id", DAYS[0])  # still in its raw day
+        assert gone[tenant] not in _loaded_ids(tenant, "orders__keys", "order_id", LAST)
+        assert gone[tenant] not in _staged_ids(tenant)
+        assert _got(tenant) == _expected_from_source(shops[kind]), tenant
+
+
+def _delete_first_days_order(url: sa.URL) -> int:
+    """Delete (at the source) the first order whose row and lines were all last updated on the first day."""
+    engine = sa.create_engine(url)
+    day = sa.bindparam("day", DAYS[0])
+    try:
+        with engine.begin() as conn:
+            oid = conn.execute(sa.text(
+                "SELECT MIN(o.order_id) FROM orders o WHERE CAST(o.updated_at AS DATE) = :day AND NOT EXISTS "
+                "(SELECT 1 FROM order_items i WHERE i.order_id = o.order_id AND CAST(i.updated_at AS DATE) <> :day)"
+            ).bindparams(day)).scalar_one()  # fmt: skip
+            conn.execute(sa.text("DELETE FROM order_items WHERE order_id = :o"), {"o": oid})
+            conn.execute(sa.text("DELETE FROM orders WHERE order_id = :o"), {"o": oid})
+    finally:
+        engine.dispose()
+    return int(oid)
+
+
+def _staged_ids(tenant: str) -> set[int]:
+    settings = get_config().settings
+    with open_warehouse(settings, tenant=tenant) as wh:
+        rows = wh.query(f'SELECT order_id FROM {settings.trino_catalog}."{tenant}_staging".stg_orders', tenant=tenant)
+    return {int(r[0]) for r in rows}

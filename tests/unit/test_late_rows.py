@@ -7,6 +7,7 @@ late row reaches the warehouse on the next run, a rerun re-extracts nothing), an
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import warnings
 from collections.abc import Iterator
@@ -171,3 +172,60 @@ def test_a_full_table_is_never_refreshed(source: Path) -> None:
     task = ExtractTable(tenant=TENANT, table="products", date=D1, refresh=D2)
     with pytest.raises(ConfigError, match="only an incremental table's day can be extracted again"):
         task.run()
+
+
+# ------------------------------------------------------------------------------------------------ audit
+
+
+def test_audit_finds_the_late_day_and_status_shows_it_stale_until_reloaded(
+    source: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mozart_luigi import cli
+    from mozart_luigi.audit import audit, read_findings
+    from mozart_luigi.status_grid import STALE, build_matrix
+
+    assert build(*_loads(D2)).scheduling_succeeded
+    assert audit(get_config(), D1, D2).ok
+    _insert(source, [(20, "late", f"{D1} 12:00:00")])  # a row committed late into a loaded day
+    with sqlite3.connect(source) as conn:
+        conn.execute("UPDATE orders SET updated_at = ? WHERE order_id = 2", (f"{D3} 08:00:00",))  # moved out of D2
+    conn.close()
+
+    assert cli.main(["audit", "--from", D1.isoformat(), "--to", D2.isoformat(), "--json"]) == 1
+    found = json.loads(capsys.readouterr().out)
+    assert found == [
+        {"tenant": TENANT, "table": "orders", "date": D1.isoformat(), "loaded_rows": 1, "source_rows": 2},
+        {"tenant": TENANT, "table": "orders", "date": D2.isoformat(), "loaded_rows": 1, "source_rows": 0},
+    ]
+    assert set(read_findings(get_config().settings)) == {(TENANT, "orders", D1), (TENANT, "orders", D2)}
+    matrix = build_matrix(get_config(), D1, D2)
+    stale = matrix.cell(TENANT, "orders", D1)
+    assert stale is not None and stale.state == STALE and not matrix.ok
+    assert "2 row(s) in the day's window now, 1 loaded" in (stale.error or "")
+    assert stale.rerun == f"mozart rerun --tenant {TENANT} --table orders --date {D1} --from-extract"
+    assert matrix.cell(TENANT, "products", D2).state == "done"  # a full table is not audited
+
+    assert build(*_loads(D3)).scheduling_succeeded  # the lookback reloads D1 and D2: no longer stale
+    assert {c.state for c in build_matrix(get_config(), D1, D2).cells if c.table == "orders"} == {"done"}
+    assert cli.main(["audit", "--from", D1.isoformat(), "--to", D3.isoformat()]) == 0
+    assert "3 loaded day(s) compared, 0 differ" in capsys.readouterr().out
+    assert read_findings(get_config().settings) == {}
+
+
+def test_audit_goes_on_when_a_tenant_fails(source: Path, tmp_path: Path) -> None:
+    from mozart_luigi.audit import audit
+    from mozart_luigi.warehouse import Marker, open_warehouse
+
+    config_dir = Path(get_config().config_dir)
+    tenants = yaml.safe_load((config_dir / "tenants.yaml").read_text())
+    tenants["tenants"]["gone"] = {"source": {"kind": "sqlite", "path": str(tmp_path / "gone.sqlite")}}
+    (config_dir / "tenants.yaml").write_text(yaml.safe_dump(tenants), encoding="utf-8")
+    reset_config_cache()
+    assert build(*_loads(D2)).scheduling_succeeded
+    with open_warehouse(get_config().settings) as warehouse:  # a day the broken tenant once loaded
+        warehouse.write_marker(Marker(task_family="LoadIceberg", task_id="LoadIceberg_gone_x", tenant="gone",
+                                      date=D2, table="orders", rows=5))  # fmt: skip
+    _insert(source, [(30, "late", f"{D2} 12:00:00")])
+    result = audit(get_config(), D1, D2)
+    assert set(result.errors) == {"gone"} and "unable to open database file" in result.errors["gone"]
+    assert [(f.tenant, f.date, f.loaded_rows, f.source_rows) for f in result.findings] == [(TENANT, D2, 1, 2)]

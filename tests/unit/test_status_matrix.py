@@ -236,7 +236,7 @@ def test_status_matrix_text_grid(env: Backfilled, capsys: pytest.CaptureFixture[
         "demo_west.order_items": ["#", "#", "."],
         "demo_west.(dbt build)": ["#", ".", "."],
     }
-    assert lines[8] == "legend: # done  . missing  X failed  D disabled  R running"
+    assert lines[8] == "legend: # done  . missing  X failed  D disabled  R running  S stale"
     assert lines[9] == "needs attention (1):"
     assert lines[10].startswith(f"  X demo_west.orders {D2} failed: ExtractTable: ") and repr(BAD_VALUE) in lines[10]
     assert lines[11] == f"      rerun: mozart rerun --tenant demo_west --table orders --date {D2}"
