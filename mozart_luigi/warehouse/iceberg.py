@@ -9,9 +9,10 @@ a delete of the date's old files, in **one snapshot** (see ``docs/load.md``).
 
 1. check the manifest (:func:`mozart_luigi.verify.check_manifest`: names, counts, recorded checksums);
 2. HEAD every raw part: size and ETag must be the manifest's;
-3. load (or create) ``{tenant}.{table}``; plan the schema drift (refused drift raises here); if the date
-   already holds exactly this extract's files (a rerun after a crash between commit and marker), stop:
-   nothing is committed twice;
+3. load ``{tenant}.{table}``; plan the schema drift (refused drift raises here); if the date already holds
+   exactly this extract's files (a rerun after a crash between commit and marker), stop: nothing is
+   committed twice. A table that does not exist yet is *staged* (the catalog's ``stage-create``): nothing
+   is created until step 6 commits the creation and the day together, so a first load is one commit too;
 4. copy each part **server-side** into the table's own data location
    (``{location}/data/_mozart_date={date}/{run_id}-{n}-{attempt}.parquet``), conditional on the ETag, so
    the table owns its files: snapshot expiry and orphan cleanup can never delete the raw landing zone;
@@ -21,8 +22,8 @@ a delete of the date's old files, in **one snapshot** (see ``docs/load.md``).
    previous files and adds the copies. Its summary carries the proof: ``mozart.task-id``, ``mozart.run-id``,
    ``mozart.date``, ``mozart.manifest-rows`` and ``mozart.file-rows`` (the footers' counts).
 
-A commit conflict (another writer committed to the same table meanwhile) is retried from step 3 with the
-same copies. Copies of an attempt that did not commit are deleted (a SIGKILL leaves them unreferenced, for
+A commit conflict (another writer committed to the same table meanwhile, or created the staged table
+first) is retried from step 3 with the same copies (made again if the table's location is not theirs). Copies of an attempt that did not commit are deleted (a SIGKILL leaves them unreferenced, for
 ``remove_orphan_files``). Crash-test hooks: ``MOZART_TEST_CRASH_AT`` = ``before_copy``, ``after_copy``,
 ``before_commit``, ``after_commit``.
 """
@@ -65,7 +66,7 @@ from pyiceberg.io.pyarrow import (
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table, Transaction
+from pyiceberg.table import CreateTableTransaction, Table, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.name_mapping import MappedField, NameMapping
 from pyiceberg.transforms import IdentityTransform
@@ -173,14 +174,7 @@ class IcebergLoader:
             _apply_drift(tx, plan)
 
     def _create(self, tenant: str, table: str, wanted: list[tuple[str, ColumnType]]) -> Table:
-        fields = [NestedField(i + 1, name, iceberg_type(kind), required=False) for i, (name, kind) in enumerate(wanted)]
-        n = len(fields)
-        fields += [NestedField(n + 1, PARTITION_COLUMN, DateType(), required=False),
-                   NestedField(n + 2, EXTRACTED_AT_COLUMN, TimestamptzType(), required=False)]  # fmt: skip
-        schema = Schema(*fields)
-        spec = PartitionSpec(PartitionField(source_id=n + 1, field_id=1000, transform=IdentityTransform(),
-                                            name=PARTITION_COLUMN))  # fmt: skip
-        props = {"format-version": "2", "write.format.default": "PARQUET"}
+        schema, spec, props = _new_table(wanted)
 
         def create_table() -> Table:
             try:
@@ -199,6 +193,30 @@ class IcebergLoader:
         created = self._guard(f"create {tenant}.{table}", create)
         log.info("tenant %s table %s: created Iceberg table with %d column(s)", tenant, table, len(wanted))
         return created
+
+    def stage_create(
+        self, tenant: str, table: str, wanted: list[tuple[str, ColumnType]]
+    ) -> CreateTableTransaction | None:
+        """A table creation staged in the catalog (nothing is created until its transaction commits, with the
+        day's files: a first load is one commit, not two), or None when the table exists by now."""
+        schema, spec, props = _new_table(wanted)
+
+        def stage() -> CreateTableTransaction | None:
+            try:
+                return self.catalog.create_table_transaction((tenant, table), schema=schema, partition_spec=spec,
+                                                              properties=props)  # fmt: skip
+            except TableAlreadyExistsError:
+                return None
+
+        def staged() -> CreateTableTransaction | None:
+            try:
+                return stage()
+            except NoSuchNamespaceError:
+                with contextlib.suppress(NamespaceAlreadyExistsError):
+                    self.catalog.create_namespace(tenant)
+                return stage()
+
+        return self._guard(f"create {tenant}.{table}", staged)
 
     # ------------------------------------------------------------------------------------------- loads
     def load_day(self, manifest: Manifest, lake: Lake, proof: dict[str, str]) -> LoadResult:
@@ -298,7 +316,14 @@ class _Attempt:
 
     def run(self) -> LoadResult:
         m = self.manifest
-        found, plan = self.loader.ensure_table(m.tenant, m.table, self.wanted)
+        found = self.loader.table(m.tenant, m.table)
+        if found is None:
+            staged = self.loader.stage_create(m.tenant, m.table, self.wanted)
+            if staged is not None:
+                return self._create_with_day(staged)
+            found, plan = self.loader.ensure_table(m.tenant, m.table, self.wanted)  # created meanwhile
+        else:
+            plan = plan_drift(columns_of(found.schema()), self.wanted, tenant=m.tenant, table=m.table)
         current = self.loader._guard("plan the date", lambda: _date_files(found, m.date))
         if _holds_exactly(current, m):
             log.info("tenant %s table %s date %s: already holds extract %s (commit found, no new commit)",
@@ -306,8 +331,7 @@ class _Attempt:
             snapshot = found.current_snapshot()
             return LoadResult(rows=m.row_count, files=len(current), recovered=True,
                               snapshot_id=snapshot.snapshot_id if snapshot else None)  # fmt: skip
-        if not self.copies:
-            self._copy(found)
+        self._copy(found.location())
         crash_point("before_commit")
         try:
             snapshot_id = self.loader._guard("commit", lambda: self._commit(found, plan, current))
@@ -318,9 +342,50 @@ class _Attempt:
         return LoadResult(rows=m.row_count, files=len(self.copies), changes=tuple(plan.describe()),
                           snapshot_id=snapshot_id)  # fmt: skip
 
-    def _copy(self, found: Table) -> None:
+    def _create_with_day(self, staged: CreateTableTransaction) -> LoadResult:
+        """A first load: the staged creation, the name mapping and the day's files in one commit. Another
+        worker creating the table meanwhile fails it as a conflict: the retry loads into theirs."""
         m = self.manifest
-        location = found.location().rstrip("/")
+        self._copy(staged.table_metadata.location)
+        crash_point("before_commit")
+        try:
+            snapshot_id = self.loader._guard("create and commit", lambda: self._commit_created(staged))
+        except CommitStateUnknownException as exc:
+            self.maybe_committed = True
+            raise WarehouseUnavailableError(self.loader._clean(f"commit outcome unknown: {exc}")) from None
+        crash_point("after_commit")
+        plan = DriftPlan(create=True, columns=tuple(self.wanted))
+        return LoadResult(rows=m.row_count, files=len(self.copies), changes=tuple(plan.describe()),
+                          snapshot_id=snapshot_id)  # fmt: skip
+
+    def _commit_created(self, tx: CreateTableTransaction) -> int | None:
+        m = self.manifest
+        tx.set_properties({NAME_MAPPING: _name_mapping(tx.table_metadata.schema(), None, m)})
+        pairs = zip(self.copies, self.footers, strict=True)
+        files = [_data_file(tx.table_metadata, m, copy, meta) for copy, meta in pairs]
+        with tx.update_snapshot(snapshot_properties=self._summary()).fast_append() as append:
+            for data_file in files:
+                append.append_data_file(data_file)
+        snapshot = tx.commit_transaction().current_snapshot()
+        return snapshot.snapshot_id if snapshot else None
+
+    def _summary(self) -> dict[str, str]:
+        m = self.manifest
+        return {**self.proof, "mozart.run-id": m.run_id, "mozart.date": m.date.isoformat(),
+                "mozart.manifest-rows": str(m.row_count),
+                "mozart.file-rows": ",".join(str(meta.num_rows) for meta in self.footers)}  # fmt: skip
+
+    def _copy(self, table_location: str) -> None:
+        """Copy the parts into ``table_location`` once per load; copies an earlier attempt made elsewhere (the
+        table another worker created meanwhile lives at another location) are dropped and made again."""
+        location = table_location.rstrip("/")
+        checked = len(self.footers) == len(self.copies)  # an attempt stopped between copy and check: again
+        if self.copies and checked and all(copy.url.startswith(f"{location}/") for copy in self.copies):
+            return
+        if self.copies:
+            self.discard_copies()
+            self.copies, self.footers = [], []
+        m = self.manifest
         if not location.startswith("s3://"):
             raise LoadError(f"table location {location} is not on S3", tenant=m.tenant, table=m.table)
         crash_point("before_copy")
@@ -345,9 +410,7 @@ class _Attempt:
 
     def _commit(self, found: Table, plan: DriftPlan, current: Sequence[Any]) -> int | None:
         m = self.manifest
-        summary = {**self.proof, "mozart.run-id": m.run_id, "mozart.date": m.date.isoformat(),
-                   "mozart.manifest-rows": str(m.row_count),
-                   "mozart.file-rows": ",".join(str(meta.num_rows) for meta in self.footers)}  # fmt: skip
+        summary = self._summary()
         with _Transaction(found) as tx:
             _apply_drift(tx, plan)
             schema = tx.table_metadata.schema()
@@ -373,6 +436,18 @@ class _Attempt:
 
 
 # ------------------------------------------------------------------------------------------- helpers
+def _new_table(wanted: list[tuple[str, ColumnType]]) -> tuple[Schema, PartitionSpec, dict[str, str]]:
+    """Schema (source columns, then ``_mozart_date`` and ``_mozart_extracted_at``), the identity partition on
+    ``_mozart_date`` and the properties of a new table."""
+    fields = [NestedField(i + 1, name, iceberg_type(kind), required=False) for i, (name, kind) in enumerate(wanted)]
+    n = len(fields)
+    fields += [NestedField(n + 1, PARTITION_COLUMN, DateType(), required=False),
+               NestedField(n + 2, EXTRACTED_AT_COLUMN, TimestamptzType(), required=False)]  # fmt: skip
+    spec = PartitionSpec(PartitionField(source_id=n + 1, field_id=1000, transform=IdentityTransform(),
+                                        name=PARTITION_COLUMN))  # fmt: skip
+    return Schema(*fields), spec, {"format-version": "2", "write.format.default": "PARQUET"}
+
+
 def _parallel(action: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
     """``action`` over ``items`` on a few threads (S3 round trips), results in order; the first error wins."""
     if len(items) <= 1:

@@ -485,3 +485,42 @@ def test_a_reader_sees_the_whole_day_throughout_twenty_reloads(stack: Stack, pg_
     assert set(seen) == {50} and len(seen) >= 20, (len(seen), sorted(set(seen)))
     assert len(run_ids) == 20 and stack.snapshots("big") == snapshots + 20
     assert stack.rows("big", "id") == [[n] for n in range(1, 51)]
+
+
+def test_two_first_loads_racing_to_create_one_table_both_land(stack: Stack, pg_schema, tmp_path: Path) -> None:
+    """A first load stages the table's creation and commits it with its day in one commit. Two first loads of
+    one table (two dates): the one held before its commit loses the creation to the other, retries into the
+    table the other created, and both days land exactly, on files the table owns."""
+    engine, schema = pg_schema
+    _orders(engine, schema)
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
+    later = DAY + dt.timedelta(days=1)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.load import LoadIceberg; "
+              f"ok = luigi.build([LoadIceberg(tenant={stack.tenant!r}, table='orders', "
+              f"date=dt.date.fromisoformat({DAY.isoformat()!r}))], local_scheduler=True); "
+              "raise SystemExit(0 if ok else 1)")  # fmt: skip
+    env = {**os.environ, "MOZART_TEST_PAUSE_AT": "before_commit", "MOZART_TEST_PAUSE_DIR": str(pause)}
+    held = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not (pause / "before_commit.reached").exists():
+            assert held.poll() is None, held.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the first load did not reach its commit in 180 s"
+            time.sleep(0.1)
+        assert stack.warehouse.loader.table(stack.tenant, "orders") is None  # staged only: nothing created yet
+        assert build(stack.load("orders", later)).scheduling_succeeded  # creates the table with its day
+    finally:
+        (pause / "before_commit.go").touch()
+        output = held.communicate(timeout=300)[0]
+    assert held.returncode == 0, output[-3000:]
+    assert "table already exists" in output  # the held load did lose the creation, and retried
+    every = [[1], [2], [3]]
+    for day in (DAY, later):
+        assert stack.rows("orders", "id", day) == every
+        assert stack.warehouse.count_partition(stack.tenant, "orders", day) == stack.manifest("orders", day).row_count
+        assert stack.load("orders", day).complete()
+    location, files = stack.location("orders"), stack.data_files("orders")
+    assert len(files) == 2 and all(f.startswith(f"{location}/data/") for f in files), (location, files)
