@@ -57,6 +57,8 @@ class TenantDateTask(luigi.Task):
         return get_config()
 
 
+# luigi types OptionalParameterMixin.__get__ (T | None) and Parameter.__get__ (T) differently: mypy calls the
+# two bases incompatible (luigi ignores the same error on its own OptionalIntParameter)
 class OptionalDateParameter(luigi.parameter.OptionalParameterMixin[dt.date], luigi.DateParameter):  # type: ignore[misc]
     """A date, or None (an empty string on the command line)."""
 
@@ -79,6 +81,7 @@ class RefreshableDay(TenantDateTask):
     )
 
     def to_str_params(self, only_significant: bool = False, only_public: bool = False) -> dict[str, str]:
+        # luigi leaves Task.to_str_params unannotated; through super() mypy cannot excuse it (untyped_calls_exclude)
         params: dict[str, str] = super().to_str_params(only_significant, only_public)  # type: ignore[no-untyped-call]
         if self.refresh is None:
             params.pop("refresh", None)
