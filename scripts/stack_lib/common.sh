@@ -29,6 +29,8 @@ BIND_HOST=127.0.0.1
 : "${MOZART_TRINO_TLS_HTTP_PORT:=8091}"  # its internal (node-to-node) HTTP port, loopback only
 : "${MOZART_TRINO_TLS_USER:=mozart}"
 : "${MOZART_TRINO_TLS_PASSWORD:=mozart-dev-tls}"  # hashed (bcrypt) into its password file, never stored
+: "${MOZART_TRINO_CLUSTER_PORT:=8085}"         # opt-in Trino cluster (trino-cluster): its coordinator
+: "${MOZART_TRINO_CLUSTER_WORKER_PORT:=8086}"  # worker i (1..MOZART_TRINO_WORKERS) listens on this + i - 1
 
 TRINO_VERSION=476
 TRINO_SHA256=cfd5accde17e8ebd251eeeb78aed1f490e77bb3a164d95a0f454bf8a7c1cbd3f
@@ -51,8 +53,19 @@ say()  { printf '%s\n' "$*" >&2; }
 info() { printf 'stack: %s\n' "$*" >&2; }
 die()  { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
 
+# MOZART_TRINO_WORKERS=N (N >= 1) adds trino-cluster: a third Trino, a coordinator that schedules no work
+# (MOZART_TRINO_CLUSTER_PORT) and N worker JVMs, same catalogs; `scripts/stack start|stop trino-cluster`
+# act on it alone. Unset or 0: the stack is exactly the above.
+case "${MOZART_TRINO_WORKERS:-}" in
+  "" | 0) ;;
+  *[!0-9]*) die "MOZART_TRINO_WORKERS must be a number of workers, not '${MOZART_TRINO_WORKERS}'" ;;
+  *) SERVICES+=(trino-cluster) ;;
+esac
+
 svc_fn()   { printf '%s_%s' "${1//-/_}" "$2"; }   # svc_fn iceberg-rest start -> iceberg_rest_start
 svc_call() { local fn; fn="$(svc_fn "$1" "$2")"; shift 2; "$fn" "$@"; }
+# svc_hook <svc> <name> args: call <svc>_<name> when the service defines it (e.g. stop_members).
+svc_hook() { local fn; fn="$(svc_fn "$1" "$2")"; shift 2; if declare -F "$fn" >/dev/null; then "$fn" "$@"; fi; }
 svc_dir()  { printf '%s/%s' "$STACK_DIR" "$1"; }
 svc_pidfile() { printf '%s/pid' "$(svc_dir "$1")"; }
 svc_log()  { printf '%s/log' "$(svc_dir "$1")"; }

@@ -258,3 +258,160 @@ PY
 )
 
 trino_tls_post_start() { :; }
+
+# -------------------------------------------------------------- trino-cluster
+# Opt-in Trino cluster (MOZART_TRINO_WORKERS=N, see common.sh): a coordinator on MOZART_TRINO_CLUSTER_PORT
+# with node-scheduler.include-coordinator=false (it plans, workers execute) and N worker JVMs on
+# MOZART_TRINO_CLUSTER_WORKER_PORT + 0..N-1 that announce themselves to the coordinator's discovery URI.
+# Same catalog files (iceberg over the REST catalog and S3) as `trino`, so every Trino sees the same tables.
+# Files: .stack/trino-cluster/{etc,data,log,pid} for the coordinator, .stack/trino-cluster/worker-I/ for
+# worker I, configured from docker/trino/cluster/ (as compose's profile `cluster`). Each JVM has a 1 GB heap. `stack` stops and kills the workers with the coordinator (the
+# stop_members/kill_members hooks). Ready when the coordinator counts N active workers and a query runs.
+
+trino_cluster_deps()    { echo s3 iceberg-rest; }
+trino_cluster_port()    { echo "$MOZART_TRINO_CLUSTER_PORT"; }
+trino_cluster_timeout() { echo 420; }  # two or more JVMs starting at once on a small machine
+trino_cluster_signal()  { echo TERM; }
+trino_cluster_stop_timeout() { echo 60; }
+
+trino_cluster_workers() { echo "${MOZART_TRINO_WORKERS:-1}"; }
+trino_cluster_worker_dir() { printf '%s/worker-%s' "$(svc_dir trino-cluster)" "$1"; }
+trino_cluster_worker_port() { echo $(( MOZART_TRINO_CLUSTER_WORKER_PORT + $1 - 1 )); }
+
+# Pid files of the workers of the last start (whatever N was then): .stack/trino-cluster/worker-*/pid.
+trino_cluster_worker_pids() {
+  local f pid
+  for f in "$(svc_dir trino-cluster)"/worker-*/pid; do
+    [[ -f "$f" ]] || continue
+    pid="$(read_pid "$f")"
+    [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || { rm -f "$f"; continue; }
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$(dirname "$f")" || { rm -f "$f"; continue; }
+    printf '%s %s\n' "$pid" "$f"
+  done
+}
+
+# Stop the workers (TERM, then KILL after the stop timeout); called after the coordinator stopped.
+trino_cluster_stop_members() {
+  local pid f t0
+  t0="$(now)"
+  while read -r pid f; do
+    [[ -n "$pid" ]] || continue
+    kill -s TERM "$pid" 2>/dev/null || true
+    if ! wait_pid_exit "$pid" "$(trino_cluster_stop_timeout)"; then
+      info "trino-cluster: worker pid $pid still alive; sending KILL"
+      kill -s KILL "$pid" 2>/dev/null || true
+      wait_pid_exit "$pid" 10 || die "trino-cluster: could not stop worker pid $pid"
+    fi
+    rm -f "$f"
+    info "$(printf '%-13s stopped      (worker %s, pid %s, %s)' trino-cluster \
+      "$(basename "$(dirname "$f")")" "$pid" "$(elapsed "$t0")")"
+  done < <(trino_cluster_worker_pids)
+}
+
+trino_cluster_kill_members() {
+  local pid f
+  while read -r pid f; do
+    [[ -n "$pid" ]] || continue
+    kill -s KILL "$pid" 2>/dev/null || true
+    wait_pid_exit "$pid" 30 || die "trino-cluster: worker pid $pid survived SIGKILL"
+    rm -f "$f"
+    info "$(printf '%-13s killed       (worker pid %s)' trino-cluster "$pid")"
+  done < <(trino_cluster_worker_pids)
+}
+
+trino_cluster_prepare() {
+  local i n
+  [[ -x "$(trino_home)/bin/launcher" ]] || ensure_trino_dist  # never re-unpacked under a running `trino`
+  ensure_venv_tools
+  java_home >/dev/null
+  trino_cluster_stop_members  # workers left from a coordinator that died
+  n="$(trino_cluster_workers)"
+  for (( i = 1; i <= n; i++ )); do
+    if port_open "$(trino_cluster_worker_port "$i")"; then
+      die "trino-cluster: worker port $(trino_cluster_worker_port "$i") (MOZART_TRINO_CLUSTER_WORKER_PORT + $((i - 1))) is in use"
+    fi
+  done
+  trino_cluster_write_etc
+}
+
+# trino_cluster_node_etc <dir> <node id> <http port> <config file>: etc/ (with the catalogs) and data/ of
+# one node, from docker/trino/cluster/ (the files docker-compose's profile `cluster` mounts).
+trino_cluster_node_etc() {
+  local dir="$1" id="$2" port="$3" etc="$1/etc" src="$ROOT/docker/trino/cluster"
+  rm -rf "$etc"
+  mkdir -p "$etc/catalog" "$dir/data"
+  cp "$src/node.properties" "$src/jvm.config" "$ROOT/docker/trino/etc/log.properties" "$etc/"
+  cp "$src/$4" "$etc/config.properties"
+  cp "$ROOT"/docker/trino/catalog/*.properties "$etc/catalog/"
+  set_prop "$etc/node.properties" node.id "$id"
+  set_prop "$etc/node.properties" node.data-dir "$dir/data"
+  set_prop "$etc/node.properties" node.bind-ip "$BIND_HOST"
+  set_prop "$etc/node.properties" node.internal-address "$BIND_HOST"
+  set_prop "$etc/config.properties" http-server.http.port "$port"
+  set_prop "$etc/config.properties" discovery.uri "http://$BIND_HOST:$MOZART_TRINO_CLUSTER_PORT"
+  trino_tls_cds_options >>"$etc/jvm.config"
+}
+
+trino_cluster_write_etc() {
+  local dir i n
+  dir="$(svc_dir trino-cluster)"; n="$(trino_cluster_workers)"
+  rm -rf "$dir"/worker-*
+  trino_cluster_node_etc "$dir" mozart-trino-cluster-coordinator "$MOZART_TRINO_CLUSTER_PORT" coordinator.properties
+  for (( i = 1; i <= n; i++ )); do
+    trino_cluster_node_etc "$(trino_cluster_worker_dir "$i")" "mozart-trino-cluster-worker-$i" \
+      "$(trino_cluster_worker_port "$i")" worker.properties
+  done
+}
+
+# trino_cluster_launch <node dir> <pid file> <server log>
+trino_cluster_launch() {
+  local dir="$1"
+  (
+    ulimit -n "$(open_files_limit)"
+    eval "$(cmd_env)"
+    export JAVA_HOME; JAVA_HOME="$(java_home)"
+    "$(trino_home)/bin/launcher" start --etc-dir="$dir/etc" --data-dir="$dir/data" \
+      --pid-file="$2" --server-log-file="$3" \
+      --launcher-log-file="$dir/launcher.log" --jvm-dir="$JAVA_HOME" >>"$dir/launcher.log" 2>&1 9>&-
+  ) || { log_tail trino-cluster "$dir/launcher.log"; die "trino-cluster: launcher start failed in $dir"; }
+}
+
+trino_cluster_start() {
+  local i n w
+  n="$(trino_cluster_workers)"
+  trino_cluster_launch "$(svc_dir trino-cluster)" "$(svc_pidfile trino-cluster)" "$(svc_log trino-cluster)"
+  for (( i = 1; i <= n; i++ )); do
+    w="$(trino_cluster_worker_dir "$i")"
+    trino_cluster_launch "$w" "$w/pid" "$w/log"
+  done
+}
+
+# Ready when the coordinator is up, counts N active workers (it schedules nothing itself) and a query
+# that needs a worker returns.
+trino_cluster_ready() {
+  local answer
+  answer="$(curl -s -m 5 "http://$BIND_HOST:$MOZART_TRINO_CLUSTER_PORT/v1/info" 2>/dev/null)"
+  [[ "$answer" == *'"starting":false'* ]] || return 1
+  CLUSTER_PORT="$MOZART_TRINO_CLUSTER_PORT" CLUSTER_WORKERS="$(trino_cluster_workers)" \
+    "$(venv_python)" - >/dev/null 2>&1 <<'PY'
+import os
+import trino
+
+conn = trino.dbapi.connect(host="127.0.0.1", port=int(os.environ["CLUSTER_PORT"]), user="mozart",
+                           request_timeout=10)
+try:
+    cursor = conn.cursor()
+    cursor.execute("SELECT count(*) FROM system.runtime.nodes WHERE coordinator = false AND state = 'active'")
+    assert cursor.fetchall() == [[int(os.environ["CLUSTER_WORKERS"])]]
+    cursor.execute("SELECT count(*) FROM tpch.tiny.nation")
+    assert cursor.fetchall() == [[25]]
+finally:
+    conn.close()
+PY
+}
+
+trino_cluster_post_start() {
+  local n; n="$(trino_cluster_workers)"
+  info "trino-cluster: $n worker(s) active, ports $MOZART_TRINO_CLUSTER_WORKER_PORT-$(trino_cluster_worker_port "$n")" \
+    "(the coordinator schedules no work)"
+}

@@ -151,3 +151,79 @@ def test_stack_env_defaults_and_url_encoding():
     assert env["MOZART_PROFILE"] == "stack"
     assert env["MOZART_LAKE_URL"] == "s3://raw"
     assert env["MOZART_S3_ENDPOINT_URL"] == "http://127.0.0.1:9000"
+
+
+# ------------------------------------------------------------------ Trino as a cluster (profile `cluster`)
+CLUSTER_DIR = REPO / "docker" / "trino" / "cluster"
+
+
+def properties(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """Container path -> host path of a service's bind mounts."""
+    return {volume.split(":")[1]: volume.split(":")[0] for volume in service.get("volumes", [])}
+
+
+def test_cluster_services_are_opt_in_and_the_default_trino_is_untouched(compose):
+    services = compose["services"]
+    assert services["trino-coordinator"]["profiles"] == ["cluster"]
+    assert services["trino-worker"]["profiles"] == ["cluster"]
+    assert not any(
+        "profiles" in services[name] for name in services if name not in ("trino-coordinator", "trino-worker")
+    )
+    assert mounts(services["trino"])["/etc/trino/config.properties"] == "./docker/trino/etc/config.properties"
+    assert "ports" not in services["trino-worker"]  # scalable: `--scale trino-worker=N`
+    [port] = services["trino-coordinator"]["ports"]
+    native = re.search(r"MOZART_TRINO_CLUSTER_PORT:=(\d+)", (REPO / "scripts/stack_lib/common.sh").read_text())
+    assert native and port == f"127.0.0.1:${{MOZART_TRINO_CLUSTER_PORT:-{native[1]}}}:8080"
+
+
+def test_cluster_coordinator_schedules_nothing_and_workers_find_it(compose):
+    services = compose["services"]
+    coordinator, worker = mounts(services["trino-coordinator"]), mounts(services["trino-worker"])
+    assert coordinator["/etc/trino/config.properties"] == "./docker/trino/cluster/coordinator.properties"
+    assert worker["/etc/trino/config.properties"] == "./docker/trino/cluster/worker.properties"
+    for mount in (coordinator, worker):
+        assert mount["/etc/trino/catalog"] == "./docker/trino/catalog"  # the same catalogs as `trino`
+        assert mount["/etc/trino/node.properties"] == "./docker/trino/cluster/node.properties"
+        assert mount["/etc/trino/jvm.config"] == "./docker/trino/cluster/jvm.config"
+    for name in ("trino-coordinator", "trino-worker"):
+        provided = set(env_mapping(services[name]))
+        assert catalog_env_names() <= provided, (name, catalog_env_names() - provided)
+        assert services[name]["image"] == services["trino"]["image"]
+    coord = properties(CLUSTER_DIR / "coordinator.properties")
+    assert coord["coordinator"] == "true" and coord["node-scheduler.include-coordinator"] == "false"
+    work = properties(CLUSTER_DIR / "worker.properties")
+    assert work["coordinator"] == "false"
+    assert work["discovery.uri"] == f"http://trino-coordinator:{coord['http-server.http.port']}"
+    assert "node.id" not in properties(CLUSTER_DIR / "node.properties")  # scaled workers need distinct ids
+    assert "-Xmx1G" in (CLUSTER_DIR / "jvm.config").read_text().splitlines()
+    health = " ".join(services["trino-coordinator"]["healthcheck"]["test"])
+    assert "coordinator = false AND state = 'active'" in health
+
+
+def test_native_cluster_etc_comes_from_the_same_files(tmp_path):
+    """scripts/stack's trino-cluster writes each node's etc/ from docker/trino/cluster/ with its own ports."""
+    script = 'source "$0/common.sh"; source "$0/deps.sh"; source "$0/trino.sh"; trino_cluster_write_etc'
+    env = clean_env(MOZART_STACK_DIR=str(tmp_path), MOZART_TRINO_WORKERS="2", MOZART_TRINO_CLUSTER_PORT="18085",
+                    MOZART_TRINO_CLUSTER_WORKER_PORT="18086", CI="1")  # fmt: skip
+    subprocess.run(["bash", "-c", script, str(REPO / "scripts" / "stack_lib")], env=env, check=True, timeout=60)
+    root = tmp_path / "trino-cluster"
+    coord = properties(root / "etc" / "config.properties")
+    assert coord["coordinator"] == "true" and coord["node-scheduler.include-coordinator"] == "false"
+    assert (coord["http-server.http.port"], coord["discovery.uri"]) == ("18085", "http://127.0.0.1:18085")
+    ids = {properties(root / "etc" / "node.properties")["node.id"]}
+    for i, port in ((1, "18086"), (2, "18087")):
+        node = root / f"worker-{i}"
+        config = properties(node / "etc" / "config.properties")
+        assert config["coordinator"] == "false" and config["http-server.http.port"] == port
+        assert config["discovery.uri"] == "http://127.0.0.1:18085"
+        ids.add(properties(node / "etc" / "node.properties")["node.id"])
+        assert properties(node / "etc" / "node.properties")["node.data-dir"] == str(node / "data")
+        assert sorted(p.name for p in (node / "etc" / "catalog").iterdir()) == sorted(
+            p.name for p in CATALOG_DIR.glob("*.properties")
+        )
+    assert len(ids) == 3
