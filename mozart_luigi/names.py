@@ -4,7 +4,8 @@ Validation happens at the edges, once: config loading (:func:`tenant_id_problem`
 together), the tasks' ``tenant`` parameter (:class:`~mozart_luigi.tasks.base.TenantParameter`, whose
 ``normalize()`` calls :func:`validate_tenant_id`, so a bad id fails when the task is constructed, before any
 SQL or S3 access) and the command line (tenants are looked up in the validated config). Code behind those
-edges (warehouses, marker store, dbt runner) trusts its callers.
+edges (warehouses, marker store, lake, dbt work folder) trusts its callers. One more edge: the dbt command
+line checks it again, since dbt renders the tenant into schema names unquoted.
 
 Warehouse SQL quotes every identifier with :func:`quote_ident` (ANSI double quotes, DuckDB and Trino);
 source databases are quoted by their SQLAlchemy dialect (``connectors/base.py``), since each has its own
@@ -44,7 +45,7 @@ RESERVED_TENANT_IDS = frozenset(
 
 def tenant_id_problem(tenant: object) -> str | None:
     """What is wrong with ``tenant`` as a tenant id (naming the value and the rule), or ``None``."""
-    if not isinstance(tenant, str) or not TENANT_ID_RE.match(tenant):
+    if not isinstance(tenant, str) or not TENANT_ID_RE.fullmatch(tenant):  # fullmatch: "$" lets "acme\n" by
         return f"invalid tenant id {tenant!r}: must match {TENANT_ID_RE.pattern} ({TENANT_ID_RULE})"
     if tenant in RESERVED_TENANT_IDS:
         return f"tenant id {tenant!r} is reserved"

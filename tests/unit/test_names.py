@@ -24,7 +24,18 @@ from mozart_luigi.tasks.pipeline import TenantPipeline
 
 pytestmark = pytest.mark.unit
 DAY = dt.date(2026, 11, 28)
-HOSTILE = ["x; drop", 'x"; DROP SCHEMA y; --', "../etc", "Acme", "1acme", "a" * 41, "", "mozart_meta", "system"]
+HOSTILE = [
+    "x; drop",
+    'x"; DROP SCHEMA y; --',
+    "../etc",
+    "Acme",
+    "1acme",
+    "a" * 41,
+    "",
+    "acme\n",
+    "mozart_meta",
+    "system",
+]
 
 
 def _constructors() -> list[tuple[str, object]]:
