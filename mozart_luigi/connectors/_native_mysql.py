@@ -283,7 +283,7 @@ def open_read(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, batch_rows:
               where: Where) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:  # fmt: skip
     """``(count, batches)`` from one statement (one read view); the first batch is read to learn the count.
 
-    ``session`` statements run once, first, on connectorx's connection (``pre_execution_queries``). A
+    ``session`` statements run once, first, on connectorx's connection (``pre_execution_query``). A
     window's date bounds are rendered as literals (:func:`inline_dates`); any other value is refused.
     """
     check_width(query, schema, where)
@@ -309,7 +309,7 @@ def _start(url: sa.URL, sql: str, batch_rows: int, session: list[str], where: Wh
     conn = target.render_as_string(hide_password=False)
     try:
         return connectorx.read_sql(conn, sql, return_type="arrow_stream", batch_size=batch_rows,
-                                   pre_execution_queries=session)  # fmt: skip
+                                   pre_execution_query=session)  # fmt: skip
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # connectorx raises RuntimeError, or a Rust panic (a BaseException)

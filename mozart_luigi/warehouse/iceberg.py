@@ -23,7 +23,8 @@ a delete of the date's old files, in **one snapshot** (see ``docs/load.md``).
    ``mozart.date``, ``mozart.manifest-rows`` and ``mozart.file-rows`` (the footers' counts).
 
 A commit conflict (another writer committed to the same table meanwhile, or created the staged table
-first) is retried from step 3 with the same copies (made again if the table's location is not theirs). Copies of an attempt that did not commit are deleted (a SIGKILL leaves them unreferenced, for
+first) is retried from step 3 with the same copies (made again if the table's location is not theirs).
+Copies of an attempt that did not commit are deleted (a SIGKILL leaves them unreferenced, for
 ``remove_orphan_files``). Crash-test hooks: ``MOZART_TEST_CRASH_AT`` = ``before_copy``, ``after_copy``,
 ``before_commit``, ``after_commit``.
 """

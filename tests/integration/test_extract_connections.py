@@ -19,7 +19,7 @@ from pathlib import Path
 import extract_helpers
 import pytest
 import sqlalchemy as sa
-from extract_helpers import create_big_table, extract, read_back, unique, write_config
+from extract_helpers import build, create_big_table, extract, read_back, unique, write_config
 
 from mozart_luigi.config import SourceConfig, TableConfig, TenantConfig
 from mozart_luigi.connectors import MySQLConnector, PostgresConnector, Snapshot, SourceColumn
@@ -177,3 +177,30 @@ def test_a_refused_password_fails_the_native_read_at_once(dialect: str, stack_en
     assert "not-the-pw-8812" not in str(info.value)
     assert ("password authentication failed" if dialect == "postgresql" else "ERROR 1045") in str(info.value)
 
+
+
+@pytest.mark.parametrize("reader", ["sqlalchemy", "native"])
+def test_the_mariadb_session_statements_reach_the_reading_connection(mysql_own_db, reader, tmp_path: Path,
+                                                                     monkeypatch) -> None:  # fmt: skip
+    """The rows are read in the session the connector sets up (``time_zone`` UTC, a long ``net_write_timeout``):
+    a view reports its own session's values. connectorx ignores an unknown keyword, so a misspelt one
+    silently dropped them on the native path (on a server whose default time zone is not UTC, TIMESTAMP
+    values would then be read in that zone)."""
+    engine, database = mysql_own_db
+    with engine.begin() as conn:
+        # a view may not name a system variable; a function it calls may (evaluated in the reading session)
+        conn.exec_driver_sql(f"CREATE FUNCTION `{database}`.tz() RETURNS varchar(64) NOT DETERMINISTIC "
+                             "RETURN @@session.time_zone")  # fmt: skip
+        conn.exec_driver_sql(f"CREATE FUNCTION `{database}`.nwt() RETURNS bigint NOT DETERMINISTIC "
+                             "RETURN @@session.net_write_timeout")  # fmt: skip
+        conn.exec_driver_sql(f"CREATE VIEW `{database}`.session_seen AS SELECT 1 AS id, `{database}`.tz() AS tz, "
+                             f"`{database}`.nwt() AS nwt")  # fmt: skip
+    url = engine.url.set(database=database).render_as_string(hide_password=False)
+    monkeypatch.setenv("MOZART_TEST_CONN_URL", url)
+    source = {"kind": "mysql", "url": "${MOZART_TEST_CONN_URL}", "native": reader == "native"}
+    write_config(tmp_path, monkeypatch, {"globex": {"source": source}}, {"session_seen": {"mode": "full"}})
+    assert build(extract("globex", "session_seen")).scheduling_succeeded
+    manifest, data = read_back("globex", "session_seen")
+    assert manifest.details["reader"] == ("sqlalchemy" if reader == "sqlalchemy" else "connectorx-mysql")
+    assert data.column("tz").to_pylist() == ["+00:00"]
+    assert [int(v) for v in data.column("nwt").to_pylist()] == [3600]

@@ -339,8 +339,10 @@ class _FakeConnectorx:
         self.message = message
         self.sessions: list[list[str]] = []
 
-    def read_sql(self, conn: str, query: str, **kwargs: object) -> None:
-        self.sessions.append(list(kwargs["pre_execution_queries"]))  # type: ignore[call-overload]
+    def read_sql(self, conn: str, query: str, *, return_type: str, batch_size: int,
+                 pre_execution_query: list[str]) -> None:  # fmt: skip
+        """connectorx 0.4's keywords, exactly: a misspelt one (it ignores unknown ones) fails here."""
+        self.sessions.append(list(pre_execution_query))
         raise RuntimeError(self.message)
 
 
