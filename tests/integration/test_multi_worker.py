@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -125,8 +126,13 @@ class Sampler(threading.Thread):
             conn.close()
 
 
-def test_three_workers_run_one_night_once_within_each_tenants_connections(stack_env: dict[str, str],
-                                                                          tmp_path: Path) -> None:  # fmt: skip
+@pytest.mark.parametrize("kill", [False, True], ids=["all-alive", "one-killed"])
+def test_three_workers_run_one_night_once_within_each_tenants_connections(stack_env: dict[str, str], tmp_path: Path,
+                                                                          kill: bool) -> None:  # fmt: skip
+    """With ``kill``, worker 0 is held in its first extract (``MOZART_TEST_PAUSE_AT=before_manifest``) and
+    killed -9 there; luigid (``worker_disconnect_delay = 5``, ``retry_delay = 3`` in its own config) marks the
+    task FAILED at its next prune (every 60 s), makes it pending again at the one after, and a surviving
+    keep-alive worker runs it: the night still completes, each task done once, with exact counts."""
     url = stack_env["MOZART_TEST_PG_URL"]  # database mozart_test, as the superuser `mozart`
     prefix = f"mw{uuid.uuid4().hex[:8]}"
     password = f"pw-{uuid.uuid4().hex}"
@@ -149,7 +155,12 @@ def test_three_workers_run_one_night_once_within_each_tenants_connections(stack_
     try:
         _create_sources(admin, prefix, password)
         sampler.start()
-        with luigid(tmp_path, setup.env) as server:
+        luigid_env = dict(setup.env)
+        if kill:
+            cfg = tmp_path / "luigid.cfg"
+            cfg.write_text("[scheduler]\nworker_disconnect_delay = 5\nretry_delay = 3\n")
+            luigid_env["LUIGI_CONFIG_PATH"] = str(cfg)  # read after the project's luigi.cfg (cwd)
+        with luigid(tmp_path, luigid_env) as server:
             argv = [str(BIN / "luigi"), "--module", "night_loads", "NightLoads", "--date", DATE.isoformat(),
                     "--scheduler-host", "127.0.0.1", "--scheduler-port", str(server.port),
                     "--workers", "1", "--worker-keep-alive"]  # fmt: skip
@@ -157,8 +168,19 @@ def test_three_workers_run_one_night_once_within_each_tenants_connections(stack_
             procs = []
             for w in range(WORKERS):
                 log = (tmp_path / f"worker-{w}.log").open("w")
-                procs.append((subprocess.Popen([*argv, "--worker-id", f"night-worker-{w}"], cwd=REPO, env=setup.env,
+                worker_env = dict(setup.env)
+                if kill and w == 0:
+                    worker_env.update(MOZART_TEST_PAUSE_AT="before_manifest", MOZART_TEST_PAUSE_DIR=str(tmp_path))
+                procs.append((subprocess.Popen([*argv, "--worker-id", f"night-worker-{w}"], cwd=REPO, env=worker_env,
                                                stdout=log, stderr=subprocess.STDOUT), log))  # fmt: skip
+            if kill:
+                reached = tmp_path / "before_manifest.reached"
+                deadline = time.monotonic() + 600
+                while not reached.exists() or not reached.read_text():
+                    assert time.monotonic() < deadline and procs[0][0].poll() is None, "worker 0 never paused"
+                    time.sleep(0.1)
+                assert int(reached.read_text()) == procs[0][0].pid  # one task slot: the task runs in the worker
+                os.kill(procs[0][0].pid, signal.SIGKILL)
             for proc, log in procs:
                 proc.wait(timeout=1200)
                 log.close()
@@ -167,12 +189,16 @@ def test_three_workers_run_one_night_once_within_each_tenants_connections(stack_
             # Luigi's summary (and so the exit code) keeps what a worker saw when it scheduled: a task another
             # worker was running (10, already_running) or whose resource was taken (25, not_run), even when
             # keep-alive then ran or saw it done. Never a failure (30) or anything worse; luigid decides below.
-            for (proc, _), text in zip(procs, logs, strict=True):
+            for w, ((proc, _), text) in enumerate(zip(procs, logs, strict=True)):
+                if kill and w == 0:
+                    assert proc.returncode == -signal.SIGKILL
+                    continue
                 assert proc.returncode in (0, 10, 25), text[-6000:]
                 assert "failed" not in text.split("===== Luigi Execution Summary =====")[1], text[-3000:]
             _, done = server.api("task_list", {"status": "DONE", "upstream_status": "", "search": ""})
             workers = {w["name"] for w in server.api("worker_list")[1]}
-            assert {f"night-worker-{w}" for w in range(WORKERS)} <= workers, workers  # distinct worker ids
+            if not kill:  # (with a 5 s worker_disconnect_delay luigid forgets any worker that has left)
+                assert {f"night-worker-{w}" for w in range(WORKERS)} <= workers, workers  # distinct worker ids
             for status in ("PENDING", "RUNNING", "FAILED", "DISABLED"):
                 assert server.api("task_list", {"status": status, "upstream_status": "", "search": ""})[1] == {}
         sampler.stop.set()
@@ -196,6 +222,9 @@ def test_three_workers_run_one_night_once_within_each_tenants_connections(stack_
         assert len(ran) == 2 * TENANTS * len(TABLES), ran
         assert set(ran.values()) == {1}, [t for t, n in ran.items() if n > 1]
         assert sum(n > 0 for n in by_worker.values()) >= 2, by_worker  # the night really was shared
+        if kill:  # the task worker 0 was killed in was run (to the end) by a survivor, once
+            [killed] = re.findall(r"Worker night-worker-0 running +(ExtractTable\(.*\))", logs[0])
+            assert killed in ran and killed not in re.findall(r"night-worker-0 done +(\S.*)", logs[0])
 
         # per-tenant max_connections (1) held across workers, as the source itself saw it
         print(f"night: {seconds:.1f} s; tasks by worker {by_worker}; {sampler.samples} samples; "
