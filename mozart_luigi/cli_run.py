@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mozart_luigi.config import Config
-from mozart_luigi.errors import MozartError
+from mozart_luigi.errors import ConfigError, MozartError
 from mozart_luigi.luigid_api import DisabledTask, LuigidClient, LuigidUnreachable
 from mozart_luigi.run_events import RunSession
 from mozart_luigi.runner import RunLocked, RunOutcome, TaskOutcome, config_secrets, local_run_lock, retcodes
@@ -183,13 +183,17 @@ def run_demo_recorded(args: argparse.Namespace) -> int:
     from mozart_luigi.demo import run_demo
 
     outcomes: list[RunOutcome] = []
-    code = retcodes()["unhandled_exception"]
+    code, status = retcodes()["unhandled_exception"], "ERROR"
     with _demo_session(args) as (session, terminal, log_path):
         try:
             with terminal.follow(session.spool):
                 code = run_demo(end=args.date, workers=args.workers, out=terminal.writer(), outcomes=outcomes)
+            status = "SUCCESS" if code == 0 else "FAILED"
+        except ConfigError:  # e.g. a file the demo did not generate at a source path: nothing written or run
+            code, status = 2, "CONFIG_ERROR"  # main() prints the problems and exits 2
+            raise
         finally:
-            session.finish(exit_code=code, status="SUCCESS" if code == 0 else "FAILED",
+            session.finish(exit_code=code, status=status,
                            tasks=[t for outcome in outcomes for t in outcome.tasks], dates=_demo_dates(args),
                            log_file=log_path)  # fmt: skip
         terminal.line(f"log: {log_path}")

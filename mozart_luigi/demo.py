@@ -6,7 +6,11 @@
    (``demo_north``, ``demo_south``, ``demo_west``) — the shop schema of the stack's samples, with every
    ``updated_at`` on the four days ending at the demo date, sizes differing per tenant, a seeded RNG, so the
    same date always gives the same bytes of data. A source that already holds the right data is kept;
-   a new file is written next to it and renamed into place;
+   a new file is written next to it and renamed into place. The demo only ever writes a path where no file
+   is, or a file it generated itself (any version, tenant or date: it carries the ``mozart_demo_meta``
+   table). Any other file there (a user's own SQLite database, a text file, a damaged file) is left
+   untouched: the demo refuses with a :class:`~mozart_luigi.errors.ConfigError` naming the tenant and the
+   file, before anything is written or run (``mozart demo`` exits 2);
 2. runs ``AllTenants`` for those four days with the local scheduler (lake folder, DuckDB, dbt ``local``);
 3. prints one line per tenant and day as they finish, the run report of the demo date and one compact mart
    table (each tenant's ``daily_revenue`` of the demo date).
@@ -22,6 +26,7 @@ __all__ = [
     "DEMO_DATE",
     "DEMO_DAYS",
     "DemoSize",
+    "check_writable",
     "demo_dates",
     "generate_source",
     "run_demo",
@@ -33,6 +38,7 @@ import os
 import random
 import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mozart_luigi.config import Config, get_config, reset_config_cache
-from mozart_luigi.errors import MozartError
+from mozart_luigi.errors import ConfigError, ConfigProblem, MozartError
 from mozart_luigi.report import build_report, report_path, write_report
 from mozart_luigi.runner import RunOutcome, run_tasks
 from mozart_luigi.tasks.pipeline import AllTenants
@@ -136,23 +142,41 @@ def size_of(tenant: str) -> DemoSize:
 
 def source_is_current(path: Path, tenant: str, end: dt.date) -> bool:
     """True when ``path`` holds the demo data this version generates for ``tenant`` and ``end``."""
-    if not path.is_file():
-        return False
-    try:
-        with _connect(path) as conn:
-            row = conn.execute(f"SELECT version, tenant, end_date FROM {_META_TABLE}").fetchone()  # noqa: S608
-    except sqlite3.DatabaseError:
-        return False
-    return bool(row == (SCHEMA_VERSION, tenant, end.isoformat()))  # fetchone() is Any
+    return _demo_meta(path) == (SCHEMA_VERSION, tenant, end.isoformat())
+
+
+def check_writable(path: Path, tenant: str) -> None:
+    """Raise :class:`ConfigError` unless the demo may (re)write ``path``: no file is there, or the file is one
+    the demo generated (it has the ``mozart_demo_meta`` table, of any version, tenant or end date)."""
+    why = _not_ours(path)
+    if why is not None:
+        raise ConfigError([refusal(path, tenant, why)])
+
+
+def refusal(path: Path, tenant: str, why: str) -> ConfigProblem:
+    """The problem that says the demo leaves ``path`` (tenant ``tenant``'s source) untouched, and why."""
+    return ConfigProblem(
+        "tenants.yaml",
+        f"tenants.{tenant}.source.path",
+        f"tenant '{tenant}': the demo did not generate '{path}' ({why}); the demo leaves it untouched and "
+        "writes nothing: point the tenant's source.path at another file, or move that file away to let the "
+        "demo write its shop there",
+    )
 
 
 def generate_source(path: Path, tenant: str, end: dt.date = DEMO_DATE) -> bool:
-    """Write the demo shop of ``tenant`` to ``path`` unless it is already there. Returns True if written."""
+    """Write the demo shop of ``tenant`` to ``path`` unless it is already there. Returns True if written.
+
+    Raises :class:`ConfigError` (nothing written) when another file than a demo source is at ``path``."""
     if source_is_current(path, tenant, end):
         return False
+    check_writable(path, tenant)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
+    # a new file of its own next to the target (never a name some other file may have), renamed into place
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(name)
+    tmp.chmod(0o644)  # mkstemp's 0600 would make the shop unreadable to others, unlike a file sqlite creates
     try:
         with _connect(tmp) as conn:
             conn.executescript(_SCHEMA)
@@ -163,6 +187,45 @@ def generate_source(path: Path, tenant: str, end: dt.date = DEMO_DATE) -> bool:
     finally:
         tmp.unlink(missing_ok=True)
     return True
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _not_ours(path: Path) -> str | None:
+    """Why the file at ``path`` is not the demo's (None: no file there, or a demo source)."""
+    if not os.path.lexists(path):
+        return None
+    if not path.is_file():
+        return "not a regular file" if path.exists() else "a dangling symbolic link"
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if header != _SQLITE_HEADER:
+        return "not a SQLite database" if header else "an empty file"
+    if _demo_meta(path) is None:
+        return f"a SQLite database without the demo's {_META_TABLE} table"
+    return None
+
+
+def _demo_meta(path: Path) -> tuple[object, ...] | None:
+    """The demo's meta row of the SQLite file at ``path``, read-only; None when it has none (or is no file,
+    or no SQLite database)."""
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute(f"SELECT version, tenant, end_date FROM {_META_TABLE}").fetchone()  # noqa: S608
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return tuple(row) if row is not None else None
 
 
 class _connect:
@@ -304,15 +367,19 @@ def _env_date() -> dt.date | None:
 
 
 def _generate_all(config: Config, end: dt.date, out: SupportsWrite[str]) -> None:
-    for tenant in config.tenants.values():
-        if tenant.source.kind != "sqlite" or not tenant.source.path:
-            continue
-        path = Path(tenant.source.path).resolve()
-        size = size_of(tenant.id)
-        written = generate_source(path, tenant.id, end)
+    """Write each SQLite tenant's demo source. Every path is checked first: when any holds a file the demo
+    did not generate, nothing is written and a :class:`ConfigError` names every such tenant and file."""
+    sources = [(tenant.id, Path(tenant.source.path).resolve()) for tenant in config.tenants.values()
+               if tenant.source.kind == "sqlite" and tenant.source.path]  # fmt: skip
+    refused = [refusal(path, tenant, why) for tenant, path in sources if (why := _not_ours(path)) is not None]
+    if refused:
+        raise ConfigError(refused)
+    for tenant, path in sources:
+        size = size_of(tenant)
+        written = generate_source(path, tenant, end)
         state = "generated" if written else "up to date"
         print(
-            f"source {tenant.id}: {state} ({size.customers} customers, {size.products} products, "
+            f"source {tenant}: {state} ({size.customers} customers, {size.products} products, "
             f"{size.orders} orders) {path}",
             file=out,
         )

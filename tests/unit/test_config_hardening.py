@@ -361,3 +361,44 @@ def test_the_local_lake_lies_exactly_under_a_data_dir_with_special_characters(tm
     assert (data_dir / "lake" / "raw" / "acme" / "orders" / "2026-11-25" / "probe.txt").read_text() == "x"
     assert lake.read_text(f"{date_url}/probe.txt") == "x" and lake.list_files(date_url) == ["probe.txt"]
     assert [p.name for p in tmp_path.iterdir()] == [folder]  # nothing landed beside the data folder
+
+
+ISSUE_TENANTS = """
+tenants:
+  acme:
+    source:
+      kind: postgresql
+      host: ${MOZART_PG_HOST:-127.0.0.1}
+      port: ${MOZART_PG_PORT:-55432}
+      database: acme
+      user: acme_reader
+      password: ${ACME_DB_PASSWORD:-changeme}
+"""
+
+
+@pytest.mark.parametrize("env", [{}, {"MOZART_PG_HOST": "", "MOZART_PG_PORT": "", "ACME_DB_PASSWORD": ""}],
+                         ids=["unset", "empty"])  # fmt: skip
+def test_issue_case_validate_shows_the_shell_default_never_a_leading_dash(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's case (the syntax of docker-compose.yml): ``mozart validate`` printed a URL with the host
+    ``-127.0.0.1`` and exit 0, and the password would have been ``-changeme``. Now the shell meaning: the
+    default itself, for an unset and for an empty variable."""
+    from mozart_luigi.cli import main
+
+    write(tmp_path, ISSUE_TENANTS)
+    source = load_config(tmp_path, env=env).tenant("acme").source
+    assert (source.host, source.port) == ("127.0.0.1", 55432)
+    assert source.password is not None and source.password.reveal() == "changeme"
+    for name in ("MOZART_PG_HOST", "MOZART_PG_PORT", "ACME_DB_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MOZART_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setenv("MOZART_PROFILE", "local")
+    monkeypatch.setenv("MOZART_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)  # no .env of the repository
+    assert main(["validate"]) == 0
+    out = capsys.readouterr().out
+    assert "postgresql://acme_reader@127.0.0.1:55432/acme" in out
+    assert "-127.0.0.1" not in out and "changeme" not in out
