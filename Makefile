@@ -17,18 +17,19 @@ PKG_FILES   := $(wildcard setup.cfg setup.py pyproject.toml)
 TEST_STAMP  := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: help venv venv-bench stack-up stack-down stack-status test test-unit demo luigid lint bench clean distclean
+.PHONY: help venv venv-bench stack-up stack-down stack-status test test-unit demo luigid lint format bench clean distclean
 
 help:
 	@echo "venv          create .venv and pip install -e '.[test]' (again only when setup.cfg changes)"
 	@echo "stack-up      start the native stack (scripts/stack up)"
 	@echo "stack-down    stop it (scripts/stack down)"
 	@echo "stack-status  one line per service"
-	@echo "test          venv + lint (ruff, mypy) + stack-up + all tests + stack-down (KEEP_STACK=1 keeps it up)"
+	@echo "test          venv + lint (ruff check, ruff format --check, mypy) + stack-up + all tests + stack-down (KEEP_STACK=1 keeps it up)"
 	@echo "test-unit     unit tests only, no stack"
 	@echo "demo          run 'mozart demo'"
 	@echo "luigid        Luigi central scheduler on 127.0.0.1:$(LUIGID_PORT) (foreground)"
-	@echo "lint          ruff check mozart_luigi tests benchmarks; mypy, strict, over mozart_luigi (first steps of make test)"
+	@echo "lint          ruff check + ruff format --check (mozart_luigi tests benchmarks); mypy, strict, over mozart_luigi (first steps of make test)"
+	@echo "format        ruff format mozart_luigi tests benchmarks (what the format check expects)"
 	@echo "bench         venv with the bench extra + stack-up + python -m benchmarks"
 	@echo "clean         stop the stack; remove .stack and build/test leftovers (keeps .venv, .cache)"
 	@echo "distclean     clean + remove .venv and .cache"
@@ -64,6 +65,7 @@ stack-status:
 # tests fail; the exit status is pytest's (or stack-up's, if that failed).
 test: venv
 	$(VENV)/bin/ruff check mozart_luigi tests benchmarks
+	$(VENV)/bin/ruff format --check mozart_luigi tests benchmarks
 	$(VENV)/bin/mypy
 	@rc=0; \
 	$(STACK) up || rc=$$?; \
@@ -87,8 +89,12 @@ luigid: venv
 	$(VENV)/bin/luigid --address 127.0.0.1 --port $(LUIGID_PORT) \
 	  --state-path $(LUIGID_DIR)/state.pickle --logdir $(LUIGID_DIR)
 
+format: venv
+	$(VENV)/bin/ruff format mozart_luigi tests benchmarks
+
 lint: venv
 	$(VENV)/bin/ruff check mozart_luigi tests benchmarks
+	$(VENV)/bin/ruff format --check mozart_luigi tests benchmarks
 	$(VENV)/bin/mypy
 
 bench: venv-bench stack-up

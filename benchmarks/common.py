@@ -101,9 +101,11 @@ def stack_urls() -> dict[str, sa.URL]:
     """The test databases of the running stack (``eval "$(scripts/stack env)"`` first)."""
     missing = [k for k in ("MOZART_TEST_PG_URL", "MOZART_TEST_MYSQL_URL") if not os.environ.get(k)]
     if missing:
-        sys.exit(f"benchmarks: {', '.join(missing)} not set; run: eval \"$(scripts/stack env)\"")
-    return {"pg": sa.make_url(os.environ["MOZART_TEST_PG_URL"]),
-            "mysql": sa.make_url(os.environ["MOZART_TEST_MYSQL_URL"])}  # fmt: skip
+        sys.exit(f'benchmarks: {", ".join(missing)} not set; run: eval "$(scripts/stack env)"')
+    return {
+        "pg": sa.make_url(os.environ["MOZART_TEST_PG_URL"]),
+        "mysql": sa.make_url(os.environ["MOZART_TEST_MYSQL_URL"]),
+    }
 
 
 def bench_table(rows: int) -> str:
@@ -141,8 +143,9 @@ def _has_rows(conn: sa.Connection, name: str, rows: int) -> bool:
     return conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one() == rows
 
 
-def run_measured(name: str, dialect: str, rows: int, argv: list[str], *, env: dict[str, str] | None = None,
-                 json_report: bool = True) -> Measured:  # fmt: skip
+def run_measured(
+    name: str, dialect: str, rows: int, argv: list[str], *, env: dict[str, str] | None = None, json_report: bool = True
+) -> Measured:
     """Run ``argv`` as a fresh child; peak RSS from ``wait4``, seconds from its last JSON line (or wall time).
 
     Output goes to temporary files (a CLI limit writes its rows to /dev/null itself), so the parent never

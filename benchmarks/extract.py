@@ -73,8 +73,9 @@ def _ours(url, dialect: str, table: str, tmp: Path) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ok = luigi.build([ExtractTable(tenant="bench", table=table, date=_date())], local_scheduler=True,
-                         log_level="WARNING")  # fmt: skip
+        ok = luigi.build(
+            [ExtractTable(tenant="bench", table=table, date=_date())], local_scheduler=True, log_level="WARNING"
+        )
     if not ok:
         raise SystemExit("ExtractTable failed")
     manifest = Lake.from_settings(get_config().settings).read_manifest("bench", table, _date())
@@ -132,10 +133,20 @@ def _dlt(backend: str):
         os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
         kwargs = {"backend_kwargs": {"conn": _plain(url)}} if backend == "connectorx" else {}
         credentials = url.render_as_string(hide_password=False)
-        source = sql_table(credentials=credentials, table=table, backend=backend, chunk_size=50_000,
-                           type_adapter_callback=_plain_floats, **kwargs)  # fmt: skip
-        pipeline = dlt.pipeline(pipeline_name=f"bench_{backend}", destination="filesystem",
-                                dataset_name="bench", pipelines_dir=str(tmp / "pipelines"))  # fmt: skip
+        source = sql_table(
+            credentials=credentials,
+            table=table,
+            backend=backend,
+            chunk_size=50_000,
+            type_adapter_callback=_plain_floats,
+            **kwargs,
+        )
+        pipeline = dlt.pipeline(
+            pipeline_name=f"bench_{backend}",
+            destination="filesystem",
+            dataset_name="bench",
+            pipelines_dir=str(tmp / "pipelines"),
+        )
         pipeline.run(source, loader_file_format="parquet")
         return int(pipeline.last_trace.last_normalize_info.row_counts[table])
 
@@ -170,15 +181,35 @@ def _date() -> dt.date:
     return dt.date.fromisoformat(WINDOW_DATE if _incremental() else DATE)
 
 
-WORKERS = {"ours": _ours, "ours-rows": _ours, "ours-read": _ours_read, "pandas": _pandas,
-           "dlt-pyarrow": _dlt("pyarrow"), "dlt-connectorx": _dlt("connectorx"),
-           "connectorx": _connectorx}  # fmt: skip
-_OURS = ("luigi", "mozart_luigi.tasks.extract", "mozart_luigi.connectors.native",
-         "adbc_driver_postgresql.dbapi", "connectorx", "pyarrow.parquet", "psycopg2", "pymysql")  # fmt: skip
+WORKERS = {
+    "ours": _ours,
+    "ours-rows": _ours,
+    "ours-read": _ours_read,
+    "pandas": _pandas,
+    "dlt-pyarrow": _dlt("pyarrow"),
+    "dlt-connectorx": _dlt("connectorx"),
+    "connectorx": _connectorx,
+}
+_OURS = (
+    "luigi",
+    "mozart_luigi.tasks.extract",
+    "mozart_luigi.connectors.native",
+    "adbc_driver_postgresql.dbapi",
+    "connectorx",
+    "pyarrow.parquet",
+    "psycopg2",
+    "pymysql",
+)
 _DLT = ("dlt", "dlt.sources.sql_database", "pyarrow.parquet", "connectorx", "psycopg2", "pymysql")
-WARM = {"ours": _OURS, "ours-rows": _OURS, "ours-read": _OURS,
-        "pandas": ("pandas", "pyarrow.parquet", "psycopg2", "pymysql"), "dlt-pyarrow": _DLT,
-        "dlt-connectorx": _DLT, "connectorx": ("connectorx", "pyarrow")}  # fmt: skip
+WARM = {
+    "ours": _OURS,
+    "ours-rows": _OURS,
+    "ours-read": _OURS,
+    "pandas": ("pandas", "pyarrow.parquet", "psycopg2", "pymysql"),
+    "dlt-pyarrow": _DLT,
+    "dlt-connectorx": _DLT,
+    "connectorx": ("connectorx", "pyarrow"),
+}
 
 
 # ------------------------------------------------------------------------------------------ the parent
@@ -192,25 +223,52 @@ def _config_env(name: str, dialect: str, table: str, tmp: Path, mode: str) -> di
     (config / "tenants.yaml").write_text(f"tenants:\n  bench:\n    source: {source}\n")
     spec = f"{{mode: incremental, cursor: {CURSOR}}}" if mode == "incremental" else "{mode: full}"
     (config / "tables.yaml").write_text(f"tables:\n  {table}: {spec}\n")
-    return {**os.environ, "MOZART_CONFIG_DIR": str(config), "MOZART_DATA_DIR": str(tmp / "data"),
-            "MOZART_LAKE_URL": (tmp / "lake").as_uri(), "MOZART_BENCH_MODE": mode}  # fmt: skip
+    return {
+        **os.environ,
+        "MOZART_CONFIG_DIR": str(config),
+        "MOZART_DATA_DIR": str(tmp / "data"),
+        "MOZART_LAKE_URL": (tmp / "lake").as_uri(),
+        "MOZART_BENCH_MODE": mode,
+    }
 
 
 def _limit(dialect: str, table: str, rows: int, tmp: Path) -> Measured:
     url = stack_urls()[dialect]
     sql = ";".join([*_utc_session(dialect), _select(table, dialect)])
     if dialect == "pg":
-        argv = ["psql", "-X", "-q", "-h", url.host, "-p", str(url.port), "-U", url.username,
-                "-d", url.database, "-o", "/dev/null",
-                "-c", f"COPY ({sql}) TO STDOUT (FORMAT binary)"]  # fmt: skip
+        argv = [
+            "psql",
+            "-X",
+            "-q",
+            "-h",
+            url.host,
+            "-p",
+            str(url.port),
+            "-U",
+            url.username,
+            "-d",
+            url.database,
+            "-o",
+            "/dev/null",
+            "-c",
+            f"COPY ({sql}) TO STDOUT (FORMAT binary)",
+        ]
         env = {**os.environ, "PGPASSWORD": url.password or ""}
     else:
         secrets = tmp / "my.cnf"
         secrets.write_text(f"[client]\npassword={url.password}\n")
         secrets.chmod(0o600)
-        argv = ["sh", "-c", 'exec mariadb --defaults-extra-file="$0" -h "$1" -P "$2" -u "$3" --quick --batch '
-                '-e "$4" "$5" > /dev/null', str(secrets), url.host, str(url.port), url.username, sql,
-                url.database]  # fmt: skip
+        argv = [
+            "sh",
+            "-c",
+            'exec mariadb --defaults-extra-file="$0" -h "$1" -P "$2" -u "$3" --quick --batch -e "$4" "$5" > /dev/null',
+            str(secrets),
+            url.host,
+            str(url.port),
+            url.username,
+            sql,
+            url.database,
+        ]
         env = dict(os.environ)
     return run_measured("limit", dialect, rows, argv, env=env, json_report=False)
 
@@ -221,8 +279,7 @@ def _contender(name: str, dialect: str, table: str, rows: int, mode: str = "full
         if name == "limit":
             os.environ["MOZART_BENCH_MODE"] = mode  # the parent renders the limit's SQL
             return _limit(dialect, table, rows, Path(tmp))
-        argv = [sys.executable, __file__, "--worker", name, "--dialect", dialect, "--table", table,
-                "--tmp", tmp]  # fmt: skip
+        argv = [sys.executable, __file__, "--worker", name, "--dialect", dialect, "--table", table, "--tmp", tmp]
         return run_measured(name, dialect, rows, argv, env=env)
 
 
@@ -235,20 +292,26 @@ def _window_rows(dialect: str, table: str) -> int:
         with engine.connect() as conn:
             for statement in _utc_session(dialect):
                 conn.exec_driver_sql(statement)
-            return int(conn.exec_driver_sql(_select(table, dialect).replace("SELECT *", "SELECT count(*)", 1))
-                       .scalar_one())  # fmt: skip
+            return int(
+                conn.exec_driver_sql(_select(table, dialect).replace("SELECT *", "SELECT count(*)", 1)).scalar_one()
+            )
     finally:
         engine.dispose()
 
 
 def _report(results: list[Measured], mode: str = "full") -> str:
     against = "ours-rows" if mode == "incremental" else "fastest dlt"
-    lines = [f"| db | contender | rows | seconds | rows/s | peak MB | vs {against} | client CPU s | load |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| db | contender | rows | seconds | rows/s | peak MB | vs {against} | client CPU s | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for dialect in ("pg", "mysql"):
         mine = [r for r in results if r.dialect == dialect]
-        base = [r.rows_per_s for r in mine if not r.error and (
-            r.name == "ours-rows" if mode == "incremental" else r.name.startswith("dlt"))]  # fmt: skip
+        base = [
+            r.rows_per_s
+            for r in mine
+            if not r.error and (r.name == "ours-rows" if mode == "incremental" else r.name.startswith("dlt"))
+        ]
         best = max(base) if base else 0.0
         for r in mine:
             if r.error:
@@ -256,8 +319,10 @@ def _report(results: list[Measured], mode: str = "full") -> str:
                 lines.append(f"| {dialect} | {r.name} | - | - | - | - | {failed} | - | {r.load:.1f} |")
                 continue
             ratio = f"{r.rows_per_s / best:.2f}x" if best else "-"
-            lines.append(f"| {dialect} | {r.name} | {r.rows:,} | {r.seconds:.2f} | {r.rows_per_s:,.0f} | "
-                         f"{r.peak_mb:,.0f} | {ratio} | {r.cpu_s:.1f} | {r.load:.1f} |")  # fmt: skip
+            lines.append(
+                f"| {dialect} | {r.name} | {r.rows:,} | {r.seconds:.2f} | {r.rows_per_s:,.0f} | "
+                f"{r.peak_mb:,.0f} | {ratio} | {r.cpu_s:.1f} | {r.load:.1f} |"
+            )
     return "\n".join(lines)
 
 
@@ -278,8 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--dialect", choices=("pg", "mysql", "both"), default="both")
-    parser.add_argument("--mode", choices=("full", "incremental"), default="full",
-                        help=f"incremental: the day {WINDOW_DATE} on {CURSOR} (dlt not measured)")
+    parser.add_argument(
+        "--mode",
+        choices=("full", "incremental"),
+        default="full",
+        help=f"incremental: the day {WINDOW_DATE} on {CURSOR} (dlt not measured)",
+    )
     parser.add_argument("--only", help="comma-separated contenders (default: all of the mode's)")
     parser.add_argument("--memcheck", action="store_true", help="ours at 1M vs 5M rows (peak RSS)")
     parser.add_argument("--rebuild", action="store_true", help="recreate the bench tables")

@@ -77,11 +77,18 @@ from mozart_luigi.warehouse.trino import TrinoWarehouse
 
 DAY = dt.date(2026, 11, 25)
 TP_DAY = dt.date(2026, 12, 1)
-SCHEMA = pa.schema([
-    ("id", pa.int64()), ("qty", pa.int32()), ("price", pa.decimal128(12, 2)), ("score", pa.float64()),
-    ("label", pa.string()), ("created_at", pa.timestamp("us")), ("updated_at", pa.timestamp("us", tz="UTC")),
-    ("active", pa.bool_()),
-])  # fmt: skip
+SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("qty", pa.int32()),
+        ("price", pa.decimal128(12, 2)),
+        ("score", pa.float64()),
+        ("label", pa.string()),
+        ("created_at", pa.timestamp("us")),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("active", pa.bool_()),
+    ]
+)
 
 
 def main() -> None:
@@ -103,8 +110,14 @@ def main() -> None:
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sizes = lambda text: [int(x) for x in text.split(",") if x.strip()]  # noqa: E731
-    parser.add_argument("--rows", "--sizes", dest="rows", type=sizes, default=[1_500_000],
-                        help="rows per load; a comma list measures each size (flatness)")  # fmt: skip
+    parser.add_argument(
+        "--rows",
+        "--sizes",
+        dest="rows",
+        type=sizes,
+        default=[1_500_000],
+        help="rows per load; a comma list measures each size (flatness)",
+    )
     parser.add_argument("--repeat", type=int, default=5, help="rounds (load mode)")
     parser.add_argument("--throughput", action="store_true", help="completion-throughput mode")
     parser.add_argument("--loads", type=int, default=2000, help="loads in throughput mode")
@@ -117,9 +130,12 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=1, help="throughput: dates loaded one after the other")
     parser.add_argument("--tp-rows", type=int, default=10, help="rows per load in throughput mode")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--stack-dir", default=str(Path(__file__).resolve().parents[1] / ".stack"),
-                        help="throughput: where scripts/stack keeps the services' pid files (their CPU is read "
-                             "from /proc; skipped when absent)")  # fmt: skip
+    parser.add_argument(
+        "--stack-dir",
+        default=str(Path(__file__).resolve().parents[1] / ".stack"),
+        help="throughput: where scripts/stack keeps the services' pid files (their CPU is read "
+        "from /proc; skipped when absent)",
+    )
     return parser.parse_args()
 
 
@@ -174,16 +190,19 @@ def bench_chunk(start: int, rows: int) -> pa.RecordBatch:
     words = np.column_stack([cents, np.zeros_like(cents)])  # decimal128: little-endian (low, high) int64 words
     price = pa.Array.from_buffers(pa.decimal128(12, 2), rows, [None, pa.py_buffer(words.tobytes())])
     label = pc.binary_join_element_wise("item-", pc.cast(pa.array(ids & 0xFFFFF), pa.string()), "")
-    return pa.record_batch([
-        pa.array(ids),
-        pa.array(((ids * 7919) % 100_000).astype(np.int32), mask=ids % 101 == 0),
-        price,
-        pa.array(ids / 7.0),
-        pc.if_else(pa.array(ids % 97 == 0), pa.scalar(None, pa.string()), label),
-        pa.array(1_577_836_800_000_000 + ids * 1_234_567, pa.timestamp("us")),
-        pa.array(1_704_067_200_000_000 + ids * 500_000, pa.timestamp("us", tz="UTC")),
-        pa.array(ids % 3 == 0),
-    ], schema=SCHEMA)  # fmt: skip
+    return pa.record_batch(
+        [
+            pa.array(ids),
+            pa.array(((ids * 7919) % 100_000).astype(np.int32), mask=ids % 101 == 0),
+            price,
+            pa.array(ids / 7.0),
+            pc.if_else(pa.array(ids % 97 == 0), pa.scalar(None, pa.string()), label),
+            pa.array(1_577_836_800_000_000 + ids * 1_234_567, pa.timestamp("us")),
+            pa.array(1_704_067_200_000_000 + ids * 500_000, pa.timestamp("us", tz="UTC")),
+            pa.array(ids % 3 == 0),
+        ],
+        schema=SCHEMA,
+    )
 
 
 def write_extracts(settings: Settings, slices: list[tuple[str, str, dt.date]], rows: int) -> list[Manifest]:
@@ -192,9 +211,19 @@ def write_extracts(settings: Settings, slices: list[tuple[str, str, dt.date]], r
     lake = Lake.from_settings(settings)
     now = dt.datetime.now(dt.UTC)
     run_ids = [new_run_id() for _ in slices]
-    writers = [PartWriter(lake, lake.date_url(t, tb, d), r, SCHEMA, date=d, extracted_at=now,
-                          compression=settings.compression, part_rows=settings.part_rows)
-               for (t, tb, d), r in zip(slices, run_ids, strict=True)]  # fmt: skip
+    writers = [
+        PartWriter(
+            lake,
+            lake.date_url(t, tb, d),
+            r,
+            SCHEMA,
+            date=d,
+            extracted_at=now,
+            compression=settings.compression,
+            part_rows=settings.part_rows,
+        )
+        for (t, tb, d), r in zip(slices, run_ids, strict=True)
+    ]
     chunk_rows = max(settings.part_rows, settings.batch_rows)
     with ThreadPoolExecutor(2) as pool:
         for start in range(0, rows, chunk_rows):
@@ -203,9 +232,21 @@ def write_extracts(settings: Settings, slices: list[tuple[str, str, dt.date]], r
                 batch = chunk.slice(offset, settings.batch_rows)
                 list(pool.map(lambda w, b=batch: w.write(b), writers))
         files = list(pool.map(lambda w: w.close(), writers))
-    manifests = [Manifest(tenant=t, table=tb, date=d, mode="full", row_count=rows, source_count=rows, files=f,
-                          schema=SCHEMA, extracted_at=now, run_id=r)
-                 for (t, tb, d), r, f in zip(slices, run_ids, files, strict=True)]  # fmt: skip
+    manifests = [
+        Manifest(
+            tenant=t,
+            table=tb,
+            date=d,
+            mode="full",
+            row_count=rows,
+            source_count=rows,
+            files=f,
+            schema=SCHEMA,
+            extracted_at=now,
+            run_id=r,
+        )
+        for (t, tb, d), r, f in zip(slices, run_ids, files, strict=True)
+    ]
     for manifest in manifests:
         lake.write_manifest(manifest)
     return manifests
@@ -233,8 +274,9 @@ def _commit() -> str:
     """The code measured: HEAD, and any uncommitted change to the load path (others' edits included)."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=False,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()  # fmt: skip
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent
+        ).stdout.strip()
 
     changed = git("status", "--porcelain", "--", *_LOAD_PATH).replace("\n", ", ")
     return git("rev-parse", "--short", "HEAD") + (f" + uncommitted: {changed}" if changed else "")
@@ -279,22 +321,35 @@ def _load_days(table: str, count: int) -> list[dt.date]:
 def bench_load(settings: Settings, tenant: str, sizes: list[int], repeat: int, fork: bool) -> dict[str, Any]:
     warehouse = TrinoWarehouse.from_settings(settings, tenant=tenant)
     started_load = _load_average()
-    runs = [_set_up_size(settings, warehouse, _Size(rows, tenant, _load_days(f"facts_{rows}", repeat + 1), fork))
-            for rows in sorted(sizes)]  # fmt: skip
+    runs = [
+        _set_up_size(settings, warehouse, _Size(rows, tenant, _load_days(f"facts_{rows}", repeat + 1), fork))
+        for rows in sorted(sizes)
+    ]
     timings: dict[int, dict[str, list[float]]] = {s.rows: {"LoadIceberg": [], "bare": [], "copy": []} for s in runs}
     for n in range(repeat):
         for size in runs if n % 2 == 0 else runs[::-1]:
-            sides = [("LoadIceberg", lambda s=size, d=n + 1: _ours(settings, s, s.days[d])),
-                     ("bare", lambda s=size: _bare(warehouse, settings, s)),
-                     ("copy", lambda s=size: _copy_only(settings, s))]  # fmt: skip
+            sides = [
+                ("LoadIceberg", lambda s=size, d=n + 1: _ours(settings, s, s.days[d])),
+                ("bare", lambda s=size: _bare(warehouse, settings, s)),
+                ("copy", lambda s=size: _copy_only(settings, s)),
+            ]
             for name, side in sides if n % 2 == 0 else sides[::-1]:
                 timings[size.rows][name].append(side())
-        print(f"round {n + 1}/{repeat}: " + ", ".join(
-            f"{rows:,}: {t['LoadIceberg'][-1]:.2f} s vs {t['bare'][-1]:.2f} s" for rows, t in timings.items()),
-            file=sys.stderr)  # fmt: skip
-    results: dict[str, Any] = {"mode": "load", "commit": _commit(), "repeat": repeat, "LoadIceberg_forked": fork,
-                               "load_average": [started_load, _load_average()],
-                               "sizes": [_size_result(s, timings[s.rows]) for s in runs]}  # fmt: skip
+        print(
+            f"round {n + 1}/{repeat}: "
+            + ", ".join(
+                f"{rows:,}: {t['LoadIceberg'][-1]:.2f} s vs {t['bare'][-1]:.2f} s" for rows, t in timings.items()
+            ),
+            file=sys.stderr,
+        )
+    results: dict[str, Any] = {
+        "mode": "load",
+        "commit": _commit(),
+        "repeat": repeat,
+        "LoadIceberg_forked": fork,
+        "load_average": [started_load, _load_average()],
+        "sizes": [_size_result(s, timings[s.rows]) for s in runs],
+    }
     if len(runs) > 1:
         results["flatness"] = _flatness(runs, timings)
     return results
@@ -307,8 +362,7 @@ def _set_up_size(settings: Settings, warehouse: TrinoWarehouse, size: _Size) -> 
     slices = [(tenant, f"src_{rows}", DAY)] + [(tenant, size.facts, d) for d in size.days]
     started = time.perf_counter()
     manifests = write_extracts(settings, slices, rows)
-    print(f"{rows:,} rows: {len(slices)} extracts written in {time.perf_counter() - started:.1f} s",
-          file=sys.stderr)  # fmt: skip
+    print(f"{rows:,} rows: {len(slices)} extracts written in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     size.manifest = manifests[1]
     lake = Lake.from_settings(settings)
     marker = Marker("LoadIceberg", f"bench-src-{rows}", tenant, DAY, table=f"src_{rows}", rows=rows)
@@ -397,7 +451,9 @@ def _size_result(size: _Size, timings: dict[str, list[float]]) -> dict[str, Any]
     ratios = [o / b for o, b in zip(ours, bare, strict=True)]
     assert size.manifest is not None  # noqa: S101
     return {
-        "rows": size.rows, "parts": len(size.manifest.files), "bytes": sum(f.bytes for f in size.manifest.files),
+        "rows": size.rows,
+        "parts": len(size.manifest.files),
+        "bytes": sum(f.bytes for f in size.manifest.files),
         "seconds_median": {"LoadIceberg": _r(statistics.median(ours)), "bare": _r(statistics.median(bare))},
         "seconds_min": {"LoadIceberg": _r(min(ours)), "bare": _r(min(bare))},
         "all_seconds": {"LoadIceberg": [_r(v) for v in ours], "bare": [_r(v) for v in bare]},
@@ -407,7 +463,7 @@ def _size_result(size: _Size, timings: dict[str, list[float]]) -> dict[str, Any]
         "ratio_of_medians": _r(statistics.median(ours) / statistics.median(bare), 3),
         "bare_copy_seconds_median": _r(statistics.median(copy)),
         "LoadIceberg_minus_copy_median": _r(statistics.median([o - c for o, c in zip(ours, copy, strict=True)])),
-    }  # fmt: skip
+    }
 
 
 def _flatness(runs: list[_Size], timings: dict[int, dict[str, list[float]]]) -> dict[str, Any]:
@@ -421,9 +477,10 @@ def _flatness(runs: list[_Size], timings: dict[int, dict[str, list[float]]]) -> 
         "largest_over_smallest_per_round": [_r(v, 3) for v in per_round],
         "largest_over_smallest_median_of_rounds": _r(statistics.median(per_round), 3),
         # what is left when the storage server's byte copy (timed alone, same parts, same round) is taken out
-        "without_the_copy_largest_over_smallest": _r(_without_copy(timings[runs[-1].rows])
-                                                     / _without_copy(timings[runs[0].rows]), 3),
-    }  # fmt: skip
+        "without_the_copy_largest_over_smallest": _r(
+            _without_copy(timings[runs[-1].rows]) / _without_copy(timings[runs[0].rows]), 3
+        ),
+    }
 
 
 def _without_copy(timing: dict[str, list[float]]) -> float:
@@ -472,8 +529,15 @@ def _load_one(settings: Settings, job: _Job) -> float:
     started = time.perf_counter()
     lake = Lake.from_settings(settings)
     manifest = lake.read_manifest(job.tenant, job.table, job.date)
-    marker = Marker("LoadIceberg", job.task_id, job.tenant, job.date, table=job.table, rows=manifest.row_count,
-                    details={"run_id": manifest.run_id})  # fmt: skip
+    marker = Marker(
+        "LoadIceberg",
+        job.task_id,
+        job.tenant,
+        job.date,
+        table=job.table,
+        rows=manifest.row_count,
+        details={"run_id": manifest.run_id},
+    )
     with open_warehouse(settings, tenant=job.tenant) as warehouse:
         warehouse.load_day(DayLoad(manifest, lake, marker))
     return time.perf_counter() - started
@@ -528,9 +592,15 @@ def bench_throughput(settings: Settings, tenants: list[str], args: argparse.Name
     tables that exist (the daily steady state)."""
     tables = [f"t{i:03d}" for i in range(_per_tenant(args.loads, len(tenants)))]
     kind = "threads" if args.threads else "processes, a forked child per load" if args.fork else "processes"
-    result: dict[str, Any] = {"mode": "throughput", "commit": _commit(), "loads_per_day": args.loads,
-                              "workers": args.workers, "kind": kind, "rows_per_load": args.tp_rows,
-                              "days": []}  # fmt: skip
+    result: dict[str, Any] = {
+        "mode": "throughput",
+        "commit": _commit(),
+        "loads_per_day": args.loads,
+        "workers": args.workers,
+        "kind": kind,
+        "rows_per_load": args.tp_rows,
+        "days": [],
+    }
     for n in range(args.days):
         day = TP_DAY + dt.timedelta(days=n)
         jobs = [_Job(t, tb, day, LoadIceberg(tenant=t, table=tb, date=day).task_id) for t in tenants for tb in tables]
@@ -539,15 +609,20 @@ def bench_throughput(settings: Settings, tenants: list[str], args: argparse.Name
     return result
 
 
-def _throughput_day(settings: Settings, jobs: list[_Job], tenants: list[str], tables: list[str],
-                    args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+def _throughput_day(
+    settings: Settings, jobs: list[_Job], tenants: list[str], tables: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
     started = time.perf_counter()
     _write_small_extracts(settings, jobs, args.tp_rows)
     print(f"{jobs[0].date}: {len(jobs)} extracts written in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     load_before, cpu_before = _load_average(), _service_cpu(args.stack_dir)
     run = _run_threads(settings, jobs, args.workers) if args.threads else _run_processes(jobs, args.workers, args.fork)
-    result: dict[str, Any] = {"date": jobs[0].date.isoformat(), "loads": len(jobs),
-                              "load_average": [load_before, _load_average()], **run}  # fmt: skip
+    result: dict[str, Any] = {
+        "date": jobs[0].date.isoformat(),
+        "loads": len(jobs),
+        "load_average": [load_before, _load_average()],
+        **run,
+    }
     result["cpu_per_load"] = _cpu_per_load(cpu_before, _service_cpu(args.stack_dir), run)
     result["complete"] = _time_complete(jobs)
     result["check"] = _check_throughput(settings, jobs, tenants, tables, args.tp_rows)
@@ -561,12 +636,30 @@ def _write_small_extracts(settings: Settings, jobs: list[_Job], rows: int) -> No
 
     def write(job: _Job) -> None:
         run_id = new_run_id()
-        writer = PartWriter(lake, lake.date_url(job.tenant, job.table, job.date), run_id, SCHEMA, date=job.date,
-                            extracted_at=now, compression=settings.compression)  # fmt: skip
+        writer = PartWriter(
+            lake,
+            lake.date_url(job.tenant, job.table, job.date),
+            run_id,
+            SCHEMA,
+            date=job.date,
+            extracted_at=now,
+            compression=settings.compression,
+        )
         writer.write(batch)
-        lake.write_manifest(Manifest(tenant=job.tenant, table=job.table, date=job.date, mode="full", row_count=rows,
-                                     source_count=rows, files=writer.close(), schema=SCHEMA, extracted_at=now,
-                                     run_id=run_id))  # fmt: skip
+        lake.write_manifest(
+            Manifest(
+                tenant=job.tenant,
+                table=job.table,
+                date=job.date,
+                mode="full",
+                row_count=rows,
+                source_count=rows,
+                files=writer.close(),
+                schema=SCHEMA,
+                extracted_at=now,
+                run_id=run_id,
+            )
+        )
 
     write(jobs[0])  # creates the clients before the threads share them
     with ThreadPoolExecutor(8) as pool:
@@ -635,12 +728,22 @@ def _collect(results: Any, loads: int, workers: int, started: float) -> dict[str
         if kind != "retries" and (len(latencies) + len(errors)) % 250 == 0:
             print(f"{len(latencies) + len(errors)}/{loads} loads", file=sys.stderr)
     seconds = finished - started
-    return {"seconds": _r(seconds), "loads_ok": len(latencies), "loads_failed": len(errors),
-            "loads_per_second": _r(len(latencies) / seconds), "errors": errors[:10],
-            "latency_s": {"median": _r(statistics.median(latencies)), "p90": _r(_p90(latencies)),
-                          "max": _r(max(latencies))},
-            "retries": sum(retries.values()), "retries_by_cause": dict(retries),
-            "retry_rate": _r(sum(retries.values()) / loads, 4), "worker_cpu_s": _r(worker_cpu)}  # fmt: skip
+    return {
+        "seconds": _r(seconds),
+        "loads_ok": len(latencies),
+        "loads_failed": len(errors),
+        "loads_per_second": _r(len(latencies) / seconds),
+        "errors": errors[:10],
+        "latency_s": {
+            "median": _r(statistics.median(latencies)),
+            "p90": _r(_p90(latencies)),
+            "max": _r(max(latencies)),
+        },
+        "retries": sum(retries.values()),
+        "retries_by_cause": dict(retries),
+        "retry_rate": _r(sum(retries.values()) / loads, 4),
+        "worker_cpu_s": _r(worker_cpu),
+    }
 
 
 def _own_cpu() -> float:
@@ -674,8 +777,12 @@ def _cpu_per_load(before: dict[str, float], after: dict[str, float], run: dict[s
     per |= {name: 1000 * (after[name] - before[name]) / loads for name in after if name in before}
     total = sum(per.values())
     cores = os.cpu_count() or 1
-    return {"ms": {k: _r(v) for k, v in per.items()}, "total_ms": _r(total), "cores": cores,
-            "cpu_bound_loads_per_s": _r(1000 * cores / total) if total else None}  # fmt: skip
+    return {
+        "ms": {k: _r(v) for k, v in per.items()},
+        "total_ms": _r(total),
+        "cores": cores,
+        "cpu_bound_loads_per_s": _r(1000 * cores / total) if total else None,
+    }
 
 
 def _p90(values: list[float]) -> float:
@@ -690,8 +797,10 @@ def _time_complete(jobs: list[_Job]) -> dict[str, float]:
     prefetched = _timed(lambda: (prefetch_markers("LoadIceberg", pairs), _all_exist(tasks)))
     clear_marker_cache()
     alone = _timed(lambda: _all_exist(tasks))
-    return {f"prefetch_markers + exists() x{len(tasks)}, s": _r(prefetched, 3),
-            f"exists() x{len(tasks)} (cold cache), s": _r(alone, 3)}  # fmt: skip
+    return {
+        f"prefetch_markers + exists() x{len(tasks)}, s": _r(prefetched, 3),
+        f"exists() x{len(tasks)} (cold cache), s": _r(alone, 3),
+    }
 
 
 def _all_exist(tasks: list[LoadIceberg]) -> bool:
@@ -701,8 +810,9 @@ def _all_exist(tasks: list[LoadIceberg]) -> bool:
     return True
 
 
-def _check_throughput(settings: Settings, jobs: list[_Job], tenants: list[str], tables: list[str],
-                      rows: int) -> dict[str, Any]:  # fmt: skip
+def _check_throughput(
+    settings: Settings, jobs: list[_Job], tenants: list[str], tables: list[str], rows: int
+) -> dict[str, Any]:
     """Nothing lost or duplicated: every marker exactly once, every table's date holds exactly its rows."""
     day = jobs[0].date
     expected = {(j.task_id, j.tenant, day) for j in jobs}
@@ -711,24 +821,34 @@ def _check_throughput(settings: Settings, jobs: list[_Job], tenants: list[str], 
         keys = [i.key for i in Lake.from_settings(settings).objects.list(f"{settings.markers_root}/{day}/")]
         counts = {t: _partition_counts(warehouse, settings, t, tables, day) for t in tenants}
     wrong = [f"{t}.{tb}: {n}" for t, by in counts.items() for tb, n in by.items() if n != rows]
-    return {"markers_missing": len(expected - found), "markers_unexpected": len(found - expected),
-            "marker_objects": len(keys), "marker_objects_duplicated": len(keys) - len(set(keys)),
-            "tables_checked": sum(len(by) for by in counts.values()), "tables_with_wrong_count": len(wrong),
-            "wrong_counts": wrong[:10],
-            "ok": not (expected ^ found) and len(keys) == len(set(keys)) == len(jobs) and not wrong}  # fmt: skip
+    return {
+        "markers_missing": len(expected - found),
+        "markers_unexpected": len(found - expected),
+        "marker_objects": len(keys),
+        "marker_objects_duplicated": len(keys) - len(set(keys)),
+        "tables_checked": sum(len(by) for by in counts.values()),
+        "tables_with_wrong_count": len(wrong),
+        "wrong_counts": wrong[:10],
+        "ok": not (expected ^ found) and len(keys) == len(set(keys)) == len(jobs) and not wrong,
+    }
 
 
-def _partition_counts(warehouse: TrinoWarehouse, settings: Settings, tenant: str, tables: list[str],
-                      day: dt.date) -> dict[str, int]:  # fmt: skip
+def _partition_counts(
+    warehouse: TrinoWarehouse, settings: Settings, tenant: str, tables: list[str], day: dt.date
+) -> dict[str, int]:
     """The date's row count of each table of a tenant, in one UNION ALL query (0 when a table is missing)."""
-    listed = {r[0] for r in warehouse.query("SELECT table_name FROM information_schema.tables "
-                                            "WHERE table_schema = ?", [tenant])}  # fmt: skip
+    listed = {
+        r[0]
+        for r in warehouse.query("SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [tenant])
+    }
     present = [t for t in tables if t in listed]
     counts = dict.fromkeys(tables, 0)
     if not present:
         return counts
-    union = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {qualified(settings.trino_catalog, tenant, t)} "
-                               f"WHERE _mozart_date = DATE '{day}'" for t in present)  # fmt: skip
+    union = " UNION ALL ".join(
+        f"SELECT '{t}', count(*) FROM {qualified(settings.trino_catalog, tenant, t)} WHERE _mozart_date = DATE '{day}'"
+        for t in present
+    )
     counts.update({name: int(n) for name, n in warehouse.query(union)})
     return counts
 

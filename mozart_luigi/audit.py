@@ -52,18 +52,28 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` form: tenant, table, date, loaded_rows, source_rows."""
-        return {"tenant": self.tenant, "table": self.table, "date": self.date.isoformat(),
-                "loaded_rows": self.loaded_rows, "source_rows": self.source_rows}  # fmt: skip
+        return {
+            "tenant": self.tenant,
+            "table": self.table,
+            "date": self.date.isoformat(),
+            "loaded_rows": self.loaded_rows,
+            "source_rows": self.source_rows,
+        }
 
     def record(self) -> dict[str, Any]:
         return {**self.to_dict(), "loaded_at": self.loaded_at.isoformat(), "audited_at": self.audited_at.isoformat()}
 
     @classmethod
     def from_record(cls, raw: Mapping[str, Any]) -> Finding:
-        return cls(tenant=str(raw["tenant"]), table=str(raw["table"]), date=dt.date.fromisoformat(raw["date"]),
-                   loaded_rows=int(raw["loaded_rows"]), source_rows=int(raw["source_rows"]),
-                   loaded_at=_utc(dt.datetime.fromisoformat(raw["loaded_at"])),
-                   audited_at=_utc(dt.datetime.fromisoformat(raw["audited_at"])))  # fmt: skip
+        return cls(
+            tenant=str(raw["tenant"]),
+            table=str(raw["table"]),
+            date=dt.date.fromisoformat(raw["date"]),
+            loaded_rows=int(raw["loaded_rows"]),
+            source_rows=int(raw["source_rows"]),
+            loaded_at=_utc(dt.datetime.fromisoformat(raw["loaded_at"])),
+            audited_at=_utc(dt.datetime.fromisoformat(raw["audited_at"])),
+        )
 
 
 @dataclass
@@ -99,8 +109,17 @@ def audit(config: Config, start: dt.date, end: dt.date, *, tenants: Sequence[str
                     for day, marker in sorted(marked.items()):
                         result.checked.append((tenant, table.name, day))
                         if counts[day] != marker.rows:
-                            result.findings.append(Finding(tenant, table.name, day, int(marker.rows or 0),
-                                                           counts[day], _utc(marker.finished_at), audited_at))
+                            result.findings.append(
+                                Finding(
+                                    tenant,
+                                    table.name,
+                                    day,
+                                    int(marker.rows or 0),
+                                    counts[day],
+                                    _utc(marker.finished_at),
+                                    audited_at,
+                                )
+                            )
             finally:
                 connector.dispose()
         except Exception as exc:  # noqa: BLE001 - one tenant's failure never stops the others; it is reported

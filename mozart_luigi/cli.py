@@ -55,12 +55,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-dir", help="folder with tenants.yaml and tables.yaml (MOZART_CONFIG_DIR)")
     parser.add_argument("--profile", choices=("local", "stack"), help="MOZART_PROFILE for this command")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: INFO for run/demo)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="run/rerun/backfill/demo: also show the log (Luigi, tracebacks) on stderr")  # fmt: skip
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="run/rerun/backfill/demo: also show the log (Luigi, tracebacks) on stderr",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate = sub.add_parser("validate", help="check the configuration; print every problem (exit 2 on error)")
-    validate.add_argument("--connect", action="store_true",
-                          help="also reach each source (and S3, catalog, Trino); check the named columns")  # fmt: skip
+    validate.add_argument(
+        "--connect",
+        action="store_true",
+        help="also reach each source (and S3, catalog, Trino); check the named columns",
+    )
     for name, text in (
         ("plan", "show the tasks a run would execute; nothing runs"),
         ("status", "the run report of a date, read from the lake and the warehouse"),
@@ -85,8 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--dry-run", action="store_true", help="print the dates and tasks; run nothing")
     for cmd in (run, rerun, backfill):
         cmd.add_argument("--workers", type=int, default=1, help="parallel Luigi workers (default 1)")
-        cmd.add_argument("--local-scheduler", action="store_true",
-                         help="no luigid: schedule in this process (the default in profile local)")  # fmt: skip
+        cmd.add_argument(
+            "--local-scheduler",
+            action="store_true",
+            help="no luigid: schedule in this process (the default in profile local)",
+        )
         cmd.add_argument("--luigid", action="store_true", help="use luigid ([core] of luigi.cfg)")
         cmd.add_argument("--scheduler-host", help="luigid host (default: [core] of luigi.cfg; implies --luigid)")
         cmd.add_argument("--scheduler-port", type=int, help="luigid port (default: [core]; implies --luigid)")
@@ -94,8 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--date", type=_date, default=None, help="last demo day (default 2026-11-28)")
     demo.add_argument("--workers", type=int, default=1, help="parallel Luigi workers (default 1)")
     for cmd in (run, rerun, backfill, demo):
-        cmd.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                         help="also show the log (Luigi, tracebacks) on stderr")  # fmt: skip
+        cmd.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="also show the log (Luigi, tracebacks) on stderr",
+        )
     runs = sub.add_parser("runs", help="the run records: who ran what, when, how it ended (runs.jsonl)")
     runs.add_argument("--date", type=_date, default=None, help="only the runs that covered this date")
     runs.add_argument("--limit", type=int, default=20, help="the newest N runs (default 20; 0: all)")
@@ -274,8 +289,9 @@ def _status_matrix(args: argparse.Namespace) -> int:
 
 
 def _luigid_wanted(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "luigid", False) or getattr(args, "scheduler_host", None)
-                or getattr(args, "scheduler_port", None))  # fmt: skip
+    return bool(
+        getattr(args, "luigid", False) or getattr(args, "scheduler_host", None) or getattr(args, "scheduler_port", None)
+    )
 
 
 def _luigid_states(
@@ -325,8 +341,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     roots = [_all_tenants(config, d, args.tenants) for d in dates]
     skipped = _complete_dates(dates, args.tenants) if args.only_missing else set()
     todo = [root for root in roots if root.date not in skipped]
-    print(f"backfill {dates[0].isoformat()} .. {dates[-1].isoformat()} (profile {config.settings.profile}): "
-          f"{len(todo)} date(s) to run, {len(skipped)} already complete and skipped", flush=True)  # fmt: skip
+    print(
+        f"backfill {dates[0].isoformat()} .. {dates[-1].isoformat()} (profile {config.settings.profile}): "
+        f"{len(todo)} date(s) to run, {len(skipped)} already complete and skipped",
+        flush=True,
+    )
     if args.dry_run:
         return _print_backfill_plan(todo)
     try:
@@ -361,8 +380,10 @@ def _print_backfill_plan(roots: Sequence[AllTenants]) -> int:
         if not counts["to run"] and not counts["error"]:
             print(f"{root.date.isoformat()}: complete, nothing would run")
             continue
-        print(f"{root.date.isoformat()}: would run {counts['to run']} task(s) ({counts['done']} complete, "
-              f"{counts['error']} error(s))")  # fmt: skip
+        print(
+            f"{root.date.isoformat()}: would run {counts['to run']} task(s) ({counts['done']} complete, "
+            f"{counts['error']} error(s))"
+        )
         for depth, task, state in lines:
             if state != "done":
                 print(f"  {'  ' * depth}[{state}] {task}")
@@ -433,13 +454,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([f.to_dict() for f in result.findings], indent=2))
     else:
-        print(f"audit {args.from_date.isoformat()} .. {end.isoformat()}: {len(result.checked)} loaded day(s) "
-              f"compared, {len(result.findings)} differ" + (f", {len(result.errors)} tenant(s) failed"
-                                                            if result.errors else ""))  # fmt: skip
+        print(
+            f"audit {args.from_date.isoformat()} .. {end.isoformat()}: {len(result.checked)} loaded day(s) "
+            f"compared, {len(result.findings)} differ"
+            + (f", {len(result.errors)} tenant(s) failed" if result.errors else "")
+        )
         for f in result.findings:
-            print(f"  {f.tenant}.{f.table} {f.date.isoformat()}: loaded {f.loaded_rows:,}, source now "
-                  f"{f.source_rows:,}   rerun: mozart rerun --tenant {f.tenant} --table {f.table} "
-                  f"--date {f.date.isoformat()} --from-extract")  # fmt: skip
+            print(
+                f"  {f.tenant}.{f.table} {f.date.isoformat()}: loaded {f.loaded_rows:,}, source now "
+                f"{f.source_rows:,}   rerun: mozart rerun --tenant {f.tenant} --table {f.table} "
+                f"--date {f.date.isoformat()} --from-extract"
+            )
     return EXIT_OK if result.ok else EXIT_NOT_DONE
 
 

@@ -77,8 +77,14 @@ class _Run:
     tasks: list[TaskOutcome]
 
 
-def execute(config: Config, args: argparse.Namespace, roots: Sequence[AllTenants], *, headers: bool = False,
-            epilogue: Callable[[Mapping[dt.date, int]], str] | None = None) -> dict[dt.date, int] | int:  # fmt: skip
+def execute(
+    config: Config,
+    args: argparse.Namespace,
+    roots: Sequence[AllTenants],
+    *,
+    headers: bool = False,
+    epilogue: Callable[[Mapping[dt.date, int]], str] | None = None,
+) -> dict[dt.date, int] | int:
     """Run each root (one ``AllTenants`` per date), oldest first; print task lines and a closing block per
     date (``headers``: a ``--- date ---`` line before each), then ``epilogue``'s line and the log file's path;
     write each date's report and one run record. Returns ``{date: exit code}``, or the exit code of a run that
@@ -89,15 +95,23 @@ def execute(config: Config, args: argparse.Namespace, roots: Sequence[AllTenants
     codes: dict[dt.date, int] = {}
     tasks: list[TaskOutcome] = []
     with ExitStack() as stack:
-        log_path = stack.enter_context(log_file(config.settings.data_dir, args.command, level=args.level,
-                                                quiet=not args.verbose))  # fmt: skip
+        log_path = stack.enter_context(
+            log_file(config.settings.data_dir, args.command, level=args.level, quiet=not args.verbose)
+        )
         terminal = stack.enter_context(Terminal())
         try:
-            code, status = _start(_Run(config, args, scheduler, session, terminal, codes, tasks), roots,
-                                  headers=headers, stack=stack)  # fmt: skip
+            code, status = _start(
+                _Run(config, args, scheduler, session, terminal, codes, tasks), roots, headers=headers, stack=stack
+            )
         finally:
-            session.finish(exit_code=code, status=status, tasks=tasks, dates=[r.date for r in roots],
-                           tenants=list(args.tenants or ()), log_file=log_path)  # fmt: skip
+            session.finish(
+                exit_code=code,
+                status=status,
+                tasks=tasks,
+                dates=[r.date for r in roots],
+                tenants=list(args.tenants or ()),
+                log_file=log_path,
+            )
         started = status in ("SUCCESS", "FAILED")
         if started and epilogue is not None:
             terminal.line(epilogue(codes))
@@ -118,8 +132,7 @@ def _start(run: _Run, roots: Sequence[AllTenants], *, headers: bool, stack: Exit
     try:
         stack.enter_context(local_run_lock(run.config.settings.data_dir, enabled=run.scheduler.local and bool(roots)))
     except RunLocked as exc:
-        print(f"error: {exc}; it runs this night's tasks already (or use luigid for several workers)",
-              file=sys.stderr)  # fmt: skip
+        print(f"error: {exc}; it runs this night's tasks already (or use luigid for several workers)", file=sys.stderr)
         return codes["already_running"], "ALREADY_RUNNING"
     run.session.activate()
     try:
@@ -137,9 +150,14 @@ def _run_root(run: _Run, root: AllTenants) -> int:
     from mozart_luigi.runner import run_tasks
 
     with run.terminal.follow(run.session.spool):
-        outcome = run_tasks([root], workers=run.args.workers, local_scheduler=run.scheduler.local,
-                            scheduler_host=run.scheduler.host, scheduler_port=run.scheduler.port,
-                            secrets=config_secrets(run.config))  # fmt: skip
+        outcome = run_tasks(
+            [root],
+            workers=run.args.workers,
+            local_scheduler=run.scheduler.local,
+            scheduler_host=run.scheduler.host,
+            scheduler_port=run.scheduler.port,
+            secrets=config_secrets(run.config),
+        )
     run.tasks.extend(outcome.tasks)
     for line in _after(run, root, outcome):
         run.terminal.line(line)
@@ -158,8 +176,15 @@ def _after(run: _Run, root: AllTenants, outcome: RunOutcome) -> list[str]:
     except MozartError as exc:
         return [f"warning: no run report: {exc}"]
     disabled = [] if run.scheduler.local else _disabled(run.scheduler, tenants, root.date)
-    return closing_lines(report, failures, config=run.config, exit_code=outcome.exit_code,
-                         since=run.session.started, disabled=disabled, report_path=path)  # fmt: skip
+    return closing_lines(
+        report,
+        failures,
+        config=run.config,
+        exit_code=outcome.exit_code,
+        since=run.session.started,
+        disabled=disabled,
+        report_path=path,
+    )
 
 
 def _disabled(scheduler: Scheduler, tenants: Sequence[str], date: dt.date) -> list[DisabledTask]:
@@ -193,9 +218,13 @@ def run_demo_recorded(args: argparse.Namespace) -> int:
             code, status = 2, "CONFIG_ERROR"  # main() prints the problems and exits 2
             raise
         finally:
-            session.finish(exit_code=code, status=status,
-                           tasks=[t for outcome in outcomes for t in outcome.tasks], dates=_demo_dates(args),
-                           log_file=log_path)  # fmt: skip
+            session.finish(
+                exit_code=code,
+                status=status,
+                tasks=[t for outcome in outcomes for t in outcome.tasks],
+                dates=_demo_dates(args),
+                log_file=log_path,
+            )
         terminal.line(f"log: {log_path}")
     return code
 
@@ -212,8 +241,10 @@ def _demo_session(args: argparse.Namespace) -> Iterator[tuple[RunSession, Termin
     reset_config_cache()
     settings = get_config().settings
     session = RunSession(settings, entry_point="mozart demo", argv=["mozart", *args.argv])
-    with log_file(settings.data_dir, "demo", level=args.level, quiet=not args.verbose) as path, \
-            Terminal(grouped=True) as terminal:  # fmt: skip
+    with (
+        log_file(settings.data_dir, "demo", level=args.level, quiet=not args.verbose) as path,
+        Terminal(grouped=True) as terminal,
+    ):
         if before != "local":
             terminal.line(f"note: the demo runs the local profile (MOZART_PROFILE was {before!r})")
         session.activate()

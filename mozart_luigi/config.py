@@ -42,16 +42,46 @@ from mozart_luigi.overrides import TypeOverride, parse_override
 from mozart_luigi.secrets import Secret
 from mozart_luigi.settings import PROFILES, Settings
 
-SOURCE_KINDS = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql", "mariadb": "mysql",
-                "oracle": "oracle", "sqlite": "sqlite"}  # fmt: skip
+SOURCE_KINDS = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "oracle": "oracle",
+    "sqlite": "sqlite",
+}
 MODES = ("full", "incremental")
 # Tenant ids, table and column names (COLUMN_NAME_RE): the rules live in mozart_luigi/names.py.
 
 _TENANT_KEYS = {"source", "tables", "max_connections", "profiles", "enabled", "description"}
-_SOURCE_KEYS = {"kind", "url", "host", "port", "database", "user", "password", "schema", "path", "service_name",
-                "query", "connect_timeout", "native"}  # fmt: skip
-_TABLE_KEYS = {"source_name", "source_schema", "mode", "cursor", "primary_key", "include", "exclude", "columns",
-               "description", "lookback_days", "deletes"}  # fmt: skip
+_SOURCE_KEYS = {
+    "kind",
+    "url",
+    "host",
+    "port",
+    "database",
+    "user",
+    "password",
+    "schema",
+    "path",
+    "service_name",
+    "query",
+    "connect_timeout",
+    "native",
+}
+_TABLE_KEYS = {
+    "source_name",
+    "source_schema",
+    "mode",
+    "cursor",
+    "primary_key",
+    "include",
+    "exclude",
+    "columns",
+    "description",
+    "lookback_days",
+    "deletes",
+}
 # Late rows and deletes of incremental tables (docs/late-rows.md): each run also re-extracts the
 # ``lookback_days`` days before its date; ``deletes: keys`` adds the table's keys stream, ``{table}__keys``.
 MAX_LOOKBACK_DAYS = 31
@@ -113,9 +143,15 @@ class TableConfig:
     def keys_stream(self) -> TableConfig:
         """The keys stream of a ``deletes: keys`` table: its primary key columns, the whole table each night
         (mode ``full``), loaded as ``{tenant}.{name}__keys``; dbt staging drops rows whose key is gone."""
-        return TableConfig(name=f"{self.name}{KEYS_SUFFIX}", source_name=self.source_name,
-                           source_schema=self.source_schema, mode="full", primary_key=self.primary_key,
-                           include=self.primary_key, keys_of=self.name)  # fmt: skip
+        return TableConfig(
+            name=f"{self.name}{KEYS_SUFFIX}",
+            source_name=self.source_name,
+            source_schema=self.source_schema,
+            mode="full",
+            primary_key=self.primary_key,
+            include=self.primary_key,
+            keys_of=self.name,
+        )
 
     def override(self, column: str) -> TypeOverride | None:
         """The type override tables.yaml sets for ``column`` (its source name), or None."""
@@ -146,16 +182,26 @@ class Config:
         except KeyError:
             known = ", ".join(sorted(self.tenants)) or "(none)"
             raise ConfigError(
-                [ConfigProblem("tenants.yaml", f"tenants.{tenant_id}",
-                               f"unknown tenant in profile {self.settings.profile!r}; known: {known}")]
+                [
+                    ConfigProblem(
+                        "tenants.yaml",
+                        f"tenants.{tenant_id}",
+                        f"unknown tenant in profile {self.settings.profile!r}; known: {known}",
+                    )
+                ]
             ) from None
 
     def table(self, tenant_id: str, table: str) -> TableConfig:
         tenant = self.tenant(tenant_id)
         if table not in tenant.tables:
             raise ConfigError(
-                [ConfigProblem("tenants.yaml", f"tenants.{tenant_id}.tables",
-                               f"table {table!r} is not configured for this tenant")]
+                [
+                    ConfigProblem(
+                        "tenants.yaml",
+                        f"tenants.{tenant_id}.tables",
+                        f"table {table!r} is not configured for this tenant",
+                    )
+                ]
             )
         return self.tables[table]
 
@@ -254,8 +300,14 @@ def _load_yaml(text: str, file: str, problems: list[ConfigProblem]) -> Any:
     finally:
         loader.dispose()
     for path, key, line, first in loader.duplicates:
-        problems.append(ConfigProblem(file, path, f"duplicate key {key!r} on line {line} (first on line {first});"
-                                                  " YAML would silently keep only the last one"))  # fmt: skip
+        problems.append(
+            ConfigProblem(
+                file,
+                path,
+                f"duplicate key {key!r} on line {line} (first on line {first});"
+                " YAML would silently keep only the last one",
+            )
+        )
     return data
 
 
@@ -276,8 +328,9 @@ def _read_yaml(path: Path, problems: list[ConfigProblem]) -> dict[str, Any]:
     return data
 
 
-def _unknown_keys(raw: Mapping[str, Any], allowed: set[str], file: str, path: str,
-                  problems: list[ConfigProblem]) -> None:  # fmt: skip
+def _unknown_keys(
+    raw: Mapping[str, Any], allowed: set[str], file: str, path: str, problems: list[ConfigProblem]
+) -> None:
     for key in sorted(set(raw) - allowed):
         hint = ", ".join(sorted(allowed))
         problems.append(ConfigProblem(file, f"{path}.{key}", f"unknown key (allowed: {hint})"))
@@ -326,8 +379,11 @@ def _parse_tables(raw: dict[str, Any], problems: list[ConfigProblem]) -> dict[st
         if table is None:
             continue
         if table.name in seen:
-            problems.append(ConfigProblem("tables.yaml", f"tables.{key}",
-                                          f"normalises to {table.name!r}, like tables.{seen[table.name]}"))
+            problems.append(
+                ConfigProblem(
+                    "tables.yaml", f"tables.{key}", f"normalises to {table.name!r}, like tables.{seen[table.name]}"
+                )
+            )
             continue
         seen[table.name] = str(key)
         tables[table.name] = table
@@ -335,9 +391,13 @@ def _parse_tables(raw: dict[str, Any], problems: list[ConfigProblem]) -> dict[st
         if table.deletes == "keys":
             stream = table.keys_stream()
             if stream.name in tables:
-                problems.append(ConfigProblem("tables.yaml", f"tables.{seen[table.name]}.deletes",
-                                              f"the keys stream {stream.name!r} would clash with the table "
-                                              f"tables.{seen[stream.name]}"))  # fmt: skip
+                problems.append(
+                    ConfigProblem(
+                        "tables.yaml",
+                        f"tables.{seen[table.name]}.deletes",
+                        f"the keys stream {stream.name!r} would clash with the table tables.{seen[stream.name]}",
+                    )
+                )
                 continue
             tables[stream.name] = stream
     return {name: tables[name] for name in _with_keys_streams(list(tables), tables)}
@@ -390,15 +450,27 @@ def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableCon
     )
 
 
-def _overrides(value: Any, path: str, problems: list[ConfigProblem], *, cursor: str | None,
-               include: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[tuple[str, TypeOverride], ...]:  # fmt: skip
+def _overrides(
+    value: Any,
+    path: str,
+    problems: list[ConfigProblem],
+    *,
+    cursor: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+) -> tuple[tuple[str, TypeOverride], ...]:
     """``columns: {<column>: {type: <override>}}`` (mozart_luigi/overrides.py): each override known, on a column
     that is extracted and is not the cursor (its date/timestamp type selects the window)."""
     if value is None:
         return ()
     if not isinstance(value, dict):
-        problems.append(ConfigProblem("tables.yaml", f"{path}.columns",
-                                      'must be a mapping of column -> {type: ...}, e.g. {amount: {type: string}}'))
+        problems.append(
+            ConfigProblem(
+                "tables.yaml",
+                f"{path}.columns",
+                "must be a mapping of column -> {type: ...}, e.g. {amount: {type: string}}",
+            )
+        )
         return ()
     found: list[tuple[str, TypeOverride]] = []
     for column, body in value.items():
@@ -408,11 +480,17 @@ def _overrides(value: Any, path: str, problems: list[ConfigProblem], *, cursor: 
         if isinstance(body, dict):
             _unknown_keys(body, {"type"}, "tables.yaml", where, problems)
         if not isinstance(body, dict) or "type" not in body:
-            problems.append(ConfigProblem("tables.yaml", where, 'must be a mapping with a type, e.g. {type: string}'))
+            problems.append(ConfigProblem("tables.yaml", where, "must be a mapping with a type, e.g. {type: string}"))
             continue
-        reason = ("is the cursor column (its date/timestamp type selects the window)" if column == cursor else
-                  "is excluded (exclude:)" if column in exclude else
-                  "is not extracted (not in include:)" if include and column not in include else None)  # fmt: skip
+        reason = (
+            "is the cursor column (its date/timestamp type selects the window)"
+            if column == cursor
+            else "is excluded (exclude:)"
+            if column in exclude
+            else "is not extracted (not in include:)"
+            if include and column not in include
+            else None
+        )
         try:
             override = parse_override(body["type"])
         except ValueError as exc:
@@ -437,19 +515,31 @@ def _lookback_days(value: Any, mode: str, path: str, problems: list[ConfigProble
         problems.append(ConfigProblem("tables.yaml", path, f"must be a whole number of days, got {shown(value)}"))
         return 0
     if not 0 <= days <= MAX_LOOKBACK_DAYS:
-        problems.append(ConfigProblem("tables.yaml", path, f"must be 0 to {MAX_LOOKBACK_DAYS} days, got {days} "
-                                      "(a longer window re-extracts it every night: use mozart audit and "
-                                      "mozart rerun for older days)"))  # fmt: skip
+        problems.append(
+            ConfigProblem(
+                "tables.yaml",
+                path,
+                f"must be 0 to {MAX_LOOKBACK_DAYS} days, got {days} "
+                "(a longer window re-extracts it every night: use mozart audit and "
+                "mozart rerun for older days)",
+            )
+        )
         return 0
     if days and mode != "incremental":
-        problems.append(ConfigProblem("tables.yaml", path, "only incremental tables re-extract earlier days "
-                                                           "(a full table is a whole snapshot every day)"))  # fmt: skip
+        problems.append(
+            ConfigProblem(
+                "tables.yaml",
+                path,
+                "only incremental tables re-extract earlier days (a full table is a whole snapshot every day)",
+            )
+        )
         return 0
     return days
 
 
-def _deletes(value: Any, mode: str, primary_key: tuple[str, ...], path: str,
-             problems: list[ConfigProblem]) -> str | None:  # fmt: skip
+def _deletes(
+    value: Any, mode: str, primary_key: tuple[str, ...], path: str, problems: list[ConfigProblem]
+) -> str | None:
     """``deletes``: ``none`` (default) or ``keys`` (incremental tables with a primary key)."""
     if value is None or value in {"", "none"}:
         return None
@@ -457,8 +547,13 @@ def _deletes(value: Any, mode: str, primary_key: tuple[str, ...], path: str,
         problems.append(ConfigProblem("tables.yaml", path, f"must be one of {DELETES}, got {shown(value)}"))
         return None
     if mode != "incremental":
-        problems.append(ConfigProblem("tables.yaml", path, "only incremental tables need deletes: keys "
-                                                           "(a full table is a whole snapshot every day)"))  # fmt: skip
+        problems.append(
+            ConfigProblem(
+                "tables.yaml",
+                path,
+                "only incremental tables need deletes: keys (a full table is a whole snapshot every day)",
+            )
+        )
         return None
     if not primary_key:
         problems.append(ConfigProblem("tables.yaml", path, "deletes: keys needs the table's primary_key"))
@@ -486,13 +581,23 @@ def _cursor(value: Any, path: str, problems: list[ConfigProblem]) -> str | None:
 def _check_column(name: str, path: str, problems: list[ConfigProblem]) -> bool:
     if COLUMN_NAME_RE.fullmatch(name):
         return True
-    problems.append(ConfigProblem("tables.yaml", path, f"invalid column name {shown(name)}: use letters, digits, "
-                                                       "spaces (not first or last), _ - $ # only"))  # fmt: skip
+    problems.append(
+        ConfigProblem(
+            "tables.yaml",
+            path,
+            f"invalid column name {shown(name)}: use letters, digits, spaces (not first or last), _ - $ # only",
+        )
+    )
     return False
 
 
-def _parse_tenants(raw: dict[str, Any], env: Mapping[str, str], tables: dict[str, TableConfig],
-                   settings: Settings, problems: list[ConfigProblem]) -> dict[str, TenantConfig]:  # fmt: skip
+def _parse_tenants(
+    raw: dict[str, Any],
+    env: Mapping[str, str],
+    tables: dict[str, TableConfig],
+    settings: Settings,
+    problems: list[ConfigProblem],
+) -> dict[str, TenantConfig]:
     """Tenants active in the profile; a tenant of another profile (or disabled) is not interpolated."""
     _unknown_keys(raw, {"tenants", "defaults"}, "tenants.yaml", "", problems)
     defaults = raw.get("defaults") or {}
@@ -516,8 +621,9 @@ def _parse_tenants(raw: dict[str, Any], env: Mapping[str, str], tables: dict[str
     return tenants
 
 
-def _runs_in(body: dict[str, Any], env: Mapping[str, str], profile: str, path: str,
-             problems: list[ConfigProblem]) -> tuple[str, ...] | None:  # fmt: skip
+def _runs_in(
+    body: dict[str, Any], env: Mapping[str, str], profile: str, path: str, problems: list[ConfigProblem]
+) -> tuple[str, ...] | None:
     """The tenant's ``profiles`` when it is enabled and runs in ``profile``; else None. A disabled tenant's other
     keys are not even interpolated; an invalid ``enabled`` or ``profiles`` is a problem (and skips the tenant)."""
     if not _enabled(body.get("enabled", True), env, f"{path}.enabled", problems):
@@ -543,21 +649,22 @@ def _enabled(value: Any, env: Mapping[str, str], path: str, problems: list[Confi
     return False
 
 
-def _profiles(value: Any, env: Mapping[str, str], path: str,
-              problems: list[ConfigProblem]) -> tuple[str, ...] | None:  # fmt: skip
+def _profiles(value: Any, env: Mapping[str, str], path: str, problems: list[ConfigProblem]) -> tuple[str, ...] | None:
     """Names from :data:`~mozart_luigi.settings.PROFILES` (empty: every profile); None when any is invalid."""
     before = len(problems)
     value = interpolate(value, env, file="tenants.yaml", path=path, problems=problems)
     listed = _str_list(value, "tenants.yaml", path, problems)
     for name in listed:
         if name not in PROFILES:
-            problems.append(ConfigProblem("tenants.yaml", path,
-                                          f"unknown profile {shown(name)} (known: {', '.join(PROFILES)})"))
+            problems.append(
+                ConfigProblem("tenants.yaml", path, f"unknown profile {shown(name)} (known: {', '.join(PROFILES)})")
+            )
     return None if len(problems) > before else tuple(map(str, listed))
 
 
-def _parse_tenant(tenant_id: str, body: Any, profiles: tuple[str, ...], tables: dict[str, TableConfig],
-                  problems: list[ConfigProblem]) -> TenantConfig | None:  # fmt: skip
+def _parse_tenant(
+    tenant_id: str, body: Any, profiles: tuple[str, ...], tables: dict[str, TableConfig], problems: list[ConfigProblem]
+) -> TenantConfig | None:
     path = f"tenants.{tenant_id}"
     id_problem = tenant_id_problem(tenant_id)
     if id_problem:
@@ -572,20 +679,27 @@ def _parse_tenant(tenant_id: str, body: Any, profiles: tuple[str, ...], tables: 
     for name in names:
         norm = normalise_name(name)
         if norm not in tables:
-            problems.append(ConfigProblem("tenants.yaml", f"{path}.tables",
-                                          f"table {shown(name)} is not defined in tables.yaml"))
+            problems.append(
+                ConfigProblem("tenants.yaml", f"{path}.tables", f"table {shown(name)} is not defined in tables.yaml")
+            )
         elif tables[norm].keys_of is not None and body.get("tables"):
-            problems.append(ConfigProblem("tenants.yaml", f"{path}.tables",
-                                          f"{shown(name)} is the keys stream of {tables[norm].keys_of!r}: list "
-                                          f"{tables[norm].keys_of!r} (its keys come with it)"))  # fmt: skip
+            problems.append(
+                ConfigProblem(
+                    "tenants.yaml",
+                    f"{path}.tables",
+                    f"{shown(name)} is the keys stream of {tables[norm].keys_of!r}: list "
+                    f"{tables[norm].keys_of!r} (its keys come with it)",
+                )
+            )
         else:
             resolved.append(norm)
     resolved = _with_keys_streams(list(dict.fromkeys(resolved)), tables)
     max_conn = _int(body.get("max_connections"), "tenants.yaml", f"{path}.max_connections", problems, default=2)
     if id_problem or source is None:
         return None
-    return TenantConfig(id=tenant_id, source=source, tables=tuple(resolved), max_connections=max_conn or 2,
-                        profiles=profiles)  # fmt: skip
+    return TenantConfig(
+        id=tenant_id, source=source, tables=tuple(resolved), max_connections=max_conn or 2, profiles=profiles
+    )
 
 
 def _parse_source(body: Any, path: str, problems: list[ConfigProblem]) -> SourceConfig | None:
@@ -595,8 +709,11 @@ def _parse_source(body: Any, path: str, problems: list[ConfigProblem]) -> Source
     _unknown_keys(body, _SOURCE_KEYS, "tenants.yaml", path, problems)
     kind = SOURCE_KINDS.get(str(body.get("kind", "")).lower())
     if kind is None:
-        problems.append(ConfigProblem("tenants.yaml", f"{path}.kind",
-                                      f"must be one of {sorted(SOURCE_KINDS)}, got {shown(body.get('kind'))}"))
+        problems.append(
+            ConfigProblem(
+                "tenants.yaml", f"{path}.kind", f"must be one of {sorted(SOURCE_KINDS)}, got {shown(body.get('kind'))}"
+            )
+        )
         return None
     has_url = bool(body.get("url"))
     if kind == "sqlite" and not (has_url or body.get("path")):
@@ -620,8 +737,10 @@ def _parse_source(body: Any, path: str, problems: list[ConfigProblem]) -> Source
         path=_text(body.get("path")),
         service_name=_text(body.get("service_name")),
         query=_query(body.get("query"), f"{path}.query", problems),
-        connect_timeout=_int(body.get("connect_timeout"), "tenants.yaml", f"{path}.connect_timeout", problems,
-                             default=10) or 10,
+        connect_timeout=_int(
+            body.get("connect_timeout"), "tenants.yaml", f"{path}.connect_timeout", problems, default=10
+        )
+        or 10,
         native=_flag(body.get("native"), "tenants.yaml", f"{path}.native", problems, default=True),
     )
 
@@ -631,16 +750,20 @@ def _query(value: Any, path: str, problems: list[ConfigProblem]) -> tuple[tuple[
     if value is None:
         return ()
     if not isinstance(value, dict):
-        problems.append(ConfigProblem("tenants.yaml", path, "must be a mapping of string -> string, "
-                                                            "e.g. {sslmode: require}"))  # fmt: skip
+        problems.append(
+            ConfigProblem("tenants.yaml", path, "must be a mapping of string -> string, e.g. {sslmode: require}")
+        )
         return ()
     before = len(problems)
     for key, item in value.items():
         if not isinstance(key, str):
             problems.append(ConfigProblem("tenants.yaml", f"{path}.{key}", "the parameter name must be a string"))
         elif not isinstance(item, str):
-            problems.append(ConfigProblem("tenants.yaml", f"{path}.{key}",
-                                          "must be a string (quote numbers and booleans: '5', 'true')"))
+            problems.append(
+                ConfigProblem(
+                    "tenants.yaml", f"{path}.{key}", "must be a string (quote numbers and booleans: '5', 'true')"
+                )
+            )
     return () if len(problems) > before else tuple(sorted((str(k), str(v)) for k, v in value.items()))
 
 

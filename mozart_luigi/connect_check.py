@@ -72,14 +72,24 @@ def _columns(connector: Connector, conn: sa.Connection, table: TableConfig) -> l
         reflected = {c.name: c for c in connector.reflect(conn, table)}
     except MozartError as exc:
         return [str(exc)]
-    named = {"cursor": [table.cursor] if table.cursor else [], "primary_key": list(table.primary_key),
-             "include": list(table.include), "exclude": list(table.exclude)}  # fmt: skip
-    problems = [f"tables.yaml: tables.{table.name}.{key}: column {column!r} not found in {table.source_name}"
-                for key, columns in named.items() for column in columns if column not in reflected]  # fmt: skip
+    named = {
+        "cursor": [table.cursor] if table.cursor else [],
+        "primary_key": list(table.primary_key),
+        "include": list(table.include),
+        "exclude": list(table.exclude),
+    }
+    problems = [
+        f"tables.yaml: tables.{table.name}.{key}: column {column!r} not found in {table.source_name}"
+        for key, columns in named.items()
+        for column in columns
+        if column not in reflected
+    ]
     for column, _override in table.columns:
         if column not in reflected:
-            problems.append(f"tables.yaml: tables.{table.name}.columns.{column}.type: column {column!r} not found "
-                            f"in {table.source_name}")  # fmt: skip
+            problems.append(
+                f"tables.yaml: tables.{table.name}.columns.{column}.type: column {column!r} not found "
+                f"in {table.source_name}"
+            )
             continue
         try:  # the override's mapping: refused when it does not apply to the type or would lose values
             connector.plan(reflected[column], table)
@@ -90,9 +100,11 @@ def _columns(connector: Connector, conn: sa.Connection, table: TableConfig) -> l
 
 def _stack(config: Config) -> list[Check]:
     s = config.settings
-    return [_probe(f"S3 lake {s.lake_url}", lambda: _s3(config)),
-            _probe(f"Iceberg catalog {s.iceberg_rest_uri}", lambda: _catalog(config)),
-            _probe(f"Trino {s.trino_host}:{s.trino_port}", lambda: _trino(config))]  # fmt: skip
+    return [
+        _probe(f"S3 lake {s.lake_url}", lambda: _s3(config)),
+        _probe(f"Iceberg catalog {s.iceberg_rest_uri}", lambda: _catalog(config)),
+        _probe(f"Trino {s.trino_host}:{s.trino_port}", lambda: _trino(config)),
+    ]
 
 
 def _probe(component: str, action: Callable[[], str]) -> Check:

@@ -211,8 +211,9 @@ def target_for_profile(profile: str) -> str:
     try:
         return TARGETS[profile]
     except KeyError:
-        raise TransformError(f"no dbt target for profile {profile!r} (MOZART_PROFILE); known: "
-                             f"{', '.join(sorted(TARGETS))}") from None  # fmt: skip
+        raise TransformError(
+            f"no dbt target for profile {profile!r} (MOZART_PROFILE); known: {', '.join(sorted(TARGETS))}"
+        ) from None
 
 
 def dbt_executable() -> str:
@@ -222,8 +223,7 @@ def dbt_executable() -> str:
         return str(sibling)
     found = shutil.which("dbt")
     if not found:
-        raise TransformError(f"dbt executable not found next to {sys.executable} nor on PATH "
-                             "(pip install dbt-core)")
+        raise TransformError(f"dbt executable not found next to {sys.executable} nor on PATH (pip install dbt-core)")
     return found
 
 
@@ -245,9 +245,17 @@ def tables_var(tables: Iterable[TableConfig]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def build_command(tenant: str, *, target: str, project: Path, work: Path,
-                  tables: Mapping[str, Mapping[str, Any]] | None = None, command: str = "build",
-                  executable: str | None = None, extra_args: Sequence[str] = ()) -> list[str]:  # fmt: skip
+def build_command(
+    tenant: str,
+    *,
+    target: str,
+    project: Path,
+    work: Path,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
+    command: str = "build",
+    executable: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
     """The dbt command line for one tenant (no secrets: connection settings come from the environment).
 
     The run date is not a var but ``MOZART_RUN_DATE`` in the environment (:func:`dbt_env`): a var that
@@ -259,18 +267,34 @@ def build_command(tenant: str, *, target: str, project: Path, work: Path,
     if tables is not None:
         dbt_vars["tables"] = {name: dict(spec) for name, spec in tables.items()}
     return [
-        executable or dbt_executable(), command,
-        "--project-dir", str(project), "--profiles-dir", str(project), "--target", target,
-        "--target-path", str(work / "target"), "--log-path", str(work / "logs"),
-        "--vars", json.dumps(dbt_vars, sort_keys=True),
-        "--no-use-colors", "--log-format", "text", "--printer-width", "100",
-        "--no-send-anonymous-usage-stats", "--no-version-check",
+        executable or dbt_executable(),
+        command,
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target",
+        target,
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
+        "--vars",
+        json.dumps(dbt_vars, sort_keys=True),
+        "--no-use-colors",
+        "--log-format",
+        "text",
+        "--printer-width",
+        "100",
+        "--no-send-anonymous-usage-stats",
+        "--no-version-check",
         *extra_args,
-    ]  # fmt: skip
+    ]
 
 
-def dbt_env(settings: Settings, target: str, base: Mapping[str, str] | None = None, *,
-            run_date: dt.date | None = None) -> dict[str, str]:  # fmt: skip
+def dbt_env(
+    settings: Settings, target: str, base: Mapping[str, str] | None = None, *, run_date: dt.date | None = None
+) -> dict[str, str]:
     """The subprocess environment: ``base`` (default ``os.environ``) plus what profiles.yml and the
     ``mozart_run_date`` macro read (``MOZART_RUN_DATE``; dropped when no date is given).
 
@@ -287,18 +311,20 @@ def dbt_env(settings: Settings, target: str, base: Mapping[str, str] | None = No
         env.pop("CURL_CA_BUNDLE", None)
     if run_date is not None:
         env["MOZART_RUN_DATE"] = run_date.isoformat()
-    env.update({
-        "MOZART_DBT_TARGET": target,
-        "MOZART_DUCKDB_PATH": str(settings.duckdb_path),
-        "MOZART_TRINO_HOST": settings.trino_host,
-        "MOZART_TRINO_PORT": str(settings.trino_port),
-        "MOZART_TRINO_USER": settings.trino_user,
-        "MOZART_TRINO_CATALOG": settings.trino_catalog,
-        **_trino_auth_env(settings),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DBT_VERSION_CHECK": "false",
-        "PYTHONUNBUFFERED": "1",
-    })  # fmt: skip
+    env.update(
+        {
+            "MOZART_DBT_TARGET": target,
+            "MOZART_DUCKDB_PATH": str(settings.duckdb_path),
+            "MOZART_TRINO_HOST": settings.trino_host,
+            "MOZART_TRINO_PORT": str(settings.trino_port),
+            "MOZART_TRINO_USER": settings.trino_user,
+            "MOZART_TRINO_CATALOG": settings.trino_catalog,
+            **_trino_auth_env(settings),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DBT_VERSION_CHECK": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.pop("DBT_PROFILES_DIR", None)  # --profiles-dir wins anyway; avoid confusion in logs
     return env
 
@@ -306,8 +332,11 @@ def dbt_env(settings: Settings, target: str, base: Mapping[str, str] | None = No
 def _trino_auth_env(settings: Settings) -> dict[str, str]:
     """Scheme, dbt-trino ``method`` (``ldap`` is its HTTP basic password method, whatever the server checks
     the password against), ``cert`` (True, False or a CA bundle path, read with ``as_native``) and the secret."""
-    out = {"MOZART_TRINO_HTTP_SCHEME": settings.trino_http_scheme, "MOZART_DBT_TRINO_METHOD": "none",
-           "MOZART_DBT_TRINO_CERT": str(settings.trino_verify)}  # fmt: skip
+    out = {
+        "MOZART_TRINO_HTTP_SCHEME": settings.trino_http_scheme,
+        "MOZART_DBT_TRINO_METHOD": "none",
+        "MOZART_DBT_TRINO_CERT": str(settings.trino_verify),
+    }
     if settings.trino_password:
         out.update({"MOZART_DBT_TRINO_METHOD": "ldap", _SECRET_PASSWORD: settings.trino_password.reveal()})
     elif settings.trino_jwt:
@@ -339,11 +368,20 @@ class _Invocation:
         return self.work / "logs" / "dbt.log"
 
 
-def run_dbt(tenant: str, run_date: dt.date, *, settings: Settings,
-            tables: Iterable[TableConfig] | None = None, command: str = "build", target: str | None = None,
-            project: Path | None = None, on_progress: ProgressCallback | None = None,
-            timeout: float | None = None, env: Mapping[str, str] | None = None,
-            extra_args: Sequence[str] = ()) -> DbtRunResult:  # fmt: skip
+def run_dbt(
+    tenant: str,
+    run_date: dt.date,
+    *,
+    settings: Settings,
+    tables: Iterable[TableConfig] | None = None,
+    command: str = "build",
+    target: str | None = None,
+    project: Path | None = None,
+    on_progress: ProgressCallback | None = None,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+) -> DbtRunResult:
     """Run ``dbt {command}`` for one tenant and date; return its result, or raise :class:`DbtFailure`.
 
     ``target`` defaults to the profile's (``trino`` for ``stack``, ``local`` otherwise); ``tables`` (the
@@ -352,27 +390,41 @@ def run_dbt(tenant: str, run_date: dt.date, *, settings: Settings,
     """
     target = target or target_for_profile(settings.profile)
     work = work_dir(settings, tenant)
-    argv = build_command(tenant, target=target, project=project or project_dir(), work=work,
-                         tables=tables_var(tables) if tables is not None else None, command=command,
-                         extra_args=extra_args)  # fmt: skip
-    call = _Invocation(tenant, run_date, target, command, argv, dbt_env(settings, target, env, run_date=run_date),
-                       work)  # fmt: skip
+    argv = build_command(
+        tenant,
+        target=target,
+        project=project or project_dir(),
+        work=work,
+        tables=tables_var(tables) if tables is not None else None,
+        command=command,
+        extra_args=extra_args,
+    )
+    call = _Invocation(tenant, run_date, target, command, argv, dbt_env(settings, target, env, run_date=run_date), work)
     for attempt in range(1, _LOCK_ATTEMPTS + 1):
         try:
             return _run_once(call, on_progress, timeout)
         except _LockConflictError as conflict:
             if attempt == _LOCK_ATTEMPTS:
-                raise DbtFailure(f"{call.what}: the DuckDB file {settings.duckdb_path} stayed locked by "
-                                 f"another process ({conflict})", tenant=tenant) from None  # fmt: skip
-            log.warning("dbt tenant=%s: DuckDB file locked by another process, retry in %ds", tenant,
-                        2 * attempt)  # fmt: skip
+                raise DbtFailure(
+                    f"{call.what}: the DuckDB file {settings.duckdb_path} stayed locked by "
+                    f"another process ({conflict})",
+                    tenant=tenant,
+                ) from None
+            log.warning("dbt tenant=%s: DuckDB file locked by another process, retry in %ds", tenant, 2 * attempt)
             time.sleep(2.0 * attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def parse_project(tenant: str, *, settings: Settings, run_date: dt.date | None = None,
-                  tables: Iterable[TableConfig] | None = None, target: str | None = None,
-                  project: Path | None = None, env: Mapping[str, str] | None = None) -> Path:  # fmt: skip
+def parse_project(
+    tenant: str,
+    *,
+    settings: Settings,
+    run_date: dt.date | None = None,
+    tables: Iterable[TableConfig] | None = None,
+    target: str | None = None,
+    project: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Path:
     """``dbt parse`` for one tenant (no connection needed): validates the project, returns manifest.json.
 
     Raises :class:`DbtFailure` with dbt's error (e.g. an invalid ``tenant``) when parsing fails.
@@ -381,16 +433,15 @@ def parse_project(tenant: str, *, settings: Settings, run_date: dt.date | None =
     work = work_dir(settings, tenant)
     run_date = run_date or dt.date.today()
     spec = tables_var(tables) if tables is not None else None
-    argv = build_command(tenant, target=target, project=project or project_dir(), work=work, tables=spec,
-                         command="parse")  # fmt: skip
-    call = _Invocation(tenant, run_date, target, "parse", argv, dbt_env(settings, target, env, run_date=run_date),
-                       work)  # fmt: skip
+    argv = build_command(
+        tenant, target=target, project=project or project_dir(), work=work, tables=spec, command="parse"
+    )
+    call = _Invocation(tenant, run_date, target, "parse", argv, dbt_env(settings, target, env, run_date=run_date), work)
     work.mkdir(parents=True, exist_ok=True)
     return_code, tail, _ = _stream(call, None, None)
     manifest = work / "target" / "manifest.json"
     if return_code != 0 or not manifest.exists():
-        raise DbtFailure(f"{call.what} failed (exit code {return_code}):\n{_last_error(tail)}",
-                         tenant=tenant)  # fmt: skip
+        raise DbtFailure(f"{call.what} failed (exit code {return_code}):\n{_last_error(tail)}", tenant=tenant)
     return manifest
 
 
@@ -411,25 +462,44 @@ def _run_once(call: _Invocation, on_progress: ProgressCallback | None, timeout: 
     if not results_path.exists():
         if any(_LOCK_CONFLICT.search(line) for line in tail):
             raise _LockConflictError(_last_error(tail))
-        raise DbtFailure(f"{call.what} stopped before running any node (exit code {return_code}):\n"
-                         f"{_last_error(tail)}\nfull log: {call.log_file}", tenant=call.tenant)  # fmt: skip
-    result = read_run_results(results_path, tenant=call.tenant, run_date=call.run_date, target=call.target,
-                              command=call.command, return_code=return_code, elapsed=elapsed)  # fmt: skip
+        raise DbtFailure(
+            f"{call.what} stopped before running any node (exit code {return_code}):\n"
+            f"{_last_error(tail)}\nfull log: {call.log_file}",
+            tenant=call.tenant,
+        )
+    result = read_run_results(
+        results_path,
+        tenant=call.tenant,
+        run_date=call.run_date,
+        target=call.target,
+        command=call.command,
+        return_code=return_code,
+        elapsed=elapsed,
+    )
     if not result.ok:
         raise DbtFailure(_failure_message(result, tail, call.log_file), tenant=call.tenant, result=result)
-    log.info("dbt %s tenant=%s date=%s done in %.1fs: %s", call.command, call.tenant, call.run_date, elapsed,
-             result.counts())  # fmt: skip
+    log.info(
+        "dbt %s tenant=%s date=%s done in %.1fs: %s", call.command, call.tenant, call.run_date, elapsed, result.counts()
+    )
     return result
 
 
-def _stream(call: _Invocation, on_progress: ProgressCallback | None,
-            timeout: float | None) -> tuple[int, list[str], bool]:  # fmt: skip
+def _stream(
+    call: _Invocation, on_progress: ProgressCallback | None, timeout: float | None
+) -> tuple[int, list[str], bool]:
     """Run dbt, log its lines, feed progress; return (exit code, last lines, timed out)."""
     tracker = ProgressTracker()
     tail: deque[str] = deque(maxlen=60)
     # this thread waits for dbt until it exits: the parent-death signal follows the spawning thread
-    with children.popen(call.argv, env=call.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        text=True, bufsize=1, start_new_session=True) as proc:  # fmt: skip
+    with children.popen(
+        call.argv,
+        env=call.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    ) as proc:
         timer = _Watchdog(proc, timeout)
         try:
             assert proc.stdout is not None
@@ -481,8 +551,16 @@ def _kill(proc: subprocess.Popen[str]) -> None:
 # -------------------------------------------------------------------------------------------- results
 
 
-def read_run_results(path: Path, *, tenant: str, run_date: dt.date, target: str, command: str = "build",
-                     return_code: int = 0, elapsed: float | None = None) -> DbtRunResult:  # fmt: skip
+def read_run_results(
+    path: Path,
+    *,
+    tenant: str,
+    run_date: dt.date,
+    target: str,
+    command: str = "build",
+    return_code: int = 0,
+    elapsed: float | None = None,
+) -> DbtRunResult:
     """Parse dbt's ``run_results.json`` (schema v6) into a :class:`DbtRunResult`."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -490,18 +568,27 @@ def read_run_results(path: Path, *, tenant: str, run_date: dt.date, target: str,
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DbtFailure(f"cannot read dbt's {path}: {exc}", tenant=tenant) from exc
     return DbtRunResult(
-        tenant=tenant, run_date=run_date, target=target, command=command, nodes=nodes,
+        tenant=tenant,
+        run_date=run_date,
+        target=target,
+        command=command,
+        nodes=nodes,
         elapsed_seconds=float(data.get("elapsed_time") or 0.0) if elapsed is None else elapsed,
-        run_results_path=Path(path), invocation_id=(data.get("metadata") or {}).get("invocation_id"),
+        run_results_path=Path(path),
+        invocation_id=(data.get("metadata") or {}).get("invocation_id"),
         return_code=return_code,
-    )  # fmt: skip
+    )
 
 
 def _node(raw: Mapping[str, Any]) -> DbtNodeResult:
-    return DbtNodeResult(unique_id=str(raw["unique_id"]), status=str(raw["status"]),
-                         message=raw.get("message"), failures=raw.get("failures"),
-                         execution_time=float(raw.get("execution_time") or 0.0),
-                         relation_name=raw.get("relation_name"))  # fmt: skip
+    return DbtNodeResult(
+        unique_id=str(raw["unique_id"]),
+        status=str(raw["status"]),
+        message=raw.get("message"),
+        failures=raw.get("failures"),
+        execution_time=float(raw.get("execution_time") or 0.0),
+        relation_name=raw.get("relation_name"),
+    )
 
 
 def _failure_message(result: DbtRunResult, tail: list[str], log_file: Path) -> str:
@@ -520,4 +607,4 @@ def _last_error(tail: list[str]) -> str:
     """The interesting end of dbt's output: from its first error line, else the last lines."""
     marks = ("Encountered an error", "Error", "error:")
     start = next((i for i, line in enumerate(tail) if any(m in line for m in marks)), max(0, len(tail) - 15))
-    return "\n".join(line for line in tail[start:start + 25] if line.strip())
+    return "\n".join(line for line in tail[start : start + 25] if line.strip())

@@ -312,24 +312,26 @@ def _orders(
         customer = rng.randrange(1, size.customers + 1)
         orders.append((order_id, customer, rng.choices(statuses, weights)[0], _ts(ordered), _ts(updated)))
         for product in rng.sample(sorted(prices), k=rng.randint(1, min(3, len(prices)))):
-            items.append(
-                (len(items) + 1, order_id, product, rng.randint(1, 4), str(prices[product]), _ts(updated))
-            )
+            items.append((len(items) + 1, order_id, product, rng.randint(1, 4), str(prices[product]), _ts(updated)))
     return orders, items
 
 
 # ------------------------------------------------------------------------------------------- the run
 
 
-def run_demo(end: dt.date | None = None, *, workers: int = 1, out: SupportsWrite[str] | None = None,
-             outcomes: list[RunOutcome] | None = None) -> int:  # fmt: skip
+def run_demo(
+    end: dt.date | None = None,
+    *,
+    workers: int = 1,
+    out: SupportsWrite[str] | None = None,
+    outcomes: list[RunOutcome] | None = None,
+) -> int:
     """Generate the sources, run the four demo days, print the report. Returns the exit code; the run's
     outcome is appended to ``outcomes`` when given (for the run record)."""
     out = out or sys.stdout
     started = time.monotonic()
     if os.environ.get("MOZART_PROFILE", "local") != "local":
-        print(f"note: the demo runs the local profile (MOZART_PROFILE was {os.environ['MOZART_PROFILE']!r})",
-              file=out)  # fmt: skip
+        print(f"note: the demo runs the local profile (MOZART_PROFILE was {os.environ['MOZART_PROFILE']!r})", file=out)
     os.environ["MOZART_PROFILE"] = "local"
     reset_config_cache()
     config = get_config()
@@ -344,8 +346,13 @@ def run_demo(end: dt.date | None = None, *, workers: int = 1, out: SupportsWrite
     return code
 
 
-def _run_missing_days(config: Config, dates: list[dt.date], workers: int, out: SupportsWrite[str],
-                      outcomes: list[RunOutcome] | None = None) -> int:  # fmt: skip
+def _run_missing_days(
+    config: Config,
+    dates: list[dt.date],
+    workers: int,
+    out: SupportsWrite[str],
+    outcomes: list[RunOutcome] | None = None,
+) -> int:
     """``AllTenants`` for the days not complete yet (one bulk check); a report per day run."""
     span = f"{dates[0].isoformat()}..{dates[-1].isoformat()}"
     done = set(AllTenants.bulk_complete(dates))
@@ -369,8 +376,11 @@ def _env_date() -> dt.date | None:
 def _generate_all(config: Config, end: dt.date, out: SupportsWrite[str]) -> None:
     """Write each SQLite tenant's demo source. Every path is checked first: when any holds a file the demo
     did not generate, nothing is written and a :class:`ConfigError` names every such tenant and file."""
-    sources = [(tenant.id, Path(tenant.source.path).resolve()) for tenant in config.tenants.values()
-               if tenant.source.kind == "sqlite" and tenant.source.path]  # fmt: skip
+    sources = [
+        (tenant.id, Path(tenant.source.path).resolve())
+        for tenant in config.tenants.values()
+        if tenant.source.kind == "sqlite" and tenant.source.path
+    ]
     refused = [refusal(path, tenant, why) for tenant, path in sources if (why := _not_ours(path)) is not None]
     if refused:
         raise ConfigError(refused)
@@ -408,8 +418,10 @@ def _print_marts(config: Config, date: dt.date, out: SupportsWrite[str]) -> None
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print("", file=out)
     for row in [header, *rows]:
-        print("  ".join([row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]),
-              file=out)  # fmt: skip
+        print(
+            "  ".join([row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]),
+            file=out,
+        )
 
 
 def _cell(value: object) -> str:

@@ -104,8 +104,15 @@ class ExtractBrokenError(VerificationError):
     refused by the warehouse. The load moves the manifest aside (the extract becomes incomplete), so the
     next run extracts the day again; nothing was committed."""
 
-    def __init__(self, message: str, *, tenant: str | None = None, table: str | None = None,
-                 date: object = None, file: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        message: str,
+        *,
+        tenant: str | None = None,
+        table: str | None = None,
+        date: object = None,
+        file: str | None = None,
+    ) -> None:
         self.date = date
         self.file = file
         where = [f"date {date}"] if date is not None else []

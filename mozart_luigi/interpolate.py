@@ -57,16 +57,12 @@ def shown(value: object) -> str:
     return repr(value)
 
 
-def interpolate(
-    node: Any, env: Mapping[str, str], *, file: str, path: str, problems: list[ConfigProblem]
-) -> Any:
+def interpolate(node: Any, env: Mapping[str, str], *, file: str, path: str, problems: list[ConfigProblem]) -> Any:
     """Return ``node`` with every string interpolated; unset variables without default become problems."""
     if isinstance(node, str):
         return _interpolate_str(node, env, file=file, path=path, problems=problems)
     if isinstance(node, list):
-        return [
-            interpolate(v, env, file=file, path=f"{path}[{i}]", problems=problems) for i, v in enumerate(node)
-        ]
+        return [interpolate(v, env, file=file, path=f"{path}[{i}]", problems=problems) for i, v in enumerate(node)]
     if isinstance(node, dict):
         return {
             k: interpolate(v, env, file=file, path=f"{path}.{k}" if path else str(k), problems=problems)
@@ -75,9 +71,7 @@ def interpolate(
     return node
 
 
-def _interpolate_str(
-    text: str, env: Mapping[str, str], *, file: str, path: str, problems: list[ConfigProblem]
-) -> str:
+def _interpolate_str(text: str, env: Mapping[str, str], *, file: str, path: str, problems: list[ConfigProblem]) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"

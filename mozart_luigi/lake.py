@@ -229,12 +229,14 @@ class Lake:
         try:
             manifest = Manifest.from_json(self.read_text(url))
         except ManifestFormatError as exc:
-            raise ExtractBrokenError(f"manifest is unreadable: {exc}", tenant=tenant, table=table, date=date,
-                                     file=url) from None  # fmt: skip
+            raise ExtractBrokenError(
+                f"manifest is unreadable: {exc}", tenant=tenant, table=table, date=date, file=url
+            ) from None
         found = (manifest.tenant, manifest.table, manifest.date)
         if found != (tenant, table, date):
-            raise ExtractBrokenError(f"manifest describes {found}, not this slice", tenant=tenant, table=table,
-                                     date=date, file=url)  # fmt: skip
+            raise ExtractBrokenError(
+                f"manifest describes {found}, not this slice", tenant=tenant, table=table, date=date, file=url
+            )
         return manifest
 
     def publish_manifest(self, manifest: Manifest) -> tuple[bool, Manifest | None]:
@@ -294,8 +296,7 @@ class Lake:
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Write (or replace) a manifest unconditionally (tests and tools; the extract publishes once)."""
-        self.write_text_atomic(self.manifest_url(manifest.tenant, manifest.table, manifest.date),
-                               manifest.to_json())  # fmt: skip
+        self.write_text_atomic(self.manifest_url(manifest.tenant, manifest.table, manifest.date), manifest.to_json())
 
 
 class LakeFileTarget(luigi.Target):

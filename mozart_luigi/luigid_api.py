@@ -96,5 +96,6 @@ def _disabled(task_id: str, task: Any) -> DisabledTask | None:
     if not isinstance(params, Mapping) or not isinstance(params.get("tenant"), str):
         return None
     table = params.get("table")
-    return DisabledTask(task_id, str(task["name"]), params["tenant"], str(params.get("date")),
-                        table if isinstance(table, str) else None)  # fmt: skip
+    return DisabledTask(
+        task_id, str(task["name"]), params["tenant"], str(params.get("date")), table if isinstance(table, str) else None
+    )

@@ -187,8 +187,9 @@ def _part(entry: Any) -> PartFile:
         raise ManifestFormatError(f"files entry {entry.get('name')!r:.200}: sha256 must be 64 hex digits")
     if etag is not None and not isinstance(etag, str):
         raise ManifestFormatError(f"files entry {entry.get('name')!r:.200}: etag must be a string")
-    return PartFile(name=_str(entry, "name"), rows=_count(entry, "rows"), bytes=_count(entry, "bytes"),
-                    sha256=sha, etag=etag)  # fmt: skip
+    return PartFile(
+        name=_str(entry, "name"), rows=_count(entry, "rows"), bytes=_count(entry, "bytes"), sha256=sha, etag=etag
+    )
 
 
 def _dt_or_none(value: str | None) -> dt.datetime | None:

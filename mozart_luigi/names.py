@@ -37,10 +37,26 @@ TENANT_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 TENANT_ID_RULE = "lower case a-z, 0-9 and _, a letter first, at most 40 characters"
 RESERVED_TENANT_IDS = frozenset(
     {
-        "mozart_meta", "information_schema", "system", "sys", "public", "default", "pg_catalog", "pg_toast",
-        "mysql", "performance_schema", "raw", "iceberg", "tpch", "memory", "main", "temp", "admin", "root",
+        "mozart_meta",
+        "information_schema",
+        "system",
+        "sys",
+        "public",
+        "default",
+        "pg_catalog",
+        "pg_toast",
+        "mysql",
+        "performance_schema",
+        "raw",
+        "iceberg",
+        "tpch",
+        "memory",
+        "main",
+        "temp",
+        "admin",
+        "root",
     }
-)  # fmt: skip
+)
 
 
 def tenant_id_problem(tenant: object) -> str | None:

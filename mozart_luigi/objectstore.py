@@ -93,8 +93,9 @@ class S3Objects:
         """The last ``length`` bytes of an object (all of it when it is smaller), in one ranged GET."""
         bucket, key = split_s3_url(url)
         try:
-            answer = self._call("read", url, self._client.get_object, Bucket=bucket, Key=key,
-                                Range=f"bytes=-{int(length)}")  # fmt: skip
+            answer = self._call(
+                "read", url, self._client.get_object, Bucket=bucket, Key=key, Range=f"bytes=-{int(length)}"
+            )
         except _Missing:
             return None
         body = answer["Body"]
@@ -145,8 +146,15 @@ class S3Objects:
         src_bucket, src_key = split_s3_url(source_url)
         bucket, key = split_s3_url(target_url)
         try:
-            answer = self._call("copy", source_url, self._client.copy_object, Bucket=bucket, Key=key,
-                                CopySource={"Bucket": src_bucket, "Key": src_key}, CopySourceIfMatch=etag)  # fmt: skip
+            answer = self._call(
+                "copy",
+                source_url,
+                self._client.copy_object,
+                Bucket=bucket,
+                Key=key,
+                CopySource={"Bucket": src_bucket, "Key": src_key},
+                CopySourceIfMatch=etag,
+            )
         except _Missing:
             raise ObjectChangedError(f"{source_url} is gone (expected ETag {etag})") from None
         return ObjectInfo(key=key, size=-1, etag=answer["CopyObjectResult"]["ETag"])
@@ -218,9 +226,15 @@ def _shared_client(s: Settings) -> Any:
                 aws_access_key_id=access or None,
                 aws_secret_access_key=secret or None,
                 region_name=s.s3_region,
-                config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
-                                  connect_timeout=10, read_timeout=60, request_checksum_calculation="when_required",
-                                  response_checksum_validation="when_required", max_pool_connections=32),  # fmt: skip
+                config=BotoConfig(
+                    s3={"addressing_style": "path"},
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=10,
+                    read_timeout=60,
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                    max_pool_connections=32,
+                ),
             )
         return _CLIENTS[key]
 

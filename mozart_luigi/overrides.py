@@ -38,8 +38,10 @@ MAX_PRECISION = 38
 OVERRIDE_NAMES = ("decimal(P,S)", "string", "duration_us")
 _DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 _SIMPLE_NAMES = ("string", "duration_us")
-_DURATION = ("Iceberg (and so Trino's Iceberg tables) has no duration or interval type; use 'duration_us' "
-             "(signed microseconds, a bigint) or 'string' (the source's text, e.g. '838:59:59')")
+_DURATION = (
+    "Iceberg (and so Trino's Iceberg tables) has no duration or interval type; use 'duration_us' "
+    "(signed microseconds, a bigint) or 'string' (the source's text, e.g. '838:59:59')"
+)
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,10 @@ def parse_override(text: Any) -> TypeOverride:
         raise ValueError(f"unknown type override {text!r} (supported: {', '.join(OVERRIDE_NAMES)})")
     precision, scale = int(match.group(1)), int(match.group(2))
     if not 1 <= precision <= MAX_PRECISION:
-        raise ValueError(f"{text!r}: precision must be 1..{MAX_PRECISION} (Iceberg's maximum); for wider "
-                         "values use 'string' (the exact decimal text)")  # fmt: skip
+        raise ValueError(
+            f"{text!r}: precision must be 1..{MAX_PRECISION} (Iceberg's maximum); for wider "
+            "values use 'string' (the exact decimal text)"
+        )
     if scale > precision:
         raise ValueError(f"{text!r}: scale must be 0..precision")
     return TypeOverride("decimal", precision, scale)
@@ -99,8 +103,10 @@ def decimal_loss(source: tuple[int | None, int], target: TypeOverride) -> str | 
         problems.append(f"{precision - scale} integer digits do not fit in {target.precision - target.scale}")
     if not problems:
         return None
-    return (f"{target} is lossy for decimal({precision},{scale}): {' and '.join(problems)} (exact: "
-            f"decimal(P,S) with S >= {scale} and P - S >= {precision - scale}, or string)")
+    return (
+        f"{target} is lossy for decimal({precision},{scale}): {' and '.join(problems)} (exact: "
+        f"decimal(P,S) with S >= {scale} and P - S >= {precision - scale}, or string)"
+    )
 
 
 # ----------------------------------------------------------------------------------- what to suggest

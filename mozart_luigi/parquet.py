@@ -77,8 +77,10 @@ def pipeline_columns(rows: int, date: dt.date, extracted_at: dt.datetime) -> lis
     days = (date - dt.date(1970, 1, 1)).days
     instant = extracted_at if extracted_at.tzinfo else extracted_at.replace(tzinfo=dt.UTC)
     micros = (instant - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
-    return [pa.array(np.full(rows, days, dtype=np.int32)).view(PIPELINE_FIELDS[0].type),
-            pa.array(np.full(rows, micros, dtype=np.int64)).view(PIPELINE_FIELDS[1].type)]  # fmt: skip
+    return [
+        pa.array(np.full(rows, days, dtype=np.int32)).view(PIPELINE_FIELDS[0].type),
+        pa.array(np.full(rows, micros, dtype=np.int64)).view(PIPELINE_FIELDS[1].type),
+    ]
 
 
 class _HashingSink:
@@ -240,7 +242,8 @@ class PartWriter:
             raise StorageError(f"cannot finish {url}: {exc}") from exc
         size, digest = self._sink.size, self._sink.sha256.hexdigest()
         etag = self._lake.etag(url, size) if self._lake.scheme == "s3" else None
-        self._files.append(PartFile(name=url.rsplit("/", 1)[1], rows=self._rows_in_part, bytes=size,
-                                    sha256=digest, etag=etag))  # fmt: skip
+        self._files.append(
+            PartFile(name=url.rsplit("/", 1)[1], rows=self._rows_in_part, bytes=size, sha256=digest, etag=etag)
+        )
         self._writer = self._stream = self._sink = None
         self._rows_in_part = 0

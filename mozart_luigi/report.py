@@ -167,15 +167,11 @@ def build_report(
         for tenant in chosen:
             markers = warehouse.markers(tenant, date)
             rows += [
-                _table_status(
-                    lake, tenant=tenant, table=t.name, date=date, markers=markers, failures=failures
-                )
+                _table_status(lake, tenant=tenant, table=t.name, date=date, markers=markers, failures=failures)
                 for t in config.tables_for(tenant)
             ]
             dbt.append(_dbt_status(tenant, markers, failures))
-    return RunReport(
-        date=date, profile=settings.profile, rows=tuple(rows), dbt=tuple(dbt), run=dict(run or {})
-    )
+    return RunReport(date=date, profile=settings.profile, rows=tuple(rows), dbt=tuple(dbt), run=dict(run or {}))
 
 
 def _table_status(
@@ -213,9 +209,7 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
-def _dbt_status(
-    tenant: str, markers: list[Marker], failures: Mapping[tuple[str, str | None], str]
-) -> DbtStatus:
+def _dbt_status(tenant: str, markers: list[Marker], failures: Mapping[tuple[str, str | None], str]) -> DbtStatus:
     marker = next((m for m in markers if m.task_family == DBT_FAMILY), None)
     if marker is not None:
         return DbtStatus(tenant, DONE, _sum_seconds(marker.details))

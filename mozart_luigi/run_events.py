@@ -135,8 +135,16 @@ class RunSession:
         if _ACTIVE["spool"] is self.spool:
             _ACTIVE["spool"] = None
 
-    def finish(self, *, exit_code: int, status: str, tasks: Iterable[TaskOutcome], dates: Iterable[dt.date],
-               tenants: Sequence[str] = (), log_file: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    def finish(
+        self,
+        *,
+        exit_code: int,
+        status: str,
+        tasks: Iterable[TaskOutcome],
+        dates: Iterable[dt.date],
+        tenants: Sequence[str] = (),
+        log_file: Path | None = None,
+    ) -> dict[str, Any]:
         """Append the run record (a failure to write it is logged, never raised) and remove the spool."""
         self.deactivate()
         finished = dt.datetime.now(dt.UTC)
@@ -146,12 +154,22 @@ class RunSession:
         for entry in entries:
             counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
         record = {
-            "run_id": self.run_id, "started_at": self.started.isoformat(), "finished_at": finished.isoformat(),
-            "seconds": round((finished - self.started).total_seconds(), 1), "user": user_at_host(),
-            "entry_point": self.entry_point, "argv": self.argv, "profile": self.settings.profile,
-            "dates": sorted({d.isoformat() for d in dates}), "tenants": list(tenants), "exit_code": exit_code,
-            "status": status, "log_file": str(log_file) if log_file else None, "counts": counts, "tasks": entries,
-        }  # fmt: skip
+            "run_id": self.run_id,
+            "started_at": self.started.isoformat(),
+            "finished_at": finished.isoformat(),
+            "seconds": round((finished - self.started).total_seconds(), 1),
+            "user": user_at_host(),
+            "entry_point": self.entry_point,
+            "argv": self.argv,
+            "profile": self.settings.profile,
+            "dates": sorted({d.isoformat() for d in dates}),
+            "tenants": list(tenants),
+            "exit_code": exit_code,
+            "status": status,
+            "log_file": str(log_file) if log_file else None,
+            "counts": counts,
+            "tasks": entries,
+        }
         try:
             append_record(runs_path(self.settings), record)
         except OSError as exc:
@@ -161,16 +179,23 @@ class RunSession:
 
     def _entry(self, task: TaskOutcome, event: TaskEvent | None) -> dict[str, Any]:
         entry: dict[str, Any] = {
-            "task": task.family, "tenant": task.tenant, "table": task.table,
-            "date": task.date.isoformat() if task.date else None, "outcome": task.outcome,
-            "seconds": event.seconds if event else None, "rows": event.rows if event else None,
+            "task": task.family,
+            "tenant": task.tenant,
+            "table": task.table,
+            "date": task.date.isoformat() if task.date else None,
+            "outcome": task.outcome,
+            "seconds": event.seconds if event else None,
+            "rows": event.rows if event else None,
             "error": task.error or (event.error if event and task.outcome == FAILED else None),
-        }  # fmt: skip
+        }
         if task.family == "DbtRun":
             entry["models"], entry["tests"] = (event.models, event.tests) if event else (None, None)
             failed = task.outcome == FAILED and task.date is not None
-            entry["dbt_failed_tests"] = (dbt_failed_tests(self.settings, task.tenant, task.date, since=self.started)
-                                         if failed and task.date else [])  # fmt: skip
+            entry["dbt_failed_tests"] = (
+                dbt_failed_tests(self.settings, task.tenant, task.date, since=self.started)
+                if failed and task.date
+                else []
+            )
         return entry
 
 
@@ -185,11 +210,15 @@ def install() -> None:
         return
     _INSTALLED.append(True)
     handlers = (
-        (luigi.Event.START, _on_start), (luigi.Event.PROCESSING_TIME, _on_processing_time),
-        (luigi.Event.SUCCESS, _on_success), (luigi.Event.FAILURE, _on_failure),
-        (luigi.Event.DEPENDENCY_DISCOVERED, _on_discovered), (luigi.Event.DEPENDENCY_PRESENT, _on_present),
-        (luigi.Event.DEPENDENCY_MISSING, _on_broken), (luigi.Event.BROKEN_TASK, _on_broken),
-    )  # fmt: skip
+        (luigi.Event.START, _on_start),
+        (luigi.Event.PROCESSING_TIME, _on_processing_time),
+        (luigi.Event.SUCCESS, _on_success),
+        (luigi.Event.FAILURE, _on_failure),
+        (luigi.Event.DEPENDENCY_DISCOVERED, _on_discovered),
+        (luigi.Event.DEPENDENCY_PRESENT, _on_present),
+        (luigi.Event.DEPENDENCY_MISSING, _on_broken),
+        (luigi.Event.BROKEN_TASK, _on_broken),
+    )
     for event, handler in handlers:
         luigi.Task.event_handler(event)(handler)
 
@@ -207,10 +236,15 @@ def _is_mozart(task: luigi.Task) -> bool:
 def _event(kind: str, task: luigi.Task, **facts: Any) -> TaskEvent:
     tenant = getattr(task, "tenant", None) if _is_mozart(task) else None
     date = getattr(task, "date", None)
-    return TaskEvent(kind=kind, task_id=task.task_id, family=task.get_task_family(),
-                     tenant=tenant if isinstance(tenant, str) else None,
-                     date=date.isoformat() if isinstance(date, dt.date) else None,
-                     table=getattr(task, "table", None), **facts)  # fmt: skip
+    return TaskEvent(
+        kind=kind,
+        task_id=task.task_id,
+        family=task.get_task_family(),
+        tenant=tenant if isinstance(tenant, str) else None,
+        date=date.isoformat() if isinstance(date, dt.date) else None,
+        table=getattr(task, "table", None),
+        **facts,
+    )
 
 
 def _append(spool: Spool, event: TaskEvent) -> None:
@@ -339,14 +373,18 @@ class _LuigiCliRun:
         if self.session is None or os.getpid() != self.pid:
             return
         events = {e.task_id: e for e in self.session.spool.read_all() if e.kind != START}
-        outcomes = [self._outcome(task, events.get(tid)) for tid, task in self.tasks.items()
-                    if _is_mozart(task) and tid not in self.present]  # fmt: skip
+        outcomes = [
+            self._outcome(task, events.get(tid))
+            for tid, task in self.tasks.items()
+            if _is_mozart(task) and tid not in self.present
+        ]
         outcomes += [_from_event(e) for tid, e in events.items() if e.tenant and tid not in self.tasks]
         roots = [tid for tid in self.tasks if tid not in self.deps]
         code, status = self._exit_code(events, roots)
         root_tenants = [t for tid in roots for t in getattr(self.tasks[tid], "tenants", ()) or ()]
-        dates = {o.date for o in outcomes if o.date} | {d for tid in roots if isinstance(
-            d := getattr(self.tasks[tid], "date", None), dt.date)}  # fmt: skip
+        dates = {o.date for o in outcomes if o.date} | {
+            d for tid in roots if isinstance(d := getattr(self.tasks[tid], "date", None), dt.date)
+        }
         self.session.finish(exit_code=code, status=status, tasks=outcomes, dates=dates, tenants=root_tenants)
 
     def _outcome(self, task: Any, event: TaskEvent | None) -> TaskOutcome:
@@ -359,8 +397,9 @@ class _LuigiCliRun:
             outcome, error = event.kind, event.error
         else:
             outcome, error = "not run", None
-        return TaskOutcome(task.task_id, task.get_task_family(), task.tenant, day, getattr(task, "table", None),
-                           outcome, error)  # fmt: skip
+        return TaskOutcome(
+            task.task_id, task.get_task_family(), task.tenant, day, getattr(task, "table", None), outcome, error
+        )
 
     def _exit_code(self, events: Mapping[str, TaskEvent], roots: Sequence[str]) -> tuple[int, str]:
         codes = retcodes()

@@ -150,8 +150,10 @@ def _headline(record: Mapping[str, Any]) -> str:
     counts = ", ".join(f"{n} {what}" for what, n in sorted((record.get("counts") or {}).items()))
     seconds = record.get("seconds")
     took = f"{seconds:.0f} s" if isinstance(seconds, int | float) else "?"
-    return (f"{started}  exit {record.get('exit_code', '?'):>2}  {took:>6}  {record.get('entry_point', '?')}  "
-            f"{dates} ({tenants})  {record.get('user', '?')}  {counts or 'nothing to do'}")  # fmt: skip
+    return (
+        f"{started}  exit {record.get('exit_code', '?'):>2}  {took:>6}  {record.get('entry_point', '?')}  "
+        f"{dates} ({tenants})  {record.get('user', '?')}  {counts or 'nothing to do'}"
+    )
 
 
 def _span(dates: Iterable[str]) -> str:

@@ -106,9 +106,7 @@ class RunOutcome:
 
     def failures_for(self, date: dt.date) -> dict[tuple[str, str | None], str]:
         """``{(tenant, table or None): error}`` of the failed tasks of ``date``."""
-        return {
-            (tenant, table): err for (day, tenant, table), err in self.failures.items() if day in (date, None)
-        }
+        return {(tenant, table): err for (day, tenant, table), err in self.failures.items() if day in (date, None)}
 
     def as_dict(self) -> dict[str, Any]:
         return {"status": self.status, "exit_code": self.exit_code}
@@ -165,8 +163,13 @@ def run_tasks(
     sets = _settle_not_run(summary._summary_dict(result.worker))
     code = exit_code(sets, roots=tasks)
     failures = failures_of(sets, factory.scheduler, secrets=tuple(secrets))
-    return RunOutcome(status=result.status.name, exit_code=code, failures=failures,
-                      summary_text=result.summary_text, tasks=outcomes_of(sets, failures))  # fmt: skip
+    return RunOutcome(
+        status=result.status.name,
+        exit_code=code,
+        failures=failures,
+        summary_text=result.summary_text,
+        tasks=outcomes_of(sets, failures),
+    )
 
 
 class _SchedulerKeeper:
@@ -227,8 +230,11 @@ def _settle_not_run(sets: dict[str, set[luigi.Task]]) -> dict[str, set[luigi.Tas
     done_elsewhere = {task for task in pending if _complete(task)}
     if done_elsewhere:
         log.info("%d task(s) were run by another worker and are complete", len(done_elsewhere))
-    return {**sets, "not_run": pending - done_elsewhere,
-            "already_done": set(sets.get("already_done", ())) | done_elsewhere}  # fmt: skip
+    return {
+        **sets,
+        "not_run": pending - done_elsewhere,
+        "already_done": set(sets.get("already_done", ())) | done_elsewhere,
+    }
 
 
 def _complete(task: luigi.Task) -> bool:

@@ -107,8 +107,11 @@ class Settings:
 
     def _check(self, problems: list[ConfigProblem]) -> None:
         if self.lake_url.startswith("s3://") and not (self.s3_access_key and self.s3_secret_key):
-            problems.append(ConfigProblem("environment", "MOZART_S3_ACCESS_KEY/MOZART_S3_SECRET_KEY",
-                                          f"required for the lake {self.lake_url}"))
+            problems.append(
+                ConfigProblem(
+                    "environment", "MOZART_S3_ACCESS_KEY/MOZART_S3_SECRET_KEY", f"required for the lake {self.lake_url}"
+                )
+            )
         if not self.lake_url.startswith(("s3://", "file://")):
             problems.append(ConfigProblem("environment", "MOZART_LAKE_URL", "must start with s3:// or file://"))
         if self.compression not in ("zstd", "snappy", "gzip", "none"):
@@ -120,17 +123,27 @@ class Settings:
         if self.trino_http_scheme not in TRINO_SCHEMES:
             problems.append(ConfigProblem("environment", "MOZART_TRINO_HTTP_SCHEME", "must be http or https"))
         if self.trino_password and self.trino_jwt:
-            problems.append(ConfigProblem("environment", "MOZART_TRINO_PASSWORD/MOZART_TRINO_JWT",
-                                          "set one of them, not both"))  # fmt: skip
+            problems.append(
+                ConfigProblem("environment", "MOZART_TRINO_PASSWORD/MOZART_TRINO_JWT", "set one of them, not both")
+            )
         if self.trino_http_scheme == "http":
             for name, value in (("MOZART_TRINO_PASSWORD", self.trino_password), ("MOZART_TRINO_JWT", self.trino_jwt)):
                 if value:
-                    problems.append(ConfigProblem("environment", name, "Trino accepts credentials only over "
-                                                  "TLS: set MOZART_TRINO_HTTP_SCHEME=https"))  # fmt: skip
+                    problems.append(
+                        ConfigProblem(
+                            "environment",
+                            name,
+                            "Trino accepts credentials only over TLS: set MOZART_TRINO_HTTP_SCHEME=https",
+                        )
+                    )
         if isinstance(self.trino_verify, str) and not Path(self.trino_verify).is_file():
-            problems.append(ConfigProblem("environment", "MOZART_TRINO_VERIFY",
-                                          f"CA bundle {self.trino_verify} is not a file "
-                                          "(give a PEM file, true or false)"))  # fmt: skip
+            problems.append(
+                ConfigProblem(
+                    "environment",
+                    "MOZART_TRINO_VERIFY",
+                    f"CA bundle {self.trino_verify} is not a file (give a PEM file, true or false)",
+                )
+            )
 
     def secrets(self) -> tuple[Secret, ...]:
         """What redaction removes from messages. Not the S3 access key *id*: an identifier (AWS documents it as
@@ -155,8 +168,7 @@ def _verify(raw: str | None) -> bool | str:
     return str(Path(value).expanduser().resolve())
 
 
-def _int(env: Mapping[str, str], key: str, default: int, problems: list[ConfigProblem], *,
-         minimum: int = 1) -> int:  # fmt: skip
+def _int(env: Mapping[str, str], key: str, default: int, problems: list[ConfigProblem], *, minimum: int = 1) -> int:
     raw = env.get(key)
     if not raw:
         return default

@@ -147,8 +147,7 @@ class Matrix:
         return replace(self, cells=tuple(c for c in self.cells if c.state != DONE), filtered=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"from": self.start.isoformat(), "to": self.end.isoformat(),
-                "cells": [c.to_dict() for c in self.cells]}  # fmt: skip
+        return {"from": self.start.isoformat(), "to": self.end.isoformat(), "cells": [c.to_dict() for c in self.cells]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -183,9 +182,14 @@ def build_matrix(
     with open_warehouse(settings) as warehouse:
         for date in date_range(start, end):
             cells += _cells_of_date(
-                date, rows, markers=warehouse.markers(None, date), report=read_report(settings, date),
-                lake=lake, live=live or {}, findings=findings,
-            )  # fmt: skip
+                date,
+                rows,
+                markers=warehouse.markers(None, date),
+                report=read_report(settings, date),
+                lake=lake,
+                live=live or {},
+                findings=findings,
+            )
     return Matrix(start=start, end=end, profile=settings.profile, cells=tuple(cells))
 
 
@@ -203,16 +207,24 @@ def _cells_of_date(
     failures = {(t, x or DBT_TABLE): error for (t, x), error in failures_in(report or {}).items()}
     judged_at = _generated_at(report)
     cells = [
-        _cell(tenant, table, date, marker=done.get((tenant, table)), failure=failures.get((tenant, table)),
-              judged_at=judged_at, live=live.get((tenant, table, date)),
-              finding=(findings or {}).get((tenant, table, date)))  # fmt: skip
+        _cell(
+            tenant,
+            table,
+            date,
+            marker=done.get((tenant, table)),
+            failure=failures.get((tenant, table)),
+            judged_at=judged_at,
+            live=live.get((tenant, table, date)),
+            finding=(findings or {}).get((tenant, table, date)),
+        )
         for tenant, table in rows
     ]
     looked_at = [(c.tenant, c.table) for c in cells if c.state != DONE and c.table != DBT_TABLE]
     extracted = _manifests_present(lake, looked_at, date)
     wanted = set(looked_at)
-    return [replace(c, extracted=(c.tenant, c.table) in extracted) if (c.tenant, c.table) in wanted else c
-            for c in cells]  # fmt: skip
+    return [
+        replace(c, extracted=(c.tenant, c.table) in extracted) if (c.tenant, c.table) in wanted else c for c in cells
+    ]
 
 
 def _cell(
@@ -230,8 +242,10 @@ def _cell(
         if failure and judged_at and _utc(marker.finished_at) <= judged_at:  # the report saw this very marker
             return Cell(tenant, table, date, FAILED, marker.rows, judged_at, failure)
         if finding is not None and finding.loaded_at >= _utc(marker.finished_at):  # the audit judged this load
-            why = (f"the source has {finding.source_rows:,} row(s) in the day's window now, {finding.loaded_rows:,} "
-                   f"loaded (mozart audit at {finding.audited_at:%Y-%m-%d %H:%M:%S} UTC)")  # fmt: skip
+            why = (
+                f"the source has {finding.source_rows:,} row(s) in the day's window now, {finding.loaded_rows:,} "
+                f"loaded (mozart audit at {finding.audited_at:%Y-%m-%d %H:%M:%S} UTC)"
+            )
             return Cell(tenant, table, date, STALE, marker.rows, _utc(marker.finished_at), why)
         return Cell(tenant, table, date, DONE, marker.rows, _utc(marker.finished_at))
     if live in (RUNNING, DISABLED):
@@ -282,9 +296,7 @@ def _utc(value: dt.datetime) -> dt.datetime:
 # -------------------------------------------------------------------------------------------- luigid
 
 
-def scheduler_states(
-    task_list: TaskLister, tenants: Iterable[str], start: dt.date, end: dt.date
-) -> dict[CellKey, str]:
+def scheduler_states(task_list: TaskLister, tenants: Iterable[str], start: dt.date, end: dt.date) -> dict[CellKey, str]:
     """``{cell: "running" | "disabled"}`` from the scheduler's ``task_list`` (two calls). A cell is running when
     any of its tasks is (running wins over disabled). Errors of ``task_list`` propagate."""
     wanted = set(tenants)

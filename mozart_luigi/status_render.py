@@ -34,8 +34,9 @@ def to_text(matrix: Matrix, *, limit: int = 20) -> str:
     rows, width = matrix.rows(), max(len(f"{t}.{x}") for t, x in matrix.rows())
     for block in _chunks(matrix.dates(), _BLOCK):
         out += [_month_line(block, width), " " * width + "".join(f" {d.day:>2}" for d in block)]
-        out += [f"{f'{t}.{x}':<{width}}" + "".join(f"  {_symbol(matrix.cell(t, x, d))}" for d in block)
-                for t, x in rows]  # fmt: skip
+        out += [
+            f"{f'{t}.{x}':<{width}}" + "".join(f"  {_symbol(matrix.cell(t, x, d))}" for d in block) for t, x in rows
+        ]
     hidden = "  (blank) done, not shown" if matrix.filtered else ""
     out.append("legend: " + "  ".join(f"{SYMBOLS[s]} {s}" for s in STATES) + hidden)
     return "\n".join(out + _attention_lines(matrix, limit) + _missing_lines(matrix))
@@ -69,8 +70,10 @@ def _attention_lines(matrix: Matrix, limit: int) -> list[str]:
     out = [f"needs attention ({shown}):"]
     for c in cells[:limit]:
         error = f": {_printable(c.error)}" if c.error else ""
-        out += [f"  {SYMBOLS[c.state]} {c.tenant}.{c.table} {c.date.isoformat()} {c.state}{error}",
-                f"      rerun: {c.rerun}"]  # fmt: skip
+        out += [
+            f"  {SYMBOLS[c.state]} {c.tenant}.{c.table} {c.date.isoformat()} {c.state}{error}",
+            f"      rerun: {c.rerun}",
+        ]
     return out
 
 
@@ -165,21 +168,29 @@ def _grid(matrix: Matrix) -> list[str]:
         months[f"{d:%Y-%m}"] = months.get(f"{d:%Y-%m}", 0) + 1
     head = "".join(f'<th class="month" colspan="{n}">{_e(m)}</th>' for m, n in months.items())
     days = "".join(f'<th class="day" title="{_e(d.isoformat())}">{d.day:02d}</th>' for d in dates)
-    out = ['<table class="grid" id="grid">', f'<thead>\n<tr><th></th><th></th>{head}</tr>',
-           f'<tr><th class="name">tenant</th><th class="name">table</th>{days}</tr>\n</thead>', "<tbody>"]  # fmt: skip
+    out = [
+        '<table class="grid" id="grid">',
+        f"<thead>\n<tr><th></th><th></th>{head}</tr>",
+        f'<tr><th class="name">tenant</th><th class="name">table</th>{days}</tr>\n</thead>',
+        "<tbody>",
+    ]
     for tenant, table in matrix.rows():
         kind = ' class="dbt"' if table == DBT_TABLE else ""
         cells = "".join(_td(matrix.cell(tenant, table, d)) for d in dates)
-        out.append(f'<tr{kind} data-tenant="{_e(tenant)}" data-table="{_e(table)}"><th class="name">{_e(tenant)}'
-                   f'</th><th class="name">{_e(table)}</th>{cells}</tr>')  # fmt: skip
+        out.append(
+            f'<tr{kind} data-tenant="{_e(tenant)}" data-table="{_e(table)}"><th class="name">{_e(tenant)}'
+            f'</th><th class="name">{_e(table)}</th>{cells}</tr>'
+        )
     return [*out, "</tbody>\n</table>"]
 
 
 def _td(cell: Cell | None) -> str:
     if cell is None:
         return '<td class="cell hidden"></td>'
-    return (f'<td class="cell {_e(cell.state)}" data-date="{_e(cell.date.isoformat())}" data-state="{_e(cell.state)}"'
-            f' title="{_e(_title(cell))}">{_e(SYMBOLS[cell.state])}</td>')  # fmt: skip
+    return (
+        f'<td class="cell {_e(cell.state)}" data-date="{_e(cell.date.isoformat())}" data-state="{_e(cell.state)}"'
+        f' title="{_e(_title(cell))}">{_e(SYMBOLS[cell.state])}</td>'
+    )
 
 
 def _title(cell: Cell) -> str:
@@ -205,8 +216,10 @@ def _attention_html(matrix: Matrix) -> list[str]:
     out = ["<h2>Needs attention</h2>", '<ul class="attention">']
     for c in cells:
         error = f": {_e(c.error)}" if c.error else ""
-        out.append(f"<li><b>{_e(c.tenant)}.{_e(c.table)}</b> {_e(c.date.isoformat())} {_e(c.state)}{error}<br>"
-                   f"<code>{_e(c.rerun or '')}</code></li>")  # fmt: skip
+        out.append(
+            f"<li><b>{_e(c.tenant)}.{_e(c.table)}</b> {_e(c.date.isoformat())} {_e(c.state)}{error}<br>"
+            f"<code>{_e(c.rerun or '')}</code></li>"
+        )
     if command:
         out.append(f"<li>missing cells: <code>{_e(command)}</code></li>")
     return [*out, "</ul>"]

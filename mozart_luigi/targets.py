@@ -38,8 +38,9 @@ def _settings(settings: Settings | None) -> Settings:
     return get_config().settings
 
 
-def prefetch_markers(task_family: str, pairs: Iterable[tuple[str, dt.date]], *,
-                     settings: Settings | None = None) -> set[str]:  # fmt: skip
+def prefetch_markers(
+    task_family: str, pairs: Iterable[tuple[str, dt.date]], *, settings: Settings | None = None
+) -> set[str]:
     """Completed task ids of ``task_family`` for all (tenant, date) pairs, in one query; fills the cache."""
     from mozart_luigi.warehouse import open_warehouse
 
@@ -59,8 +60,9 @@ def prefetch_markers(task_family: str, pairs: Iterable[tuple[str, dt.date]], *,
     return {task_id for task_id, _, _ in done}
 
 
-def completed_task_ids(task_family: str, tenant: str, date: dt.date, *,
-                       settings: Settings | None = None, fresh: bool = False) -> set[str]:  # fmt: skip
+def completed_task_ids(
+    task_family: str, tenant: str, date: dt.date, *, settings: Settings | None = None, fresh: bool = False
+) -> set[str]:
     """Completed task ids for one family, tenant and date: from the cache (unless ``fresh``), else one query.
 
     A miss asks for every configured tenant of that date at once (same query, same cost), so checking
@@ -110,9 +112,16 @@ class MarkerTarget(luigi.Target):
     ``settings`` defaults to the process configuration, read at ``exists()`` time (never at construction).
     """
 
-    def __init__(self, task_family: str, task_id: str, tenant: str, date: dt.date, *,
-                 table: str | None = None,
-                 settings: Settings | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        task_family: str,
+        task_id: str,
+        tenant: str,
+        date: dt.date,
+        *,
+        table: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.task_family = task_family
         self.task_id = task_id
         self.tenant = tenant

@@ -110,12 +110,17 @@ class _Groups:
             return None
         del self._days[(event.tenant or "", event.date or "")]
         took = f" in {event.seconds:.1f} s" if event.seconds is not None else ""
-        return (f"{event.tenant} {event.date}: {self._tables(day)}dbt {_n(event.models)} models, "
-                f"{_n(event.tests)} tests{took}")  # fmt: skip
+        return (
+            f"{event.tenant} {event.date}: {self._tables(day)}dbt {_n(event.models)} models, "
+            f"{_n(event.tests)} tests{took}"
+        )
 
     def rest(self) -> list[str]:
-        lines = [f"{tenant} {date}: {self._tables(day)}no dbt build" for (tenant, date), day in self._days.items()
-                 if day["tables"]]  # fmt: skip
+        lines = [
+            f"{tenant} {date}: {self._tables(day)}no dbt build"
+            for (tenant, date), day in self._days.items()
+            if day["tables"]
+        ]
         self._days.clear()
         return lines
 
@@ -218,8 +223,9 @@ class Terminal:
             done, failed = self._done, self._failed
         elapsed = int(time.monotonic() - self._since)
         shown = ", ".join(running[:3]) + (f" and {len(running) - 3} more" if len(running) > 3 else "")
-        text = f"{done} done, {failed} failed, {elapsed // 60}:{elapsed % 60:02d}" + (f" | running: {shown}"
-                                                                                        if running else "")  # fmt: skip
+        text = f"{done} done, {failed} failed, {elapsed // 60}:{elapsed % 60:02d}" + (
+            f" | running: {shown}" if running else ""
+        )
         return Text(text, no_wrap=True, overflow="ellipsis", style="dim")
 
 
@@ -268,18 +274,24 @@ def closing_lines(
     command), luigid's disabled tasks with the ``mozart enable`` command, and the report's path."""
     date = report.date.isoformat()
     counts = report.counts()
-    head = (f"Run report for {date} (profile {report.profile}): {counts[DONE]} done, {counts[MISSING]} missing, "
-            f"{counts[FAILED]} failed")  # fmt: skip
+    head = (
+        f"Run report for {date} (profile {report.profile}): {counts[DONE]} done, {counts[MISSING]} missing, "
+        f"{counts[FAILED]} failed"
+    )
     out = [head + ("" if exit_code == 0 else f" (exit {exit_code})")]
     for (tenant, family, error), tables in _groups(failures, config).items():
         what = ", ".join(tables) if family != "DbtRun" else "(dbt build)"
-        out += [f"FAILED {tenant} {what}: {error}",
-                f"  look at: {_look_at(config, tenant, family, error, date=report.date, since=since)}",
-                f"  rerun:   {_rerun(config, tenant, family, tables, date)}"]  # fmt: skip
+        out += [
+            f"FAILED {tenant} {what}: {error}",
+            f"  look at: {_look_at(config, tenant, family, error, date=report.date, since=since)}",
+            f"  rerun:   {_rerun(config, tenant, family, tables, date)}",
+        ]
     for (tenant, day), tasks in _by_tenant_date(disabled).items():
-        out += [f"DISABLED by luigid after repeated failures (not run until re-enabled): "
-                f"{', '.join(t.label for t in tasks)} {day}",
-                f"  after fixing the cause: mozart enable --tenant {tenant} --date {day}"]  # fmt: skip
+        out += [
+            f"DISABLED by luigid after repeated failures (not run until re-enabled): "
+            f"{', '.join(t.label for t in tasks)} {day}",
+            f"  after fixing the cause: mozart enable --tenant {tenant} --date {day}",
+        ]
     if counts[MISSING] and not failures and not disabled and exit_code:
         out.append(f"not done: {counts[MISSING]} row(s) missing; `mozart status --date {date}` shows them")
     if report_path is not None:
@@ -287,8 +299,7 @@ def closing_lines(
     return out
 
 
-def _groups(failures: Mapping[tuple[str, str | None], str], config: Config
-            ) -> dict[tuple[str, str, str], list[str]]:  # fmt: skip
+def _groups(failures: Mapping[tuple[str, str | None], str], config: Config) -> dict[tuple[str, str, str], list[str]]:
     """``{(tenant, task family, error): [tables]}``: the tables of a tenant that failed the same way (errors
     equal but for the table's name, then shown as ``'*'``), tenants and tables in configuration order."""
     rank = {name: i for i, name in enumerate([*config.tenants, *config.tables])}
@@ -303,8 +314,10 @@ def _groups(failures: Mapping[tuple[str, str | None], str], config: Config
         shown = _short(error)
         alike = shown.replace(f"table '{table}'", "table '*'") if table else shown
         found.setdefault((tenant, family, alike), []).append((table or "(dbt build)", shown))
-    return {(tenant, family, alike if len(items) > 1 else items[0][1]): [name for name, _ in items]
-            for (tenant, family, alike), items in found.items()}  # fmt: skip
+    return {
+        (tenant, family, alike if len(items) > 1 else items[0][1]): [name for name, _ in items]
+        for (tenant, family, alike), items in found.items()
+    }
 
 
 def _look_at(config: Config, tenant: str, family: str, error: str, *, date: dt.date, since: dt.datetime) -> str:

@@ -137,9 +137,7 @@ def _decimal_str(value: Any) -> str:
 
 def text_values(values: Sequence[Any], stats: ColumnStats) -> pa.Array:
     """Values the server already rendered as text (casts); bytes are decoded as UTF-8."""
-    return pa.array(
-        [v.decode("utf-8") if isinstance(v, bytes | bytearray) else v for v in values], pa.string()
-    )
+    return pa.array([v.decode("utf-8") if isinstance(v, bytes | bytearray) else v for v in values], pa.string())
 
 
 def zero_dates_nulled(arrow_type: pa.DataType) -> Converter:
@@ -178,8 +176,7 @@ def duration_micros_from_timedelta(values: Sequence[Any], stats: ColumnStats) ->
     return pa.array([None if v is None else v // dt.timedelta(microseconds=1) for v in values], type=pa.int64())
 
 
-def inexact_hint(table: str, column: str, arrow_type: pa.DataType, values: Iterable[Any], *,
-                 durations: bool) -> str:  # fmt: skip
+def inexact_hint(table: str, column: str, arrow_type: pa.DataType, values: Iterable[Any], *, durations: bool) -> str:
     """What a refusal of a value of ``column`` says next: the tables.yaml override that stores it exactly
     (a ``decimal(38,S)`` holding every value of ``values`` when one does, else ``string``; ``duration_us`` or
     ``string`` for a MySQL ``TIME`` beyond a day when ``durations``), or "" when no override applies."""
@@ -222,18 +219,24 @@ def decimal_plan(
             source_type,
             pa.string(),
             decimal_text,
-            note=f"precision {precision} > {MAX_DECIMAL_PRECISION} (Iceberg's maximum): stored "
-            "as exact decimal text",
+            note=f"precision {precision} > {MAX_DECIMAL_PRECISION} (Iceberg's maximum): stored as exact decimal text",
             source_nullable=source_nullable,
             source_decimal=(precision, scale),
         )
     arrow_type = pa.decimal128(precision, scale)
-    return ColumnPlan(name, source_type, arrow_type, plain(arrow_type), source_nullable=source_nullable,
-                      source_decimal=(precision, scale))  # fmt: skip
+    return ColumnPlan(
+        name,
+        source_type,
+        arrow_type,
+        plain(arrow_type),
+        source_nullable=source_nullable,
+        source_decimal=(precision, scale),
+    )
 
 
-def decimal_override(base: ColumnPlan, override: TypeOverride,
-                     converter: Callable[[pa.DataType], Converter] = plain) -> ColumnPlan:  # fmt: skip
+def decimal_override(
+    base: ColumnPlan, override: TypeOverride, converter: Callable[[pa.DataType], Converter] = plain
+) -> ColumnPlan:
     """``base`` (a decimal column's plan) stored as the override's ``decimal(P,S)``.
 
     Refused (:class:`UnsupportedType`) for a column that is not a decimal, and for a declared source type
@@ -247,5 +250,10 @@ def decimal_override(base: ColumnPlan, override: TypeOverride,
         raise UnsupportedType(lossy)
     arrow_type = pa.decimal128(override.precision or 0, override.scale or 0)
     checked = " (each value checked, never rounded)" if base.source_decimal[0] is None else ""
-    return dataclasses.replace(base, arrow_type=arrow_type, convert=converter(arrow_type), override=str(override),
-                               note=f"type override {override}{checked}")  # fmt: skip
+    return dataclasses.replace(
+        base,
+        arrow_type=arrow_type,
+        convert=converter(arrow_type),
+        override=str(override),
+        note=f"type override {override}{checked}",
+    )

@@ -39,35 +39,39 @@ def check_manifest(manifest: Manifest, *, require_etag: bool) -> None:
         raise broken(manifest, f"run_id {manifest.run_id!r:.80} is not of the writer's form")
     for n, part in enumerate(manifest.files):
         if part.name != part_name(manifest.run_id, n):
-            raise broken(manifest, f"part {n} must be named {part_name(manifest.run_id, n)!r}, the manifest "
-                                    f"says {part.name!r:.200}", file=part.name[:200])  # fmt: skip
+            raise broken(
+                manifest,
+                f"part {n} must be named {part_name(manifest.run_id, n)!r}, the manifest says {part.name!r:.200}",
+                file=part.name[:200],
+            )
         if part.bytes <= 0 or not part.sha256:
             raise broken(manifest, "size or sha256 missing from the manifest", file=part.name)
         if require_etag and not part.etag:
             raise broken(manifest, "the manifest records no S3 ETag for it", file=part.name)
     rows = sum(part.rows for part in manifest.files)
     if not rows == manifest.row_count == manifest.source_count:
-        raise broken(manifest, f"row counts disagree: parts {rows}, row_count {manifest.row_count}, "
-                                f"source_count {manifest.source_count}")  # fmt: skip
+        raise broken(
+            manifest,
+            f"row counts disagree: parts {rows}, row_count {manifest.row_count}, source_count {manifest.source_count}",
+        )
 
 
 def etag_equal(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and (a or "").strip('"') == (b or "").strip('"')
 
 
-def check_stat(manifest: Manifest, part: PartFile, *, size: int | None, etag: str | None = None,
-               sha256: str | None = None) -> None:  # fmt: skip
+def check_stat(
+    manifest: Manifest, part: PartFile, *, size: int | None, etag: str | None = None, sha256: str | None = None
+) -> None:
     """The part as found (``size`` None: missing) against the manifest's size and checksum."""
     if size is None:
         raise broken(manifest, "the part is missing", file=part.name)
     if size != part.bytes:
         raise broken(manifest, f"size is {size} bytes, the manifest says {part.bytes}", file=part.name)
     if etag is not None and not etag_equal(etag, part.etag):
-        raise broken(manifest, f"content changed since the extract (ETag {etag}, manifest {part.etag})",
-                      file=part.name)  # fmt: skip
+        raise broken(manifest, f"content changed since the extract (ETag {etag}, manifest {part.etag})", file=part.name)
     if sha256 is not None and sha256 != part.sha256:
-        raise broken(manifest, "content changed since the extract (SHA-256 differs from the manifest)",
-                      file=part.name)  # fmt: skip
+        raise broken(manifest, "content changed since the extract (SHA-256 differs from the manifest)", file=part.name)
 
 
 def sha256_of(stream: BinaryIO, chunk: int = 1 << 20) -> str:
@@ -87,8 +91,9 @@ def check_footer(manifest: Manifest, part: PartFile, meta: pq.FileMetaData) -> N
         raise broken(manifest, f"unreadable Parquet schema: {exc}", file=part.name) from None
     wanted = pa.schema([*manifest.schema, *PIPELINE_FIELDS])
     if found.names != wanted.names or not all(_same_type(a.type, b.type) for a, b in zip(found, wanted, strict=True)):
-        raise broken(manifest, f"columns {_describe(found)} differ from the manifest's {_describe(wanted)}",
-                      file=part.name)  # fmt: skip
+        raise broken(
+            manifest, f"columns {_describe(found)} differ from the manifest's {_describe(wanted)}", file=part.name
+        )
     _check_date_column(manifest, part, meta, found.get_field_index(PIPELINE_FIELDS[0].name))
 
 
@@ -115,8 +120,7 @@ def _check_date_column(manifest: Manifest, part: PartFile, meta: pq.FileMetaData
         if stats is None or not stats.has_min_max or stats.null_count:
             raise broken(manifest, "_mozart_date has no statistics or holds NULLs", file=part.name)
         if not stats.min == stats.max == manifest.date:
-            raise broken(manifest, f"_mozart_date holds {stats.min}..{stats.max}, not {manifest.date}",
-                          file=part.name)  # fmt: skip
+            raise broken(manifest, f"_mozart_date holds {stats.min}..{stats.max}, not {manifest.date}", file=part.name)
 
 
 def _leaf_index(meta: pq.FileMetaData, top_index: int) -> int:

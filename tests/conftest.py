@@ -36,7 +36,7 @@ def repo_root() -> Path:
 def stack_env() -> dict[str, str]:
     """The environment `scripts/stack env` exported; skips when the stack is not configured."""
     if not stack_is_configured():
-        pytest.skip("stack not configured: run `eval \"$(scripts/stack env)\"` after `scripts/stack up`")
+        pytest.skip('stack not configured: run `eval "$(scripts/stack env)"` after `scripts/stack up`')
     return dict(os.environ)
 
 

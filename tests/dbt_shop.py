@@ -31,9 +31,23 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
-__all__ = ["DAYS", "MART_KEYS", "TABLES", "KeysSnapshot", "ShopData", "build", "create_duckdb_keys",
-           "create_duckdb_raw", "expected_marts", "keys_snapshots", "luigi_events", "mark_loads_done", "shop",
-           "trino_raw_statements", "write_config"]
+__all__ = [
+    "DAYS",
+    "MART_KEYS",
+    "TABLES",
+    "KeysSnapshot",
+    "ShopData",
+    "build",
+    "create_duckdb_keys",
+    "create_duckdb_raw",
+    "expected_marts",
+    "keys_snapshots",
+    "luigi_events",
+    "mark_loads_done",
+    "shop",
+    "trino_raw_statements",
+    "write_config",
+]
 
 DAYS = (dt.date(2026, 11, 26), dt.date(2026, 11, 27), dt.date(2026, 11, 28))
 UTC = dt.UTC
@@ -41,30 +55,46 @@ UTC = dt.UTC
 # table -> ordered (column, DuckDB type, Trino type)
 TABLES: dict[str, list[tuple[str, str, str]]] = {
     "customers": [
-        ("customer_id", "INTEGER", "integer"), ("email", "VARCHAR", "varchar"),
-        ("full_name", "VARCHAR", "varchar"), ("country", "VARCHAR", "varchar"),
-        ("created_at", "TIMESTAMP", "timestamp(6)"), ("updated_at", "TIMESTAMP", "timestamp(6)"),
+        ("customer_id", "INTEGER", "integer"),
+        ("email", "VARCHAR", "varchar"),
+        ("full_name", "VARCHAR", "varchar"),
+        ("country", "VARCHAR", "varchar"),
+        ("created_at", "TIMESTAMP", "timestamp(6)"),
+        ("updated_at", "TIMESTAMP", "timestamp(6)"),
     ],
     "products": [
-        ("product_id", "INTEGER", "integer"), ("sku", "VARCHAR", "varchar"), ("name", "VARCHAR", "varchar"),
-        ("category", "VARCHAR", "varchar"), ("unit_price", "DECIMAL(12,2)", "decimal(12,2)"),
+        ("product_id", "INTEGER", "integer"),
+        ("sku", "VARCHAR", "varchar"),
+        ("name", "VARCHAR", "varchar"),
+        ("category", "VARCHAR", "varchar"),
+        ("unit_price", "DECIMAL(12,2)", "decimal(12,2)"),
         ("updated_at", "TIMESTAMP", "timestamp(6)"),
     ],
     "orders": [
-        ("order_id", "INTEGER", "integer"), ("customer_id", "INTEGER", "integer"),
-        ("status", "VARCHAR", "varchar"), ("ordered_at", "TIMESTAMP", "timestamp(6)"),
+        ("order_id", "INTEGER", "integer"),
+        ("customer_id", "INTEGER", "integer"),
+        ("status", "VARCHAR", "varchar"),
+        ("ordered_at", "TIMESTAMP", "timestamp(6)"),
         ("updated_at", "TIMESTAMP", "timestamp(6)"),
     ],
     "order_items": [
-        ("order_item_id", "INTEGER", "integer"), ("order_id", "INTEGER", "integer"),
-        ("product_id", "INTEGER", "integer"), ("quantity", "INTEGER", "integer"),
-        ("unit_price", "DECIMAL(12,2)", "decimal(12,2)"), ("updated_at", "TIMESTAMP", "timestamp(6)"),
+        ("order_item_id", "INTEGER", "integer"),
+        ("order_id", "INTEGER", "integer"),
+        ("product_id", "INTEGER", "integer"),
+        ("quantity", "INTEGER", "integer"),
+        ("unit_price", "DECIMAL(12,2)", "decimal(12,2)"),
+        ("updated_at", "TIMESTAMP", "timestamp(6)"),
     ],
-}  # fmt: skip
-META_COLUMNS = [("_mozart_date", "DATE", "date"), ("_mozart_extracted_at", "TIMESTAMPTZ",
-                                                     "timestamp(6) with time zone")]  # fmt: skip
-MART_KEYS = {"daily_revenue": "order_date", "customer_lifetime_value": "customer_id",
-             "product_performance": "product_id"}  # fmt: skip
+}
+META_COLUMNS = [
+    ("_mozart_date", "DATE", "date"),
+    ("_mozart_extracted_at", "TIMESTAMPTZ", "timestamp(6) with time zone"),
+]
+MART_KEYS = {
+    "daily_revenue": "order_date",
+    "customer_lifetime_value": "customer_id",
+    "product_performance": "product_id",
+}
 
 
 @dataclass(frozen=True)
@@ -95,13 +125,17 @@ def _customers(variant: int) -> list[dict[str, Any]]:
     for day, ids in enumerate(((1, 2, 3, 4, 5), (1, 2, 3, 4, 5, 6), (1, 2, 3, 4, 5, 6))):
         for i in ids:
             changed = day == 2 and i == 2
-            rows.append({
-                "customer_id": i, "email": f"c{i}{'-new' if changed else ''}@v{variant}.example",
-                "full_name": f"Customer {i}", "country": ("US", "DE", "FR")[i % 3],
-                "created_at": dt.datetime(2026, 1, i, 12, 0, 0, 123456),
-                "updated_at": _at(2, 9) if changed else dt.datetime(2026, 1, i, 12, 0, 0, 123456),
-                **_meta(day),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "customer_id": i,
+                    "email": f"c{i}{'-new' if changed else ''}@v{variant}.example",
+                    "full_name": f"Customer {i}",
+                    "country": ("US", "DE", "FR")[i % 3],
+                    "created_at": dt.datetime(2026, 1, i, 12, 0, 0, 123456),
+                    "updated_at": _at(2, 9) if changed else dt.datetime(2026, 1, i, 12, 0, 0, 123456),
+                    **_meta(day),
+                }
+            )
     return rows
 
 
@@ -114,13 +148,17 @@ def _products(variant: int) -> list[dict[str, Any]]:
     rows = []
     for day in range(3):
         for i in (1, 2, 3, 4):
-            rows.append({
-                "product_id": i, "sku": f"P-{i:04d}", "name": f"Product {i}",
-                "category": ("tools", "toys")[i % 2],
-                "unit_price": _price(i, variant, day),
-                "updated_at": _at(2, 6) if (day == 2 and i == 3) else dt.datetime(2026, 1, 1),
-                **_meta(day),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "product_id": i,
+                    "sku": f"P-{i:04d}",
+                    "name": f"Product {i}",
+                    "category": ("tools", "toys")[i % 2],
+                    "unit_price": _price(i, variant, day),
+                    "updated_at": _at(2, 6) if (day == 2 and i == 3) else dt.datetime(2026, 1, 1),
+                    **_meta(day),
+                }
+            )
     return rows
 
 
@@ -141,27 +179,45 @@ _ORDERS = [
 ]
 # (partition day, order_item_id, order_id, product_id, quantity, price day)
 _ITEMS = [
-    (0, 1, 1, 1, 2, 0), (0, 2, 1, 2, 1, 0), (0, 3, 2, 3, 1, 0), (0, 4, 3, 1, 3, 0), (0, 5, 4, 2, 1, 0),
-    (1, 4, 3, 1, 4, 0), (1, 6, 5, 3, 2, 1), (1, 7, 6, 1, 1, 1), (1, 8, 7, 2, 5, 1),
+    (0, 1, 1, 1, 2, 0),
+    (0, 2, 1, 2, 1, 0),
+    (0, 3, 2, 3, 1, 0),
+    (0, 4, 3, 1, 3, 0),
+    (0, 5, 4, 2, 1, 0),
+    (1, 4, 3, 1, 4, 0),
+    (1, 6, 5, 3, 2, 1),
+    (1, 7, 6, 1, 1, 1),
+    (1, 8, 7, 2, 5, 1),
     (2, 9, 8, 3, 1, 2),
-]  # fmt: skip
+]
 
 
 def shop(variant: int = 0, *, bad_status: bool = False) -> ShopData:
     """The shop for one tenant; ``variant`` shifts prices and e-mails, ``bad_status`` breaks a dbt test."""
-    orders = [{"order_id": oid, "customer_id": cid, "status": status, "ordered_at": ordered,
-               "updated_at": upd, **_meta(day)}
-              for day, oid, cid, status, ordered, upd in _ORDERS]  # fmt: skip
+    orders = [
+        {"order_id": oid, "customer_id": cid, "status": status, "ordered_at": ordered, "updated_at": upd, **_meta(day)}
+        for day, oid, cid, status, ordered, upd in _ORDERS
+    ]
     if bad_status:
         orders[-1]["status"] = "returned"
     items = []
     for day, iid, oid, pid, qty, price_day in _ITEMS:
         ordered_at = next(o["ordered_at"] for o in orders if o["order_id"] == oid)
         updated = ordered_at if day == 0 or iid != 4 else _at(1, 10)
-        items.append({"order_item_id": iid, "order_id": oid, "product_id": pid, "quantity": qty,
-                      "unit_price": _price(pid, variant, price_day), "updated_at": updated, **_meta(day)})
-    return ShopData({"customers": _customers(variant), "products": _products(variant), "orders": orders,
-                     "order_items": items})  # fmt: skip
+        items.append(
+            {
+                "order_item_id": iid,
+                "order_id": oid,
+                "product_id": pid,
+                "quantity": qty,
+                "unit_price": _price(pid, variant, price_day),
+                "updated_at": updated,
+                **_meta(day),
+            }
+        )
+    return ShopData(
+        {"customers": _customers(variant), "products": _products(variant), "orders": orders, "order_items": items}
+    )
 
 
 # ------------------------------------------------------------------------------- independent computation
@@ -204,8 +260,9 @@ class KeysSnapshot:
     keys: frozenset[int]
 
 
-def keys_snapshots(data: ShopData, deleted: dict[str, set[int]], *, day: int = 2,
-                   unseen: dict[str, set[int]] | None = None) -> list[KeysSnapshot]:
+def keys_snapshots(
+    data: ShopData, deleted: dict[str, set[int]], *, day: int = 2, unseen: dict[str, set[int]] | None = None
+) -> list[KeysSnapshot]:
     """A keys snapshot per incremental table and date: every key seen up to the date; on ``DAYS[day]`` minus
     ``deleted`` (gone from the source) and minus ``unseen`` (inserted after the keys were read: the snapshot is
     read at 00:30, before that day's data at 01:00)."""
@@ -220,8 +277,9 @@ def keys_snapshots(data: ShopData, deleted: dict[str, set[int]], *, day: int = 2
     return out
 
 
-def _drop_deleted(state: dict[str, dict[int, dict[str, Any]]], data: ShopData, run_date: dt.date,
-                  keys: list[KeysSnapshot]) -> None:
+def _drop_deleted(
+    state: dict[str, dict[int, dict[str, Any]]], data: ShopData, run_date: dt.date, keys: list[KeysSnapshot]
+) -> None:
     """Staging's rule, in Python: a key absent from the run date's keys snapshot is dropped unless a version
     of it was read after that snapshot."""
     for snap in keys:
@@ -231,10 +289,12 @@ def _drop_deleted(state: dict[str, dict[int, dict[str, Any]]], data: ShopData, r
         last_read: dict[int, dt.datetime] = {}
         for row in data.tables[snap.table]:
             if row["_mozart_date"] <= run_date:
-                last_read[row[key]] = max(last_read.get(row[key], row["_mozart_extracted_at"]),
-                                          row["_mozart_extracted_at"])  # fmt: skip
-        state[snap.table] = {k: r for k, r in state[snap.table].items()
-                             if k in snap.keys or last_read[k] > snap.read_at}  # fmt: skip
+                last_read[row[key]] = max(
+                    last_read.get(row[key], row["_mozart_extracted_at"]), row["_mozart_extracted_at"]
+                )
+        state[snap.table] = {
+            k: r for k, r in state[snap.table].items() if k in snap.keys or last_read[k] > snap.read_at
+        }
 
 
 def create_duckdb_keys(path: Path, tenant: str, keys: list[KeysSnapshot]) -> None:
@@ -244,15 +304,18 @@ def create_duckdb_keys(path: Path, tenant: str, keys: list[KeysSnapshot]) -> Non
     with duckdb.connect(str(path)) as con:
         for table in sorted({k.table for k in keys}):
             key = KEYED[table]
-            con.execute(f"CREATE OR REPLACE TABLE {tenant}.{table}__keys ({key} INTEGER, _mozart_date DATE, "
-                        "_mozart_extracted_at TIMESTAMPTZ)")  # fmt: skip
+            con.execute(
+                f"CREATE OR REPLACE TABLE {tenant}.{table}__keys ({key} INTEGER, _mozart_date DATE, "
+                "_mozart_extracted_at TIMESTAMPTZ)"
+            )
             rows = [(k, snap.date, snap.read_at) for snap in keys if snap.table == table for k in sorted(snap.keys)]
             if rows:
                 con.executemany(f"INSERT INTO {tenant}.{table}__keys VALUES (?, ?, ?)", rows)
 
 
-def expected_marts(data: ShopData, run_date: dt.date,
-                   keys: list[KeysSnapshot] | None = None) -> dict[str, list[tuple[Any, ...]]]:  # fmt: skip
+def expected_marts(
+    data: ShopData, run_date: dt.date, keys: list[KeysSnapshot] | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
     """The three marts, rows sorted by key, computed in plain Python (``keys``: with ``deletes: keys``)."""
     state = current_state(data, run_date)
     if keys is not None:
@@ -277,11 +340,18 @@ def _daily_revenue(orders, live, amount, units) -> list[tuple[Any, ...]]:
     out = []
     for day in days:
         on_day = [oid for oid, o in live.items() if o["ordered_at"].date() == day]
-        cancelled = sum(1 for o in orders.values()
-                        if o["ordered_at"].date() == day and o["status"] == "cancelled")  # fmt: skip
+        cancelled = sum(1 for o in orders.values() if o["ordered_at"].date() == day and o["status"] == "cancelled")
         customers = {live[oid]["customer_id"] for oid in on_day}
-        out.append((day, len(on_day), cancelled, len(customers), sum(units[o] for o in on_day),
-                    sum((amount[o] for o in on_day), Decimal("0.00"))))  # fmt: skip
+        out.append(
+            (
+                day,
+                len(on_day),
+                cancelled,
+                len(customers),
+                sum(units[o] for o in on_day),
+                sum((amount[o] for o in on_day), Decimal("0.00")),
+            )
+        )
     return out
 
 
@@ -292,9 +362,19 @@ def _clv(customers, live, amount) -> list[tuple[Any, ...]]:
         mine = [oid for oid, o in live.items() if o["customer_id"] == cid]
         dates = sorted(live[oid]["ordered_at"].date() for oid in mine)
         first, last = (dates[0], dates[-1]) if dates else (None, None)
-        out.append((cid, c["email"], c["full_name"], c["country"], len(mine),
-                    sum((amount[o] for o in mine), Decimal("0.00")), first, last,
-                    (last - first).days if dates else None))  # fmt: skip
+        out.append(
+            (
+                cid,
+                c["email"],
+                c["full_name"],
+                c["country"],
+                len(mine),
+                sum((amount[o] for o in mine), Decimal("0.00")),
+                first,
+                last,
+                (last - first).days if dates else None,
+            )
+        )
     return out
 
 
@@ -304,11 +384,20 @@ def _products_perf(state, live) -> list[tuple[Any, ...]]:
         p = state["products"][pid]
         lines = [i for i in state["order_items"].values() if i["product_id"] == pid and i["order_id"] in live]
         dates = sorted(live[i["order_id"]]["ordered_at"].date() for i in lines)
-        out.append((pid, p["sku"], p["name"], p["category"], p["unit_price"],
-                    sum(i["quantity"] for i in lines),
-                    sum((i["quantity"] * i["unit_price"] for i in lines), Decimal("0.00")),
-                    len({i["order_id"] for i in lines}), dates[0] if dates else None,
-                    dates[-1] if dates else None))  # fmt: skip
+        out.append(
+            (
+                pid,
+                p["sku"],
+                p["name"],
+                p["category"],
+                p["unit_price"],
+                sum(i["quantity"] for i in lines),
+                sum((i["quantity"] * i["unit_price"] for i in lines), Decimal("0.00")),
+                len({i["order_id"] for i in lines}),
+                dates[0] if dates else None,
+                dates[-1] if dates else None,
+            )
+        )
     return out
 
 
@@ -333,17 +422,21 @@ def trino_raw_statements(catalog: str, tenant: str, data: ShopData) -> list[tupl
     out: list[tuple[str, list[Any]]] = [(f"CREATE SCHEMA IF NOT EXISTS {catalog}.{tenant}", [])]
     for table, cols in TABLES.items():
         defs = ", ".join(f"{c} {t}" for c, _, t in cols + META_COLUMNS)
-        out.append((f"CREATE TABLE {catalog}.{tenant}.{table} ({defs}) "
-                    "WITH (partitioning = ARRAY['_mozart_date'])", []))  # fmt: skip
+        out.append(
+            (f"CREATE TABLE {catalog}.{tenant}.{table} ({defs}) WITH (partitioning = ARRAY['_mozart_date'])", [])
+        )
         rows = data.tuples(table)
         marks = "(" + ", ".join("?" for _ in cols + META_COLUMNS) + ")"
-        out.append((f"INSERT INTO {catalog}.{tenant}.{table} VALUES {', '.join(marks for _ in rows)}",
-                    [value for row in rows for value in row]))  # fmt: skip
+        out.append(
+            (
+                f"INSERT INTO {catalog}.{tenant}.{table} VALUES {', '.join(marks for _ in rows)}",
+                [value for row in rows for value in row],
+            )
+        )
     return out
 
 
-def write_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tenants: list[str], *,
-                 profile: str) -> Path:  # fmt: skip
+def write_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tenants: list[str], *, profile: str) -> Path:
     """A config dir with the repo's tables.yaml and ``tenants`` (dummy SQLite sources), selected by env."""
     from mozart_luigi.config import reset_config_cache
     from mozart_luigi.targets import clear_marker_cache
@@ -375,8 +468,17 @@ def mark_loads_done(tenant: str, date: dt.date) -> None:
     with open_warehouse(config.settings, tenant=tenant) as warehouse:
         for table in config.tables_for(tenant):
             task = LoadIceberg(tenant=tenant, table=table.name, date=date)
-            warehouse.write_marker(Marker(task_family="LoadIceberg", task_id=task.task_id, tenant=tenant,
-                                          date=date, table=table.name, rows=0, details={"test": True}))
+            warehouse.write_marker(
+                Marker(
+                    task_family="LoadIceberg",
+                    task_id=task.task_id,
+                    tenant=tenant,
+                    date=date,
+                    table=table.name,
+                    rows=0,
+                    details={"test": True},
+                )
+            )
 
 
 def build(*tasks: luigi.Task, workers: int = 1) -> luigi.execution_summary.LuigiRunResult:

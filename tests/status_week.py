@@ -57,8 +57,9 @@ def counts(wanted: dict[Key, Want]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------ JSON
 
 
-def check_json(text: str, wanted: dict[Key, Want], nights: dict[dt.date, Night],
-               reports: dict[dt.date, dict[str, Any]]) -> None:  # fmt: skip
+def check_json(
+    text: str, wanted: dict[Key, Want], nights: dict[dt.date, Night], reports: dict[dt.date, dict[str, Any]]
+) -> None:
     """Every cell of ``mozart status --json``: one per tenant x table x date, each as wanted. ``finished_at``:
     the marker's time for a done cell, within the night that made it; the night's report time for a failed
     one; none for a missing one."""
@@ -96,16 +97,19 @@ def check_text(text: str, wanted: dict[Key, Want], profile: str) -> None:
     lines = text.splitlines()
     days = sorted({key[2] for key in wanted})
     n = counts(wanted)
-    assert lines[0] == (f"Completeness {days[0]} .. {days[-1]} (profile {profile}): {n['done']} done, "
-                        f"{n['missing']} missing, {n['failed']} failed")  # fmt: skip
+    assert lines[0] == (
+        f"Completeness {days[0]} .. {days[-1]} (profile {profile}): {n['done']} done, "
+        f"{n['missing']} missing, {n['failed']} failed"
+    )
     assert lines[2].split() == [f"{d.day:02d}" for d in days]
     rows = list(dict.fromkeys((tenant, table) for tenant, table, _ in wanted))
     width = max(len(f"{tenant}.{table}") for tenant, table in rows)
-    grid = {line[:width].rstrip(): line[width:].split() for line in lines[3:3 + len(rows)]}
-    assert grid == {f"{tenant}.{table}": [SYMBOLS[wanted[(tenant, table, d)].state] for d in days]
-                    for tenant, table in rows}  # fmt: skip
+    grid = {line[:width].rstrip(): line[width:].split() for line in lines[3 : 3 + len(rows)]}
+    assert grid == {
+        f"{tenant}.{table}": [SYMBOLS[wanted[(tenant, table, d)].state] for d in days] for tenant, table in rows
+    }
     assert lines[3 + len(rows)].startswith("legend: # done  . missing  X failed")
-    rest = "\n".join(lines[4 + len(rows):])
+    rest = "\n".join(lines[4 + len(rows) :])
     for (tenant, table, day), want in wanted.items():
         if want.state == "failed":
             line = next(x for x in lines if x.startswith(f"  X {tenant}.{table} {day} failed: "))
@@ -115,8 +119,7 @@ def check_text(text: str, wanted: dict[Key, Want], profile: str) -> None:
     missing = [(d, t) for d in days for t, x in rows if wanted[(t, x, d)].state == "missing"]
     if missing:  # one backfill over the dates with missing cells, for the tenants that have them
         tenants = "".join(f" --tenant {t}" for t in dict.fromkeys(t for _, t in missing))
-        assert f"missing: mozart backfill --from {missing[0][0]} --to {missing[-1][0]}{tenants} --only-missing" \
-            in lines  # fmt: skip
+        assert f"missing: mozart backfill --from {missing[0][0]} --to {missing[-1][0]}{tenants} --only-missing" in lines
 
 
 # ------------------------------------------------------------------------------------------------ HTML
@@ -162,19 +165,30 @@ def check_dom(dom: str, wanted: dict[Key, Want]) -> None:
     assert "script" not in page.tags
 
 
-def chromium(page: Path, folder: Path, request: pytest.FixtureRequest, name: str,
-             size: tuple[int, int] = (1400, 900)) -> tuple[str, Path]:  # fmt: skip
+def chromium(
+    page: Path, folder: Path, request: pytest.FixtureRequest, name: str, size: tuple[int, int] = (1400, 900)
+) -> tuple[str, Path]:
     """``page`` in headless Chromium: its DOM as Chromium built it, and a screenshot (PNG of ``size``) in
     ``folder``, copied to ``.pytest_cache/d/{name}/`` (git-ignored) so it outlives the tmp folder. Skips
     when Chromium is not installed."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run",
-             f"--user-data-dir={folder / 'chromium-profile'}", f"--window-size={size[0]},{size[1]}"]  # fmt: skip
-    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90,
-                         check=True).stdout  # fmt: skip
+    flags = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={folder / 'chromium-profile'}",
+        f"--window-size={size[0]},{size[1]}",
+    ]
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90, check=True
+    ).stdout
     shot = folder / f"{name}.png"
     subprocess.run([*flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=90, check=True)
     png = shot.read_bytes()

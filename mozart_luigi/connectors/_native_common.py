@@ -80,8 +80,12 @@ def _widens(src: pa.DataType, dst: pa.DataType) -> bool:
         return cast(bool, dst.scale == src.scale and dst.precision >= src.precision)
     if t.is_timestamp(src) and t.is_timestamp(dst):
         return src.unit == dst.unit and _same_instant_tz(src, dst)
-    pairs = {(pa.string(), pa.large_string()), (pa.large_string(), pa.string()),
-             (pa.binary(), pa.large_binary()), (pa.large_binary(), pa.binary())}  # fmt: skip
+    pairs = {
+        (pa.string(), pa.large_string()),
+        (pa.large_string(), pa.string()),
+        (pa.binary(), pa.large_binary()),
+        (pa.large_binary(), pa.binary()),
+    }
     return (src, dst) in pairs
 
 
@@ -114,8 +118,9 @@ def zero_dates_to_null(text: pa.Array, stats: dict[str, int]) -> pa.Array:
     return pc.if_else(zero, pa.scalar(None, text.type), text)
 
 
-def convert_batch(batch: pa.RecordBatch, converters: list[Converter], schema: pa.Schema,
-                  where: Where) -> pa.RecordBatch:  # fmt: skip
+def convert_batch(
+    batch: pa.RecordBatch, converters: list[Converter], schema: pa.Schema, where: Where
+) -> pa.RecordBatch:
     """One driver batch -> one batch of ``schema``; a value that does not convert exactly names its column."""
     arrays = []
     for i, (convert, field) in enumerate(zip(converters, schema, strict=True)):
@@ -162,9 +167,12 @@ class Where:
         found = [] if values is None else _python_values(values)
         durations = self.url.get_backend_name() in ("mysql", "mariadb")
         advice = inexact_hint(self.table or "<table>", field.name, field.type, found, durations=durations)
-        return TypeMappingError(f"column {field.name!r} ({source} -> {field.type}): a value cannot be stored "
-                                f"exactly: {exc}{'; ' + advice if advice else ''} (see docs/types.md)",
-                                tenant=self.tenant, table=self.table)  # fmt: skip
+        return TypeMappingError(
+            f"column {field.name!r} ({source} -> {field.type}): a value cannot be stored "
+            f"exactly: {exc}{'; ' + advice if advice else ''} (see docs/types.md)",
+            tenant=self.tenant,
+            table=self.table,
+        )
 
 
 def _python_values(values: pa.Array) -> list[object]:
@@ -181,4 +189,3 @@ def check_width(query: sa.Select[Any], schema: pa.Schema, where: Where) -> None:
     width = len(query.selected_columns)
     if width != len(schema):
         raise where.unsupported(f"query selects {width} columns but the target schema has {len(schema)}")
-

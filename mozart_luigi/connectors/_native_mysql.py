@@ -66,8 +66,16 @@ FLOAT_AS_DOUBLE = "0e0"
 #: 1049 unknown database, 1146 no such table, ...) are terminal. Shared with ``MySQLConnector``.
 TRANSIENT_CODES = frozenset({1040, 1053, 1205, 1213, 2002, 2003, 2005, 2006, 2013, 2026, 2055})
 # connectorx messages without a MySQL error code that mean "not reachable right now"
-_UNREACHABLE = ("could not connect", "can't connect", "connection refused", "connection reset", "timed out",
-                "lost connection", "gone away", "broken pipe")  # fmt: skip
+_UNREACHABLE = (
+    "could not connect",
+    "can't connect",
+    "connection refused",
+    "connection reset",
+    "timed out",
+    "lost connection",
+    "gone away",
+    "broken pipe",
+)
 _ERROR_CODE = re.compile(r"\bERROR (\d{4})\b")
 # the only literals inline_dates writes: 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS[.ffffff]'
 _DATE_LITERAL = re.compile(r"'\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}:\d{2}(?:\.\d{6})?)?'")
@@ -97,8 +105,10 @@ def inline_dates(query: sa.Select[Any], where: Where) -> sa.Select[Any]:
 def _date_literal(bind: BindParameter[Any], where: Where) -> str:
     value = bind.effective_value
     if bind.expanding or not _is_date_bound(bind.type, value):
-        raise where.unsupported(f"connectorx cannot bind values, and {bind.key!r} is not a date/datetime window "
-                                f"bound (a {type(value).__name__} bound as {bind.type!r})")  # fmt: skip
+        raise where.unsupported(
+            f"connectorx cannot bind values, and {bind.key!r} is not a date/datetime window "
+            f"bound (a {type(value).__name__} bound as {bind.type!r})"
+        )
     text = str(bind.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
     if not _DATE_LITERAL.fullmatch(text):  # defence in depth: the checks above admit no other rendering
         raise where.unsupported(f"bound value {bind.key!r} rendered as {text!r}, not as a date literal")
@@ -177,8 +187,7 @@ def _invalid_date(column: Any) -> Any:
     """Dates the SQLAlchemy path cannot represent either (PyMySQL hands them back as text): year, month or
     day 0 - ``0000-00-00``, ``2024-00-10``, ``0000-01-01``. Both paths store them as NULL and count them."""
     zero: sa.ColumnClause[Any] = sa.literal_column("0")
-    return sa.or_(sa.func.year(column) == zero, sa.func.month(column) == zero,
-                  sa.func.dayofmonth(column) == zero)  # fmt: skip
+    return sa.or_(sa.func.year(column) == zero, sa.func.month(column) == zero, sa.func.dayofmonth(column) == zero)
 
 
 def _zero_nulled(column: Any) -> _Rewrite:
@@ -228,6 +237,7 @@ def _checked_cast(dst: pa.DataType) -> Converter:
 def _dates(src: pa.DataType, dst: pa.DataType) -> Converter | None:
     """DATE/DATETIME (zero dates already NULL); a tz-aware target reads a DATETIME as UTC wall time."""
     if pa.types.is_timestamp(src) and pa.types.is_timestamp(dst) and src.tz is None and dst.tz is not None:
+
         def as_utc(array: pa.Array) -> pa.Array:
             return pc.cast(pc.assume_timezone(array, "UTC"), dst, safe=True)
 
@@ -270,17 +280,25 @@ def plan(result: pa.Schema, kinds: list[str], target: pa.Schema, where: Where) -
     for got, kind, want in zip(result, kinds, target, strict=True):
         convert = converter_for(kind, got.type, want.type)
         if convert is None:
-            raise where.unsupported(f"column {want.name!r}: connectorx gives {got.type} ({kind}), no exact "
-                                    f"conversion to {want.type}")  # fmt: skip
+            raise where.unsupported(
+                f"column {want.name!r}: connectorx gives {got.type} ({kind}), no exact conversion to {want.type}"
+            )
         converters.append(convert)
     return converters
 
 
 # ---------------------------------------------------------------------------------------------- reading
 @contextmanager
-def open_read(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, batch_rows: int, *, stats: dict[str, int],
-              session: Sequence[str],
-              where: Where) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:  # fmt: skip
+def open_read(
+    url: sa.URL,
+    query: sa.Select[Any],
+    schema: pa.Schema,
+    batch_rows: int,
+    *,
+    stats: dict[str, int],
+    session: Sequence[str],
+    where: Where,
+) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:
     """``(count, batches)`` from one statement (one read view); the first batch is read to learn the count.
 
     ``session`` statements run once, first, on connectorx's connection (``pre_execution_query``). A
@@ -290,7 +308,7 @@ def open_read(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, batch_rows:
     sql, kinds, flags = rewrite(inline_dates(query, where), where)
     reader = _start(url, sql, batch_rows, list(dict.fromkeys(session)), where)
     try:
-        converters = plan(pa.schema(list(reader.schema)[:len(kinds)]), kinds, schema, where)
+        converters = plan(pa.schema(list(reader.schema)[: len(kinds)]), kinds, schema, where)
         first = _next(reader, where)
         count = int(first.column(first.num_columns - 1)[0].as_py()) if first is not None else 0
         zeros = {position: schema.field(i).name for position, i in flags.items()}
@@ -304,12 +322,14 @@ def open_read(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, batch_rows:
 def _start(url: sa.URL, sql: str, batch_rows: int, session: list[str], where: Where) -> Any:
     import connectorx
 
-    target = sa.URL.create("mysql", username=url.username, password=url.password, host=url.host,
-                           port=url.port, database=url.database)  # fmt: skip
+    target = sa.URL.create(
+        "mysql", username=url.username, password=url.password, host=url.host, port=url.port, database=url.database
+    )
     conn = target.render_as_string(hide_password=False)
     try:
-        return connectorx.read_sql(conn, sql, return_type="arrow_stream", batch_size=batch_rows,
-                                   pre_execution_query=session)  # fmt: skip
+        return connectorx.read_sql(
+            conn, sql, return_type="arrow_stream", batch_size=batch_rows, pre_execution_query=session
+        )
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # connectorx raises RuntimeError, or a Rust panic (a BaseException)
@@ -338,9 +358,16 @@ def _driver_batches(first: pa.RecordBatch | None, reader: Any, where: Where) -> 
         batch = _next(reader, where)
 
 
-def _batches(driver: Iterator[pa.RecordBatch], converters: list[Converter], schema: pa.Schema,
-             batch_rows: int, *, zeros: dict[int, str], stats: dict[str, int],
-             where: Where) -> Iterator[pa.RecordBatch]:  # fmt: skip
+def _batches(
+    driver: Iterator[pa.RecordBatch],
+    converters: list[Converter],
+    schema: pa.Schema,
+    batch_rows: int,
+    *,
+    zeros: dict[int, str],
+    stats: dict[str, int],
+    where: Where,
+) -> Iterator[pa.RecordBatch]:
     for batch in driver:
         for position, name in zeros.items():  # the flags: 1 where a zero date became NULL
             flag = batch.column(position)

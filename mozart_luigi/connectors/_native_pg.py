@@ -161,13 +161,13 @@ def _uuid_text(array: pa.Array) -> pa.Array:
     """``arrow.uuid`` -> canonical lower-case text, vectorised (what ``str(uuid.UUID)`` gives)."""
     storage = array.storage
     n = len(storage)
-    raw = np.frombuffer(storage.buffers()[1], dtype=np.uint8)[storage.offset * 16:(storage.offset + n) * 16]
+    raw = np.frombuffer(storage.buffers()[1], dtype=np.uint8)[storage.offset * 16 : (storage.offset + n) * 16]
     raw = raw.reshape(n, 16)
     digits = np.empty((n, 32), dtype=np.uint8)
     digits[:, 0::2], digits[:, 1::2] = _HEX[raw >> 4], _HEX[raw & 15]
     text = np.full((n, 36), ord("-"), dtype=np.uint8)
     for out, src, width in ((0, 0, 8), (9, 8, 4), (14, 12, 4), (19, 16, 4), (24, 20, 12)):
-        text[:, out:out + width] = digits[:, src:src + width]
+        text[:, out : out + width] = digits[:, src : src + width]
     fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(36), n, [None, pa.py_buffer(text.tobytes())])
     strings = pc.cast(pc.cast(fixed, pa.binary()), pa.string())
     if not storage.null_count:
@@ -180,16 +180,16 @@ def plan(result: pa.Schema, target: pa.Schema, where: Where) -> list[Converter]:
     for got, want in zip(result, target, strict=True):
         convert = converter_for(got.type, want.type)
         if convert is None:
-            raise where.unsupported(f"column {want.name!r}: ADBC gives {got.type}, no exact conversion to "
-                                    f"{want.type}")  # fmt: skip
+            raise where.unsupported(f"column {want.name!r}: ADBC gives {got.type}, no exact conversion to {want.type}")
         converters.append(convert)
     return converters
 
 
 # ---------------------------------------------------------------------------------------------- reading
 @contextmanager
-def open_read(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, batch_rows: int, *, session: Sequence[str],
-              where: Where) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:  # fmt: skip
+def open_read(
+    url: sa.URL, query: sa.Select[Any], schema: pa.Schema, batch_rows: int, *, session: Sequence[str], where: Where
+) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:
     """``(count, batches)`` read in one ``REPEATABLE READ READ ONLY`` transaction on one connection.
 
     ``session`` statements (the connector's session settings, e.g. ``SET LOCAL intervalstyle``, which
@@ -219,16 +219,22 @@ def _connect(url: sa.URL, where: Where) -> Any:
     import adbc_driver_manager
     import adbc_driver_postgresql.dbapi as adbc_pg
 
-    uri = sa.URL.create("postgresql", username=url.username, password=url.password, host=url.host,
-                        port=url.port, database=url.database, query=url.query)  # fmt: skip
+    uri = sa.URL.create(
+        "postgresql",
+        username=url.username,
+        password=url.password,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=url.query,
+    )
     try:
         return adbc_pg.connect(uri.render_as_string(hide_password=False), autocommit=True)
     except adbc_driver_manager.Error as exc:
         raise _translate(exc, where) from exc
 
 
-def _begin_and_count(cursor: Any, count_sql: str, settings: list[tuple[str, str]],
-                     session: Sequence[str]) -> int:  # fmt: skip
+def _begin_and_count(cursor: Any, count_sql: str, settings: list[tuple[str, str]], session: Sequence[str]) -> int:
     cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     for statement in session:
         cursor.execute(statement)
@@ -239,8 +245,9 @@ def _begin_and_count(cursor: Any, count_sql: str, settings: list[tuple[str, str]
     return int(cursor.fetchone()[0])
 
 
-def _batches(reader: pa.RecordBatchReader, converters: list[Converter], schema: pa.Schema, batch_rows: int,
-             where: Where) -> Iterator[pa.RecordBatch]:  # fmt: skip
+def _batches(
+    reader: pa.RecordBatchReader, converters: list[Converter], schema: pa.Schema, batch_rows: int, where: Where
+) -> Iterator[pa.RecordBatch]:
     import adbc_driver_manager
 
     try:

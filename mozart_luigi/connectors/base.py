@@ -125,8 +125,7 @@ class Connector(ABC):
     def retry(self, operation: Callable[[], T], what: str) -> T:
         """Run ``operation``, retrying it while it raises :class:`SourceUnavailableError` (bounded backoff);
         any other error, terminal ones such as a refused password among them, propagates at once."""
-        return retrying(operation, what=what, attempts=self._attempts, base_delay=self._base_delay,
-                        sleep=self._sleep)  # fmt: skip
+        return retrying(operation, what=what, attempts=self._attempts, base_delay=self._base_delay, sleep=self._sleep)
 
     def connect(self, table: TableConfig | None = None) -> sa.Connection:
         """A connection, retrying while the database is unreachable (bounded backoff).
@@ -203,9 +202,7 @@ class Connector(ABC):
 
     def table_clause(self, table: TableConfig, columns: Sequence[SourceColumn]) -> sa.TableClause:
         """The table as a lightweight clause: names quoted by the dialect, no per-type result processing."""
-        return sa.table(
-            table.source_name, *(sa.column(c.name) for c in columns), schema=self.schema_for(table)
-        )
+        return sa.table(table.source_name, *(sa.column(c.name) for c in columns), schema=self.schema_for(table))
 
     def qualified_name(self, table: TableConfig) -> str:
         preparer = self.engine.dialect.identifier_preparer
@@ -247,13 +244,17 @@ class Connector(ABC):
             return self.override_column(column, override)
         except UnsupportedType as exc:
             if override is not None:
-                message = (f"{setting(table.name, column.name)}: type override {str(override)!r} cannot apply "
-                           f"to column {column.name!r} of type {self.type_name(column)}: {exc} "
-                           "(see docs/types.md, 'Per-column type overrides')")  # fmt: skip
+                message = (
+                    f"{setting(table.name, column.name)}: type override {str(override)!r} cannot apply "
+                    f"to column {column.name!r} of type {self.type_name(column)}: {exc} "
+                    "(see docs/types.md, 'Per-column type overrides')"
+                )
             else:
-                message = (f"column {column.name!r} of type {self.type_name(column)} cannot be stored exactly: "
-                           f"{exc} (exclude the column in tables.yaml or cast it in a source view; see "
-                           "docs/types.md)")  # fmt: skip
+                message = (
+                    f"column {column.name!r} of type {self.type_name(column)} cannot be stored exactly: "
+                    f"{exc} (exclude the column in tables.yaml or cast it in a source view; see "
+                    "docs/types.md)"
+                )
             raise TypeMappingError(message, tenant=self.tenant.id, table=table.name) from None
 
     def override_column(self, column: SourceColumn, override: TypeOverride) -> ColumnPlan:
@@ -277,8 +278,12 @@ class Connector(ABC):
         base = self.map_column(column)
         if base.source_decimal is None:
             raise UnsupportedType(f"'string' applies to decimal columns on {self.kind}")
-        return dataclasses.replace(base, arrow_type=pa.string(), convert=self.decimal_text_converter(),
-                                   note="type override string: the exact decimal text")  # fmt: skip
+        return dataclasses.replace(
+            base,
+            arrow_type=pa.string(),
+            convert=self.decimal_text_converter(),
+            note="type override string: the exact decimal text",
+        )
 
     def decimal_text_converter(self) -> Converter:
         return decimal_text
@@ -312,9 +317,7 @@ class Connector(ABC):
             start = sa.bindparam("window_start", window.start, type_=sa.DateTime())
             end = sa.bindparam("window_end", window.end, type_=sa.DateTime())
         else:
-            raise ValueError(
-                f"cursor column {cursor.name!r} is {cursor.source_type}: a date or timestamp is needed"
-            )
+            raise ValueError(f"cursor column {cursor.name!r} is {cursor.source_type}: a date or timestamp is needed")
         return [column >= start, column < end]
 
     # ------------------------------------------------------------------------------------- errors

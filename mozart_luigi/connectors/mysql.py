@@ -90,17 +90,28 @@ class MySQLConnector(Connector):
         t = column.type
         if not (_is_decimal(t) or isinstance(t, sqltypes.Time)):
             raise UnsupportedType("'string' applies to DECIMAL and TIME columns on MySQL/MariaDB")
-        return ColumnPlan(column.name, _type_name(t), pa.string(), text_values, _as_char,
-                          note="type override string: server cast to text",
-                          source_nullable=column.nullable)  # fmt: skip
+        return ColumnPlan(
+            column.name,
+            _type_name(t),
+            pa.string(),
+            text_values,
+            _as_char,
+            note="type override string: server cast to text",
+            source_nullable=column.nullable,
+        )
 
     def duration_plan(self, column: SourceColumn) -> ColumnPlan:
         """The ``duration_us`` override of a ``TIME`` (a signed duration up to 838:59:59): signed microseconds."""
         if not isinstance(column.type, sqltypes.Time):
             raise UnsupportedType("'duration_us' applies to TIME columns only")
-        return ColumnPlan(column.name, _type_name(column.type), pa.int64(), duration_micros_from_timedelta,
-                          note="type override duration_us: TIME as signed microseconds",
-                          source_nullable=column.nullable)  # fmt: skip
+        return ColumnPlan(
+            column.name,
+            _type_name(column.type),
+            pa.int64(),
+            duration_micros_from_timedelta,
+            note="type override duration_us: TIME as signed microseconds",
+            source_nullable=column.nullable,
+        )
 
 
 def _true_name(column: SourceColumn) -> SourceColumn:
@@ -122,13 +133,15 @@ def mysql_plan(column: SourceColumn) -> ColumnPlan:
     if isinstance(t, mysql.FLOAT):
         # the text protocol renders FLOAT with 6 significant digits (0.142857): select it as DOUBLE, whose
         # 17-digit rendering is the stored float32 value exactly
-        return ColumnPlan(name, source, pa.float32(), plain(pa.float32()), expression=_as_double,
-                          source_nullable=nullable)  # fmt: skip
+        return ColumnPlan(
+            name, source, pa.float32(), plain(pa.float32()), expression=_as_double, source_nullable=nullable
+        )
     for cls, rule in _RULES:
         if isinstance(t, cls):
             arrow_type, convert, note = rule(t)
-            return ColumnPlan(name, source, arrow_type, convert or plain(arrow_type), note=note,
-                              source_nullable=nullable)  # fmt: skip
+            return ColumnPlan(
+                name, source, arrow_type, convert or plain(arrow_type), note=note, source_nullable=nullable
+            )
     raise UnsupportedType("no exact Arrow mapping for this MySQL type")
 
 

@@ -80,9 +80,16 @@ class NativeRead:
 
 
 @contextmanager
-def postgres_batches(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, *, batch_rows: int = 50_000,
-                     session: Sequence[str] | None = None, tenant: str | None = None,
-                     table: str | None = None) -> Iterator[NativeRead]:  # fmt: skip
+def postgres_batches(
+    url: sa.URL,
+    query: sa.Select[Any],
+    schema: pa.Schema,
+    *,
+    batch_rows: int = 50_000,
+    session: Sequence[str] | None = None,
+    tenant: str | None = None,
+    table: str | None = None,
+) -> Iterator[NativeRead]:
     """Read ``query`` from PostgreSQL through ADBC as batches of ``schema``.
 
     ``session``: statements run right after ``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`` (time zone,
@@ -97,9 +104,16 @@ def postgres_batches(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, *, b
 
 
 @contextmanager
-def mysql_batches(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, *, batch_rows: int = 50_000,
-                  session: Sequence[str] | None = None, tenant: str | None = None,
-                  table: str | None = None) -> Iterator[NativeRead]:  # fmt: skip
+def mysql_batches(
+    url: sa.URL,
+    query: sa.Select[Any],
+    schema: pa.Schema,
+    *,
+    batch_rows: int = 50_000,
+    session: Sequence[str] | None = None,
+    tenant: str | None = None,
+    table: str | None = None,
+) -> Iterator[NativeRead]:
     """Read ``query`` from MySQL/MariaDB through connectorx, as batches of ``schema``.
 
     Its bound values must be date/datetime window bounds (rendered as literals; anything else is
@@ -109,8 +123,10 @@ def mysql_batches(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, *, batc
     stats: dict[str, int] = {}
     where = Where(url, tenant, table)
     statements = _native_mysql.DEFAULT_SESSION if session is None else session
-    with _native_mysql.open_read(url, query, schema, batch_rows, stats=stats, session=statements,
-                                 where=where) as (n, batches):  # fmt: skip
+    with _native_mysql.open_read(url, query, schema, batch_rows, stats=stats, session=statements, where=where) as (
+        n,
+        batches,
+    ):
         yield NativeRead(count=n, batches=batches, reader="connectorx-mysql", stats=stats)
 
 
@@ -121,14 +137,20 @@ READERS: dict[str, Opener] = {"adbc-postgresql": postgres_batches, "connectorx-m
 _BY_BACKEND = {"postgresql": "adbc-postgresql", "mysql": "connectorx-mysql", "mariadb": "connectorx-mysql"}
 
 
-def native_batches(url: sa.URL, query: sa.Select[Any], schema: pa.Schema, *, batch_rows: int = 50_000,
-                   session: Sequence[str] | None = None, tenant: str | None = None,
-                   table: str | None = None) -> AbstractContextManager[NativeRead]:  # fmt: skip
+def native_batches(
+    url: sa.URL,
+    query: sa.Select[Any],
+    schema: pa.Schema,
+    *,
+    batch_rows: int = 50_000,
+    session: Sequence[str] | None = None,
+    tenant: str | None = None,
+    table: str | None = None,
+) -> AbstractContextManager[NativeRead]:
     """The native reader for ``url``'s backend; :class:`NativeUnsupportedError` for any other backend."""
     name = _BY_BACKEND.get(url.get_backend_name())
     if name is None:
-        raise NativeUnsupportedError(f"no native reader for {url.get_backend_name()!r}", tenant=tenant,
-                                     table=table)  # fmt: skip
+        raise NativeUnsupportedError(f"no native reader for {url.get_backend_name()!r}", tenant=tenant, table=table)
     return READERS[name](url, query, schema, batch_rows=batch_rows, session=session, tenant=tenant, table=table)
 
 
@@ -155,8 +177,15 @@ class NativeBatchReader:
         snapshot.release_connection()
 
         def open_once() -> NativeRead:
-            opened = self._open(connector.native_url(), query, snapshot.schema, batch_rows=batch_rows,
-                                session=connector.session_statements, tenant=tenant, table=table)  # fmt: skip
+            opened = self._open(
+                connector.native_url(),
+                query,
+                snapshot.schema,
+                batch_rows=batch_rows,
+                session=connector.session_statements,
+                tenant=tenant,
+                table=table,
+            )
             return self._stack.enter_context(opened)
 
         what = f"tenant '{tenant}' table '{table}': native read from {connector.source.describe()}"
@@ -194,8 +223,12 @@ def typed_query(snapshot: Snapshot) -> sa.Select[Any]:
     types = {c.name: c.type for c in snapshot.source_columns}
 
     def typed(element: object, **_kw: Any) -> sa.ColumnClause[Any] | None:
-        if isinstance(element, sa.ColumnClause) and element.table is not None and element.name in types \
-                and isinstance(element.type, NullType):  # fmt: skip
+        if (
+            isinstance(element, sa.ColumnClause)
+            and element.table is not None
+            and element.name in types
+            and isinstance(element.type, NullType)
+        ):
             return sa.column(element.name, types[element.name], _selectable=element.table)
         return None
 

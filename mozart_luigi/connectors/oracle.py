@@ -101,8 +101,7 @@ class OracleConnector(Connector):
             "table_name": dialect.denormalize_name(table.source_name),
         }
         details = {
-            dialect.normalize_name(name): data_type
-            for name, data_type in conn.execute(_TIMESTAMP_DETAILS, params)
+            dialect.normalize_name(name): data_type for name, data_type in conn.execute(_TIMESTAMP_DETAILS, params)
         }
         return [SourceColumn(c.name, c.type, c.nullable, details.get(c.name)) for c in columns]
 
@@ -150,16 +149,15 @@ def _numeric_plan(column: SourceColumn, source: str) -> ColumnPlan | None:
     return None
 
 
-def _number_plan(
-    name: str, source: str, precision: int | None, scale: int | None, nullable: bool
-) -> ColumnPlan:
+def _number_plan(name: str, source: str, precision: int | None, scale: int | None, nullable: bool) -> ColumnPlan:
     if precision is None and not scale:
         return decimal_plan(name, source, None, None, source_nullable=nullable)
     if precision is None:  # NUMBER(*, s)
         return decimal_plan(name, source, 38, scale, source_nullable=nullable)
     if not scale and precision <= 18:  # fetched as int by output_type_handler
-        return ColumnPlan(name, source, pa.int64(), plain(pa.int64()), source_nullable=nullable,
-                          source_decimal=(precision, 0))  # fmt: skip
+        return ColumnPlan(
+            name, source, pa.int64(), plain(pa.int64()), source_nullable=nullable, source_decimal=(precision, 0)
+        )
     return decimal_plan(name, source, precision, scale, source_nullable=nullable)
 
 

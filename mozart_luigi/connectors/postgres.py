@@ -122,9 +122,15 @@ class PostgresConnector(Connector):
             source = postgres_plan(column).source_type
         except UnsupportedType:
             source = self.type_name(column)
-        return ColumnPlan(column.name, source, pa.string(), text_values, _as_text,
-                          note="type override string: server cast to text",
-                          source_nullable=column.nullable)  # fmt: skip
+        return ColumnPlan(
+            column.name,
+            source,
+            pa.string(),
+            text_values,
+            _as_text,
+            note="type override string: server cast to text",
+            source_nullable=column.nullable,
+        )
 
 
 def postgres_plan(column: SourceColumn) -> ColumnPlan:

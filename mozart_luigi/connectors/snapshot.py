@@ -112,8 +112,9 @@ class SnapshotConnector(Protocol):
 
     def table_clause(self, table: TableConfig, columns: Sequence[SourceColumn]) -> sa.TableClause: ...
 
-    def window_filter(self, column: sa.ColumnClause[Any], cursor: ColumnPlan,
-                      window: Window) -> list[sa.ColumnElement[bool]]: ...  # fmt: skip
+    def window_filter(
+        self, column: sa.ColumnClause[Any], cursor: ColumnPlan, window: Window
+    ) -> list[sa.ColumnElement[bool]]: ...
 
     def qualified_name(self, table: TableConfig) -> str: ...
 
@@ -210,9 +211,7 @@ class Snapshot:
         clause = connector.table_clause(table, columns)
         where = self._where(clause, columns)
         self.query = (
-            sa.select(*(p.select_expression(clause.c[p.name]) for p in self.plans))
-            .select_from(clause)
-            .where(*where)
+            sa.select(*(p.select_expression(clause.c[p.name]) for p in self.plans)).select_from(clause).where(*where)
         )
         self.count_query = sa.select(sa.func.count()).select_from(clause).where(*where)
         self.reader: BatchReader = connector.make_reader(self)
@@ -244,8 +243,13 @@ class Snapshot:
             try:
                 return self.reader.count(self)
             except NativeUnsupportedError as exc:
-                log.info("tenant '%s' table '%s': reader %r unsupported (%s); using the SQLAlchemy path",
-                         self._tenant, self.table.name, self.reader.name, exc)  # fmt: skip
+                log.info(
+                    "tenant '%s' table '%s': reader %r unsupported (%s); using the SQLAlchemy path",
+                    self._tenant,
+                    self.table.name,
+                    self.reader.name,
+                    exc,
+                )
                 self.reader.close()
                 self.reader = RowBatchReader()
                 return self.reader.count(self)
@@ -276,8 +280,9 @@ class Snapshot:
         try:
             return plan.convert(values, self.stats[plan.name])
         except _CONVERSION_ERRORS as exc:
-            advice = inexact_hint(self.table.name, plan.name, plan.arrow_type, values,
-                                  durations=self.connector.source.kind == "mysql")  # fmt: skip
+            advice = inexact_hint(
+                self.table.name, plan.name, plan.arrow_type, values, durations=self.connector.source.kind == "mysql"
+            )
             raise TypeMappingError(
                 f"column {plan.name!r} ({plan.source_type} -> {plan.arrow_type}): a value cannot be stored "
                 f"exactly: {exc}{'; ' + advice if advice else ''} (see docs/types.md)",
@@ -341,8 +346,10 @@ class Snapshot:
         for name, _override in self.table.columns:
             if name not in chosen:
                 where = "is not extracted (include/exclude)" if name in names else "does not exist"
-                raise self._error(f"{setting(self.table.name, name)}: column {name!r} {where} in "
-                                  f"{self.source_table} (columns: {names})")  # fmt: skip
+                raise self._error(
+                    f"{setting(self.table.name, name)}: column {name!r} {where} in "
+                    f"{self.source_table} (columns: {names})"
+                )
         return selected
 
     def _where(self, clause: sa.TableClause, columns: Sequence[SourceColumn]) -> list[sa.ColumnElement[bool]]:
@@ -351,9 +358,7 @@ class Snapshot:
         by_name = {c.name: c for c in columns}
         cursor = self.table.cursor or ""
         if cursor not in by_name:
-            raise self._error(
-                f"cursor column {cursor!r} not found in {self.source_table} (columns: {list(by_name)})"
-            )
+            raise self._error(f"cursor column {cursor!r} not found in {self.source_table} (columns: {list(by_name)})")
         plan = self.connector.plan(by_name[cursor], self.table)
         try:
             return self.connector.window_filter(clause.c[cursor], plan, self.window)

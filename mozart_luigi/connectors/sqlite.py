@@ -39,9 +39,7 @@ class SQLiteConnector(Connector):
         if self.source.url is not None:
             return super().url()
         path = Path(self.source.path or self.source.database or "").expanduser().resolve()
-        return URL.create(
-            self.driver, database=f"file:{quote(str(path))}", query={"mode": "ro", "uri": "true"}
-        )
+        return URL.create(self.driver, database=f"file:{quote(str(path))}", query={"mode": "ro", "uri": "true"})
 
     def is_transient(self, exc: sa.exc.DBAPIError) -> bool:
         return "database is locked" in str(exc.orig)
@@ -71,9 +69,7 @@ class SQLiteConnector(Connector):
                 window.end.strftime(_ISO),
             )
         else:
-            raise ValueError(
-                f"cursor column {cursor.name!r} is {cursor.source_type}: a date or timestamp is needed"
-            )
+            raise ValueError(f"cursor column {cursor.name!r} is {cursor.source_type}: a date or timestamp is needed")
         return [value >= sa.bindparam("window_start", start), value < sa.bindparam("window_end", end)]
 
 

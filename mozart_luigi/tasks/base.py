@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["MarkerBulkComplete", "OptionalDateParameter", "Progress", "RefreshableDay", "TenantDateTask",
-           "TenantParameter", "yesterday"]
+__all__ = [
+    "MarkerBulkComplete",
+    "OptionalDateParameter",
+    "Progress",
+    "RefreshableDay",
+    "TenantDateTask",
+    "TenantParameter",
+    "yesterday",
+]
 
 import datetime as dt
 import os
@@ -76,7 +83,8 @@ class RefreshableDay(TenantDateTask):
     """
 
     refresh: dt.date | None = OptionalDateParameter(
-        default=None, positional=False,
+        default=None,
+        positional=False,
         description="the run date re-extracting this day (lookback_days); empty: the day's own task",
     )
 
@@ -89,8 +97,11 @@ class RefreshableDay(TenantDateTask):
 
     def __repr__(self) -> str:
         task: Any = self
-        parts = [f"{name}={param.serialize(getattr(task, name))}" for name, param in task.get_params()
-                 if param.significant and not (name == "refresh" and self.refresh is None)]  # fmt: skip
+        parts = [
+            f"{name}={param.serialize(getattr(task, name))}"
+            for name, param in task.get_params()
+            if param.significant and not (name == "refresh" and self.refresh is None)
+        ]
         return f"{task.get_task_family()}({', '.join(parts)})"
 
 

@@ -61,9 +61,13 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         a table with ``lookback_days: N`` the reloads of the N days before, re-extracted for this run."""
         tables = self.config.tables_for(self.tenant)
         loads = [LoadIceberg(tenant=self.tenant, table=table.name, date=self.date) for table in tables]
-        loads += [LoadIceberg(tenant=self.tenant, table=table.name, date=self.date - dt.timedelta(days=back),
-                              refresh=self.date)
-                  for table in tables for back in range(1, table.lookback_days + 1)]  # fmt: skip
+        loads += [
+            LoadIceberg(
+                tenant=self.tenant, table=table.name, date=self.date - dt.timedelta(days=back), refresh=self.date
+            )
+            for table in tables
+            for back in range(1, table.lookback_days + 1)
+        ]
         return loads
 
     def output(self) -> MarkerTarget:
@@ -75,9 +79,14 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         as_of = self._as_of()
         self._status(f"dbt {self.tenant}: starting (target {target}, as of {as_of})")
         try:
-            result = run_dbt(self.tenant, as_of, settings=settings, target=target,
-                             tables=self.config.tables_for(self.tenant),
-                             on_progress=self._progress_callback())  # fmt: skip
+            result = run_dbt(
+                self.tenant,
+                as_of,
+                settings=settings,
+                target=target,
+                tables=self.config.tables_for(self.tenant),
+                on_progress=self._progress_callback(),
+            )
         except DbtFailure as failure:
             if failure.result is not None:
                 self._keep_run_results(failure.result)
@@ -87,8 +96,11 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         report = self._keep_run_results(result)
         with open_warehouse(settings, tenant=self.tenant) as warehouse:
             warehouse.write_marker(self._marker(result, report))
-        self._status(f"dbt {self.tenant}: {result.models_built} models built, "
-                     f"{len(result.nodes)} nodes ok in {result.elapsed_seconds:.1f}s", done=True)  # fmt: skip
+        self._status(
+            f"dbt {self.tenant}: {result.models_built} models built, "
+            f"{len(result.nodes)} nodes ok in {result.elapsed_seconds:.1f}s",
+            done=True,
+        )
 
     def _status(self, message: str, *, done: bool = False) -> None:
         """Progress for the visualizer; a no-op outside a Luigi worker (``run()`` called directly)."""
@@ -105,8 +117,13 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         with open_warehouse(self.config.settings, tenant=self.tenant) as warehouse:
             newest = warehouse.latest_marker_date(self.task_family, self.tenant)
         if newest is not None and newest > self.date:
-            log.info("dbt tenant=%s date=%s: DbtRun of %s is complete; building as of %s", self.tenant,
-                     self.date, newest, newest)  # fmt: skip
+            log.info(
+                "dbt tenant=%s date=%s: DbtRun of %s is complete; building as of %s",
+                self.tenant,
+                self.date,
+                newest,
+                newest,
+            )
             self._check_keys_loaded(newest)
             return newest
         return self.date
@@ -118,13 +135,16 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         if not streams:
             return
         done = completed_task_ids("LoadIceberg", self.tenant, as_of, fresh=True)
-        missing = [name for name in streams
-                   if LoadIceberg(tenant=self.tenant, table=name, date=as_of).task_id not in done]  # fmt: skip
+        missing = [
+            name for name in streams if LoadIceberg(tenant=self.tenant, table=name, date=as_of).task_id not in done
+        ]
         if missing:
-            raise LoadError(f"dbt would build as of {as_of} (its DbtRun is complete), but the keys of "
-                            f"{', '.join(missing)} were not loaded for that date (deletes: keys came later); "
-                            f"run: mozart rerun --tenant {self.tenant} --date {as_of.isoformat()}",
-                            tenant=self.tenant)  # fmt: skip
+            raise LoadError(
+                f"dbt would build as of {as_of} (its DbtRun is complete), but the keys of "
+                f"{', '.join(missing)} were not loaded for that date (deletes: keys came later); "
+                f"run: mozart rerun --tenant {self.tenant} --date {as_of.isoformat()}",
+                tenant=self.tenant,
+            )
 
     def _progress_callback(self) -> Any:
         holder: dict[str, Progress] = {}
@@ -151,9 +171,19 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
 
     def _marker(self, result: DbtRunResult, report: Path) -> Marker:
         details: dict[str, Any] = {
-            "target": result.target, "counts": result.counts(), "seconds": round(result.elapsed_seconds, 2),
-            "invocation_id": result.invocation_id, "run_results": str(report),
+            "target": result.target,
+            "counts": result.counts(),
+            "seconds": round(result.elapsed_seconds, 2),
+            "invocation_id": result.invocation_id,
+            "run_results": str(report),
             "as_of": result.run_date.isoformat(),
-        }  # fmt: skip
-        return Marker(task_family=self.task_family, task_id=self.task_id, tenant=self.tenant, date=self.date,
-                      table=None, rows=result.models_built, details=details)  # fmt: skip
+        }
+        return Marker(
+            task_family=self.task_family,
+            task_id=self.task_id,
+            tenant=self.tenant,
+            date=self.date,
+            table=None,
+            rows=result.models_built,
+            details=details,
+        )

@@ -102,8 +102,14 @@ class ExtractTable(RefreshableDay):
     def output(self) -> ManifestTarget:
         lake = self._lake
         if self.refresh is not None:
-            return RefreshTarget(lake, lake.manifest_url(self.tenant, self.table, self.date), tenant=self.tenant,
-                                 table=self.table, date=self.date, refresh=self.refresh)  # fmt: skip
+            return RefreshTarget(
+                lake,
+                lake.manifest_url(self.tenant, self.table, self.date),
+                tenant=self.tenant,
+                table=self.table,
+                date=self.date,
+                refresh=self.refresh,
+            )
         return lake.manifest_target(self.tenant, self.table, self.date)
 
     @property
@@ -122,9 +128,14 @@ class ExtractTable(RefreshableDay):
         if published:
             self._remove_stale_parts(job, manifest, replaced)
         else:
-            log.warning("tenant %s table %s date %s: a newer attempt published this day; keeping its "
-                        "manifest and removing this attempt's %d part(s)", self.tenant, self.table, self.date,
-                        len(manifest.files))  # fmt: skip
+            log.warning(
+                "tenant %s table %s date %s: a newer attempt published this day; keeping its "
+                "manifest and removing this attempt's %d part(s)",
+                self.tenant,
+                self.table,
+                self.date,
+                len(manifest.files),
+            )
             for part in manifest.files:
                 job.lake.delete_file(f"{job.dir_url}/{part.name}")
         self._summary(manifest, time.monotonic() - started)
@@ -153,9 +164,17 @@ class ExtractTable(RefreshableDay):
     def _job(self) -> _Job:
         table = self.config.table(self.tenant, self.table)
         if self.refresh is not None and table.mode != "incremental":
-            raise ConfigError([ConfigProblem("tables.yaml", f"tables.{self.table}", "only an incremental table's "
-                                             "day can be extracted again (refresh); a full table is a snapshot "
-                                             "of the moment it is read")])  # fmt: skip
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "tables.yaml",
+                        f"tables.{self.table}",
+                        "only an incremental table's "
+                        "day can be extracted again (refresh); a full table is a snapshot "
+                        "of the moment it is read",
+                    )
+                ]
+            )
         lake = self._lake
         return _Job(
             tenant=self.config.tenant(self.tenant),
@@ -176,9 +195,16 @@ class ExtractTable(RefreshableDay):
                 count = snap.count()
                 progress = Progress(self, count)
                 progress.update(0, f"{self.table}: 0/{count:,} rows", force=True)
-                writer = PartWriter(job.lake, job.dir_url, job.run_id, snap.schema, date=self.date,
-                                    extracted_at=job.extracted_at, compression=settings.compression,
-                                    part_rows=settings.part_rows)  # fmt: skip
+                writer = PartWriter(
+                    job.lake,
+                    job.dir_url,
+                    job.run_id,
+                    snap.schema,
+                    date=self.date,
+                    extracted_at=job.extracted_at,
+                    compression=settings.compression,
+                    part_rows=settings.part_rows,
+                )
                 with writer:
                     for batch in snap.batches(settings.batch_rows):
                         writer.write(batch)
@@ -201,8 +227,13 @@ class ExtractTable(RefreshableDay):
         snap = extracted.snapshot
         if snap.zero_dates_nulled:
             by_column = snap.details().get("zero_dates_nulled_by_column")
-            log.warning("tenant '%s' table '%s': %d zero/invalid date(s) stored as NULL: %s", self.tenant,
-                        self.table, snap.zero_dates_nulled, by_column)  # fmt: skip
+            log.warning(
+                "tenant '%s' table '%s': %d zero/invalid date(s) stored as NULL: %s",
+                self.tenant,
+                self.table,
+                snap.zero_dates_nulled,
+                by_column,
+            )
         window = job.window
         return Manifest(
             tenant=self.tenant,
@@ -240,4 +271,3 @@ class ExtractTable(RefreshableDay):
         )
         message = f"{self.table}: {manifest.row_count:,} rows, {size:,} bytes in {seconds:.1f}s"
         Progress(self, manifest.row_count).update(manifest.row_count, message, force=True)
-

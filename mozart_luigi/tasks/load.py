@@ -82,8 +82,9 @@ class LoadIceberg(MarkerBulkComplete, RefreshableDay):
         try:
             progress.update(0, f"{where}: reading the manifest")
             manifest = lake.read_manifest(self.tenant, self.table, self.date)
-            progress.update(1, f"{where}: verifying {len(manifest.files)} part(s) and committing "
-                               f"{manifest.row_count:,} row(s)")  # fmt: skip
+            progress.update(
+                1, f"{where}: verifying {len(manifest.files)} part(s) and committing {manifest.row_count:,} row(s)"
+            )
             with open_warehouse(settings, tenant=self.tenant) as warehouse:
                 if self.refresh is not None and self._loaded_already(warehouse, manifest):
                     progress.update(3, f"{where}: extract {manifest.run_id} already loaded, marker written")
@@ -97,23 +98,42 @@ class LoadIceberg(MarkerBulkComplete, RefreshableDay):
         seconds = time.monotonic() - started
         how = "already committed, marker written" if result.recovered else f"loaded in {seconds:.1f}s"
         progress.update(3, f"{where}: {result.rows:,} row(s) {how}")
-        log.info("loaded tenant=%s table=%s date=%s rows=%d files=%d bytes=%d seconds=%.2f snapshot=%s "
-                 "recovered=%s changes=%s", self.tenant, self.table, self.date, result.rows, result.files,
-                 sum(f.bytes for f in manifest.files), seconds, result.snapshot_id, result.recovered,
-                 "; ".join(result.changes) or "none")  # fmt: skip
+        log.info(
+            "loaded tenant=%s table=%s date=%s rows=%d files=%d bytes=%d seconds=%.2f snapshot=%s "
+            "recovered=%s changes=%s",
+            self.tenant,
+            self.table,
+            self.date,
+            result.rows,
+            result.files,
+            sum(f.bytes for f in manifest.files),
+            seconds,
+            result.snapshot_id,
+            result.recovered,
+            "; ".join(result.changes) or "none",
+        )
 
     # ------------------------------------------------------------------------------------------ steps
     def _loaded_already(self, warehouse: Warehouse, manifest: Manifest) -> bool:
         """A refresh whose extract the newest load of the day already committed (another run's refresh of the
         same extract): record this task's marker, load nothing. Markers are written only after their commit."""
-        loads = [m for m in warehouse.markers(self.tenant, self.date)
-                 if m.task_family == self.task_family and m.table == self.table]  # fmt: skip
+        loads = [
+            m
+            for m in warehouse.markers(self.tenant, self.date)
+            if m.task_family == self.task_family and m.table == self.table
+        ]
         newest = max(loads, key=lambda m: m.finished_at, default=None)
         if newest is None or newest.details.get("run_id") != manifest.run_id:
             return False
         warehouse.write_marker(self._marker(manifest))
-        log.info("tenant %s table %s date %s: extract %s is the loaded one (%s); marker written, nothing loaded",
-                 self.tenant, self.table, self.date, manifest.run_id, newest.task_id)  # fmt: skip
+        log.info(
+            "tenant %s table %s date %s: extract %s is the loaded one (%s); marker written, nothing loaded",
+            self.tenant,
+            self.table,
+            self.date,
+            manifest.run_id,
+            newest.task_id,
+        )
         return True
 
     def _expire_snapshots(self, warehouse: Warehouse, retention_days: int) -> None:
@@ -124,8 +144,13 @@ class LoadIceberg(MarkerBulkComplete, RefreshableDay):
             log.warning("tenant %s table %s: snapshot expiry skipped: %s", self.tenant, self.table, exc)
             return
         if left is not None:
-            log.info("tenant %s table %s: snapshots older than %d day(s) expired, %d kept", self.tenant,
-                     self.table, retention_days, left)  # fmt: skip
+            log.info(
+                "tenant %s table %s: snapshots older than %d day(s) expired, %d kept",
+                self.tenant,
+                self.table,
+                retention_days,
+                left,
+            )
 
     def _check_params(self) -> None:
         if normalise_name(self.table) != self.table:
@@ -144,8 +169,14 @@ class LoadIceberg(MarkerBulkComplete, RefreshableDay):
         not when a newer extract (another ``run_id``) was published meanwhile: that one is not known bad."""
         url = lake.manifest_url(self.tenant, self.table, self.date)
         if run_id is not None and (current := self._current_run_id(lake)) not in (None, run_id):
-            log.warning("tenant %s table %s date %s: extract %s was replaced by %s meanwhile; not invalidated",
-                        self.tenant, self.table, self.date, run_id, current)  # fmt: skip
+            log.warning(
+                "tenant %s table %s date %s: extract %s was replaced by %s meanwhile; not invalidated",
+                self.tenant,
+                self.table,
+                self.date,
+                run_id,
+                current,
+            )
             return
         try:
             moved = lake.move_aside(url, f"invalid-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}")
@@ -154,8 +185,7 @@ class LoadIceberg(MarkerBulkComplete, RefreshableDay):
             return
         note = f"; the extract was invalidated ({moved}) and the next run extracts the day again"
         exc.args = (f"{exc.args[0] if exc.args else exc}{note}", *exc.args[1:])
-        log.warning("tenant %s table %s date %s: extract invalidated: %s", self.tenant, self.table, self.date,
-                    exc)  # fmt: skip
+        log.warning("tenant %s table %s date %s: extract invalidated: %s", self.tenant, self.table, self.date, exc)
 
     def _current_run_id(self, lake: Lake) -> str | None:
         try:
@@ -164,9 +194,19 @@ class LoadIceberg(MarkerBulkComplete, RefreshableDay):
             return None
 
     def _marker(self, manifest: Manifest) -> Marker:
-        details: dict[str, Any] = {"run_id": manifest.run_id, "files": [f.name for f in manifest.files],
-                                   "extracted_at": manifest.extracted_at.isoformat()}  # fmt: skip
+        details: dict[str, Any] = {
+            "run_id": manifest.run_id,
+            "files": [f.name for f in manifest.files],
+            "extracted_at": manifest.extracted_at.isoformat(),
+        }
         if self.refresh is not None:
             details["refresh"] = self.refresh.isoformat()
-        return Marker(task_family=self.task_family, task_id=self.task_id, tenant=self.tenant, date=self.date,
-                      table=self.table, rows=manifest.row_count, details=details)  # fmt: skip
+        return Marker(
+            task_family=self.task_family,
+            task_id=self.task_id,
+            tenant=self.tenant,
+            date=self.date,
+            table=self.table,
+            rows=manifest.row_count,
+            details=details,
+        )

@@ -63,17 +63,32 @@ def warehouse_key(settings: Settings) -> str:
 # ------------------------------------------------------------------------------------------- markers
 def marker_row(marker: Marker) -> tuple[Any, ...]:
     finished = marker.finished_at if marker.finished_at.tzinfo else marker.finished_at.replace(tzinfo=dt.UTC)
-    return (marker.task_family, marker.task_id, marker.tenant, marker.table, marker.date, marker.rows,
-            finished.astimezone(dt.UTC), json.dumps(marker.details, sort_keys=True, default=str))  # fmt: skip
+    return (
+        marker.task_family,
+        marker.task_id,
+        marker.tenant,
+        marker.table,
+        marker.date,
+        marker.rows,
+        finished.astimezone(dt.UTC),
+        json.dumps(marker.details, sort_keys=True, default=str),
+    )
 
 
 def marker_from_row(row: Sequence[Any]) -> Marker:
     family, task_id, tenant, table, run_date, rows, finished_at, details = row
     if isinstance(finished_at, dt.datetime) and finished_at.tzinfo is None:
         finished_at = finished_at.replace(tzinfo=dt.UTC)
-    return Marker(task_family=family, task_id=task_id, tenant=tenant, date=run_date, table=table,
-                  rows=None if rows is None else int(rows), finished_at=finished_at,
-                  details=json.loads(details) if details else {})  # fmt: skip
+    return Marker(
+        task_family=family,
+        task_id=task_id,
+        tenant=tenant,
+        date=run_date,
+        table=table,
+        rows=None if rows is None else int(rows),
+        finished_at=finished_at,
+        details=json.loads(details) if details else {},
+    )
 
 
 def latest_markers(markers: Iterable[Marker]) -> list[Marker]:

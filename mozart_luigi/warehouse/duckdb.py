@@ -88,8 +88,13 @@ class DuckDBWarehouse(Warehouse):
     @contextmanager
     def _connect(self) -> Iterator[Conn]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = retrying(self._open, what=f"opening {self.path}", attempts=self._lock_attempts,
-                        base_delay=self._lock_delay, max_delay=5.0)  # fmt: skip
+        conn = retrying(
+            self._open,
+            what=f"opening {self.path}",
+            attempts=self._lock_attempts,
+            base_delay=self._lock_delay,
+            max_delay=5.0,
+        )
         try:
             yield conn
         finally:
@@ -100,15 +105,14 @@ class DuckDBWarehouse(Warehouse):
             conn = duckdb.connect(str(self.path))
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
-                raise WarehouseUnavailableError(
-                    f"DuckDB file {self.path} is locked by another process"
-                ) from exc
+                raise WarehouseUnavailableError(f"DuckDB file {self.path} is locked by another process") from exc
             raise LoadError(f"cannot open DuckDB file {self.path}: {exc}") from exc
         conn.execute("SET TimeZone = 'UTC'")
         return conn
 
-    def _run(self, what: str, operation: Callable[[Conn], T], *, tenant: str | None = None,
-             table: str | None = None) -> T:  # fmt: skip
+    def _run(
+        self, what: str, operation: Callable[[Conn], T], *, tenant: str | None = None, table: str | None = None
+    ) -> T:
         """One connection, one operation; DuckDB errors become ``LoadError`` naming tenant and table."""
         with self._connect() as conn:
             try:
@@ -152,9 +156,12 @@ class DuckDBWarehouse(Warehouse):
                 crash_point("after_delete")
                 rows = sum(_insert_part(conn, qualified(tenant, table), manifest, part) for part in parts)
                 if rows != manifest.row_count:
-                    raise VerificationError(f"date {manifest.date}: {rows} row(s) read from the parts, the manifest "
-                                            f"says {manifest.row_count}; nothing committed", tenant=tenant,
-                                            table=table)  # fmt: skip
+                    raise VerificationError(
+                        f"date {manifest.date}: {rows} row(s) read from the parts, the manifest "
+                        f"says {manifest.row_count}; nothing committed",
+                        tenant=tenant,
+                        table=table,
+                    )
                 _write_marker(conn, replace(load.marker, rows=rows))
                 crash_point("before_commit")
                 conn.execute("COMMIT")
@@ -186,8 +193,7 @@ class DuckDBWarehouse(Warehouse):
         self._run("write_marker", write, tenant=marker.tenant, table=marker.table)
         MARKER_CACHE.add(self.key, marker)
 
-    def completed_rows(self, task_family: str,
-                       pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:  # fmt: skip
+    def completed_rows(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:
         wanted = set(pairs)
         if not wanted:
             return set()
@@ -246,8 +252,10 @@ def _apply_plan(conn: Conn, tenant: str, table: str, plan: DriftPlan) -> None:
     target = qualified(tenant, table)
     if plan.create:
         defs = [f"{quote_ident(name)} {kind.duckdb()}" for name, kind in plan.columns]
-        defs += [f"{quote_ident(PARTITION_COLUMN)} DATE NOT NULL",
-                 f"{quote_ident(EXTRACTED_AT_COLUMN)} TIMESTAMP WITH TIME ZONE NOT NULL"]  # fmt: skip
+        defs += [
+            f"{quote_ident(PARTITION_COLUMN)} DATE NOT NULL",
+            f"{quote_ident(EXTRACTED_AT_COLUMN)} TIMESTAMP WITH TIME ZONE NOT NULL",
+        ]
         conn.execute(_sql("create_schema", schema=quote_ident(tenant)))
         conn.execute(_sql("create_table", table=target, columns=", ".join(defs)))
     for name, kind in plan.adds:

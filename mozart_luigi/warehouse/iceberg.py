@@ -105,10 +105,18 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 NAME_MAPPING = "schema.name-mapping.default"
 _SIMPLE: dict[str, IcebergType] = {
-    "boolean": BooleanType(), "integer": IntegerType(), "bigint": LongType(), "real": FloatType(),
-    "double": DoubleType(), "varchar": StringType(), "varbinary": BinaryType(), "date": DateType(),
-    "time": TimeType(), "timestamp": TimestampType(), "timestamptz": TimestamptzType(),
-}  # fmt: skip
+    "boolean": BooleanType(),
+    "integer": IntegerType(),
+    "bigint": LongType(),
+    "real": FloatType(),
+    "double": DoubleType(),
+    "varchar": StringType(),
+    "varbinary": BinaryType(),
+    "date": DateType(),
+    "time": TimeType(),
+    "timestamp": TimestampType(),
+    "timestamptz": TimestamptzType(),
+}
 
 
 @dataclass(frozen=True)
@@ -204,8 +212,9 @@ class IcebergLoader:
 
         def stage() -> CreateTableTransaction | None:
             try:
-                return self.catalog.create_table_transaction((tenant, table), schema=schema, partition_spec=spec,
-                                                              properties=props)  # fmt: skip
+                return self.catalog.create_table_transaction(
+                    (tenant, table), schema=schema, partition_spec=spec, properties=props
+                )
             except TableAlreadyExistsError:
                 return None
 
@@ -223,8 +232,11 @@ class IcebergLoader:
     def load_day(self, manifest: Manifest, lake: Lake, proof: dict[str, str]) -> LoadResult:
         """Steps 1-6 of the module docstring. ``proof`` goes into the snapshot summary."""
         if lake.scheme != "s3":
-            raise LoadError(f"the Iceberg load copies parts server-side; {lake.url} is not s3://",
-                            tenant=manifest.tenant, table=manifest.table)  # fmt: skip
+            raise LoadError(
+                f"the Iceberg load copies parts server-side; {lake.url} is not s3://",
+                tenant=manifest.tenant,
+                table=manifest.table,
+            )
         check_manifest(manifest, require_etag=True)
         folder = lake.date_url(manifest.tenant, manifest.table, manifest.date)
         infos = _parallel(lambda part: lake.objects.head(f"{folder}/{part.name}"), manifest.files)
@@ -234,8 +246,13 @@ class IcebergLoader:
         wanted = columns_from_schema(manifest.schema, tenant=manifest.tenant, table=manifest.table)
         attempt = _Attempt(self, manifest, lake, folder, wanted=wanted, proof=proof)
         try:
-            result = retrying(attempt.run, what=f"load {manifest.tenant}.{manifest.table} {manifest.date}",
-                              attempts=self._attempts, base_delay=self._base_delay, max_delay=5.0)  # fmt: skip
+            result = retrying(
+                attempt.run,
+                what=f"load {manifest.tenant}.{manifest.table} {manifest.date}",
+                attempts=self._attempts,
+                base_delay=self._base_delay,
+                max_delay=5.0,
+            )
         except BaseException:
             if not attempt.maybe_committed:
                 attempt.discard_copies()
@@ -306,8 +323,16 @@ class _NoTable(Exception):
 class _Attempt:
     """One load's state across commit retries: the copies are made once and reused."""
 
-    def __init__(self, loader: IcebergLoader, manifest: Manifest, lake: Lake, folder: str, *,
-                 wanted: list[tuple[str, ColumnType]], proof: dict[str, str]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        loader: IcebergLoader,
+        manifest: Manifest,
+        lake: Lake,
+        folder: str,
+        *,
+        wanted: list[tuple[str, ColumnType]],
+        proof: dict[str, str],
+    ) -> None:
         self.loader, self.manifest, self.lake, self.folder = loader, manifest, lake, folder
         self.wanted, self.proof = wanted, proof
         self.copies: list[_Copy] = []
@@ -327,11 +352,20 @@ class _Attempt:
             plan = plan_drift(columns_of(found.schema()), self.wanted, tenant=m.tenant, table=m.table)
         current = self.loader._guard("plan the date", lambda: _date_files(found, m.date))
         if _holds_exactly(current, m):
-            log.info("tenant %s table %s date %s: already holds extract %s (commit found, no new commit)",
-                     m.tenant, m.table, m.date, m.run_id)  # fmt: skip
+            log.info(
+                "tenant %s table %s date %s: already holds extract %s (commit found, no new commit)",
+                m.tenant,
+                m.table,
+                m.date,
+                m.run_id,
+            )
             snapshot = found.current_snapshot()
-            return LoadResult(rows=m.row_count, files=len(current), recovered=True,
-                              snapshot_id=snapshot.snapshot_id if snapshot else None)  # fmt: skip
+            return LoadResult(
+                rows=m.row_count,
+                files=len(current),
+                recovered=True,
+                snapshot_id=snapshot.snapshot_id if snapshot else None,
+            )
         self._copy(found.location())
         crash_point("before_commit")
         try:
@@ -340,8 +374,9 @@ class _Attempt:
             self.maybe_committed = True  # the copies may now be referenced: keep them
             raise WarehouseUnavailableError(self.loader._clean(f"commit outcome unknown: {exc}")) from None
         crash_point("after_commit")
-        return LoadResult(rows=m.row_count, files=len(self.copies), changes=tuple(plan.describe()),
-                          snapshot_id=snapshot_id)  # fmt: skip
+        return LoadResult(
+            rows=m.row_count, files=len(self.copies), changes=tuple(plan.describe()), snapshot_id=snapshot_id
+        )
 
     def _create_with_day(self, staged: CreateTableTransaction) -> LoadResult:
         """A first load: the staged creation, the name mapping and the day's files in one commit. Another
@@ -356,8 +391,9 @@ class _Attempt:
             raise WarehouseUnavailableError(self.loader._clean(f"commit outcome unknown: {exc}")) from None
         crash_point("after_commit")
         plan = DriftPlan(create=True, columns=tuple(self.wanted))
-        return LoadResult(rows=m.row_count, files=len(self.copies), changes=tuple(plan.describe()),
-                          snapshot_id=snapshot_id)  # fmt: skip
+        return LoadResult(
+            rows=m.row_count, files=len(self.copies), changes=tuple(plan.describe()), snapshot_id=snapshot_id
+        )
 
     def _commit_created(self, tx: CreateTableTransaction) -> int | None:
         m = self.manifest
@@ -372,9 +408,13 @@ class _Attempt:
 
     def _summary(self) -> dict[str, str]:
         m = self.manifest
-        return {**self.proof, "mozart.run-id": m.run_id, "mozart.date": m.date.isoformat(),
-                "mozart.manifest-rows": str(m.row_count),
-                "mozart.file-rows": ",".join(str(meta.num_rows) for meta in self.footers)}  # fmt: skip
+        return {
+            **self.proof,
+            "mozart.run-id": m.run_id,
+            "mozart.date": m.date.isoformat(),
+            "mozart.manifest-rows": str(m.row_count),
+            "mozart.file-rows": ",".join(str(meta.num_rows) for meta in self.footers),
+        }
 
     def _copy(self, table_location: str) -> None:
         """Copy the parts into ``table_location`` once per load; copies an earlier attempt made elsewhere (the
@@ -442,10 +482,13 @@ def _new_table(wanted: list[tuple[str, ColumnType]]) -> tuple[Schema, PartitionS
     ``_mozart_date`` and the properties of a new table."""
     fields = [NestedField(i + 1, name, iceberg_type(kind), required=False) for i, (name, kind) in enumerate(wanted)]
     n = len(fields)
-    fields += [NestedField(n + 1, PARTITION_COLUMN, DateType(), required=False),
-               NestedField(n + 2, EXTRACTED_AT_COLUMN, TimestamptzType(), required=False)]  # fmt: skip
-    spec = PartitionSpec(PartitionField(source_id=n + 1, field_id=1000, transform=IdentityTransform(),
-                                        name=PARTITION_COLUMN))  # fmt: skip
+    fields += [
+        NestedField(n + 1, PARTITION_COLUMN, DateType(), required=False),
+        NestedField(n + 2, EXTRACTED_AT_COLUMN, TimestamptzType(), required=False),
+    ]
+    spec = PartitionSpec(
+        PartitionField(source_id=n + 1, field_id=1000, transform=IdentityTransform(), name=PARTITION_COLUMN)
+    )
     return Schema(*fields), spec, {"format-version": "2", "write.format.default": "PARQUET"}
 
 
@@ -531,13 +574,22 @@ def _data_file(metadata: Any, m: Manifest, copy: _Copy, meta: pq.FileMetaData) -
         head, dot, rest = path.partition(".")
         mapping[raw.get(head, head) + dot + rest] = field_id
     stats = data_file_statistics_from_parquet_metadata(
-        parquet_metadata=meta, stats_columns=compute_statistics_plan(schema, metadata.properties),
+        parquet_metadata=meta,
+        stats_columns=compute_statistics_plan(schema, metadata.properties),
         parquet_column_mapping=mapping,
-    )  # fmt: skip
-    return DataFile.from_args(content=DataFileContent.DATA, file_path=copy.url, file_format=FileFormat.PARQUET,
-                              partition=stats.partition(metadata.spec(), schema), file_size_in_bytes=copy.part.bytes,
-                              sort_order_id=None, spec_id=metadata.default_spec_id, equality_ids=None,
-                              key_metadata=None, **stats.to_serialized_dict())  # fmt: skip
+    )
+    return DataFile.from_args(
+        content=DataFileContent.DATA,
+        file_path=copy.url,
+        file_format=FileFormat.PARQUET,
+        partition=stats.partition(metadata.spec(), schema),
+        file_size_in_bytes=copy.part.bytes,
+        sort_order_id=None,
+        spec_id=metadata.default_spec_id,
+        equality_ids=None,
+        key_metadata=None,
+        **stats.to_serialized_dict(),
+    )
 
 
 def iceberg_type(kind: ColumnType) -> IcebergType:
@@ -563,4 +615,3 @@ def column_type(kind: IcebergType) -> ColumnType:
 
 def columns_of(schema: Schema) -> dict[str, ColumnType]:
     return {field.name: column_type(field.field_type) for field in schema.fields}
-

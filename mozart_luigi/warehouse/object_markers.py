@@ -139,18 +139,28 @@ def _parse_key(relative: str) -> tuple[dt.date, str, str, str] | None:
 def _encode(marker: Marker) -> bytes:
     finished = marker.finished_at if marker.finished_at.tzinfo else marker.finished_at.replace(tzinfo=dt.UTC)
     body: dict[str, Any] = {
-        "task_family": marker.task_family, "task_id": marker.task_id, "tenant": marker.tenant,
-        "table": marker.table, "date": marker.date.isoformat(), "rows": marker.rows,
-        "finished_at": finished.astimezone(dt.UTC).isoformat(), "details": marker.details,
-    }  # fmt: skip
+        "task_family": marker.task_family,
+        "task_id": marker.task_id,
+        "tenant": marker.tenant,
+        "table": marker.table,
+        "date": marker.date.isoformat(),
+        "rows": marker.rows,
+        "finished_at": finished.astimezone(dt.UTC).isoformat(),
+        "details": marker.details,
+    }
     return json.dumps(body, sort_keys=True, default=str).encode("utf-8")
 
 
 def _decode(data: bytes) -> Marker:
     body = json.loads(data)
     rows = body.get("rows")
-    return Marker(task_family=str(body["task_family"]), task_id=str(body["task_id"]), tenant=str(body["tenant"]),
-                  date=dt.date.fromisoformat(body["date"]), table=body.get("table"),
-                  rows=None if rows is None else int(rows),
-                  finished_at=dt.datetime.fromisoformat(body["finished_at"]),
-                  details=body.get("details") if isinstance(body.get("details"), dict) else {})  # fmt: skip
+    return Marker(
+        task_family=str(body["task_family"]),
+        task_id=str(body["task_id"]),
+        tenant=str(body["tenant"]),
+        date=dt.date.fromisoformat(body["date"]),
+        table=body.get("table"),
+        rows=None if rows is None else int(rows),
+        finished_at=dt.datetime.fromisoformat(body["finished_at"]),
+        details=body.get("details") if isinstance(body.get("details"), dict) else {},
+    )

@@ -53,10 +53,16 @@ T = TypeVar("T")
 SOURCE = "mozart-luigi"
 _NOT_FOUND = {"TABLE_NOT_FOUND", "SCHEMA_NOT_FOUND"}
 _ALREADY_EXISTS = {"ALREADY_EXISTS", "TABLE_ALREADY_EXISTS", "SCHEMA_ALREADY_EXISTS"}
-_RETRYABLE_NAMES = {"TRANSACTION_CONFLICT", "ICEBERG_COMMIT_CONFLICT", "SERVER_STARTING_UP",
-                    "SERVER_SHUTTING_DOWN"}  # fmt: skip
-_CONFLICT_WORDS = ("conflict", "requirement failed", "commitfailed", "has changed", "cannot commit",
-                   "concurrent", "commit state unknown")  # fmt: skip
+_RETRYABLE_NAMES = {"TRANSACTION_CONFLICT", "ICEBERG_COMMIT_CONFLICT", "SERVER_STARTING_UP", "SERVER_SHUTTING_DOWN"}
+_CONFLICT_WORDS = (
+    "conflict",
+    "requirement failed",
+    "commitfailed",
+    "has changed",
+    "cannot commit",
+    "concurrent",
+    "commit state unknown",
+)
 _RETRY_HTTP = ("502", "503", "504")
 
 
@@ -78,8 +84,15 @@ def _already_exists(exc: TrinoQueryFailed) -> bool:
 class TrinoQueryFailed(LoadError):
     """A statement failed for good (user error, or a failure a retry will not fix)."""
 
-    def __init__(self, message: str, *, query_id: str | None, error_name: str | None,
-                 tenant: str | None = None, table: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        message: str,
+        *,
+        query_id: str | None,
+        error_name: str | None,
+        tenant: str | None = None,
+        table: str | None = None,
+    ) -> None:
         self.query_id = query_id
         self.error_name = error_name
         super().__init__(message, tenant=tenant, table=table)
@@ -88,8 +101,9 @@ class TrinoQueryFailed(LoadError):
 class TrinoUnavailable(WarehouseUnavailableError):
     """Trino or the Iceberg catalog is unavailable or a commit conflicted: retried with backoff."""
 
-    def __init__(self, message: str, *, query_id: str | None = None, tenant: str | None = None,
-                 table: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, message: str, *, query_id: str | None = None, tenant: str | None = None, table: str | None = None
+    ) -> None:
         self.query_id = query_id
         super().__init__(message, tenant=tenant, table=table)
 
@@ -97,10 +111,23 @@ class TrinoUnavailable(WarehouseUnavailableError):
 class TrinoWarehouse(Warehouse):
     """Tables ``{catalog}.{tenant}.{table}`` (loaded by :class:`IcebergLoader`), markers on S3."""
 
-    def __init__(self, *, host: str, port: int, user: str, catalog: str = "iceberg", tenant: str | None = None,
-                 secrets: Sequence[Secret] = (), attempts: int = 4, base_delay: float = 1.0,
-                 settings: Settings | None = None, http_scheme: str = "http", password: Secret | None = None,
-                 jwt: Secret | None = None, verify: bool | str = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        user: str,
+        catalog: str = "iceberg",
+        tenant: str | None = None,
+        secrets: Sequence[Secret] = (),
+        attempts: int = 4,
+        base_delay: float = 1.0,
+        settings: Settings | None = None,
+        http_scheme: str = "http",
+        password: Secret | None = None,
+        jwt: Secret | None = None,
+        verify: bool | str = True,
+    ) -> None:
         self.host, self.port, self.user = host, port, user
         self._http_scheme, self._password, self._jwt, self._verify = http_scheme, password, jwt, verify
         self.catalog = catalog
@@ -114,10 +141,19 @@ class TrinoWarehouse(Warehouse):
     @classmethod
     def from_settings(cls, settings: Settings, tenant: str | None = None) -> TrinoWarehouse:
         credentials = tuple(s for s in (settings.trino_password, settings.trino_jwt) if s)
-        return cls(host=settings.trino_host, port=settings.trino_port, user=settings.trino_user,
-                   catalog=settings.trino_catalog, tenant=tenant, secrets=(*_secret_keys(settings), *credentials),
-                   settings=settings, http_scheme=settings.trino_http_scheme, password=settings.trino_password,
-                   jwt=settings.trino_jwt, verify=settings.trino_verify)  # fmt: skip
+        return cls(
+            host=settings.trino_host,
+            port=settings.trino_port,
+            user=settings.trino_user,
+            catalog=settings.trino_catalog,
+            tenant=tenant,
+            secrets=(*_secret_keys(settings), *credentials),
+            settings=settings,
+            http_scheme=settings.trino_http_scheme,
+            password=settings.trino_password,
+            jwt=settings.trino_jwt,
+            verify=settings.trino_verify,
+        )
 
     @cached_property
     def loader(self) -> IcebergLoader:
@@ -138,27 +174,39 @@ class TrinoWarehouse(Warehouse):
         if key not in self._connections:
             # the catalog's guard (default 7d) would refuse a retention the operator set below 7 days; every
             # expire_snapshots here passes its own explicit threshold
-            session = {f"{self.catalog}.expire_snapshots_min_retention": "0s",
-                       f"{self.catalog}.remove_orphan_files_min_retention": "1d"}  # fmt: skip
+            session = {
+                f"{self.catalog}.expire_snapshots_min_retention": "0s",
+                f"{self.catalog}.remove_orphan_files_min_retention": "1d",
+            }
             auth: trino.auth.Authentication | None = None
             if self._password:
                 auth = trino.auth.BasicAuthentication(self.user, self._password.reveal())
             elif self._jwt:
                 auth = trino.auth.JWTAuthentication(self._jwt.reveal())
             self._connections[key] = trino.dbapi.connect(
-                host=self.host, port=self.port, user=self.user, http_scheme=self._http_scheme, source=SOURCE,
-                catalog=self.catalog, client_tags=[f"tenant:{tag}"] if tag else [], timezone="UTC",
-                session_properties=session, auth=auth, http_session=_VerifyingSession(self._verify),
-            )  # fmt: skip
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                http_scheme=self._http_scheme,
+                source=SOURCE,
+                catalog=self.catalog,
+                client_tags=[f"tenant:{tag}"] if tag else [],
+                timezone="UTC",
+                session_properties=session,
+                auth=auth,
+                http_session=_VerifyingSession(self._verify),
+            )
         return self._connections[key]
 
-    def _execute(self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None,
-                 table: str | None = None) -> list[list[Any]]:  # fmt: skip
+    def _execute(
+        self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None, table: str | None = None
+    ) -> list[list[Any]]:
         """Run one statement; every driver error leaves here translated (with the query id)."""
         return self._execute_described(statement, params, tenant=tenant, table=table)[0]
 
-    def _execute_described(self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None,
-                           table: str | None = None) -> tuple[list[list[Any]], list[tuple[str, str]]]:  # fmt: skip
+    def _execute_described(
+        self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None, table: str | None = None
+    ) -> tuple[list[list[Any]], list[tuple[str, str]]]:
         """:meth:`_execute`, also returning the result's columns as (name, Trino type)."""
         cursor = self._connection(tenant).cursor()
         try:
@@ -169,17 +217,20 @@ class TrinoWarehouse(Warehouse):
             raise self._translate(exc, tenant, table) from exc
         except (HttpError, TrinoConnectionError, requests.ConnectionError, requests.Timeout) as exc:
             what = _refusal(exc)
-            message = self._clean(f"Trino at {self.host}:{self.port} {what or 'unavailable'}: "
-                                  f"{type(exc).__name__}: {exc}")  # fmt: skip
+            message = self._clean(
+                f"Trino at {self.host}:{self.port} {what or 'unavailable'}: {type(exc).__name__}: {exc}"
+            )
             if what or (isinstance(exc, HttpError) and not str(exc).startswith(_RETRY_HTTP)):
-                raise TrinoQueryFailed(message, query_id=cursor.query_id, error_name=None, tenant=tenant,
-                                       table=table) from exc  # fmt: skip
+                raise TrinoQueryFailed(
+                    message, query_id=cursor.query_id, error_name=None, tenant=tenant, table=table
+                ) from exc
             raise TrinoUnavailable(message, query_id=cursor.query_id, tenant=tenant, table=table) from exc
         finally:
             cursor.close()
 
-    def _create(self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None,
-                table: str | None = None) -> None:  # fmt: skip
+    def _create(
+        self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None, table: str | None = None
+    ) -> None:
         """Run a ``CREATE ... IF NOT EXISTS``; losing the race to a concurrent creator is success.
 
         Trino checks existence, then creates: two workers creating one schema both pass the check and
@@ -194,16 +245,13 @@ class TrinoWarehouse(Warehouse):
             log.debug("created concurrently by another worker: %s", exc)
 
     def _translate(self, exc: TrinoQueryError, tenant: str | None, table: str | None) -> LoadError:
-        message = self._clean(f"Trino {exc.error_type} error {exc.error_name}: {exc.message} "
-                              f"(query {exc.query_id})")  # fmt: skip
+        message = self._clean(f"Trino {exc.error_type} error {exc.error_name}: {exc.message} (query {exc.query_id})")
         retryable = exc.error_name in _RETRYABLE_NAMES or (
-            exc.error_name == "ICEBERG_COMMIT_ERROR"
-            and any(w in exc.message.lower() for w in _CONFLICT_WORDS)
+            exc.error_name == "ICEBERG_COMMIT_ERROR" and any(w in exc.message.lower() for w in _CONFLICT_WORDS)
         )
         if retryable:
             return TrinoUnavailable(message, query_id=exc.query_id, tenant=tenant, table=table)
-        return TrinoQueryFailed(message, query_id=exc.query_id, error_name=exc.error_name, tenant=tenant,
-                                table=table)  # fmt: skip
+        return TrinoQueryFailed(message, query_id=exc.query_id, error_name=exc.error_name, tenant=tenant, table=table)
 
     def _clean(self, text: str) -> str:
         return redact(text, self._secrets)
@@ -233,8 +281,11 @@ class TrinoWarehouse(Warehouse):
 
     def load_day(self, load: DayLoad) -> LoadResult:
         """:meth:`IcebergLoader.load_day` (one verified commit), then the task's marker object."""
-        proof = {"mozart.task-id": load.marker.task_id, "mozart.tenant": load.manifest.tenant,
-                 "mozart.table": load.manifest.table}  # fmt: skip
+        proof = {
+            "mozart.task-id": load.marker.task_id,
+            "mozart.tenant": load.manifest.tenant,
+            "mozart.table": load.manifest.table,
+        }
         result = self.loader.load_day(load.manifest, load.lake, proof)
         details = {**load.marker.details, "snapshot_id": result.snapshot_id, "recovered": result.recovered}
         self.write_marker(replace(load.marker, rows=result.rows, details=details))
@@ -246,8 +297,9 @@ class TrinoWarehouse(Warehouse):
         rows = self._retry(f"count {tenant}.{table} {date}", count)
         return int(rows[0][0]) if rows else 0
 
-    def _execute_or_empty(self, statement: str, params: Sequence[Any], *, tenant: str | None = None,
-                          table: str | None = None) -> list[list[Any]]:  # fmt: skip
+    def _execute_or_empty(
+        self, statement: str, params: Sequence[Any], *, tenant: str | None = None, table: str | None = None
+    ) -> list[list[Any]]:
         """Like :meth:`_execute`, but a missing schema or table reads as no rows."""
         try:
             return self._execute(statement, params, tenant=tenant, table=table)
@@ -279,8 +331,7 @@ class TrinoWarehouse(Warehouse):
         self._retry(f"marker {marker.task_id}", lambda: self.marker_store.write(marker))
         MARKER_CACHE.add(self.key, marker)
 
-    def completed_rows(self, task_family: str,
-                       pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:  # fmt: skip
+    def completed_rows(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:
         wanted = list(pairs)
         return self._retry("completed markers", lambda: self.marker_store.completed_rows(task_family, wanted))
 
@@ -296,9 +347,7 @@ class TrinoWarehouse(Warehouse):
         return self._retry("latest marker", lambda: self.marker_store.latest_date(task_family, tenant))
 
     # -------------------------------------------------------------------------------------- extras
-    def query(
-        self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None
-    ) -> list[list[Any]]:
+    def query(self, statement: str, params: Sequence[Any] = (), *, tenant: str | None = None) -> list[list[Any]]:
         """Run one statement with bound values through the boundary (tests, benchmarks, ``mozart status``)."""
         return self._execute(statement, params, tenant=tenant)
 
@@ -322,8 +371,7 @@ class _VerifyingSession(requests.Session):
         self.verify = verify
 
     def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
-        return super().merge_environment_settings(url, proxies, stream, self.verify if verify is None else verify,
-                                                  cert)  # fmt: skip
+        return super().merge_environment_settings(url, proxies, stream, self.verify if verify is None else verify, cert)
 
 
 def _secret_keys(settings: Settings) -> tuple[Secret, ...]:

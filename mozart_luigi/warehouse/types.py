@@ -54,10 +54,18 @@ from mozart_luigi.overrides import setting
 from mozart_luigi.warehouse.base import EXTRACTED_AT_COLUMN, PARTITION_COLUMN
 
 _DUCKDB_NAMES = {
-    "boolean": "BOOLEAN", "integer": "INTEGER", "bigint": "BIGINT", "real": "FLOAT", "double": "DOUBLE",
-    "varchar": "VARCHAR", "varbinary": "BLOB", "date": "DATE", "time": "TIME", "timestamp": "TIMESTAMP",
+    "boolean": "BOOLEAN",
+    "integer": "INTEGER",
+    "bigint": "BIGINT",
+    "real": "FLOAT",
+    "double": "DOUBLE",
+    "varchar": "VARCHAR",
+    "varbinary": "BLOB",
+    "date": "DATE",
+    "time": "TIME",
+    "timestamp": "TIMESTAMP",
     "timestamptz": "TIMESTAMP WITH TIME ZONE",
-}  # fmt: skip
+}
 _TRINO_NAMES = {"time": "time(6)", "timestamp": "timestamp(6)", "timestamptz": "timestamp(6) with time zone"}
 _WIDER = {("integer", "bigint"), ("real", "double")}
 _RESERVED = (PARTITION_COLUMN, EXTRACTED_AT_COLUMN)
@@ -98,12 +106,21 @@ _SIMPLE: list[tuple[Callable[[pa.DataType], bool], ColumnType]] = [
     (pa.types.is_int64, ColumnType("bigint")),
     (pa.types.is_float32, ColumnType("real")),
     (pa.types.is_float64, ColumnType("double")),
-    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t),
-     ColumnType("varchar")),
-    (lambda t: (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
-                or pa.types.is_fixed_size_binary(t)), ColumnType("varbinary")),
+    (
+        lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t),
+        ColumnType("varchar"),
+    ),
+    (
+        lambda t: (
+            pa.types.is_binary(t)
+            or pa.types.is_large_binary(t)
+            or pa.types.is_binary_view(t)
+            or pa.types.is_fixed_size_binary(t)
+        ),
+        ColumnType("varbinary"),
+    ),
     (lambda t: pa.types.is_date32(t) or pa.types.is_date64(t), ColumnType("date")),
-]  # fmt: skip
+]
 
 
 def column_type(arrow_type: pa.DataType, column: str) -> ColumnType:
@@ -121,16 +138,20 @@ def column_type(arrow_type: pa.DataType, column: str) -> ColumnType:
         return ColumnType("time")
     if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
         return ColumnType("array", element=column_type(arrow_type.value_type, column))
-    raise TypeMappingError(f"column {column!r}: Arrow type {arrow_type} has no exact Iceberg/warehouse type "
-                           "(unsigned integers, time32, nanosecond times, decimals over 38 digits, structs, "
-                           "maps and null must be mapped explicitly by the extract)")  # fmt: skip
+    raise TypeMappingError(
+        f"column {column!r}: Arrow type {arrow_type} has no exact Iceberg/warehouse type "
+        "(unsigned integers, time32, nanosecond times, decimals over 38 digits, structs, "
+        "maps and null must be mapped explicitly by the extract)"
+    )
 
 
 def _decimal(arrow_type: pa.DataType, column: str) -> ColumnType:
     precision, scale = arrow_type.precision, arrow_type.scale
     if precision > 38 or scale < 0:
-        raise TypeMappingError(f"column {column!r}: {arrow_type} does not fit Iceberg's decimal(38, s) "
-                               "with 0 <= s; map it to a string in the extract")  # fmt: skip
+        raise TypeMappingError(
+            f"column {column!r}: {arrow_type} does not fit Iceberg's decimal(38, s) "
+            "with 0 <= s; map it to a string in the extract"
+        )
     return ColumnType("decimal", precision, scale)
 
 
@@ -141,9 +162,7 @@ def columns_from_schema(schema: pa.Schema, *, tenant: str, table: str) -> list[t
     for arrow_field in schema:
         name = arrow_field.name.lower()
         if name in _RESERVED or name in seen or not name:
-            problem = (
-                "is reserved by mozart" if name in _RESERVED else "is empty or duplicated (case-insensitive)"
-            )
+            problem = "is reserved by mozart" if name in _RESERVED else "is empty or duplicated (case-insensitive)"
             raise TypeMappingError(f"column {arrow_field.name!r} {problem}", tenant=tenant, table=table)
         seen.add(name)
         try:
@@ -160,15 +179,31 @@ def columns_from_schema(schema: pa.Schema, *, tenant: str, table: str) -> list[t
 # ------------------------------------------------------------------------------------- parse back types
 _DECIMAL_RE = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 _FROM_TRINO = {
-    "boolean": "boolean", "integer": "integer", "bigint": "bigint", "real": "real", "double": "double",
-    "varchar": "varchar", "varbinary": "varbinary", "date": "date", "time(6)": "time",
-    "timestamp(6)": "timestamp", "timestamp(6) with time zone": "timestamptz",
-}  # fmt: skip
+    "boolean": "boolean",
+    "integer": "integer",
+    "bigint": "bigint",
+    "real": "real",
+    "double": "double",
+    "varchar": "varchar",
+    "varbinary": "varbinary",
+    "date": "date",
+    "time(6)": "time",
+    "timestamp(6)": "timestamp",
+    "timestamp(6) with time zone": "timestamptz",
+}
 _FROM_DUCKDB = {
-    "boolean": "boolean", "integer": "integer", "bigint": "bigint", "float": "real", "double": "double",
-    "varchar": "varchar", "blob": "varbinary", "date": "date", "time": "time", "timestamp": "timestamp",
+    "boolean": "boolean",
+    "integer": "integer",
+    "bigint": "bigint",
+    "float": "real",
+    "double": "double",
+    "varchar": "varchar",
+    "blob": "varbinary",
+    "date": "date",
+    "time": "time",
+    "timestamp": "timestamp",
     "timestamp with time zone": "timestamptz",
-}  # fmt: skip
+}
 
 
 def parse_trino_type(text: str) -> ColumnType:
@@ -213,12 +248,12 @@ class DriftPlan:
 def is_widening(old: ColumnType, new: ColumnType) -> bool:
     if (old.kind, new.kind) in _WIDER:
         return True
-    return (old.kind == new.kind == "decimal" and old.scale == new.scale
-            and (new.precision or 0) > (old.precision or 0))  # fmt: skip
+    return old.kind == new.kind == "decimal" and old.scale == new.scale and (new.precision or 0) > (old.precision or 0)
 
 
-def plan_drift(existing: Mapping[str, ColumnType], wanted: Sequence[tuple[str, ColumnType]], *,
-               tenant: str, table: str) -> DriftPlan:  # fmt: skip
+def plan_drift(
+    existing: Mapping[str, ColumnType], wanted: Sequence[tuple[str, ColumnType]], *, tenant: str, table: str
+) -> DriftPlan:
     """Compare the table's columns (``existing``, empty when missing) with the new schema's.
 
     Raises ``SchemaDriftError`` naming the first offending column and both types.
@@ -244,11 +279,19 @@ def plan_drift(existing: Mapping[str, ColumnType], wanted: Sequence[tuple[str, C
             widens.append((name, old, new))
         elif old != new:
             what = "narrowing" if is_widening(new, old) else "type change"
-            why = "" if new.override is None else (
-                f": the type override {new.override} changes the type of a column the table already holds, "
-                "and a column only widens in place (integer -> bigint, real -> double, decimal(p,s) -> "
-                "decimal(p2,s) with p2 > p). Choose an override that widens, or rebuild the table: drop it in "
-                "the warehouse and extract its days again (docs/types.md, 'An override on a loaded column')")
-            raise SchemaDriftError(f"column {name!r}: {what} from {old} (table) to {new} (source) is refused{why}",
-                                   tenant=tenant, table=table)  # fmt: skip
+            why = (
+                ""
+                if new.override is None
+                else (
+                    f": the type override {new.override} changes the type of a column the table already holds, "
+                    "and a column only widens in place (integer -> bigint, real -> double, decimal(p,s) -> "
+                    "decimal(p2,s) with p2 > p). Choose an override that widens, or rebuild the table: drop it in "
+                    "the warehouse and extract its days again (docs/types.md, 'An override on a loaded column')"
+                )
+            )
+            raise SchemaDriftError(
+                f"column {name!r}: {what} from {old} (table) to {new} (source) is refused{why}",
+                tenant=tenant,
+                table=table,
+            )
     return DriftPlan(create=False, columns=tuple(wanted), adds=tuple(adds), widens=tuple(widens))

@@ -51,8 +51,10 @@ def marts(path: Path, tenant: str) -> dict[str, list[tuple[Any, ...]]]:
     import duckdb
 
     with duckdb.connect(str(path), read_only=True) as con:
-        return {mart: [tuple(r) for r in con.execute(f"SELECT * FROM {tenant}_mart.{mart} ORDER BY {key}")
-                       .fetchall()] for mart, key in MART_KEYS.items()}  # fmt: skip
+        return {
+            mart: [tuple(r) for r in con.execute(f"SELECT * FROM {tenant}_mart.{mart} ORDER BY {key}").fetchall()]
+            for mart, key in MART_KEYS.items()
+        }
 
 
 def schemas(path: Path) -> set[str]:
@@ -150,7 +152,13 @@ def test_deletes_keys_drop_the_rows_whose_key_is_gone(tmp_path: Path, monkeypatc
     (config_dir / "tables.yaml").write_text(yaml.safe_dump(tables, sort_keys=False), encoding="utf-8")
     reset_config_cache()
     assert [t.name for t in get_config().tables_for(GOOD)] == [
-        "customers", "products", "orders", "orders__keys", "order_items", "order_items__keys"]
+        "customers",
+        "products",
+        "orders",
+        "orders__keys",
+        "order_items",
+        "order_items__keys",
+    ]
     path = get_config().settings.duckdb_path
     path.parent.mkdir(parents=True, exist_ok=True)
     data = shop(1)

@@ -55,12 +55,21 @@ WHEN = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql").with_variant(o
 def _columns(*names: str) -> list[sa.Column]:
     """``id`` and three value columns named ``names``: a string, a decimal and a timestamp."""
     text, amount, when = names
-    return [sa.Column("id", sa.Integer), sa.Column(text, sa.String(40)), sa.Column(amount, sa.Numeric(10, 2)),
-            sa.Column(when, WHEN)]  # fmt: skip
+    return [
+        sa.Column("id", sa.Integer),
+        sa.Column(text, sa.String(40)),
+        sa.Column(amount, sa.Numeric(10, 2)),
+        sa.Column(when, WHEN),
+    ]
 
 
-def _row(i: int, text: str | None, amount: str | None, when: dt.datetime | None,
-         names: tuple[str, str, str] = ("note", "amount", "changed")) -> dict[str, Any]:  # fmt: skip
+def _row(
+    i: int,
+    text: str | None,
+    amount: str | None,
+    when: dt.datetime | None,
+    names: tuple[str, str, str] = ("note", "amount", "changed"),
+) -> dict[str, Any]:
     return {"id": i, names[0]: text, names[1]: None if amount is None else Decimal(amount), names[2]: when}
 
 
@@ -118,8 +127,12 @@ def _wrong_password(env_key: str, kind: str, extra: dict[str, Any]) -> Callable[
 def _sqlite(tmp_path: Path) -> Source:
     path = tmp_path / "source.sqlite"
     missing = tmp_path / "no-such-folder" / "gone.sqlite"
-    return Source("sqlite", sa.create_engine(f"sqlite:///{path}"), {"source": {"kind": "sqlite", "path": str(path)}},
-                  bad_tenant=lambda _: {"source": {"kind": "sqlite", "path": str(missing)}})  # fmt: skip
+    return Source(
+        "sqlite",
+        sa.create_engine(f"sqlite:///{path}"),
+        {"source": {"kind": "sqlite", "path": str(path)}},
+        bad_tenant=lambda _: {"source": {"kind": "sqlite", "path": str(missing)}},
+    )
 
 
 def _postgresql(reader: str) -> Source:
@@ -136,20 +149,26 @@ def _mysql(reader: str) -> Source:
     engine = sa.create_engine(os.environ["MOZART_TEST_MYSQL_URL"], connect_args={"charset": "utf8mb4"})
     source = {"kind": "mysql", "url": "${MOZART_TEST_MYSQL_URL}", "native": reader == "native"}
     bad = _wrong_password("MOZART_TEST_MYSQL_URL", "mysql", {"native": reader == "native"})
-    return Source("mysql", engine, {"source": source}, prefix=f"mz_{uuid.uuid4().hex[:8]} ", reader=reader,
-                  bad_tenant=bad)  # fmt: skip
+    return Source(
+        "mysql", engine, {"source": source}, prefix=f"mz_{uuid.uuid4().hex[:8]} ", reader=reader, bad_tenant=bad
+    )
 
 
 def _oracle() -> Source:
     engine = sa.create_engine(os.environ["MOZART_TEST_ORACLE_URL"])
     source = {"kind": "oracle", "url": "${MOZART_TEST_ORACLE_URL}"}
     bad = _wrong_password("MOZART_TEST_ORACLE_URL", "oracle", {})
-    return Source("oracle", engine, {"source": source}, prefix=f"MZ_{uuid.uuid4().hex[:8].upper()} ",
-                  bad_tenant=bad)  # fmt: skip
+    return Source("oracle", engine, {"source": source}, prefix=f"MZ_{uuid.uuid4().hex[:8].upper()} ", bad_tenant=bad)
 
 
-SOURCES = ["sqlite", "postgresql-sqlalchemy", "postgresql-native", "mysql-sqlalchemy", "mysql-native",
-           pytest.param("oracle", marks=pytest.mark.oracle)]  # fmt: skip
+SOURCES = [
+    "sqlite",
+    "postgresql-sqlalchemy",
+    "postgresql-native",
+    "mysql-sqlalchemy",
+    "mysql-native",
+    pytest.param("oracle", marks=pytest.mark.oracle),
+]
 
 
 @pytest.fixture(params=SOURCES)
@@ -181,8 +200,9 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOZART_PART_ROWS", "2")
 
 
-def configure(source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables: dict[str, Any],
-              lake: str | None = None) -> None:  # fmt: skip
+def configure(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables: dict[str, Any], lake: str | None = None
+) -> None:
     write_config(tmp_path, monkeypatch, {TENANT: source.tenant}, tables, lake)
 
 
@@ -217,15 +237,18 @@ def test_full_mode_lands_exactly_the_source_rows(source: Source, small_parts, tm
 
 def test_incremental_mode_lands_the_half_open_day(source: Source, small_parts, tmp_path: Path, monkeypatch) -> None:
     name = source.create("orders", _columns("note", "amount", "changed"), [*ROWS, NULL_CURSOR])
-    configure(source, tmp_path, monkeypatch, {"orders": {"source_name": name, "mode": "incremental",
-                                                         "cursor": "changed"}})  # fmt: skip
+    configure(
+        source, tmp_path, monkeypatch, {"orders": {"source_name": name, "mode": "incremental", "cursor": "changed"}}
+    )
     days = [DAY - dt.timedelta(days=1), DAY, DAY + dt.timedelta(days=1)]
     assert build(*(extract(TENANT, "orders", d) for d in days)).scheduling_succeeded
     manifest, rows = landed("orders")
     assert rows == IN_WINDOW
     assert manifest.mode == "incremental" and manifest.row_count == 4
-    assert (manifest.window_start, manifest.window_end) == (dt.datetime(2026, 11, 25, tzinfo=UTC),
-                                                            dt.datetime(2026, 11, 26, tzinfo=UTC))  # fmt: skip
+    assert (manifest.window_start, manifest.window_end) == (
+        dt.datetime(2026, 11, 25, tzinfo=UTC),
+        dt.datetime(2026, 11, 26, tzinfo=UTC),
+    )
     assert [r["id"] for r in landed("orders", days[0])[1]] == [1]
     assert [r["id"] for r in landed("orders", days[2])[1]] == [6]  # the NULL cursor is in no day
     assert_reader(manifest, source)
@@ -234,8 +257,12 @@ def test_incremental_mode_lands_the_half_open_day(source: Source, small_parts, t
 def test_an_empty_table_gives_one_typed_zero_row_part(source: Source, tmp_path: Path, monkeypatch) -> None:
     empty = source.create("vacant", _columns("note", "amount", "changed"), [])
     full = source.create("something", _columns("note", "amount", "changed"), ROWS)
-    configure(source, tmp_path, monkeypatch, {"vacant": {"source_name": empty, "mode": "full"},
-                                              "something": {"source_name": full, "mode": "full"}})  # fmt: skip
+    configure(
+        source,
+        tmp_path,
+        monkeypatch,
+        {"vacant": {"source_name": empty, "mode": "full"}, "something": {"source_name": full, "mode": "full"}},
+    )
     assert build(extract(TENANT, "vacant"), extract(TENANT, "something")).scheduling_succeeded
     manifest, rows = landed("vacant")
     assert rows == [] and manifest.row_count == 0 and len(manifest.files) == 1 and manifest.files[0].rows == 0
@@ -249,11 +276,15 @@ def test_hostile_table_and_column_names(source: Source, tmp_path: Path, monkeypa
     quote = "'" if source.kind == "oracle" else '"'
     names = ("select", f"Unit {quote}Price{quote}", "Updated At")
     items = source.create(f"Order 'Items' {quote}x{quote}", _columns(*names), [_renamed(r, names) for r in ROWS])
-    select = source.create("select", [sa.Column("id", sa.Integer), sa.Column("from", sa.String(40)),
-                                      sa.Column("Where", sa.Integer)], [{"id": 1, "from": "x'; DROP TABLE y; --",
-                                                                         "Where": 7}])  # fmt: skip
-    tables = {"Order Items": {"source_name": items, "mode": "incremental", "cursor": "Updated At"},
-              "select": {"source_name": select, "mode": "full"}}  # fmt: skip
+    select = source.create(
+        "select",
+        [sa.Column("id", sa.Integer), sa.Column("from", sa.String(40)), sa.Column("Where", sa.Integer)],
+        [{"id": 1, "from": "x'; DROP TABLE y; --", "Where": 7}],
+    )
+    tables = {
+        "Order Items": {"source_name": items, "mode": "incremental", "cursor": "Updated At"},
+        "select": {"source_name": select, "mode": "full"},
+    }
     configure(source, tmp_path, monkeypatch, tables)
     assert build(extract(TENANT, "order_items"), extract(TENANT, "select")).scheduling_succeeded
     manifest, rows = landed("order_items")
@@ -262,8 +293,7 @@ def test_hostile_table_and_column_names(source: Source, tmp_path: Path, monkeypa
     assert landed("select")[1] == [{"id": 1, "from": "x'; DROP TABLE y; --", "Where": 7}]
 
 
-def test_a_rerun_of_a_completed_day_does_nothing(source: Source, lake_url: str, tmp_path: Path,
-                                                  monkeypatch) -> None:  # fmt: skip
+def test_a_rerun_of_a_completed_day_does_nothing(source: Source, lake_url: str, tmp_path: Path, monkeypatch) -> None:
     name = source.create("orders", _columns("note", "amount", "changed"), ROWS)
     configure(source, tmp_path, monkeypatch, {"orders": {"source_name": name, "mode": "full"}}, lake_url)
     first = build(extract(TENANT, "orders"))
@@ -280,8 +310,9 @@ def test_a_rerun_of_a_completed_day_does_nothing(source: Source, lake_url: str, 
     assert lake().list_files(lake().date_url(TENANT, "orders", DAY)) == files
 
 
-def test_a_refused_connection_fails_at_once_naming_tenant_and_table(source: Source, tmp_path: Path, monkeypatch,
-                                                                     caplog) -> None:  # fmt: skip
+def test_a_refused_connection_fails_at_once_naming_tenant_and_table(
+    source: Source, tmp_path: Path, monkeypatch, caplog
+) -> None:
     assert source.bad_tenant is not None
     caplog.set_level(logging.DEBUG)
     write_config(tmp_path, monkeypatch, {TENANT: source.bad_tenant(monkeypatch)}, {"orders": {"mode": "full"}})
@@ -297,8 +328,7 @@ def test_a_refused_connection_fails_at_once_naming_tenant_and_table(source: Sour
         assert not Path(source.bad_tenant(monkeypatch)["source"]["path"]).exists(), "opened read-only: not created"
 
 
-def test_a_missing_table_fails_at_once_naming_tenant_and_table(source: Source, tmp_path: Path,
-                                                                monkeypatch) -> None:  # fmt: skip
+def test_a_missing_table_fails_at_once_naming_tenant_and_table(source: Source, tmp_path: Path, monkeypatch) -> None:
     source.create("present", _columns("note", "amount", "changed"), [])  # the database exists, the table not
     configure(source, tmp_path, monkeypatch, {"ghost": {"source_name": f"{source.prefix}no_such_table_zz"}})
     task = extract(TENANT, "ghost")

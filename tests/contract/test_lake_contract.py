@@ -23,7 +23,7 @@ def lake(request, tmp_path, repo_root):
         yield Lake((tmp_path / "raw").as_uri())
         return
     if not os.environ.get("MOZART_S3_ENDPOINT_URL"):
-        pytest.skip("S3 not configured: eval \"$(scripts/stack env)\"")
+        pytest.skip('S3 not configured: eval "$(scripts/stack env)"')
     settings = load_config(repo_root / "config").settings
     prefix = f"s3://raw/_contract/{uuid.uuid4().hex}"
     lake = Lake(prefix, settings)
@@ -35,9 +35,18 @@ def lake(request, tmp_path, repo_root):
 def _manifest() -> Manifest:
     import pyarrow as pa
 
-    return Manifest(tenant="t", table="orders", date=DAY, mode="full", row_count=0, source_count=0,
-                    files=(PartFile("part-x-00000.parquet", 0, 10),), schema=pa.schema([("id", pa.int64())]),
-                    extracted_at=dt.datetime(2026, 11, 29, tzinfo=dt.UTC), run_id="x")
+    return Manifest(
+        tenant="t",
+        table="orders",
+        date=DAY,
+        mode="full",
+        row_count=0,
+        source_count=0,
+        files=(PartFile("part-x-00000.parquet", 0, 10),),
+        schema=pa.schema([("id", pa.int64())]),
+        extracted_at=dt.datetime(2026, 11, 29, tzinfo=dt.UTC),
+        run_id="x",
+    )
 
 
 def test_manifest_target_exists_only_after_write(lake: Lake):

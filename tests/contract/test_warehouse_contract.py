@@ -49,8 +49,16 @@ class Env:
         self.tenants.append(name)
         return name
 
-    def publish(self, tenant: str, table: str, date: dt.date, parts: list[pa.Table], *,
-                schema: pa.Schema | None = None, run_id: str | None = None) -> Manifest:  # fmt: skip
+    def publish(
+        self,
+        tenant: str,
+        table: str,
+        date: dt.date,
+        parts: list[pa.Table],
+        *,
+        schema: pa.Schema | None = None,
+        run_id: str | None = None,
+    ) -> Manifest:
         """Write parts (with the extract's own writer: Iceberg-ready, checksummed) then the manifest."""
         run_id = run_id or new_run_id()
         schema = schema or parts[0].schema
@@ -64,15 +72,29 @@ class Env:
                 writer.rotate()
             files = writer.close()
         rows = sum(p.num_rows for p in parts)
-        manifest = Manifest(tenant=tenant, table=table, date=date, mode="full", row_count=rows,
-                            source_count=rows, files=files, schema=schema, run_id=run_id,
-                            extracted_at=EXTRACTED_AT)  # fmt: skip
+        manifest = Manifest(
+            tenant=tenant,
+            table=table,
+            date=date,
+            mode="full",
+            row_count=rows,
+            source_count=rows,
+            files=files,
+            schema=schema,
+            run_id=run_id,
+            extracted_at=EXTRACTED_AT,
+        )
         self.lake.write_manifest(manifest)
         return manifest
 
     def load(self, manifest: Manifest, task_id: str | None = None) -> int:
-        marker = Marker(task_family="LoadIceberg", task_id=task_id or f"{manifest.tenant}-load", tenant=manifest.tenant,
-                        date=manifest.date, table=manifest.table)  # fmt: skip
+        marker = Marker(
+            task_family="LoadIceberg",
+            task_id=task_id or f"{manifest.tenant}-load",
+            tenant=manifest.tenant,
+            date=manifest.date,
+            table=manifest.table,
+        )
         self.warehouse.load_day(DayLoad(manifest, self.lake, marker))
         return self.warehouse.count_partition(manifest.tenant, manifest.table, manifest.date)
 
@@ -117,26 +139,27 @@ def _delete_tree(lake: Lake) -> None:
 def typed_table(n: int = 3, *, offset: int = 0) -> pa.Table:
     """One column per supported type, with edge values (max decimals, µs, time zones, binary)."""
     ids = list(range(offset, offset + n))
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "small": pa.array([i % 100 for i in ids], pa.int16()),
-        "qty": pa.array([i * 7 for i in ids], pa.int32()),
-        "ratio": pa.array([i / 4 for i in ids], pa.float32()),
-        "score": pa.array([i / 3 for i in ids], pa.float64()),
-        "amount": pa.array([decimal.Decimal(f"{i}.{i % 100:02d}") for i in ids], pa.decimal128(10, 2)),
-        "big": pa.array([decimal.Decimal("12345678901234567890123456789012.345678")] * n,
-                        pa.decimal128(38, 6)),
-        "name": pa.array([f"name-{i} é ✓" for i in ids], pa.large_string()),
-        "payload": pa.array([bytes([i % 256, 0, 255]) for i in ids], pa.binary()),
-        "active": pa.array([i % 2 == 0 for i in ids], pa.bool_()),
-        "born": pa.array([dt.date(1970, 1, 1) + dt.timedelta(days=i) for i in ids], pa.date32()),
-        "at_local": pa.array([dt.datetime(2026, 11, 28, 23, 59, 59, 999999) for _ in ids],
-                             pa.timestamp("us")),
-        "at_utc": pa.array([dt.datetime(2026, 11, 28, 0, 0, 0, 1, tzinfo=UTC) for _ in ids],
-                           pa.timestamp("us", tz="UTC")),
-        "clock": pa.array([dt.time(13, 14, 15, 123456) for _ in ids], pa.time64("us")),
-        "maybe": pa.array([None] * n, pa.string()),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "small": pa.array([i % 100 for i in ids], pa.int16()),
+            "qty": pa.array([i * 7 for i in ids], pa.int32()),
+            "ratio": pa.array([i / 4 for i in ids], pa.float32()),
+            "score": pa.array([i / 3 for i in ids], pa.float64()),
+            "amount": pa.array([decimal.Decimal(f"{i}.{i % 100:02d}") for i in ids], pa.decimal128(10, 2)),
+            "big": pa.array([decimal.Decimal("12345678901234567890123456789012.345678")] * n, pa.decimal128(38, 6)),
+            "name": pa.array([f"name-{i} é ✓" for i in ids], pa.large_string()),
+            "payload": pa.array([bytes([i % 256, 0, 255]) for i in ids], pa.binary()),
+            "active": pa.array([i % 2 == 0 for i in ids], pa.bool_()),
+            "born": pa.array([dt.date(1970, 1, 1) + dt.timedelta(days=i) for i in ids], pa.date32()),
+            "at_local": pa.array([dt.datetime(2026, 11, 28, 23, 59, 59, 999999) for _ in ids], pa.timestamp("us")),
+            "at_utc": pa.array(
+                [dt.datetime(2026, 11, 28, 0, 0, 0, 1, tzinfo=UTC) for _ in ids], pa.timestamp("us", tz="UTC")
+            ),
+            "clock": pa.array([dt.time(13, 14, 15, 123456) for _ in ids], pa.time64("us")),
+            "maybe": pa.array([None] * n, pa.string()),
+        }
+    )
 
 
 def simple(ids: list[int], qty_type: pa.DataType | None = None, **extra: pa.Array) -> pa.Table:
@@ -147,17 +170,45 @@ def simple(ids: list[int], qty_type: pa.DataType | None = None, **extra: pa.Arra
 
 # --------------------------------------------------------------------------------------------- tests
 EXPECTED_TYPES = {
-    "trino": {"id": "bigint", "small": "integer", "qty": "integer", "ratio": "real", "score": "double",
-              "amount": "decimal(10,2)", "big": "decimal(38,6)", "name": "varchar", "payload": "varbinary",
-              "active": "boolean", "born": "date", "at_local": "timestamp(6)",
-              "at_utc": "timestamp(6) with time zone", "clock": "time(6)", "maybe": "varchar",
-              "_mozart_date": "date", "_mozart_extracted_at": "timestamp(6) with time zone"},
-    "duckdb": {"id": "bigint", "small": "integer", "qty": "integer", "ratio": "float", "score": "double",
-               "amount": "decimal(10,2)", "big": "decimal(38,6)", "name": "varchar", "payload": "blob",
-               "active": "boolean", "born": "date", "at_local": "timestamp",
-               "at_utc": "timestamp with time zone", "clock": "time", "maybe": "varchar",
-               "_mozart_date": "date", "_mozart_extracted_at": "timestamp with time zone"},
-}  # fmt: skip
+    "trino": {
+        "id": "bigint",
+        "small": "integer",
+        "qty": "integer",
+        "ratio": "real",
+        "score": "double",
+        "amount": "decimal(10,2)",
+        "big": "decimal(38,6)",
+        "name": "varchar",
+        "payload": "varbinary",
+        "active": "boolean",
+        "born": "date",
+        "at_local": "timestamp(6)",
+        "at_utc": "timestamp(6) with time zone",
+        "clock": "time(6)",
+        "maybe": "varchar",
+        "_mozart_date": "date",
+        "_mozart_extracted_at": "timestamp(6) with time zone",
+    },
+    "duckdb": {
+        "id": "bigint",
+        "small": "integer",
+        "qty": "integer",
+        "ratio": "float",
+        "score": "double",
+        "amount": "decimal(10,2)",
+        "big": "decimal(38,6)",
+        "name": "varchar",
+        "payload": "blob",
+        "active": "boolean",
+        "born": "date",
+        "at_local": "timestamp",
+        "at_utc": "timestamp with time zone",
+        "clock": "time",
+        "maybe": "varchar",
+        "_mozart_date": "date",
+        "_mozart_extracted_at": "timestamp with time zone",
+    },
+}
 
 
 def test_ensure_table_creates_exact_types_once(env: Env):
@@ -232,12 +283,27 @@ def test_count_partition_of_a_missing_table_is_zero(env: Env):
 
 def test_schema_evolution_adds_and_widens(env: Env):
     tenant = env.tenant()
-    env.load(env.publish(tenant, "orders", DAY2, [simple([1], ratio=pa.array([0.5], pa.float32()),
-                                                        amount=pa.array([decimal.Decimal("1.25")],
-                                                                        pa.decimal128(10, 2)))]))  # fmt: skip
-    evolved = simple([2], pa.int64(), ratio=pa.array([0.25], pa.float64()),
-                     amount=pa.array([decimal.Decimal("123456789.25")], pa.decimal128(12, 2)),
-                     note=pa.array(["new"], pa.string()))  # fmt: skip
+    env.load(
+        env.publish(
+            tenant,
+            "orders",
+            DAY2,
+            [
+                simple(
+                    [1],
+                    ratio=pa.array([0.5], pa.float32()),
+                    amount=pa.array([decimal.Decimal("1.25")], pa.decimal128(10, 2)),
+                )
+            ],
+        )
+    )
+    evolved = simple(
+        [2],
+        pa.int64(),
+        ratio=pa.array([0.25], pa.float64()),
+        amount=pa.array([decimal.Decimal("123456789.25")], pa.decimal128(12, 2)),
+        note=pa.array(["new"], pa.string()),
+    )
     changes = env.warehouse.ensure_table(tenant, "orders", evolved.schema)
     assert sorted(changes) == sorted(
         [
@@ -258,13 +324,17 @@ def test_schema_evolution_adds_and_widens(env: Env):
     ]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda ids: simple(ids, pa.int16()), "narrowing from bigint (table) to integer (source)"),
-    (lambda ids: simple(ids).set_column(1, "qty", pa.array(["a"] * len(ids))),
-     "type change from bigint (table) to varchar (source)"),
-    (lambda ids: pa.table({"id": pa.array(ids, pa.int64())}),
-     "column 'qty' (bigint) is in the warehouse table"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda ids: simple(ids, pa.int16()), "narrowing from bigint (table) to integer (source)"),
+        (
+            lambda ids: simple(ids).set_column(1, "qty", pa.array(["a"] * len(ids))),
+            "type change from bigint (table) to varchar (source)",
+        ),
+        (lambda ids: pa.table({"id": pa.array(ids, pa.int64())}), "column 'qty' (bigint) is in the warehouse table"),
+    ],
+)
 def test_refused_drift_raises_before_any_change(env: Env, change, message):
     tenant = env.tenant()
     assert env.load(env.publish(tenant, "orders", DAY, [simple([1, 2], pa.int64())])) == 2
@@ -288,8 +358,15 @@ def test_unsupported_types_fail_with_the_column_name(env: Env):
 
 
 def _marker(task_id: str, tenant: str, date: dt.date, rows: int = 1, family: str = "LoadIceberg") -> Marker:
-    return Marker(task_family=family, task_id=task_id, tenant=tenant, date=date, table="orders", rows=rows,
-                  details={"run_id": "r1", "files": ["part-a.parquet"]})  # fmt: skip
+    return Marker(
+        task_family=family,
+        task_id=task_id,
+        tenant=tenant,
+        date=date,
+        table="orders",
+        rows=rows,
+        details={"run_id": "r1", "files": ["part-a.parquet"]},
+    )
 
 
 def test_markers_single_and_bulk(env: Env):

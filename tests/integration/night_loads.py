@@ -17,5 +17,8 @@ class NightLoads(luigi.WrapperTask):
 
     def requires(self) -> list[LoadIceberg]:
         config = get_config()
-        return [LoadIceberg(tenant=tenant.id, table=table, date=self.date)
-                for tenant in config.tenants.values() for table in tenant.tables]  # fmt: skip
+        return [
+            LoadIceberg(tenant=tenant.id, table=table, date=self.date)
+            for tenant in config.tenants.values()
+            for table in tenant.tables
+        ]

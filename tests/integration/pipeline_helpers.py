@@ -122,9 +122,7 @@ def run(
     argv: list[str], setup: Setup, *, timeout: float = 1200, log: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a command from the project folder (so luigi.cfg applies) with the setup's environment."""
-    done = subprocess.run(
-        argv, cwd=REPO, env=setup.env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    done = subprocess.run(argv, cwd=REPO, env=setup.env, capture_output=True, text=True, timeout=timeout, check=False)
     if log is not None:
         with log.open("a") as out:
             out.write(f"$ {' '.join(map(str, argv))}\n{done.stdout}\n{done.stderr}\n")
@@ -139,9 +137,7 @@ def cleanup(setup: Setup) -> None:
         with open_warehouse(settings) as wh:
             for tenant in setup.tenants:
                 # other tests commit to mozart_meta at the same time: Iceberg commit conflicts are retried
-                retrying(
-                    lambda t=tenant: _drop_dbt_schemas(wh, settings.trino_catalog, t), what="drop dbt schemas"
-                )
+                retrying(lambda t=tenant: _drop_dbt_schemas(wh, settings.trino_catalog, t), what="drop dbt schemas")
                 retrying(lambda t=tenant: wh.drop_tenant(t), what=f"drop tenant {tenant}", attempts=6)
         lake = Lake.from_settings(settings)
         for tenant in setup.tenants:
@@ -153,9 +149,7 @@ def cleanup(setup: Setup) -> None:
 def _clear_table(lake: Lake, tenant: str, table: str) -> None:
     import pyarrow.fs as pafs
 
-    selector = pafs.FileSelector(
-        lake.fs_path(lake.table_url(tenant, table)), allow_not_found=True, recursive=True
-    )
+    selector = pafs.FileSelector(lake.fs_path(lake.table_url(tenant, table)), allow_not_found=True, recursive=True)
     for info in lake.filesystem.get_file_info(selector):
         if info.type == pafs.FileType.File:
             lake.filesystem.delete_file(info.path)

@@ -163,8 +163,15 @@ def test_dbt_dies_with_its_sigkilled_worker_mid_build_and_frees_the_duckdb_file(
 
     data, flag, log = tmp_path / "data", tmp_path / "dbt.pid", tmp_path / "worker.log"
     env = {**os.environ, "MOZART_TEST_DBT_FLAG": str(flag)}
-    with log.open("wb") as out, subprocess.Popen([sys.executable, "-c", WORKER, str(sleeping_project), str(data)],
-                                                 env=env, stdout=out, stderr=subprocess.STDOUT) as worker:  # fmt: skip
+    with (
+        log.open("wb") as out,
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(sleeping_project), str(data)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        ) as worker,
+    ):
         dbt = _wait_for_flag(flag, worker, log)
         leftovers.append(dbt)
         assert _parent_of(dbt) == worker.pid, "the model runs in dbt, the worker's child"

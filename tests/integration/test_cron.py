@@ -72,20 +72,13 @@ def test_two_runs_at_once_one_works_the_other_exits_already_running(tmp_path: Pa
     assert "another run holds" in log
     # once the lock is free, the next run works again
     assert (
-        subprocess.run(
-            [_script(repo_root), "--date", "2026-11-28"], check=False, env=env, timeout=30
-        ).returncode
-        == 0
+        subprocess.run([_script(repo_root), "--date", "2026-11-28"], check=False, env=env, timeout=30).returncode == 0
     )
 
 
 @pytest.mark.unit
-def test_failure_exit_code_is_passed_through_and_default_date_is_yesterday(
-    tmp_path: Path, repo_root: Path
-) -> None:
-    env = _env(
-        tmp_path, MOZART_BIN=str(_fake_mozart(tmp_path, sleep=0, exit_code=30)), MOZART_SCHEDULER="luigid"
-    )
+def test_failure_exit_code_is_passed_through_and_default_date_is_yesterday(tmp_path: Path, repo_root: Path) -> None:
+    env = _env(tmp_path, MOZART_BIN=str(_fake_mozart(tmp_path, sleep=0, exit_code=30)), MOZART_SCHEDULER="luigid")
     done = subprocess.run(
         [_script(repo_root), "--tenants", "acme"],
         check=False,
@@ -121,9 +114,7 @@ def test_bad_arguments_are_refused(tmp_path: Path, repo_root: Path) -> None:
 
 
 @pytest.mark.integration
-def test_real_daily_runs_at_once_on_the_stack(
-    stack_env: dict[str, str], tmp_path: Path, repo_root: Path
-) -> None:
+def test_real_daily_runs_at_once_on_the_stack(stack_env: dict[str, str], tmp_path: Path, repo_root: Path) -> None:
     """The real thing: two mozart-daily at once for unique stack tenants; one runs, the other exits 10."""
     setup = stack_setup(tmp_path, stack_env, unique("t_cron"), ["acme", "globex"])
     env = {**setup.env, "MOZART_LOG_DIR": str(tmp_path / "logs"), "MOZART_WORKERS": "2"}

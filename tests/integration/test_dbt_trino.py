@@ -44,8 +44,11 @@ def _drop_tenant(tenant: str) -> None:
         catalog = settings.trino_catalog
         for layer in LAYERS:
             schema = f"{tenant}_{layer}"
-            rows = wh.query(f"SELECT table_name, table_type FROM {catalog}.information_schema.tables "
-                            "WHERE table_schema = ?", [schema], tenant=tenant)  # fmt: skip
+            rows = wh.query(
+                f"SELECT table_name, table_type FROM {catalog}.information_schema.tables WHERE table_schema = ?",
+                [schema],
+                tenant=tenant,
+            )
             for name, kind in rows:
                 what = "VIEW" if kind == "VIEW" else "TABLE"
                 wh.query(f'DROP {what} IF EXISTS {catalog}."{schema}"."{name}"', tenant=tenant)
@@ -94,8 +97,9 @@ def _dbt_markers(date: dt.date) -> dict[str, Any]:
 # --------------------------------------------------------------------------------- synthetic tenants
 
 
-def test_dbt_run_on_trino_twice_with_a_failing_tenant(tenants: list[str], tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_dbt_run_on_trino_twice_with_a_failing_tenant(
+    tenants: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     good, bad = _unique("good"), _unique("bad")
     tenants.extend([good, bad])
     write_config(tmp_path, monkeypatch, [good, bad], profile="stack")
@@ -177,9 +181,11 @@ KINDS = {
 
 def _norm(kinds: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
     convert: dict[str, Callable[[Any], Any]] = {
-        "i": int, "s": lambda v: str(v).rstrip(), "d": lambda v: v,
+        "i": int,
+        "s": lambda v: str(v).rstrip(),
+        "d": lambda v: v,
         "m": lambda v: Decimal(v).quantize(Decimal("0.01")),
-    }  # fmt: skip
+    }
     return tuple(None if v is None else convert[k](v) for k, v in zip(kinds, row, strict=True))
 
 
@@ -188,12 +194,14 @@ def _expected_from_source(url: sa.URL) -> dict[str, list[tuple[Any, ...]]]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            out = {m: [_norm(KINDS[m], tuple(r)) for r in conn.execute(sa.text(sql))]
-                   for m, sql in SOURCE_MARTS.items()}  # fmt: skip
+            out = {
+                m: [_norm(KINDS[m], tuple(r)) for r in conn.execute(sa.text(sql))] for m, sql in SOURCE_MARTS.items()
+            }
     finally:
         engine.dispose()
-    out["customer_lifetime_value"] = [(*r, (r[7] - r[6]).days if r[6] else None)
-                                      for r in out["customer_lifetime_value"]]  # fmt: skip
+    out["customer_lifetime_value"] = [
+        (*r, (r[7] - r[6]).days if r[6] else None) for r in out["customer_lifetime_value"]
+    ]
     return out
 
 
@@ -201,10 +209,11 @@ def _got(tenant: str) -> dict[str, list[tuple[Any, ...]]]:
     marts = _marts(tenant)
     return {
         "daily_revenue": [_norm(KINDS["daily_revenue"], r) for r in marts["daily_revenue"]],
-        "customer_lifetime_value": [(*_norm(KINDS["customer_lifetime_value"], r[:8]), r[8])
-                                    for r in marts["customer_lifetime_value"]],
+        "customer_lifetime_value": [
+            (*_norm(KINDS["customer_lifetime_value"], r[:8]), r[8]) for r in marts["customer_lifetime_value"]
+        ],
         "product_performance": [_norm(KINDS["product_performance"], r) for r in marts["product_performance"]],
-    }  # fmt: skip
+    }
 
 
 def test_chain_from_the_sample_sources_equals_plain_sql_on_them(
@@ -213,21 +222,39 @@ def test_chain_from_the_sample_sources_equals_plain_sql_on_them(
     acme, globex = _unique("acme"), _unique("globex")
     tenants.extend([acme, globex])
     body = {
-        acme: {"source": {"kind": "postgresql", "host": "${MOZART_PG_HOST:127.0.0.1}",
-                          "port": "${MOZART_PG_PORT}", "database": "acme", "user": "acme_reader",
-                          "password": "${ACME_DB_PASSWORD}",
-                          "schema": "public"}},
-        globex: {"source": {"kind": "mysql", "host": "${MOZART_MYSQL_HOST:127.0.0.1}",
-                            "port": "${MOZART_MYSQL_PORT}", "database": "globex", "user": "globex_reader",
-                            "password": "${GLOBEX_DB_PASSWORD}"}},
-    }  # fmt: skip
+        acme: {
+            "source": {
+                "kind": "postgresql",
+                "host": "${MOZART_PG_HOST:127.0.0.1}",
+                "port": "${MOZART_PG_PORT}",
+                "database": "acme",
+                "user": "acme_reader",
+                "password": "${ACME_DB_PASSWORD}",
+                "schema": "public",
+            }
+        },
+        globex: {
+            "source": {
+                "kind": "mysql",
+                "host": "${MOZART_MYSQL_HOST:127.0.0.1}",
+                "port": "${MOZART_MYSQL_PORT}",
+                "database": "globex",
+                "user": "globex_reader",
+                "password": "${GLOBEX_DB_PASSWORD}",
+            }
+        },
+    }
     config_dir = write_config(tmp_path, monkeypatch, [], profile="stack")
     (config_dir / "tenants.yaml").write_text(yaml.safe_dump({"tenants": body}), encoding="utf-8")
     reset_config_cache()
     days = [dt.date(2026, 11, 25) + dt.timedelta(days=i) for i in range(4)]
     last = days[-1]
-    loads = [LoadIceberg(tenant=t, table=table, date=day) for t in (acme, globex)
-             for table in get_config().tenant(t).tables for day in days[:-1]]  # fmt: skip
+    loads = [
+        LoadIceberg(tenant=t, table=table, date=day)
+        for t in (acme, globex)
+        for table in get_config().tenant(t).tables
+        for day in days[:-1]
+    ]
 
     with luigi_events(DbtRun) as events:
         result = build(*loads, DbtRun(tenant=acme, date=last), DbtRun(tenant=globex, date=last), workers=2)

@@ -79,9 +79,7 @@ def test_every_demo_day_is_reported_done(demo: dict[str, object]) -> None:
     for day in DEMO_DAYS:
         report = json.loads((data / "reports" / day / "report.json").read_text())
         assert report["ok"] is True, day
-        assert all(
-            r["rows_extracted"] == r["rows_loaded"] and r["seconds"] is not None for r in report["tables"]
-        )
+        assert all(r["rows_extracted"] == r["rows_loaded"] and r["seconds"] is not None for r in report["tables"])
         assert report["run"] == {"status": "SUCCESS", "exit_code": 0}
 
 

@@ -129,15 +129,15 @@ def mysql_own_db(stack_env: dict[str, str]) -> Iterator[tuple[sa.Engine, str]]:
 def test_a_mariadb_extract_holds_one_session(mysql_own_db, reader, tmp_path: Path, monkeypatch) -> None:
     engine, database = mysql_own_db
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE `{database}`.big (id int PRIMARY KEY, h char(32), "
-                             "updated_at datetime(6))")  # fmt: skip
-        conn.exec_driver_sql(f"INSERT INTO `{database}`.big SELECT seq, md5(seq), TIMESTAMP('2026-11-25') "
-                             f"+ INTERVAL seq * 100000 MICROSECOND FROM seq_1_to_{ROWS}")  # fmt: skip
+        conn.exec_driver_sql(f"CREATE TABLE `{database}`.big (id int PRIMARY KEY, h char(32), updated_at datetime(6))")
+        conn.exec_driver_sql(
+            f"INSERT INTO `{database}`.big SELECT seq, md5(seq), TIMESTAMP('2026-11-25') "
+            f"+ INTERVAL seq * 100000 MICROSECOND FROM seq_1_to_{ROWS}"
+        )
     url = engine.url.set(database=database).render_as_string(hide_password=False)
     monkeypatch.setenv("MOZART_TEST_CONN_URL", url)
     source = {"kind": "mysql", "url": "${MOZART_TEST_CONN_URL}", "native": reader == "native"}
-    tables = {"big": {"mode": "full"}, "window": {"source_name": "big", "mode": "incremental",
-                                                  "cursor": "updated_at"}}  # fmt: skip
+    tables = {"big": {"mode": "full"}, "window": {"source_name": "big", "mode": "incremental", "cursor": "updated_at"}}
     write_config(tmp_path, monkeypatch, {"globex": {"source": source}}, tables)
     monkeypatch.setenv("MOZART_BATCH_ROWS", "1000")
     sql = "SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = :db"
@@ -178,10 +178,10 @@ def test_a_refused_password_fails_the_native_read_at_once(dialect: str, stack_en
     assert ("password authentication failed" if dialect == "postgresql" else "ERROR 1045") in str(info.value)
 
 
-
 @pytest.mark.parametrize("reader", ["sqlalchemy", "native"])
-def test_the_mariadb_session_statements_reach_the_reading_connection(mysql_own_db, reader, tmp_path: Path,
-                                                                     monkeypatch) -> None:  # fmt: skip
+def test_the_mariadb_session_statements_reach_the_reading_connection(
+    mysql_own_db, reader, tmp_path: Path, monkeypatch
+) -> None:
     """The rows are read in the session the connector sets up (``time_zone`` UTC, a long ``net_write_timeout``):
     a view reports its own session's values. connectorx ignores an unknown keyword, so a misspelt one
     silently dropped them on the native path (on a server whose default time zone is not UTC, TIMESTAMP
@@ -189,12 +189,16 @@ def test_the_mariadb_session_statements_reach_the_reading_connection(mysql_own_d
     engine, database = mysql_own_db
     with engine.begin() as conn:
         # a view may not name a system variable; a function it calls may (evaluated in the reading session)
-        conn.exec_driver_sql(f"CREATE FUNCTION `{database}`.tz() RETURNS varchar(64) NOT DETERMINISTIC "
-                             "RETURN @@session.time_zone")  # fmt: skip
-        conn.exec_driver_sql(f"CREATE FUNCTION `{database}`.nwt() RETURNS bigint NOT DETERMINISTIC "
-                             "RETURN @@session.net_write_timeout")  # fmt: skip
-        conn.exec_driver_sql(f"CREATE VIEW `{database}`.session_seen AS SELECT 1 AS id, `{database}`.tz() AS tz, "
-                             f"`{database}`.nwt() AS nwt")  # fmt: skip
+        conn.exec_driver_sql(
+            f"CREATE FUNCTION `{database}`.tz() RETURNS varchar(64) NOT DETERMINISTIC RETURN @@session.time_zone"
+        )
+        conn.exec_driver_sql(
+            f"CREATE FUNCTION `{database}`.nwt() RETURNS bigint NOT DETERMINISTIC RETURN @@session.net_write_timeout"
+        )
+        conn.exec_driver_sql(
+            f"CREATE VIEW `{database}`.session_seen AS SELECT 1 AS id, `{database}`.tz() AS tz, "
+            f"`{database}`.nwt() AS nwt"
+        )
     url = engine.url.set(database=database).render_as_string(hide_password=False)
     monkeypatch.setenv("MOZART_TEST_CONN_URL", url)
     source = {"kind": "mysql", "url": "${MOZART_TEST_CONN_URL}", "native": reader == "native"}

@@ -60,8 +60,9 @@ def _edge_rows() -> list[tuple]:
 
 
 @pytest.mark.parametrize("cursor", ["wall", "instant", "day"])  # DATETIME, TIMESTAMP (+00:00 session), DATE
-def test_the_window_is_read_natively_and_equals_the_row_path(mysql_db, tmp_path: Path, monkeypatch,
-                                                             cursor: str) -> None:  # fmt: skip
+def test_the_window_is_read_natively_and_equals_the_row_path(
+    mysql_db, tmp_path: Path, monkeypatch, cursor: str
+) -> None:
     engine, prefix = mysql_db
     name = f"{prefix}_window"
     with engine.begin() as conn:
@@ -84,8 +85,11 @@ def test_the_window_is_read_natively_and_equals_the_row_path(mysql_db, tmp_path:
 PROPERTY = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 NEAR_EDGES = st.one_of(
     st.sampled_from(EDGES),
-    st.builds(lambda edge, offset: edge + dt.timedelta(microseconds=offset), st.sampled_from([START, END]),
-              st.integers(-5_000_000, 5_000_000)),  # fmt: skip
+    st.builds(
+        lambda edge, offset: edge + dt.timedelta(microseconds=offset),
+        st.sampled_from([START, END]),
+        st.integers(-5_000_000, 5_000_000),
+    ),
     st.datetimes(min_value=START - dt.timedelta(days=2), max_value=END + dt.timedelta(days=2)),
 )
 
@@ -115,4 +119,3 @@ def test_random_cursors_near_the_edges_read_the_same_rows(mysql_db, tmp_path: Pa
         assert native.equals(by_rows) and native.schema.field("wall").type == pa.timestamp("us")
 
     check()
-

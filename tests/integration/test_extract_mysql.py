@@ -108,14 +108,10 @@ def setup_types(engine, prefix: str) -> str:
     return name
 
 
-def test_every_mysql_type_case_round_trips_exactly(
-    mysql_db, reader, lake_url, tmp_path: Path, monkeypatch
-) -> None:
+def test_every_mysql_type_case_round_trips_exactly(mysql_db, reader, lake_url, tmp_path: Path, monkeypatch) -> None:
     engine, prefix = mysql_db
     name = setup_types(engine, prefix)
-    write_config(
-        tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, {"types": {"source_name": name}}, lake_url
-    )
+    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, {"types": {"source_name": name}}, lake_url)
     assert build(extract("globex", "types")).scheduling_succeeded
     manifest, data = read_back("globex", "types")
     assert {f.name: f.type for f in data.schema} == EXPECTED_TYPES
@@ -129,9 +125,7 @@ def test_every_mysql_type_case_round_trips_exactly(
     assert "precision 65 > 38" in manifest.details["policies"]["d65"]
 
 
-def test_datetime_is_wall_clock_and_timestamp_is_an_instant(
-    mysql_db, reader, tmp_path: Path, monkeypatch
-) -> None:
+def test_datetime_is_wall_clock_and_timestamp_is_an_instant(mysql_db, reader, tmp_path: Path, monkeypatch) -> None:
     """The same literal written by clients in two time zones: DATETIME keeps it, TIMESTAMP stores instants."""
     engine, prefix = mysql_db
     name = f"{prefix}_clock"
@@ -139,9 +133,7 @@ def test_datetime_is_wall_clock_and_timestamp_is_an_instant(
         conn.exec_driver_sql(f"CREATE TABLE `{name}` (id int, wall datetime(6), instant timestamp(6) NULL)")
         for i, zone in enumerate(["+00:00", "+05:30", "-08:00"]):
             conn.exec_driver_sql(f"SET SESSION time_zone = '{zone}'")
-            conn.exec_driver_sql(
-                f"INSERT INTO `{name}` VALUES ({i}, '2026-11-25 12:00:00.5', '2026-11-25 12:00:00.5')"
-            )
+            conn.exec_driver_sql(f"INSERT INTO `{name}` VALUES ({i}, '2026-11-25 12:00:00.5', '2026-11-25 12:00:00.5')")
     write_config(tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, {"clock": {"source_name": name}})
     extract("globex", "clock").run()
     rows = sorted(read_back("globex", "clock")[1].to_pylist(), key=lambda r: r["id"])
@@ -179,9 +171,7 @@ def test_time_outside_a_day_is_refused(mysql_db, reader, tmp_path: Path, monkeyp
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE `{name}` (id int, spent time)")
         conn.exec_driver_sql(f"INSERT INTO `{name}` VALUES (1, '12:00:00'), (2, '-01:00:00')")
-    write_config(
-        tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, {"durations": {"source_name": name}}
-    )
+    write_config(tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, {"durations": {"source_name": name}})
     task = extract("globex", "durations")
     with pytest.raises(TypeMappingError, match=r"tenant 'globex', table 'durations': column 'spent' \(TIME"):
         task.run()
@@ -196,22 +186,31 @@ def test_hostile_names_with_backticks(mysql_db, reader, tmp_path: Path, monkeypa
     name = f"{prefix} tick`s"
     quoted = f"`{name.replace('`', '``')}`"
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE {quoted} (`a``b` int, ```quoted``` varchar(20), `two````ticks` "
-                             "decimal(12,2), `Up``dated` datetime(6), `drop``me` int, updated datetime)")  # fmt: skip
-        conn.exec_driver_sql(f"INSERT INTO {quoted} VALUES "
-                             "(1, 'x`; DROP TABLE y; --', 1.50, '2026-11-25 08:00', 9, '2026-11-25 08:00'), "
-                             "(2, 'late', 2.50, '2026-11-26 00:00', 9, '2026-11-26 00:00')")  # fmt: skip
+        conn.exec_driver_sql(
+            f"CREATE TABLE {quoted} (`a``b` int, ```quoted``` varchar(20), `two````ticks` "
+            "decimal(12,2), `Up``dated` datetime(6), `drop``me` int, updated datetime)"
+        )
+        conn.exec_driver_sql(
+            f"INSERT INTO {quoted} VALUES "
+            "(1, 'x`; DROP TABLE y; --', 1.50, '2026-11-25 08:00', 9, '2026-11-25 08:00'), "
+            "(2, 'late', 2.50, '2026-11-26 00:00', 9, '2026-11-26 00:00')"
+        )
     tables = {"ticks": {"source_name": name, "mode": "incremental", "cursor": "updated", "exclude": ["updated"]}}
     write_config(tmp_path, monkeypatch, {"globex": mysql_tenant(reader)}, tables)
-    expected = {"a`b": 1, "`quoted`": "x`; DROP TABLE y; --", "two``ticks": Decimal("1.50"),
-                "Up`dated": dt.datetime(2026, 11, 25, 8)}  # fmt: skip
+    expected = {
+        "a`b": 1,
+        "`quoted`": "x`; DROP TABLE y; --",
+        "two``ticks": Decimal("1.50"),
+        "Up`dated": dt.datetime(2026, 11, 25, 8),
+    }
     try:
         extract("globex", "ticks").run()
         manifest, data = read_back("globex", "ticks")
         assert data.to_pylist() == [{**expected, "drop`me": 9}]
         assert manifest.details["reader"] == ("sqlalchemy" if reader == "sqlalchemy" else "connectorx-mysql")
-        by_true_names = TableConfig(name="ticks", source_name=name, mode="incremental", cursor="Up`dated",
-                                    exclude=("drop`me", "updated"))  # fmt: skip
+        by_true_names = TableConfig(
+            name="ticks", source_name=name, mode="incremental", cursor="Up`dated", exclude=("drop`me", "updated")
+        )
         connector = connector_for(get_config().tenant("globex"))
         with connector.snapshot(by_true_names, Window.for_date(DAY)) as snap:
             assert snap.count() == 1

@@ -33,8 +33,7 @@ def oracle_table() -> Iterator[tuple[sa.Engine, str]]:
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql(
-                f"BEGIN EXECUTE IMMEDIATE 'DROP TABLE \"{name}\" PURGE'; "
-                "EXCEPTION WHEN OTHERS THEN NULL; END;"
+                f"BEGIN EXECUTE IMMEDIATE 'DROP TABLE \"{name}\" PURGE'; EXCEPTION WHEN OTHERS THEN NULL; END;"
             )
         engine.dispose()
 

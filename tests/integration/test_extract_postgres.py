@@ -123,14 +123,10 @@ def setup_types(engine: sa.Engine, schema: str) -> None:
         conn.exec_driver_sql(ROW.format(s=schema))
 
 
-def test_every_pg_type_case_round_trips_exactly(
-    pg_schema, reader, lake_url, tmp_path: Path, monkeypatch
-) -> None:
+def test_every_pg_type_case_round_trips_exactly(pg_schema, reader, lake_url, tmp_path: Path, monkeypatch) -> None:
     engine, schema = pg_schema
     setup_types(engine, schema)
-    write_config(
-        tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"types": {"mode": "full"}}, lake_url
-    )
+    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"types": {"mode": "full"}}, lake_url)
     assert build(extract("acme", "types")).scheduling_succeeded
     manifest, data = read_back("acme", "types")
     assert {f.name: f.type for f in data.schema} == EXPECTED_TYPES
@@ -148,9 +144,7 @@ def test_every_pg_type_case_round_trips_exactly(
 def test_incremental_window_is_half_open_in_utc(pg_schema, reader, tmp_path: Path, monkeypatch) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            f'CREATE TABLE "{schema}".events (id int, changed timestamptz, local_ts timestamp)'
-        )
+        conn.exec_driver_sql(f'CREATE TABLE "{schema}".events (id int, changed timestamptz, local_ts timestamp)')
         conn.exec_driver_sql(f"""INSERT INTO "{schema}".events VALUES
             (1, '2026-11-24 23:59:59.999999+00', '2026-11-24 23:59:59.999999'),
             (2, '2026-11-25 00:00:00+00', '2026-11-25 00:00:00'),
@@ -196,9 +190,7 @@ def test_unbounded_numeric_that_does_not_fit_fails_without_rounding(
     assert not task.output().exists()
 
 
-def test_unsupported_type_is_refused_naming_the_column(
-    pg_schema, reader, tmp_path: Path, monkeypatch
-) -> None:
+def test_unsupported_type_is_refused_naming_the_column(pg_schema, reader, tmp_path: Path, monkeypatch) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
         conn.exec_driver_sql(f'CREATE TABLE "{schema}".shapes (id int, p point)')
@@ -241,12 +233,8 @@ def test_uuid_arrays_and_domains(pg_schema, reader, tmp_path: Path, monkeypatch)
     value = uuid.uuid4()
     with engine.begin() as conn:
         conn.exec_driver_sql(f'CREATE DOMAIN "{schema}".positive AS numeric(8,2) CHECK (VALUE > 0)')
-        conn.exec_driver_sql(
-            f'CREATE TABLE "{schema}".doms (id int, price "{schema}".positive, tags jsonb[])'
-        )
-        conn.exec_driver_sql(
-            f"""INSERT INTO "{schema}".doms VALUES (1, 9.99, ARRAY['{{"k": "{value}"}}']::jsonb[])"""
-        )
+        conn.exec_driver_sql(f'CREATE TABLE "{schema}".doms (id int, price "{schema}".positive, tags jsonb[])')
+        conn.exec_driver_sql(f"""INSERT INTO "{schema}".doms VALUES (1, 9.99, ARRAY['{{"k": "{value}"}}']::jsonb[])""")
     write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"doms": {"mode": "full"}})
     extract("acme", "doms").run()
     _, data = read_back("acme", "doms")
@@ -259,20 +247,28 @@ def test_hostile_names_with_backticks(pg_schema, reader, tmp_path: Path, monkeyp
     ``exclude``/``cursor`` by such a name (tables.yaml refuses them) on the connector's own snapshot."""
     engine, schema = pg_schema
     with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE TABLE "{schema}"."tick`s" ("a`b" int, "`quoted`" text, "two``ticks" '
-                             'numeric(12,2), "Up`dated" timestamp, "drop`me" int, "dq""uote" int)')  # fmt: skip
+        conn.exec_driver_sql(
+            f'CREATE TABLE "{schema}"."tick`s" ("a`b" int, "`quoted`" text, "two``ticks" '
+            'numeric(12,2), "Up`dated" timestamp, "drop`me" int, "dq""uote" int)'
+        )
         conn.exec_driver_sql(f"""INSERT INTO "{schema}"."tick`s" VALUES
             (1, 'x`; DROP TABLE y; --', 1.50, '2026-11-25 08:00', 9, 3), (2, 'late', 2.5, '2026-11-26', 9, 4)""")
-    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)},
-                 {"ticks": {"source_name": "tick`s", "mode": "full"}})  # fmt: skip
+    write_config(
+        tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"ticks": {"source_name": "tick`s", "mode": "full"}}
+    )
     extract("acme", "ticks").run()
     manifest, data = read_back("acme", "ticks")
-    expected = {"a`b": 1, "`quoted`": "x`; DROP TABLE y; --", "two``ticks": Decimal("1.50"),
-                "Up`dated": dt.datetime(2026, 11, 25, 8)}  # fmt: skip
+    expected = {
+        "a`b": 1,
+        "`quoted`": "x`; DROP TABLE y; --",
+        "two``ticks": Decimal("1.50"),
+        "Up`dated": dt.datetime(2026, 11, 25, 8),
+    }
     assert sorted(data.to_pylist(), key=lambda r: r["a`b"])[0] == {**expected, "drop`me": 9, 'dq"uote': 3}
     assert manifest.details["reader"] == ("sqlalchemy" if reader == "sqlalchemy" else "adbc-postgresql")
-    by_true_names = TableConfig(name="ticks", source_name="tick`s", mode="incremental", cursor="Up`dated",
-                                exclude=("drop`me", 'dq"uote'))  # fmt: skip
+    by_true_names = TableConfig(
+        name="ticks", source_name="tick`s", mode="incremental", cursor="Up`dated", exclude=("drop`me", 'dq"uote')
+    )
     connector = connector_for(get_config().tenant("acme"))
     with connector.snapshot(by_true_names, Window.for_date(DAY)) as snap:
         assert snap.count() == 1

@@ -18,13 +18,9 @@ pytestmark = pytest.mark.integration
 pg_schema = extract_helpers.pg_schema
 mysql_db = extract_helpers.mysql_db
 reader = extract_helpers.reader
-PROPERTY = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",)), max_size=30
-)  # any code point, emoji and \0 included
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)  # any code point, emoji and \0 included
 PG_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
 OFFSETS = st.sampled_from([dt.timedelta(0), dt.timedelta(hours=5, minutes=30), dt.timedelta(hours=-8)])
 NAIVE = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 12, 31))
@@ -32,17 +28,13 @@ AWARE = st.builds(lambda d, o: d.replace(tzinfo=dt.timezone(o)), NAIVE, OFFSETS)
 
 
 def decimals(integer_digits: int, places: int) -> st.SearchStrategy[Decimal]:
-    with decimal.localcontext(
-        prec=100
-    ):  # the default 28 digits would round a 65-digit bound (and its negation)
+    with decimal.localcontext(prec=100):  # the default 28 digits would round a 65-digit bound (and its negation)
         high = Decimal(10) ** integer_digits - Decimal(1).scaleb(-places)
         low = -high
     return st.decimals(min_value=low, max_value=high, places=places, allow_nan=False, allow_infinity=False)
 
 
-PG_ROW = st.tuples(
-    decimals(18, 6), decimals(27, 10), NAIVE, AWARE, st.floats(), PG_TEXT, st.binary(max_size=20)
-)
+PG_ROW = st.tuples(decimals(18, 6), decimals(27, 10), NAIVE, AWARE, st.floats(), PG_TEXT, st.binary(max_size=20))
 MYSQL_ROW = st.tuples(
     decimals(35, 30), decimals(8, 2), NAIVE.filter(lambda d: d.year >= 1000), TEXT, st.binary(max_size=20)
 )
@@ -113,9 +105,7 @@ def test_random_values_round_trip_through_mariadb(mysql_db, reader, tmp_path: Pa
         assert_reader(manifest, reader)
         got = sorted(data.to_pylist(), key=lambda r: r["id"])
         for (wide, d, ts, t, b), back in zip(rows, got, strict=True):
-            assert (
-                Decimal(back["wide"]) == wide and len(back["wide"].split(".")[1]) == 30
-            )  # every stored digit
+            assert Decimal(back["wide"]) == wide and len(back["wide"].split(".")[1]) == 30  # every stored digit
             assert (back["d"], back["ts"], back["t"], back["b"]) == (d, ts, t, b)
 
     check()

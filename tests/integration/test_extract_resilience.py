@@ -62,9 +62,7 @@ def test_sigkill_leaves_no_manifest_and_the_rerun_lands_the_count(
     create_big_table(engine, schema)
     monkeypatch.setenv("MOZART_BATCH_ROWS", "300")
     monkeypatch.setenv("MOZART_PART_ROWS", "1000")
-    write_config(
-        tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"big": {"mode": "full"}}, lake_url
-    )
+    write_config(tmp_path, monkeypatch, {"acme": pg_tenant(schema, reader)}, {"big": {"mode": "full"}}, lake_url)
     folder = lake().date_url("acme", "big", DAY)
 
     crashed = run_luigi_subprocess(tmp_path, crash_at)
@@ -115,4 +113,3 @@ def test_wrong_password_fails_one_tenant_cleanly_while_another_completes(
     assert "127.0.0.1:" in message and ("password" in message.lower() or "denied" in message.lower())
     assert WRONG_PASSWORD not in message
     assert WRONG_PASSWORD not in caplog.text
-

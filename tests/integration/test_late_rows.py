@@ -40,8 +40,10 @@ LAST = dt.date(2026, 11, 30)  # the run after it: the deletes
 SHOP = ("customers", "products", "orders", "order_items")
 # Late rows: (order_id, customer_id, at) and their line (order_item_id, product_id, quantity, price). At 28
 # (the day before the next run) and 26 (3 days before it), both loaded before the rows were committed.
-LATE = [(900001, 3, dt.datetime(2026, 11, 28, 21, 15, 0, 123456), 900001, 2, 3, "19.99"),
-        (900002, 5, dt.datetime(2026, 11, 26, 8, 0, 0, 500000), 900002, 4, 1, "5.25")]  # fmt: skip
+LATE = [
+    (900001, 3, dt.datetime(2026, 11, 28, 21, 15, 0, 123456), 900001, 2, 3, "19.99"),
+    (900002, 5, dt.datetime(2026, 11, 26, 8, 0, 0, 500000), 900002, 4, 1, "5.25"),
+]
 
 
 @pytest.fixture
@@ -62,8 +64,7 @@ def shops(stack_env: dict[str, str]) -> Iterator[dict[str, sa.URL]]:
             for table in SHOP:
                 conn.exec_driver_sql(f"CREATE TABLE `{name}`.{table} LIKE globex.{table}")
                 conn.exec_driver_sql(f"INSERT INTO `{name}`.{table} SELECT * FROM globex.{table}")
-        yield {"postgresql": pg.update_query_dict({"options": f"-csearch_path={name}"}),
-               "mysql": my.set(database=name)}  # fmt: skip
+        yield {"postgresql": pg.update_query_dict({"options": f"-csearch_path={name}"}), "mysql": my.set(database=name)}
     finally:
         with pg_engine.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
@@ -73,8 +74,9 @@ def shops(stack_env: dict[str, str]) -> Iterator[dict[str, sa.URL]]:
         my_engine.dispose()
 
 
-def _configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shops: dict[str, sa.URL], tenants: dict[str, str],
-               **options: Any) -> Path:  # fmt: skip
+def _configure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shops: dict[str, sa.URL], tenants: dict[str, str], **options: Any
+) -> Path:
     """Tenants reading the copies (URLs through the environment) and the shipped tables with ``options`` set on
     the incremental tables."""
     config_dir = write_config(tmp_path, monkeypatch, [], profile="stack")
@@ -98,10 +100,13 @@ def _insert_late(url: sa.URL) -> None:
     try:
         with engine.begin() as conn:
             for oid, cid, at, iid, pid, qty, price in LATE:
-                conn.execute(sa.text("INSERT INTO orders VALUES (:o, :c, 'placed', :at, :at)"),
-                             {"o": oid, "c": cid, "at": at})  # fmt: skip
-                conn.execute(sa.text("INSERT INTO order_items VALUES (:i, :o, :p, :q, :price, :at)"),
-                             {"i": iid, "o": oid, "p": pid, "q": qty, "price": price, "at": at})  # fmt: skip
+                conn.execute(
+                    sa.text("INSERT INTO orders VALUES (:o, :c, 'placed', :at, :at)"), {"o": oid, "c": cid, "at": at}
+                )
+                conn.execute(
+                    sa.text("INSERT INTO order_items VALUES (:i, :o, :p, :q, :price, :at)"),
+                    {"i": iid, "o": oid, "p": pid, "q": qty, "price": price, "at": at},
+                )
     finally:
         engine.dispose()
 
@@ -109,8 +114,11 @@ def _insert_late(url: sa.URL) -> None:
 def _loaded_ids(tenant: str, table: str, key: str, date: dt.date) -> set[int]:
     settings = get_config().settings
     with open_warehouse(settings, tenant=tenant) as wh:
-        rows = wh.query(f'SELECT {key} FROM {settings.trino_catalog}."{tenant}"."{table}" WHERE _mozart_date = ?',
-                        [date], tenant=tenant)  # fmt: skip
+        rows = wh.query(
+            f'SELECT {key} FROM {settings.trino_catalog}."{tenant}"."{table}" WHERE _mozart_date = ?',
+            [date],
+            tenant=tenant,
+        )
     return {int(r[0]) for r in rows}
 
 
@@ -123,9 +131,13 @@ def setup(tmp_path: Path) -> Iterator[list[Setup]]:
 
 
 def test_late_rows_reach_iceberg_and_the_marts_on_the_next_run(
-    shops: dict[str, sa.URL], setup: list[Setup], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    stack_env: dict[str, str], capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+    shops: dict[str, sa.URL],
+    setup: list[Setup],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stack_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     tenants = {f"t_late_{uuid.uuid4().hex[:6]}_pg": "postgresql", f"t_late_{uuid.uuid4().hex[:6]}_my": "mysql"}
     config_dir = _configure(tmp_path, monkeypatch, shops, tenants)
     import os
@@ -179,10 +191,12 @@ def _delete_first_days_order(url: sa.URL) -> int:
     day = sa.bindparam("day", DAYS[0])
     try:
         with engine.begin() as conn:
-            oid = conn.execute(sa.text(
-                "SELECT MIN(o.order_id) FROM orders o WHERE CAST(o.updated_at AS DATE) = :day AND NOT EXISTS "
-                "(SELECT 1 FROM order_items i WHERE i.order_id = o.order_id AND CAST(i.updated_at AS DATE) <> :day)"
-            ).bindparams(day)).scalar_one()  # fmt: skip
+            oid = conn.execute(
+                sa.text(
+                    "SELECT MIN(o.order_id) FROM orders o WHERE CAST(o.updated_at AS DATE) = :day AND NOT EXISTS "
+                    "(SELECT 1 FROM order_items i WHERE i.order_id = o.order_id AND CAST(i.updated_at AS DATE) <> :day)"
+                ).bindparams(day)
+            ).scalar_one()
             conn.execute(sa.text("DELETE FROM order_items WHERE order_id = :o"), {"o": oid})
             conn.execute(sa.text("DELETE FROM orders WHERE order_id = :o"), {"o": oid})
     finally:

@@ -144,12 +144,25 @@ def _check_row(stack: Stack, table: str, expected: dict[str, Any], *, key: int =
 
 # ------------------------------------------------------------------------------------- type cases
 PG_ICEBERG_TYPES = {
-    "id": "integer", "n_free": "decimal(38,10)", "n_12_3": "decimal(12,3)", "n_50": "varchar",
-    "ts_tz": "timestamp(6) with time zone", "ts": "timestamp(6)", "t": "time(6)", "raw": "varbinary",
-    "ints": "array(integer)", "texts": "array(varchar)", "flag": "boolean", "r": "real", "d": "double",
-    "s": "integer", "b": "bigint", "day": "date", "money_": "decimal(19,2)",
+    "id": "integer",
+    "n_free": "decimal(38,10)",
+    "n_12_3": "decimal(12,3)",
+    "n_50": "varchar",
+    "ts_tz": "timestamp(6) with time zone",
+    "ts": "timestamp(6)",
+    "t": "time(6)",
+    "raw": "varbinary",
+    "ints": "array(integer)",
+    "texts": "array(varchar)",
+    "flag": "boolean",
+    "r": "real",
+    "d": "double",
+    "s": "integer",
+    "b": "bigint",
+    "day": "date",
+    "money_": "decimal(19,2)",
     "amounts": "array(decimal(10,2))",
-}  # fmt: skip
+}
 
 
 def test_every_pg_type_case_reaches_iceberg_exactly(stack: Stack, pg_schema) -> None:
@@ -158,9 +171,13 @@ def test_every_pg_type_case_reaches_iceberg_exactly(stack: Stack, pg_schema) -> 
     stack.configure(pg_tenant(schema), {"types": {"mode": "full"}})
     result = build(stack.load("types"))
     assert result.scheduling_succeeded, result.summary_text
-    types = dict(stack.warehouse.query(
-        "SELECT column_name, data_type FROM iceberg.information_schema.columns "
-        "WHERE table_schema = ? AND table_name = 'types'", [stack.tenant]))  # fmt: skip
+    types = dict(
+        stack.warehouse.query(
+            "SELECT column_name, data_type FROM iceberg.information_schema.columns "
+            "WHERE table_schema = ? AND table_name = 'types'",
+            [stack.tenant],
+        )
+    )
     assert {k: types[k] for k in PG_ICEBERG_TYPES} == PG_ICEBERG_TYPES
     expected = {"id": 1, "r": math.nan, **{k: v for k, v in pg_cases.EXPECTED_ROW.items() if k != "id"}}
     _check_row(stack, "types", expected)
@@ -175,9 +192,13 @@ def test_every_mysql_type_case_reaches_iceberg_exactly(stack: Stack, mysql_db) -
     result = build(stack.load("types"))
     assert result.scheduling_succeeded, result.summary_text
     _check_row(stack, "types", mysql_cases.EXPECTED_ROW)
-    types = dict(stack.warehouse.query(
-        "SELECT column_name, data_type FROM iceberg.information_schema.columns "
-        "WHERE table_schema = ? AND table_name = 'types'", [stack.tenant]))  # fmt: skip
+    types = dict(
+        stack.warehouse.query(
+            "SELECT column_name, data_type FROM iceberg.information_schema.columns "
+            "WHERE table_schema = ? AND table_name = 'types'",
+            [stack.tenant],
+        )
+    )
     assert (types["big_u"], types["tiny_u"], types["ts6"], types["t6"]) == (
         "decimal(20,0)",
         "integer",
@@ -227,16 +248,15 @@ def test_second_run_does_nothing_and_forced_rerun_replaces_one_date(stack: Stack
     assert stack.rows("orders", "id, qty, _mozart_extracted_at", before) == other
     delete = stack.warehouse.query(
         f'SELECT summary FROM iceberg."{stack.tenant}"."orders$snapshots" '
-        "WHERE operation = 'overwrite' ORDER BY committed_at DESC LIMIT 1")[0][0]  # fmt: skip
+        "WHERE operation = 'overwrite' ORDER BY committed_at DESC LIMIT 1"
+    )[0][0]
     assert delete["deleted-data-files"] != "0" and "added-delete-files" not in delete  # metadata-only
 
 
 def test_empty_table_loads_as_a_valid_empty_partition(stack: Stack, pg_schema) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            f'CREATE TABLE "{schema}".nothing (id bigint, amount numeric(10,2), at timestamptz)'
-        )
+        conn.exec_driver_sql(f'CREATE TABLE "{schema}".nothing (id bigint, amount numeric(10,2), at timestamptz)')
     stack.configure(pg_tenant(schema), {"nothing": {"mode": "full"}})
     assert build(stack.load("nothing")).scheduling_succeeded
     assert stack.load("nothing").complete()
@@ -254,18 +274,17 @@ def test_drift_add_widen_then_narrow(stack: Stack, pg_schema) -> None:
     day1, day2, day3 = DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)
     assert build(stack.load("items", day1)).scheduling_succeeded
     with engine.begin() as conn:
-        for ddl in ("ADD COLUMN note text", "ALTER COLUMN qty TYPE bigint",
-                    "ALTER COLUMN price TYPE numeric(14,2)",
-                    "ALTER COLUMN r TYPE double precision"):  # fmt: skip
+        for ddl in (
+            "ADD COLUMN note text",
+            "ALTER COLUMN qty TYPE bigint",
+            "ALTER COLUMN price TYPE numeric(14,2)",
+            "ALTER COLUMN r TYPE double precision",
+        ):
             conn.exec_driver_sql(f'ALTER TABLE "{schema}".items {ddl}')
-        conn.exec_driver_sql(
-            f"UPDATE \"{schema}\".items SET qty = 5000000000, price = 123456789012.25, note = 'n'"
-        )
+        conn.exec_driver_sql(f"UPDATE \"{schema}\".items SET qty = 5000000000, price = 123456789012.25, note = 'n'")
     assert build(stack.load("items", day2)).scheduling_succeeded
     assert stack.rows("items", "id, qty, price, r, note", day1) == [[1, 5, Decimal("1.25"), 0.5, None]]
-    assert stack.rows("items", "id, qty, price, note", day2) == [
-        [1, 5000000000, Decimal("123456789012.25"), "n"]
-    ]
+    assert stack.rows("items", "id, qty, price, note", day2) == [[1, 5000000000, Decimal("123456789012.25"), "n"]]
     snapshots = stack.snapshots("items")
     with engine.begin() as conn:
         conn.exec_driver_sql(f'UPDATE "{schema}".items SET qty = 7')
@@ -282,12 +301,20 @@ def test_drift_add_widen_then_narrow(stack: Stack, pg_schema) -> None:
 
 def _load_in_a_fresh_process(stack: Stack, table: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``LoadIceberg`` of DAY in a new interpreter, as a Luigi worker process runs it (no warm caches)."""
-    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.load import LoadIceberg; "
-              f"ok = luigi.build([LoadIceberg(tenant={stack.tenant!r}, table={table!r}, "
-              f"date=dt.date.fromisoformat({DAY.isoformat()!r}))], local_scheduler=True); "
-              "raise SystemExit(0 if ok else 1)")  # fmt: skip
-    return subprocess.run([sys.executable, "-c", script], env={**os.environ, **env}, capture_output=True,
-                          text=True, timeout=300, check=False)  # fmt: skip
+    script = (
+        "import luigi, datetime as dt; from mozart_luigi.tasks.load import LoadIceberg; "
+        f"ok = luigi.build([LoadIceberg(tenant={stack.tenant!r}, table={table!r}, "
+        f"date=dt.date.fromisoformat({DAY.isoformat()!r}))], local_scheduler=True); "
+        "raise SystemExit(0 if ok else 1)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 CRASH_POINTS = ("before_copy", "after_copy", "before_commit", "after_commit")
@@ -333,8 +360,9 @@ def test_a_reload_killed_at_any_step_keeps_a_whole_day_and_converges(stack: Stac
 def _our_statements(stack: Stack) -> list[str]:
     """This tenant's statements so far, oldest first (its id is in each: quoted, or a bound value)."""
     rows = stack.warehouse.query(
-        "SELECT query FROM system.runtime.queries WHERE source = 'mozart-luigi' AND query LIKE ? "
-        "ORDER BY created", [f"%{stack.tenant}%"])  # fmt: skip
+        "SELECT query FROM system.runtime.queries WHERE source = 'mozart-luigi' AND query LIKE ? ORDER BY created",
+        [f"%{stack.tenant}%"],
+    )
     return [" ".join(query.split()) for (query,) in rows]
 
 
@@ -407,8 +435,10 @@ def test_the_proof_rides_in_the_commit(stack: Stack, pg_schema, monkeypatch: pyt
     manifest = stack.manifest("big")
     assert len(manifest.files) > 1
     summary = stack.summary("big")
-    proof = {key: summary.get(key) for key in ("mozart.task-id", "mozart.run-id", "mozart.date",
-                                                "mozart.manifest-rows", "mozart.file-rows")}  # fmt: skip
+    proof = {
+        key: summary.get(key)
+        for key in ("mozart.task-id", "mozart.run-id", "mozart.date", "mozart.manifest-rows", "mozart.file-rows")
+    }
     assert proof == {
         "mozart.task-id": stack.load("big").task_id,
         "mozart.run-id": manifest.run_id,
@@ -497,13 +527,16 @@ def test_two_first_loads_racing_to_create_one_table_both_land(stack: Stack, pg_s
     later = DAY + dt.timedelta(days=1)
     pause = tmp_path / "pause"
     pause.mkdir()
-    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.load import LoadIceberg; "
-              f"ok = luigi.build([LoadIceberg(tenant={stack.tenant!r}, table='orders', "
-              f"date=dt.date.fromisoformat({DAY.isoformat()!r}))], local_scheduler=True); "
-              "raise SystemExit(0 if ok else 1)")  # fmt: skip
+    script = (
+        "import luigi, datetime as dt; from mozart_luigi.tasks.load import LoadIceberg; "
+        f"ok = luigi.build([LoadIceberg(tenant={stack.tenant!r}, table='orders', "
+        f"date=dt.date.fromisoformat({DAY.isoformat()!r}))], local_scheduler=True); "
+        "raise SystemExit(0 if ok else 1)"
+    )
     env = {**os.environ, "MOZART_TEST_PAUSE_AT": "before_commit", "MOZART_TEST_PAUSE_DIR": str(pause)}
-    held = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    held = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.monotonic() + 180
         while not (pause / "before_commit.reached").exists():

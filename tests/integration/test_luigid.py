@@ -44,8 +44,17 @@ def _run_through_luigid(setup: Setup, tmp_path: Path, secrets: list[str]) -> Non
     log = tmp_path / "worker.log"
     with luigid(tmp_path, setup.env) as server:
         scheduler = ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(server.port)]
-        argv = [str(BIN / "luigi"), "--module", "mozart_luigi", "AllTenants", "--date", DATE, *scheduler,
-                "--workers", "2"]  # fmt: skip
+        argv = [
+            str(BIN / "luigi"),
+            "--module",
+            "mozart_luigi",
+            "AllTenants",
+            "--date",
+            DATE,
+            *scheduler,
+            "--workers",
+            "2",
+        ]
         first = run(argv, setup, log=log)
         assert first.returncode == 0, log.read_text()[-6000:]
         _, done = server.api("task_list", {"status": "DONE", "upstream_status": "", "search": ""})
@@ -55,9 +64,7 @@ def _run_through_luigid(setup: Setup, tmp_path: Path, secrets: list[str]) -> Non
         assert families == _expected_families(len(setup.tenants))
         assert {t["params"]["tenant"] for t in done.values() if "tenant" in t["params"]} == set(setup.tenants)
         for status in STATUSES:
-            assert (
-                server.api("task_list", {"status": status, "upstream_status": "", "search": ""})[1] == {}
-            ), status
+            assert server.api("task_list", {"status": status, "upstream_status": "", "search": ""})[1] == {}, status
         # the second run through luigid (with the mozart CLI this time) finds everything done
         again = run([str(BIN / "mozart"), "run", "--date", DATE, *scheduler], setup, log=log)
         assert again.returncode == 0, log.read_text()[-6000:]
@@ -79,9 +86,7 @@ def test_all_tenants_through_luigid_local(tmp_path: Path) -> None:
 
 
 def test_all_tenants_through_luigid_stack(stack_env: dict[str, str], tmp_path: Path) -> None:
-    setup = stack_setup(
-        tmp_path, stack_env, unique("t_luigid"), ["acme", "globex"], canary_var="T_LUIGID_CANARY"
-    )
+    setup = stack_setup(tmp_path, stack_env, unique("t_luigid"), ["acme", "globex"], canary_var="T_LUIGID_CANARY")
     try:
         secrets = [
             stack_env["ACME_DB_PASSWORD"],
@@ -113,14 +118,36 @@ def test_two_workers_on_one_luigid_never_report_a_finished_load_as_unfulfilled(t
         with luigid(tmp_path, setup.env) as server:
             scheduler = ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(server.port)]
             env_b = {**setup.env, "MOZART_TEST_PAUSE_AT": "before_manifest", "MOZART_TEST_PAUSE_DIR": str(pauses["b"])}
-            b = subprocess.Popen([str(BIN / "luigi"), "--module", "mozart_luigi", "LoadIceberg", "--tenant",
-                                  "demo_west",
-                                  "--table", "orders", "--date", DATE, *scheduler], cwd=REPO, env=env_b,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+            b = subprocess.Popen(
+                [
+                    str(BIN / "luigi"),
+                    "--module",
+                    "mozart_luigi",
+                    "LoadIceberg",
+                    "--tenant",
+                    "demo_west",
+                    "--table",
+                    "orders",
+                    "--date",
+                    DATE,
+                    *scheduler,
+                ],
+                cwd=REPO,
+                env=env_b,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             _wait_for(pauses["b"] / "before_manifest.reached", b, "worker B")
             env_a = {**setup.env, "MOZART_TEST_PAUSE_AT": "before_manifest", "MOZART_TEST_PAUSE_DIR": str(pauses["a"])}
-            a = subprocess.Popen([str(BIN / "mozart"), "run", "--date", DATE, *scheduler], cwd=REPO, env=env_a,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+            a = subprocess.Popen(
+                [str(BIN / "mozart"), "run", "--date", DATE, *scheduler],
+                cwd=REPO,
+                env=env_a,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             _wait_for(pauses["a"] / "before_manifest.reached", a, "worker A")
             (pauses["b"] / "before_manifest.go").touch()
             _, b_err = b.communicate(timeout=600)

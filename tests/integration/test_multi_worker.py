@@ -85,7 +85,7 @@ def _create_sources(admin, prefix: str, password: str) -> None:  # type: ignore[
                   SELECT o.* FROM {schema}.orders_base o, hold;
                 GRANT USAGE ON SCHEMA {schema} TO {role};
                 GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role};
-            """)  # fmt: skip
+            """)
 
 
 def _drop_sources(admin, prefix: str) -> None:  # type: ignore[no-untyped-def]
@@ -114,8 +114,10 @@ class Sampler(threading.Thread):
         try:
             with conn.cursor() as cur:
                 while not self.stop.is_set():
-                    cur.execute("SELECT usename, count(*) FROM pg_stat_activity WHERE usename LIKE %s GROUP BY 1",
-                                [f"{self.prefix}\\_%"])  # fmt: skip
+                    cur.execute(
+                        "SELECT usename, count(*) FROM pg_stat_activity WHERE usename LIKE %s GROUP BY 1",
+                        [f"{self.prefix}\\_%"],
+                    )
                     now = dict(cur.fetchall())
                     for role, n in now.items():
                         self.most_per_role[role] = max(self.most_per_role[role], n)
@@ -127,8 +129,9 @@ class Sampler(threading.Thread):
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["all-alive", "one-killed"])
-def test_three_workers_run_one_night_once_within_each_tenants_connections(stack_env: dict[str, str], tmp_path: Path,
-                                                                          kill: bool) -> None:  # fmt: skip
+def test_three_workers_run_one_night_once_within_each_tenants_connections(
+    stack_env: dict[str, str], tmp_path: Path, kill: bool
+) -> None:
     """With ``kill``, worker 0 is held in its first extract (``MOZART_TEST_PAUSE_AT=before_manifest``) and
     killed -9 there; luigid (``worker_disconnect_delay = 5``, ``retry_delay = 3`` in its own config) marks the
     task FAILED at its next prune (every 60 s), makes it pending again at the one after, and a surviving
@@ -142,12 +145,18 @@ def test_three_workers_run_one_night_once_within_each_tenants_connections(stack_
             "profiles": ["stack"],
             "max_connections": 1,
             "tables": list(TABLES),
-            "source": {"kind": "postgresql", "host": "${MOZART_PG_HOST}", "port": "${MOZART_PG_PORT}",
-                       "database": url.rsplit("/", 1)[1], "user": f"{prefix}_{i}", "schema": f"{prefix}_{i}",
-                       "password": "${MW_SOURCE_PASSWORD}"},
+            "source": {
+                "kind": "postgresql",
+                "host": "${MOZART_PG_HOST}",
+                "port": "${MOZART_PG_PORT}",
+                "database": url.rsplit("/", 1)[1],
+                "user": f"{prefix}_{i}",
+                "schema": f"{prefix}_{i}",
+                "password": "${MW_SOURCE_PASSWORD}",
+            },
         }
         for i in range(TENANTS)
-    }  # fmt: skip
+    }
     setup: Setup = _write(tmp_path, tenants, env, "stack")
     setup.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))
     admin = _connect(url)
@@ -161,9 +170,21 @@ def test_three_workers_run_one_night_once_within_each_tenants_connections(stack_
             cfg.write_text("[scheduler]\nworker_disconnect_delay = 5\nretry_delay = 3\n")
             luigid_env["LUIGI_CONFIG_PATH"] = str(cfg)  # read after the project's luigi.cfg (cwd)
         with luigid(tmp_path, luigid_env) as server:
-            argv = [str(BIN / "luigi"), "--module", "night_loads", "NightLoads", "--date", DATE.isoformat(),
-                    "--scheduler-host", "127.0.0.1", "--scheduler-port", str(server.port),
-                    "--workers", "1", "--worker-keep-alive"]  # fmt: skip
+            argv = [
+                str(BIN / "luigi"),
+                "--module",
+                "night_loads",
+                "NightLoads",
+                "--date",
+                DATE.isoformat(),
+                "--scheduler-host",
+                "127.0.0.1",
+                "--scheduler-port",
+                str(server.port),
+                "--workers",
+                "1",
+                "--worker-keep-alive",
+            ]
             started = time.monotonic()
             procs = []
             for w in range(WORKERS):
@@ -171,8 +192,18 @@ def test_three_workers_run_one_night_once_within_each_tenants_connections(stack_
                 worker_env = dict(setup.env)
                 if kill and w == 0:
                     worker_env.update(MOZART_TEST_PAUSE_AT="before_manifest", MOZART_TEST_PAUSE_DIR=str(tmp_path))
-                procs.append((subprocess.Popen([*argv, "--worker-id", f"night-worker-{w}"], cwd=REPO, env=worker_env,
-                                               stdout=log, stderr=subprocess.STDOUT), log))  # fmt: skip
+                procs.append(
+                    (
+                        subprocess.Popen(
+                            [*argv, "--worker-id", f"night-worker-{w}"],
+                            cwd=REPO,
+                            env=worker_env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                        ),
+                        log,
+                    )
+                )
             if kill:
                 reached = tmp_path / "before_manifest.reached"
                 deadline = time.monotonic() + 600
@@ -227,9 +258,11 @@ def test_three_workers_run_one_night_once_within_each_tenants_connections(stack_
             assert killed in ran and killed not in re.findall(r"night-worker-0 done +(\S.*)", logs[0])
 
         # per-tenant max_connections (1) held across workers, as the source itself saw it
-        print(f"night: {seconds:.1f} s; tasks by worker {by_worker}; {sampler.samples} samples; "
-              f"most roles at once {sampler.most_roles}; "
-              f"most sessions per role {dict(sampler.most_per_role)}")  # fmt: skip
+        print(
+            f"night: {seconds:.1f} s; tasks by worker {by_worker}; {sampler.samples} samples; "
+            f"most roles at once {sampler.most_roles}; "
+            f"most sessions per role {dict(sampler.most_per_role)}"
+        )
         assert set(sampler.most_per_role) == set(tenants), sampler.most_per_role  # every tenant's reads seen
         assert max(sampler.most_per_role.values()) == 1, sampler.most_per_role
         assert sampler.most_roles >= 2  # workers did read several tenants at the same time

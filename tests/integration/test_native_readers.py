@@ -75,9 +75,7 @@ def _connector(cls: type[Connector], url: str, *, native: bool) -> Connector:
     return cls(TenantConfig(id="acme", source=source, tables=()))
 
 
-def _read(
-    connector: Connector, table: TableConfig, window: Window | None = None
-) -> tuple[int, pa.Table, str, int]:
+def _read(connector: Connector, table: TableConfig, window: Window | None = None) -> tuple[int, pa.Table, str, int]:
     with connector.snapshot(table, window) as snap:
         count = snap.count()
         batches = list(snap.batches(BATCH))
@@ -122,10 +120,10 @@ def test_postgres_window_values_are_bound_and_stay_native(pg_schema) -> None:
         for sql in (PG_DDL, PG_FILL):
             conn.execute(sa.text(sql.format(s=schema, rows=ROWS)))
     url = engine.url.render_as_string(hide_password=False)
-    table = TableConfig(name="mixed", source_name="Mixed Types", source_schema=schema, mode="incremental",
-                        cursor="updated_at")  # fmt: skip
-    (n_count, native, reader, _), (r_count, rows, _, _) = _both(PostgresConnector, url, table,
-                                                                Window.for_date(DAY))  # fmt: skip
+    table = TableConfig(
+        name="mixed", source_name="Mixed Types", source_schema=schema, mode="incremental", cursor="updated_at"
+    )
+    (n_count, native, reader, _), (r_count, rows, _, _) = _both(PostgresConnector, url, table, Window.for_date(DAY))
     assert reader == "adbc-postgresql"
     assert n_count == r_count == native.num_rows == ROWS - 1_440 + 1  # from 00:00 on DAY, every 30 s
     _assert_equal(native, rows)
@@ -164,8 +162,9 @@ def test_mariadb_window_is_rendered_and_stays_native(mysql_db, cursor: str) -> N
             conn.execute(sa.text(sql.format(t=name, rows=ROWS)))
     url = engine.url.render_as_string(hide_password=False)
     table = TableConfig(name="mixed", source_name=name, mode="incremental", cursor=cursor)
-    (n_count, native, reader, n_zero), (r_count, rows, _, r_zero) = _both(MySQLConnector, url, table,
-                                                                          Window.for_date(DAY))  # fmt: skip
+    (n_count, native, reader, n_zero), (r_count, rows, _, r_zero) = _both(
+        MySQLConnector, url, table, Window.for_date(DAY)
+    )
     assert reader == "connectorx-mysql"
     assert n_count == r_count == native.num_rows == rows.num_rows > 0 and n_zero == r_zero
     if cursor == "updated_at":
@@ -188,9 +187,7 @@ def test_rows_inserted_after_the_count_are_not_read(dialect: str, stack_env: dic
         with _connector(cls, url, native=True).snapshot(TableConfig(name="snap", source_name=name)) as snap:
             count = snap.count()
             with engine.begin() as conn:  # another session commits more rows mid-extract
-                conn.execute(
-                    sa.text(f"INSERT INTO {name} VALUES (:i, 'late')"), [{"i": -i} for i in range(1, 500)]
-                )
+                conn.execute(sa.text(f"INSERT INTO {name} VALUES (:i, 'late')"), [{"i": -i} for i in range(1, 500)])
             read = sum(b.num_rows for b in snap.batches(BATCH))
             assert snap.reader.name != "sqlalchemy"
         assert count == read == 50_000
@@ -205,8 +202,9 @@ def test_an_abandoned_read_closes_at_once(stack_env: dict[str, str]) -> None:
     name = unique("mz_abandon")
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE {name} AS SELECT g AS id, md5(g::text) AS v "
-                             "FROM generate_series(1, 300000) g")  # fmt: skip
+        conn.exec_driver_sql(
+            f"CREATE TABLE {name} AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 300000) g"
+        )
     try:
         connector = _connector(PostgresConnector, url, native=True)
         with connector.snapshot(TableConfig(name="abandon", source_name=name)) as snap:
@@ -214,8 +212,7 @@ def test_an_abandoned_read_closes_at_once(stack_env: dict[str, str]) -> None:
             first = next(snap.batches(BATCH))
         assert first.num_rows == BATCH
         with engine.connect() as conn:  # the native connection is gone, not left idle in a transaction
-            activity = sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE :q "
-                               "AND pid <> pg_backend_pid()")  # fmt: skip
+            activity = sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE :q AND pid <> pg_backend_pid()")
             left = conn.execute(activity, {"q": f"%{name}%"}).scalar_one()
         assert left == 0
     finally:

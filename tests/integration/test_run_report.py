@@ -19,9 +19,7 @@ WRONG = "wrong-Pa55word-c4n4ry"
 
 def _check(setup: Setup, good: str, bad: str, tmp_path: Path, *, error: str) -> None:
     log = tmp_path / "run.log"
-    done = run(
-        [str(BIN / "mozart"), "run", "--date", DATE, "--local-scheduler", "--workers", "2"], setup, log=log
-    )
+    done = run([str(BIN / "mozart"), "run", "--date", DATE, "--local-scheduler", "--workers", "2"], setup, log=log)
     assert done.returncode == 30, log.read_text()[-5000:]
     assert "Run report for 2026-11-28" in done.stdout
     assert ": 5 done, 1 missing, 4 failed (exit 30)" in done.stdout
@@ -43,8 +41,9 @@ def _check(setup: Setup, good: str, bad: str, tmp_path: Path, *, error: str) -> 
     status = run([str(BIN / "mozart"), "status", "--date", DATE, "--json"], setup)
     assert status.returncode == 1
     again = json.loads(status.stdout)
-    assert [(r["tenant"], r["table"], r["status"]) for r in again["tables"]] == \
-        [(r["tenant"], r["table"], r["status"]) for r in report["tables"]]  # fmt: skip
+    assert [(r["tenant"], r["table"], r["status"]) for r in again["tables"]] == [
+        (r["tenant"], r["table"], r["status"]) for r in report["tables"]
+    ]
     text = run([str(BIN / "mozart"), "status", "--date", DATE, "--tenant", good], setup)
     assert text.returncode == 0 and "5 done, 0 missing, 0 failed" in text.stdout
     runs = (setup.data_dir / "reports" / "runs.jsonl").read_text()

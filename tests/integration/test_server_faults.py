@@ -34,8 +34,9 @@ ROWS = 3000
 
 
 def _service(action: str, name: str) -> None:
-    done = subprocess.run([str(STACK), action, name], cwd=REPO, capture_output=True, text=True, timeout=600,
-                          check=False)  # fmt: skip
+    done = subprocess.run(
+        [str(STACK), action, name], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, f"scripts/stack {action} {name}: {done.stderr[-3000:]}"
 
 
@@ -46,10 +47,28 @@ class Held:
         self.folder = tmp_path / f"pause-{point}"
         self.folder.mkdir(exist_ok=True)
         self.point = point
-        env = {**os.environ, "MOZART_TEST_PAUSE_AT": point, "MOZART_TEST_PAUSE_DIR": str(self.folder),
-               "MOZART_PART_ROWS": "500", "MOZART_BATCH_ROWS": "250"}  # fmt: skip
-        argv = [sys.executable, "-m", "luigi", "--module", "mozart_luigi", "LoadIceberg", "--tenant", stack.tenant,
-                "--table", table, "--date", DAY.isoformat(), "--local-scheduler"]  # fmt: skip
+        env = {
+            **os.environ,
+            "MOZART_TEST_PAUSE_AT": point,
+            "MOZART_TEST_PAUSE_DIR": str(self.folder),
+            "MOZART_PART_ROWS": "500",
+            "MOZART_BATCH_ROWS": "250",
+        }
+        argv = [
+            sys.executable,
+            "-m",
+            "luigi",
+            "--module",
+            "mozart_luigi",
+            "LoadIceberg",
+            "--tenant",
+            stack.tenant,
+            "--table",
+            table,
+            "--date",
+            DAY.isoformat(),
+            "--local-scheduler",
+        ]
         self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 300
         while not (self.folder / f"{point}.reached").exists():
@@ -80,9 +99,28 @@ def events(stack: Stack, pg_schema) -> Iterator[Stack]:
 
 def _converges(stack: Stack, table: str = "events", rows: int = ROWS) -> None:
     """One more run succeeds, and Iceberg holds every source row exactly once."""
-    done = subprocess.run([sys.executable, "-m", "luigi", "--module", "mozart_luigi", "LoadIceberg", "--tenant",
-                           stack.tenant, "--table", table, "--date", DAY.isoformat(), "--local-scheduler"],
-                          cwd=REPO, capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "luigi",
+            "--module",
+            "mozart_luigi",
+            "LoadIceberg",
+            "--tenant",
+            stack.tenant,
+            "--table",
+            table,
+            "--date",
+            DAY.isoformat(),
+            "--local-scheduler",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert stack.rows(table, "count(*), count(DISTINCT id), min(id), max(id)") == [[rows, rows, 1, rows]]
     assert stack.manifest(table).row_count == rows
@@ -103,13 +141,17 @@ def _break_while_held(stack: Stack, point: str, action: str, service: str, tmp_p
         _service("start", service)
 
 
-@pytest.mark.parametrize(("point", "service", "words"), [
-    ("mid_stream", "s3", ("s3://", "S3")),  # S3 stopped during an extract
-    ("before_copy", "s3", ("S3 ", "s3://")),  # S3 stopped during a load
-    ("before_commit", "iceberg-rest", ("Iceberg catalog", "commit")),  # the catalog stopped at the commit
-])  # fmt: skip
-def test_a_storage_service_stopped_mid_task(events: Stack, tmp_path: Path, point: str, service: str,
-                                            words: tuple[str, ...]) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("point", "service", "words"),
+    [
+        ("mid_stream", "s3", ("s3://", "S3")),  # S3 stopped during an extract
+        ("before_copy", "s3", ("S3 ", "s3://")),  # S3 stopped during a load
+        ("before_commit", "iceberg-rest", ("Iceberg catalog", "commit")),  # the catalog stopped at the commit
+    ],
+)
+def test_a_storage_service_stopped_mid_task(
+    events: Stack, tmp_path: Path, point: str, service: str, words: tuple[str, ...]
+) -> None:
     code, output = _break_while_held(events, point, "stop", service, tmp_path)
     _failed_naming(code, output, *words)
     assert events.warehouse.count_partition(events.tenant, "events", DAY) == 0  # nothing committed
@@ -133,8 +175,9 @@ def test_a_source_restarted_during_an_extract(stack: Stack, pg_schema, mysql_db,
         engine, prefix = mysql_db
         with engine.begin() as conn:
             conn.exec_driver_sql(f"CREATE TABLE `{prefix}events` (id int PRIMARY KEY, note text)")
-            conn.exec_driver_sql(f"INSERT INTO `{prefix}events` VALUES (%s, %s)",
-                                 [(n, f"n{n}") for n in range(1, ROWS + 1)])  # fmt: skip
+            conn.exec_driver_sql(
+                f"INSERT INTO `{prefix}events` VALUES (%s, %s)", [(n, f"n{n}") for n in range(1, ROWS + 1)]
+            )
         stack.configure(mysql_tenant(), {"events": {"mode": "full", "source_name": f"{prefix}events"}})
     held = Held(stack, "events", "mid_stream", tmp_path)
     try:
@@ -173,10 +216,24 @@ def test_the_lake_filesystem_full(local: Path, tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("MOZART_CONFIG_DIR", str(config))
     monkeypatch.setenv("MOZART_LAKE_URL", lake_dir.as_uri())
     reset_config_cache()
-    argv = [sys.executable, "-m", "luigi", "--module", "mozart_luigi", "LoadIceberg", "--tenant", "shop", "--table",
-            "blobs", "--date", DAY.isoformat(), "--local-scheduler"]  # fmt: skip
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(lake_dir)], capture_output=True,
-                             text=True, check=False)  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "luigi",
+        "--module",
+        "mozart_luigi",
+        "LoadIceberg",
+        "--tenant",
+        "shop",
+        "--table",
+        "blobs",
+        "--date",
+        DAY.isoformat(),
+        "--local-scheduler",
+    ]
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(lake_dir)], capture_output=True, text=True, check=False
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -218,8 +275,7 @@ def test_trino_killed_during_a_dbt_build(stack_env: dict[str, str], tmp_path: Pa
             _service("start", "trino")
         assert worker.returncode == 30, (out + err)[-4000:]
         assert "DbtRun" in out + err and any(w in out + err for w in ("8080", "Trino", "trino"))
-        again = subprocess.run(argv, cwd=REPO, env=setup.env, capture_output=True, text=True, timeout=1200,
-                               check=False)  # fmt: skip
+        again = subprocess.run(argv, cwd=REPO, env=setup.env, capture_output=True, text=True, timeout=1200, check=False)
         assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
         assert "0 missing, 0 failed" in again.stdout
     finally:

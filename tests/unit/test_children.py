@@ -40,8 +40,13 @@ def test_popen_gives_the_child_the_parent_death_signal() -> None:
 
 @linux
 def test_popen_takes_another_signal_and_a_new_session_keeps_it() -> None:
-    with children.popen([sys.executable, "-c", REPORT], death_signal=signal.SIGTERM, start_new_session=True,
-                        stdout=subprocess.PIPE, text=True) as proc:  # fmt: skip
+    with children.popen(
+        [sys.executable, "-c", REPORT],
+        death_signal=signal.SIGTERM,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
         out, _ = proc.communicate(timeout=60)
     assert out.strip() == f"pdeathsig={int(signal.SIGTERM)} session_leader=True"
 
@@ -50,20 +55,31 @@ def test_popen_takes_another_signal_and_a_new_session_keeps_it() -> None:
 def test_a_child_whose_parent_already_died_exits_before_going_on() -> None:
     # The hook as the child runs it, told to expect a parent it does not have (its parent died and it was
     # re-parented): it must exit at once, and never reach the print.
-    code = ("import os; from mozart_luigi.children import _die_with, _prctl\n"
-            "_die_with(_prctl(), os.getppid() + 1, 9)\nprint('went on')")  # fmt: skip
+    code = (
+        "import os; from mozart_luigi.children import _die_with, _prctl\n"
+        "_die_with(_prctl(), os.getppid() + 1, 9)\nprint('went on')"
+    )
     orphan = _run("-c", code)
     assert (orphan.returncode, orphan.stdout) == (children._ORPHANED_EXIT, "")
 
-    code = ("import os; from mozart_luigi.children import _die_with, _prctl\n"
-            "_die_with(_prctl(), os.getppid(), 9)\nprint('went on')")  # fmt: skip
+    code = (
+        "import os; from mozart_luigi.children import _die_with, _prctl\n"
+        "_die_with(_prctl(), os.getppid(), 9)\nprint('went on')"
+    )
     assert _run("-c", code).stdout.strip() == "went on"
 
 
 @linux
 def test_dbt_is_started_with_the_parent_death_signal_in_a_new_session(tmp_path: Path) -> None:
-    call = _Invocation(tenant="acme", run_date=dt.date(2026, 11, 28), target="local", command="build",
-                       argv=[sys.executable, "-c", REPORT], env={}, work=tmp_path)  # fmt: skip
+    call = _Invocation(
+        tenant="acme",
+        run_date=dt.date(2026, 11, 28),
+        target="local",
+        command="build",
+        argv=[sys.executable, "-c", REPORT],
+        env={},
+        work=tmp_path,
+    )
     return_code, tail, timed_out = _stream(call, None, None)
     assert (return_code, timed_out) == (0, False)
     assert tail == [f"pdeathsig={int(signal.SIGKILL)} session_leader=True"]

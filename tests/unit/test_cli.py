@@ -55,9 +55,7 @@ def test_help_lists_every_subcommand(repo_root: Path) -> None:
         assert command in out
 
 
-def test_validate_ok_lists_tenants_without_secrets(
-    local_env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_validate_ok_lists_tenants_without_secrets(local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 0
     out = capsys.readouterr().out
     assert "configuration OK" in out
@@ -105,9 +103,7 @@ def test_unknown_tenant_is_a_config_error(local_env: Path, capsys: pytest.Captur
     assert "unknown tenant 'nobody'" in capsys.readouterr().err
 
 
-def test_status_of_an_empty_data_dir_is_all_missing(
-    local_env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_status_of_an_empty_data_dir_is_all_missing(local_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--date", "2026-11-28", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["date"] == "2026-11-28"

@@ -109,13 +109,29 @@ def test_stack_env_provides_catalog_env():
 
 def test_stack_env_exports_the_documented_names():
     expected = {
-        "MOZART_PROFILE", "MOZART_LAKE_URL", "MOZART_S3_ENDPOINT_URL", "MOZART_S3_ACCESS_KEY",
-        "MOZART_S3_SECRET_KEY", "MOZART_S3_REGION", "MOZART_ICEBERG_REST_URI", "MOZART_TRINO_HOST",
-        "MOZART_TRINO_PORT", "MOZART_TRINO_USER", "MOZART_PG_HOST", "MOZART_PG_PORT", "MOZART_PG_USER",
-        "MOZART_PG_PASSWORD", "MOZART_MYSQL_HOST", "MOZART_MYSQL_PORT", "MOZART_MYSQL_USER",
-        "MOZART_MYSQL_PASSWORD", "ACME_DB_PASSWORD", "GLOBEX_DB_PASSWORD", "MOZART_TEST_PG_URL",
+        "MOZART_PROFILE",
+        "MOZART_LAKE_URL",
+        "MOZART_S3_ENDPOINT_URL",
+        "MOZART_S3_ACCESS_KEY",
+        "MOZART_S3_SECRET_KEY",
+        "MOZART_S3_REGION",
+        "MOZART_ICEBERG_REST_URI",
+        "MOZART_TRINO_HOST",
+        "MOZART_TRINO_PORT",
+        "MOZART_TRINO_USER",
+        "MOZART_PG_HOST",
+        "MOZART_PG_PORT",
+        "MOZART_PG_USER",
+        "MOZART_PG_PASSWORD",
+        "MOZART_MYSQL_HOST",
+        "MOZART_MYSQL_PORT",
+        "MOZART_MYSQL_USER",
+        "MOZART_MYSQL_PASSWORD",
+        "ACME_DB_PASSWORD",
+        "GLOBEX_DB_PASSWORD",
+        "MOZART_TEST_PG_URL",
         "MOZART_TEST_MYSQL_URL",
-    }  # fmt: skip
+    }
     assert expected <= exported_names()
 
 
@@ -208,8 +224,13 @@ def test_cluster_coordinator_schedules_nothing_and_workers_find_it(compose):
 def test_native_cluster_etc_comes_from_the_same_files(tmp_path):
     """scripts/stack's trino-cluster writes each node's etc/ from docker/trino/cluster/ with its own ports."""
     script = 'source "$0/common.sh"; source "$0/deps.sh"; source "$0/trino.sh"; trino_cluster_write_etc'
-    env = clean_env(MOZART_STACK_DIR=str(tmp_path), MOZART_TRINO_WORKERS="2", MOZART_TRINO_CLUSTER_PORT="18085",
-                    MOZART_TRINO_CLUSTER_WORKER_PORT="18086", CI="1")  # fmt: skip
+    env = clean_env(
+        MOZART_STACK_DIR=str(tmp_path),
+        MOZART_TRINO_WORKERS="2",
+        MOZART_TRINO_CLUSTER_PORT="18085",
+        MOZART_TRINO_CLUSTER_WORKER_PORT="18086",
+        CI="1",
+    )
     subprocess.run(["bash", "-c", script, str(REPO / "scripts" / "stack_lib")], env=env, check=True, timeout=60)
     root = tmp_path / "trino-cluster"
     coord = properties(root / "etc" / "config.properties")

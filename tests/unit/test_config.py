@@ -30,9 +30,7 @@ def problems(tmp_path: Path, env: dict[str, str] | None = None) -> list[str]:
     return [str(p) for p in info.value.problems]
 
 
-def test_valid_config_loads_through_mozart_config_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_valid_config_loads_through_mozart_config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(
         tmp_path,
         """
@@ -106,9 +104,7 @@ tenants:
 """,
     )
     (message,) = problems(tmp_path)
-    assert message.startswith(
-        "tenants.yaml: tenants.acme.source.password: env var ACME_DB_PASSWORD is not set"
-    )
+    assert message.startswith("tenants.yaml: tenants.acme.source.password: env var ACME_DB_PASSWORD is not set")
 
 
 def test_env_var_with_default_and_in_lists(tmp_path: Path) -> None:
@@ -126,9 +122,7 @@ tenants:
     assert config.tenant("acme").tables == ("orders", "customers")
 
 
-@pytest.mark.parametrize(
-    "tenant_id", ["1acme", "acme-corp", "Acme", "a" * 41, "information_schema", "mozart_meta"]
-)
+@pytest.mark.parametrize("tenant_id", ["1acme", "acme-corp", "Acme", "a" * 41, "information_schema", "mozart_meta"])
 def test_invalid_or_reserved_tenant_ids(tmp_path: Path, tenant_id: str) -> None:
     write(tmp_path, f"tenants:\n  {tenant_id}:\n    source: {{kind: sqlite, path: /tmp/x.sqlite}}\n")
     (message,) = problems(tmp_path)
@@ -196,9 +190,7 @@ tenants:
 
 
 def test_unknown_table_for_tenant_is_a_config_error(tmp_path: Path) -> None:
-    write(
-        tmp_path, "tenants:\n  demo:\n    source: {kind: sqlite, path: /tmp/x.sqlite}\n    tables: [orders]\n"
-    )
+    write(tmp_path, "tenants:\n  demo:\n    source: {kind: sqlite, path: /tmp/x.sqlite}\n    tables: [orders]\n")
     config = load_config(tmp_path, env={})
     with pytest.raises(ConfigError, match="table 'customers' is not configured"):
         config.table("demo", "customers")
@@ -218,16 +210,20 @@ def test_shipped_config_validates(repo_root: Path) -> None:
     assert all(t.source.kind == "sqlite" for t in local.tenants.values())
 
 
-@pytest.mark.parametrize(("value", "days", "problem"), [
-    (None, 7, None), ("0", 0, None), ("30", 30, None),
-    ("-1", 7, "must be >= 0"), ("a week", 7, "must be an integer, got 'a week'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "days", "problem"),
+    [
+        (None, 7, None),
+        ("0", 0, None),
+        ("30", 30, None),
+        ("-1", 7, "must be >= 0"),
+        ("a week", 7, "must be an integer, got 'a week'"),
+    ],
+)
 def test_snapshot_retention_setting(value, days, problem):
     from mozart_luigi.settings import Settings
 
     problems: list = []
     env = {} if value is None else {"MOZART_SNAPSHOT_RETENTION_DAYS": value}
     assert Settings.from_env(env, problems).snapshot_retention_days == days
-    assert [p.message for p in problems if p.key == "MOZART_SNAPSHOT_RETENTION_DAYS"] == (
-        [problem] if problem else []
-    )
+    assert [p.message for p in problems if p.key == "MOZART_SNAPSHOT_RETENTION_DAYS"] == ([problem] if problem else [])

@@ -92,13 +92,26 @@ tenants:
 # --------------------------------------------------------------------------------- ${VAR:-default}
 
 
-@pytest.mark.parametrize(("text", "env", "expected"), [
-    ("${V:-dflt}", {}, "dflt"), ("${V:-dflt}", {"V": ""}, "dflt"), ("${V:-dflt}", {"V": "set"}, "set"),
-    ("${V-dflt}", {}, "dflt"), ("${V-dflt}", {"V": ""}, ""), ("${V-dflt}", {"V": "set"}, "set"),
-    ("${V:dflt}", {}, "dflt"), ("${V:dflt}", {"V": ""}, ""), ("${V:dflt}", {"V": "set"}, "set"),
-    ("${V:-}", {}, ""), ("${V-}", {}, ""), ("${V:}", {}, ""), ("${V:-a-b:c}", {}, "a-b:c"),
-    ("x${V}y", {"V": ""}, "xy"), ("$${V:-d}", {}, "${V:-d}"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("${V:-dflt}", {}, "dflt"),
+        ("${V:-dflt}", {"V": ""}, "dflt"),
+        ("${V:-dflt}", {"V": "set"}, "set"),
+        ("${V-dflt}", {}, "dflt"),
+        ("${V-dflt}", {"V": ""}, ""),
+        ("${V-dflt}", {"V": "set"}, "set"),
+        ("${V:dflt}", {}, "dflt"),
+        ("${V:dflt}", {"V": ""}, ""),
+        ("${V:dflt}", {"V": "set"}, "set"),
+        ("${V:-}", {}, ""),
+        ("${V-}", {}, ""),
+        ("${V:}", {}, ""),
+        ("${V:-a-b:c}", {}, "a-b:c"),
+        ("x${V}y", {"V": ""}, "xy"),
+        ("$${V:-d}", {}, "${V:-d}"),
+    ],
+)
 def test_shell_style_defaults(text: str, env: dict[str, str], expected: str) -> None:
     from mozart_luigi.interpolate import interpolate
 
@@ -185,8 +198,18 @@ tenants:
     )
     config = load_config(tmp_path, env={"V": "v", "M": "incremental", "P": "local"})
     source, table = config.tenant("acme").source, config.table("acme", "orders")
-    values = [source.host, source.database, source.user, source.schema, *source.query[0], table.mode,
-              table.cursor, *table.primary_key, table.source_schema, *config.tenant("acme").profiles]  # fmt: skip
+    values = [
+        source.host,
+        source.database,
+        source.user,
+        source.schema,
+        *source.query[0],
+        table.mode,
+        table.cursor,
+        *table.primary_key,
+        table.source_schema,
+        *config.tenant("acme").profiles,
+    ]
     assert [type(v) for v in values] == [str] * len(values) and set(values) - {"a"} <= {"v", "incremental", "local"}
 
 
@@ -197,10 +220,19 @@ def tenant_with(line: str) -> str:
     return f"tenants:\n  acme:\n    {line}\n    source: {SQLITE}\n"
 
 
-@pytest.mark.parametrize(("value", "env", "active"), [
-    ("true", {}, True), ("false", {}, False), ("yes", {}, True), ('"TRUE"', {}, True), ('"False"', {}, False),
-    ('"${E}"', {"E": "true"}, True), ('"${E}"', {"E": "FALSE"}, False), ('"${E:-false}"', {"E": ""}, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "env", "active"),
+    [
+        ("true", {}, True),
+        ("false", {}, False),
+        ("yes", {}, True),
+        ('"TRUE"', {}, True),
+        ('"False"', {}, False),
+        ('"${E}"', {"E": "true"}, True),
+        ('"${E}"', {"E": "FALSE"}, False),
+        ('"${E:-false}"', {"E": ""}, False),
+    ],
+)
 def test_enabled_accepts_booleans_and_true_false_strings(
     tmp_path: Path, value: str, env: dict[str, str], active: bool
 ) -> None:
@@ -208,10 +240,19 @@ def test_enabled_accepts_booleans_and_true_false_strings(
     assert list(load_config(tmp_path, env=env).tenants) == (["acme"] if active else [])
 
 
-@pytest.mark.parametrize(("value", "env", "shown"), [
-    ("maybe", {}, "'maybe'"), ('"yes"', {}, "'yes'"), ("1", {}, "1"), ('"0"', {}, "'0'"), ('""', {}, "''"),
-    ("", {}, "None"), ('"${E}"', {"E": "1"}, "'${E}' (value hidden)"), ('"${E}"', {"E": ""}, "'${E}' (value hidden)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "env", "shown"),
+    [
+        ("maybe", {}, "'maybe'"),
+        ('"yes"', {}, "'yes'"),
+        ("1", {}, "1"),
+        ('"0"', {}, "'0'"),
+        ('""', {}, "''"),
+        ("", {}, "None"),
+        ('"${E}"', {"E": "1"}, "'${E}' (value hidden)"),
+        ('"${E}"', {"E": ""}, "'${E}' (value hidden)"),
+    ],
+)
 def test_enabled_refuses_anything_else(tmp_path: Path, value: str, env: dict[str, str], shown: str) -> None:
     write(tmp_path, tenant_with(f"enabled: {value}"))
     assert problems(tmp_path, env) == [f"tenants.yaml: tenants.acme.enabled: must be true or false, got {shown}"]
@@ -223,13 +264,19 @@ def test_enabled_from_an_unset_variable_is_one_problem(tmp_path: Path) -> None:
     assert message.startswith("tenants.yaml: tenants.acme.enabled: env var E is not set")
 
 
-@pytest.mark.parametrize(("value", "problem"), [
-    ("[locl]", "tenants.yaml: tenants.acme.profiles: unknown profile 'locl' (known: local, stack)"),
-    ("[local, Stack]", "tenants.yaml: tenants.acme.profiles: unknown profile 'Stack' (known: local, stack)"),
-    ("locl", "tenants.yaml: tenants.acme.profiles: unknown profile 'locl' (known: local, stack)"),
-    ('["${P}"]', "tenants.yaml: tenants.acme.profiles: unknown profile '${P}' (value hidden) (known: local, stack)"),
-    ("5", "tenants.yaml: tenants.acme.profiles: must be a string or a list of strings"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("[locl]", "tenants.yaml: tenants.acme.profiles: unknown profile 'locl' (known: local, stack)"),
+        ("[local, Stack]", "tenants.yaml: tenants.acme.profiles: unknown profile 'Stack' (known: local, stack)"),
+        ("locl", "tenants.yaml: tenants.acme.profiles: unknown profile 'locl' (known: local, stack)"),
+        (
+            '["${P}"]',
+            "tenants.yaml: tenants.acme.profiles: unknown profile '${P}' (value hidden) (known: local, stack)",
+        ),
+        ("5", "tenants.yaml: tenants.acme.profiles: must be a string or a list of strings"),
+    ],
+)
 def test_profiles_must_be_known_profiles(tmp_path: Path, value: str, problem: str) -> None:
     write(tmp_path, tenant_with(f"profiles: {value}"))
     assert problems(tmp_path, {"P": "prod"}) == [problem]
@@ -242,13 +289,16 @@ def test_known_profiles_still_select_tenants(tmp_path: Path) -> None:
     assert load_config(tmp_path, env={"P": "local"}).tenant("acme").profiles == ("local",)
 
 
-@pytest.mark.parametrize(("value", "problem"), [
-    ("[1, 2]", "tenants.yaml: tenants.acme.source.query: must be a mapping of string -> string"),
-    ("sslmode=require", "tenants.yaml: tenants.acme.source.query: must be a mapping of string -> string"),
-    ("{connect_timeout: 5}", "tenants.yaml: tenants.acme.source.query.connect_timeout: must be a string"),
-    ("{opts: [a]}", "tenants.yaml: tenants.acme.source.query.opts: must be a string"),
-    ("{1: a}", "tenants.yaml: tenants.acme.source.query.1: the parameter name must be a string"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("[1, 2]", "tenants.yaml: tenants.acme.source.query: must be a mapping of string -> string"),
+        ("sslmode=require", "tenants.yaml: tenants.acme.source.query: must be a mapping of string -> string"),
+        ("{connect_timeout: 5}", "tenants.yaml: tenants.acme.source.query.connect_timeout: must be a string"),
+        ("{opts: [a]}", "tenants.yaml: tenants.acme.source.query.opts: must be a string"),
+        ("{1: a}", "tenants.yaml: tenants.acme.source.query.1: the parameter name must be a string"),
+    ],
+)
 def test_source_query_must_map_strings_to_strings(tmp_path: Path, value: str, problem: str) -> None:
     write(tmp_path, f"tenants:\n  acme:\n    source: {{kind: postgresql, url: 'x://', query: {value}}}\n")
     (message,) = problems(tmp_path)
@@ -264,10 +314,42 @@ def test_source_query_of_strings_is_kept(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------- column names
 
-GOOD_COLUMNS = ["order_id", "a`b", "Updated At", "Unit Price", "select", "from", "where", "x-y", "$amount", "row#",
-                "Größe", "名前", "a  b", "2nd"]  # fmt: skip
-BAD_COLUMNS = ["order_id; drop table x", "", " id", "id ", "a.b", 'a"b', "a'b", "a\x00b", "a\nb", "a\tb",
-               "a\x7fb", "a(b)", "a/b", "a*b", "a,b", "a=b", "a[b]", "a%b"]  # fmt: skip
+GOOD_COLUMNS = [
+    "order_id",
+    "a`b",
+    "Updated At",
+    "Unit Price",
+    "select",
+    "from",
+    "where",
+    "x-y",
+    "$amount",
+    "row#",
+    "Größe",
+    "名前",
+    "a  b",
+    "2nd",
+]
+BAD_COLUMNS = [
+    "order_id; drop table x",
+    "",
+    " id",
+    "id ",
+    "a.b",
+    'a"b',
+    "a'b",
+    "a\x00b",
+    "a\nb",
+    "a\tb",
+    "a\x7fb",
+    "a(b)",
+    "a/b",
+    "a*b",
+    "a,b",
+    "a=b",
+    "a[b]",
+    "a%b",
+]
 
 
 @pytest.mark.parametrize("key", ["primary_key", "include", "cursor"])
@@ -296,8 +378,11 @@ def test_invalid_column_names_are_refused(tmp_path: Path, key: str, name: str) -
 
 
 def test_the_injection_example_names_file_table_and_key(tmp_path: Path) -> None:
-    write(tmp_path, tenant_with("description: x"),
-          "tables:\n  orders: {mode: full, primary_key: ['order_id; drop table x']}\n")  # fmt: skip
+    write(
+        tmp_path,
+        tenant_with("description: x"),
+        "tables:\n  orders: {mode: full, primary_key: ['order_id; drop table x']}\n",
+    )
     (message,) = problems(tmp_path)
     assert message.startswith("tables.yaml: tables.orders.primary_key: invalid column name 'order_id; drop table x'")
 
@@ -376,8 +461,9 @@ tenants:
 """
 
 
-@pytest.mark.parametrize("env", [{}, {"MOZART_PG_HOST": "", "MOZART_PG_PORT": "", "ACME_DB_PASSWORD": ""}],
-                         ids=["unset", "empty"])  # fmt: skip
+@pytest.mark.parametrize(
+    "env", [{}, {"MOZART_PG_HOST": "", "MOZART_PG_PORT": "", "ACME_DB_PASSWORD": ""}], ids=["unset", "empty"]
+)
 def test_issue_case_validate_shows_the_shell_default_never_a_leading_dash(
     tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,9 +30,7 @@ SOURCES = {
     "postgresql": SourceConfig(
         kind="postgresql", host="db", port=5432, database="acme", user="r", password=Secret("pw-123456")
     ),
-    "mysql": SourceConfig(
-        kind="mysql", host="db", port=3306, database="globex", user="r", password=Secret("pw-1")
-    ),
+    "mysql": SourceConfig(kind="mysql", host="db", port=3306, database="globex", user="r", password=Secret("pw-1")),
     "oracle": SourceConfig(
         kind="oracle", host="db", port=1521, service_name="FREEPDB1", user="r", password=Secret("pw-2")
     ),
@@ -158,9 +156,7 @@ def test_unknown_include_column_and_missing_cursor_are_source_errors() -> None:
     with pytest.raises(SourceError, match=r"tenant 'acme', table 't': include/exclude name unknown column"):
         snapshot("postgresql", table=bad_include, window=None)
     bad_cursor = TableConfig(name="t", source_name="t", mode="incremental", cursor="changed")
-    with pytest.raises(
-        SourceError, match=r"cursor column 'changed' not found .* on postgresql://r@db:5432/acme"
-    ):
+    with pytest.raises(SourceError, match=r"cursor column 'changed' not found .* on postgresql://r@db:5432/acme"):
         snapshot("postgresql", table=bad_cursor)
 
 
@@ -178,9 +174,7 @@ def test_server_side_casts_are_compiled_per_dialect() -> None:
         SourceColumn("tags", pg.ARRAY(pg.UUID())),
     ]
     table = TableConfig(name="t", source_name="t", mode="full")
-    sql = compiled(
-        "postgresql", snapshot("postgresql", table=table, columns=columns, window=None).query
-    ).string
+    sql = compiled("postgresql", snapshot("postgresql", table=table, columns=columns, window=None).query).string
     assert "CAST(t.doc AS TEXT) AS doc" in sql
     assert "CAST(t.id AS TEXT) AS id" in sql
     assert "CAST(t.span AS TEXT) AS span" in sql
@@ -219,9 +213,7 @@ def test_urls_pick_drivers_and_hide_passwords() -> None:
     urls = {k: connector(k).url() for k in SOURCES}
     assert urls["postgresql"].drivername == "postgresql+psycopg2"
     assert urls["mysql"].drivername == "mysql+pymysql" and urls["mysql"].query["charset"] == "utf8mb4"
-    assert (
-        urls["oracle"].drivername == "oracle+oracledb" and urls["oracle"].query["service_name"] == "FREEPDB1"
-    )
+    assert urls["oracle"].drivername == "oracle+oracledb" and urls["oracle"].query["service_name"] == "FREEPDB1"
     assert urls["sqlite"].database == "file:/tmp/demo.sqlite" and dict(urls["sqlite"].query) == {
         "mode": "ro",
         "uri": "true",

@@ -118,7 +118,5 @@ def test_sqlstate_is_kept_for_postgres() -> None:
     class WithCode(psycopg2.Error):
         pgcode = "42P01"
 
-    error = connector("postgresql").translate(
-        wrapped(WithCode("relation does not exist")), "cannot read", TABLE
-    )  # type: ignore[attr-defined]
+    error = connector("postgresql").translate(wrapped(WithCode("relation does not exist")), "cannot read", TABLE)  # type: ignore[attr-defined]
     assert str(error).endswith("[SQLSTATE 42P01]") and not error.retryable

@@ -76,9 +76,7 @@ def test_postgres_mapping(type_: Any, arrow_type: pa.DataType, expression: str |
 def test_postgres_domain_takes_the_base_precision_from_the_catalog() -> None:
     domain = pg.DOMAIN("positive", pg.NUMERIC())
     assert postgres_plan(SourceColumn("c", domain, detail="numeric(8,2)")).arrow_type == pa.decimal128(8, 2)
-    assert (
-        postgres_plan(SourceColumn("c", pg.DOMAIN("d", pg.TEXT()), detail="text")).arrow_type == pa.string()
-    )
+    assert postgres_plan(SourceColumn("c", pg.DOMAIN("d", pg.TEXT()), detail="text")).arrow_type == pa.string()
 
 
 def test_unmappable_type_is_a_type_mapping_error_naming_everything() -> None:
@@ -182,9 +180,7 @@ def test_decimals_are_never_rounded() -> None:
         (sa.BLOB(), [b"\x00", "x"], [b"\x00", b"x"]),
     ],
 )
-def test_sqlite_values_are_read_tolerantly_but_exactly(
-    declared: Any, values: list[Any], expected: list[Any]
-) -> None:
+def test_sqlite_values_are_read_tolerantly_but_exactly(declared: Any, values: list[Any], expected: list[Any]) -> None:
     assert convert(sqlite_plan(SourceColumn("c", declared)), values)[0] == expected
 
 

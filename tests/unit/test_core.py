@@ -39,8 +39,13 @@ def test_redact_replaces_every_occurrence():
 
 def test_interpolation_defaults_lists_escapes_and_all_problems():
     problems: list[ConfigProblem] = []
-    tree = {"a": "${X}", "b": ["${Y:fallback}", "$${literal}"], "c": {"d": "${MISSING}", "e": "${ALSO_MISSING}"},
-            "n": 3, "empty": "${E:}"}
+    tree = {
+        "a": "${X}",
+        "b": ["${Y:fallback}", "$${literal}"],
+        "c": {"d": "${MISSING}", "e": "${ALSO_MISSING}"},
+        "n": 3,
+        "empty": "${E:}",
+    }
     out = interpolate(tree, {"X": "x1"}, file="t.yaml", path="", problems=problems)
     assert out == {"a": "x1", "b": ["fallback", "${literal}"], "c": {"d": "", "e": ""}, "n": 3, "empty": ""}
     assert [(p.file, p.key) for p in problems] == [("t.yaml", "c.d"), ("t.yaml", "c.e")]
@@ -80,17 +85,27 @@ def test_retry_does_not_retry_terminal_errors():
 
 
 def test_manifest_round_trips_schema_and_window():
-    schema = pa.schema([
-        pa.field("id", pa.int64(), nullable=False),
-        pa.field("amount", pa.decimal128(38, 9)),
-        pa.field("at", pa.timestamp("us", tz="UTC")),
-        pa.field("tags", pa.list_(pa.string())),
-    ])
+    schema = pa.schema(
+        [
+            pa.field("id", pa.int64(), nullable=False),
+            pa.field("amount", pa.decimal128(38, 9)),
+            pa.field("at", pa.timestamp("us", tz="UTC")),
+            pa.field("tags", pa.list_(pa.string())),
+        ]
+    )
     m = Manifest(
-        tenant="acme", table="orders", date=dt.date(2026, 11, 28), mode="incremental", row_count=3,
-        source_count=3, files=(PartFile("part-r1-00000.parquet", 3, 1234),), schema=schema,
-        extracted_at=dt.datetime(2026, 11, 29, 1, 2, 3, 456789, tzinfo=dt.UTC), run_id="r1",
-        window_start=dt.datetime(2026, 11, 28), window_end=dt.datetime(2026, 11, 29),
+        tenant="acme",
+        table="orders",
+        date=dt.date(2026, 11, 28),
+        mode="incremental",
+        row_count=3,
+        source_count=3,
+        files=(PartFile("part-r1-00000.parquet", 3, 1234),),
+        schema=schema,
+        extracted_at=dt.datetime(2026, 11, 29, 1, 2, 3, 456789, tzinfo=dt.UTC),
+        run_id="r1",
+        window_start=dt.datetime(2026, 11, 28),
+        window_end=dt.datetime(2026, 11, 29),
         details={"max_amount": str(Decimal("1.5"))},
     )
     back = Manifest.from_json(m.to_json())

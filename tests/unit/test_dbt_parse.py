@@ -17,18 +17,21 @@ from mozart_luigi.settings import Settings
 pytestmark = pytest.mark.unit
 DAY = dt.date(2026, 11, 28)
 MODELS = {
-    "stg_customers": ("staging", "view"), "stg_products": ("staging", "view"),
-    "stg_orders": ("staging", "view"), "stg_order_items": ("staging", "view"),
+    "stg_customers": ("staging", "view"),
+    "stg_products": ("staging", "view"),
+    "stg_orders": ("staging", "view"),
+    "stg_order_items": ("staging", "view"),
     "int_order_lines": ("intermediate", "view"),
-    "int_orders": ("intermediate", "view"), "daily_revenue": ("mart", "table"),
-    "customer_lifetime_value": ("mart", "table"), "product_performance": ("mart", "table"),
-}  # fmt: skip
+    "int_orders": ("intermediate", "view"),
+    "daily_revenue": ("mart", "table"),
+    "customer_lifetime_value": ("mart", "table"),
+    "product_performance": ("mart", "table"),
+}
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return dataclasses.replace(Settings(), data_dir=tmp_path / "data",
-                               duckdb_path=tmp_path / "warehouse.duckdb")  # fmt: skip
+    return dataclasses.replace(Settings(), data_dir=tmp_path / "data", duckdb_path=tmp_path / "warehouse.duckdb")
 
 
 def _manifest(path: Path) -> dict[str, Any]:
@@ -36,8 +39,7 @@ def _manifest(path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("target", ["local", "trino"])
-def test_parse_puts_each_layer_in_the_tenant_schemas(settings: Settings, repo_root: Path,
-                                                     target: str) -> None:  # fmt: skip
+def test_parse_puts_each_layer_in_the_tenant_schemas(settings: Settings, repo_root: Path, target: str) -> None:
     tables = load_config(repo_root / "config", env={}).tables.values()
     manifest = _manifest(parse_project("acme", settings=settings, run_date=DAY, tables=tables, target=target))
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
@@ -62,8 +64,7 @@ def test_parse_refuses_an_unsafe_tenant_var(settings: Settings, repo_root: Path)
 
     from mozart_luigi.dbt_runner import build_command, dbt_env, project_dir
 
-    argv = build_command("acme", target="local", project=project_dir(), work=settings.data_dir / "x",
-                         command="parse")  # fmt: skip
+    argv = build_command("acme", target="local", project=project_dir(), work=settings.data_dir / "x", command="parse")
     vars_at = argv.index("--vars") + 1
     argv[vars_at] = json.dumps({"tenant": "acme; drop schema acme", "run_date": "2026-11-28"})
     done = subprocess.run(argv, env=dbt_env(settings, "local"), capture_output=True, text=True, check=False)

@@ -48,21 +48,47 @@ DBT_LINES = """\
 
 
 def _results(path: Path, statuses: dict[str, tuple[str, str | None]]) -> Path:
-    results = [{"unique_id": uid, "status": status, "message": message,
-                "failures": 1 if status == "fail" else 0, "execution_time": 0.1, "relation_name": None,
-                "thread_id": "Thread-1", "timing": [],
-                "adapter_response": {}, "compiled": True, "compiled_code": "select 1", "batch_results": None}
-               for uid, (status, message) in statuses.items()]  # fmt: skip
-    path.write_text(json.dumps({"metadata": {"invocation_id": "abc-123", "dbt_version": "1.11.16"},
-                                "results": results, "elapsed_time": 2.5, "args": {}}))  # fmt: skip
+    results = [
+        {
+            "unique_id": uid,
+            "status": status,
+            "message": message,
+            "failures": 1 if status == "fail" else 0,
+            "execution_time": 0.1,
+            "relation_name": None,
+            "thread_id": "Thread-1",
+            "timing": [],
+            "adapter_response": {},
+            "compiled": True,
+            "compiled_code": "select 1",
+            "batch_results": None,
+        }
+        for uid, (status, message) in statuses.items()
+    ]
+    path.write_text(
+        json.dumps(
+            {
+                "metadata": {"invocation_id": "abc-123", "dbt_version": "1.11.16"},
+                "results": results,
+                "elapsed_time": 2.5,
+                "args": {},
+            }
+        )
+    )
     return path
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return dataclasses.replace(Settings(), data_dir=tmp_path / "data", duckdb_path=tmp_path / "wh.duckdb",
-                               report_dir=tmp_path / "reports", trino_host="trino.internal", trino_port=18080,
-                               s3_secret_key=Secret("s3-very-secret"))  # fmt: skip
+    return dataclasses.replace(
+        Settings(),
+        data_dir=tmp_path / "data",
+        duckdb_path=tmp_path / "wh.duckdb",
+        report_dir=tmp_path / "reports",
+        trino_host="trino.internal",
+        trino_port=18080,
+        s3_secret_key=Secret("s3-very-secret"),
+    )
 
 
 # ------------------------------------------------------------------------------------------- command
@@ -71,8 +97,7 @@ def settings(tmp_path: Path) -> Settings:
 def test_command_names_tenant_date_target_and_private_paths(settings: Settings) -> None:
     work = work_dir(settings, "acme")
     tables = {"orders": {"mode": "incremental", "primary_key": ["order_id"], "cursor": "updated_at"}}
-    argv = build_command("acme", target="trino", project=project_dir(), work=work, tables=tables,
-                         executable="dbt")  # fmt: skip
+    argv = build_command("acme", target="trino", project=project_dir(), work=work, tables=tables, executable="dbt")
     assert argv[:2] == ["dbt", "build"]
     assert argv[argv.index("--target") + 1] == "trino"
     assert argv[argv.index("--project-dir") + 1] == str(project_dir())
@@ -90,8 +115,7 @@ def test_two_tenants_never_share_dbt_folders(settings: Settings) -> None:
 @pytest.mark.parametrize("tenant", ["Acme", "acme;drop schema x", "1acme", "a" * 41, ""])
 def test_command_refuses_unsafe_tenant(settings: Settings, tenant: str) -> None:
     with pytest.raises(ConfigError):
-        build_command(tenant, target="local", project=project_dir(), work=Path("/tmp/x"),
-                      executable="dbt")
+        build_command(tenant, target="local", project=project_dir(), work=Path("/tmp/x"), executable="dbt")
 
 
 def test_env_exports_settings_and_keeps_secrets_off_the_command_line(settings: Settings) -> None:
@@ -103,8 +127,9 @@ def test_env_exports_settings_and_keeps_secrets_off_the_command_line(settings: S
     assert env["PATH"] == "/usr/bin" and "DBT_PROFILES_DIR" not in env
     assert "MOZART_RUN_DATE" not in dbt_env(settings, "trino", {"MOZART_RUN_DATE": "2020-01-01"})  # no stale date
     assert dbt_env(settings, "trino", base, run_date=DAY)["MOZART_RUN_DATE"] == "2026-11-28"
-    argv = build_command("acme", target="trino", project=project_dir(), work=work_dir(settings, "acme"),
-                         executable="dbt")  # fmt: skip
+    argv = build_command(
+        "acme", target="trino", project=project_dir(), work=work_dir(settings, "acme"), executable="dbt"
+    )
     assert not any("s3-very-secret" in arg for arg in argv)
 
 
@@ -142,10 +167,14 @@ def test_progress_names_the_last_node() -> None:
 
 
 def test_run_results_success_counts(tmp_path: Path) -> None:
-    path = _results(tmp_path / "run_results.json", {
-        "model.mozart.stg_orders": ("success", "OK"), "model.mozart.daily_revenue": ("success", "OK"),
-        "test.mozart.unique_stg_orders_order_id.8e01966b51": ("pass", None),
-    })  # fmt: skip
+    path = _results(
+        tmp_path / "run_results.json",
+        {
+            "model.mozart.stg_orders": ("success", "OK"),
+            "model.mozart.daily_revenue": ("success", "OK"),
+            "test.mozart.unique_stg_orders_order_id.8e01966b51": ("pass", None),
+        },
+    )
     result = read_run_results(path, tenant="acme", run_date=DAY, target="local")
     assert result.ok and result.models_built == 2 and result.invocation_id == "abc-123"
     assert result.counts() == {"model:success": 2, "models_built": 2, "nodes": 3, "test:pass": 1}
@@ -153,12 +182,15 @@ def test_run_results_success_counts(tmp_path: Path) -> None:
 
 
 def test_failure_message_names_tenant_and_failed_nodes(tmp_path: Path) -> None:
-    path = _results(tmp_path / "run_results.json", {
-        "model.mozart.stg_orders": ("success", "OK"),
-        "test.mozart.accepted_values_stg_orders_status__placed.8e01966b51": ("fail", "Got 1 result"),
-        "model.mozart.int_orders": ("error", "Binder Error: column x not found"),
-        "model.mozart.daily_revenue": ("skipped", None),
-    })  # fmt: skip
+    path = _results(
+        tmp_path / "run_results.json",
+        {
+            "model.mozart.stg_orders": ("success", "OK"),
+            "test.mozart.accepted_values_stg_orders_status__placed.8e01966b51": ("fail", "Got 1 result"),
+            "model.mozart.int_orders": ("error", "Binder Error: column x not found"),
+            "model.mozart.daily_revenue": ("skipped", None),
+        },
+    )
     result = read_run_results(path, tenant="acme", run_date=DAY, target="local", return_code=1)
     assert not result.ok
     assert [n.name for n in result.failed] == ["accepted_values_stg_orders_status__placed", "int_orders"]
@@ -186,8 +218,10 @@ def test_dbt_project_table_defaults_mirror_tables_yaml(repo_root: Path) -> None:
     project = yaml.safe_load((repo_root / "dbt" / "dbt_project.yml").read_text())
     config = load_config(repo_root / "config", env={})
     expected = tables_var(config.tables.values())
-    defaults = {name: {"mode": spec["mode"], "primary_key": spec["primary_key"], "cursor": spec.get("cursor")}
-                for name, spec in project["vars"]["tables"].items()}  # fmt: skip
+    defaults = {
+        name: {"mode": spec["mode"], "primary_key": spec["primary_key"], "cursor": spec.get("cursor")}
+        for name, spec in project["vars"]["tables"].items()
+    }
     assert defaults == expected
 
 
@@ -199,10 +233,12 @@ def local_config(tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatc
     config_dir = tmp_path / "config"
     config_dir.mkdir()
     shutil.copy(repo_root / "config" / "tables.yaml", config_dir / "tables.yaml")
-    tenants = {"tenants": {
-        "shop_a": {"source": {"kind": "sqlite", "path": str(tmp_path / "a.sqlite")}},
-        "shop_b": {"source": {"kind": "sqlite", "path": str(tmp_path / "b.sqlite")}, "tables": ["orders"]},
-    }}  # fmt: skip
+    tenants = {
+        "tenants": {
+            "shop_a": {"source": {"kind": "sqlite", "path": str(tmp_path / "a.sqlite")}},
+            "shop_b": {"source": {"kind": "sqlite", "path": str(tmp_path / "b.sqlite")}, "tables": ["orders"]},
+        }
+    }
     (config_dir / "tenants.yaml").write_text(yaml.safe_dump(tenants))
     monkeypatch.setenv("MOZART_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("MOZART_DATA_DIR", str(tmp_path / "data"))
@@ -215,8 +251,9 @@ def test_dbt_run_requires_every_load_of_the_tenant(local_config: Path) -> None:
     from mozart_luigi.tasks.load import LoadIceberg
 
     task = DbtRun(tenant="shop_a", date=DAY)
-    assert task.requires() == [LoadIceberg(tenant="shop_a", table=t, date=DAY)
-                               for t in ("customers", "products", "orders", "order_items")]  # fmt: skip
+    assert task.requires() == [
+        LoadIceberg(tenant="shop_a", table=t, date=DAY) for t in ("customers", "products", "orders", "order_items")
+    ]
     only_orders = [LoadIceberg(tenant="shop_b", table="orders", date=DAY)]
     assert DbtRun(tenant="shop_b", date=DAY).requires() == only_orders
 
@@ -233,8 +270,7 @@ def test_dbt_run_output_is_a_marker_and_resources_cap_writers(local_config: Path
     assert task.resources == {"dbt_shop_a": 1, "duckdb_writer": 1}
 
 
-def test_dbt_run_on_trino_holds_only_the_tenant_slot(local_config: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_dbt_run_on_trino_holds_only_the_tenant_slot(local_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mozart_luigi.config import reset_config_cache
     from mozart_luigi.tasks.dbt import DbtRun
 

@@ -65,12 +65,10 @@ def test_every_updated_at_falls_on_the_four_demo_days(tmp_path: Path) -> None:
             seen = {r[0][:10] for r in conn.execute(f"SELECT updated_at FROM {table}")}
             assert seen == days, table
         assert conn.execute(
-            "SELECT count(*) FROM orders o LEFT JOIN customers c USING (customer_id) "
-            "WHERE c.customer_id IS NULL"
+            "SELECT count(*) FROM orders o LEFT JOIN customers c USING (customer_id) WHERE c.customer_id IS NULL"
         ).fetchone() == (0,)
         assert conn.execute(
-            "SELECT count(*) FROM order_items i LEFT JOIN products p USING (product_id) "
-            "WHERE p.product_id IS NULL"
+            "SELECT count(*) FROM order_items i LEFT JOIN products p USING (product_id) WHERE p.product_id IS NULL"
         ).fetchone() == (0,)
         statuses = {r[0] for r in conn.execute("SELECT DISTINCT status FROM orders")}
         assert statuses <= {"placed", "shipped", "delivered", "cancelled"}
@@ -214,8 +212,10 @@ def test_mozart_demo_refuses_a_users_files_and_exits_2_before_anything_runs(
     assert not (data / "sources" / "demo_west.sqlite").exists()  # nothing written, not even the demo's own
     assert not (data / "warehouse.duckdb").exists() and not (data / "lake").exists()  # nothing ran
     assert "configuration invalid: 2 problem(s)" in err
-    for tenant, path, why in (("mine", mine, "a SQLite database without the demo's mozart_demo_meta table"),
-                              ("notes", notes, "not a SQLite database")):  # fmt: skip
+    for tenant, path, why in (
+        ("mine", mine, "a SQLite database without the demo's mozart_demo_meta table"),
+        ("notes", notes, "not a SQLite database"),
+    ):
         (line,) = [line for line in err.splitlines() if f"tenants.{tenant}.source.path" in line]
         assert f"tenant '{tenant}': the demo did not generate '{path}' ({why})" in line
         assert "the demo leaves it untouched" in line

@@ -33,9 +33,15 @@ def _disable(port: int, task: ExtractTable) -> None:
 
     scheduler = RemoteScheduler(f"http://127.0.0.1:{port}/")
     for status in ("PENDING", "FAILED"):
-        scheduler.add_task(worker="enable-test", task_id=task.task_id, status=status, family=task.task_family,
-                           params=task.to_str_params(), runnable=True,
-                           retry_policy_dict={"retry_count": 1})  # fmt: skip
+        scheduler.add_task(
+            worker="enable-test",
+            task_id=task.task_id,
+            status=status,
+            family=task.task_family,
+            params=task.to_str_params(),
+            runnable=True,
+            retry_policy_dict={"retry_count": 1},
+        )
 
 
 def test_disabled_tasks_are_named_in_the_closing_block_and_mozart_enable_re_enables_them(
@@ -53,8 +59,10 @@ def test_disabled_tasks_are_named_in_the_closing_block_and_mozart_enable_re_enab
         out = capsys.readouterr().out
         assert code != 0  # the disabled extract (and what needs it) did not run
         assert f"{TENANT}.customers {DAY} loaded" in out and f"{TENANT}.orders {DAY} extracted" not in out
-        assert f"DISABLED by luigid after repeated failures (not run until re-enabled): {TENANT}.orders extract {DAY}" \
-            in out  # fmt: skip
+        assert (
+            f"DISABLED by luigid after repeated failures (not run until re-enabled): {TENANT}.orders extract {DAY}"
+            in out
+        )
         assert f"  after fixing the cause: mozart enable --tenant {TENANT} --date {DAY}" in out
         assert [t.task_id for t in luigid.disabled()] == [orders.task_id]  # a new run does not re-enable it
 
@@ -74,16 +82,20 @@ def test_an_unreachable_luigid_fails_within_seconds_with_exit_45(
 ) -> None:
     reset_config_cache()
     port = str(free_port())
-    for argv in (["run", "--date", DAY.isoformat(), "--luigid", "--scheduler-port", port],
-                 ["backfill", "--from", DAY.isoformat(), "--to", DAY.isoformat(), "--scheduler-port", port],
-                 ["enable", "--scheduler-port", port]):  # fmt: skip
+    for argv in (
+        ["run", "--date", DAY.isoformat(), "--luigid", "--scheduler-port", port],
+        ["backfill", "--from", DAY.isoformat(), "--to", DAY.isoformat(), "--scheduler-port", port],
+        ["enable", "--scheduler-port", port],
+    ):
         started = time.monotonic()
         assert main(argv) == 45, argv
         assert time.monotonic() - started < 15, argv
         assert f"luigid at http://127.0.0.1:{port} did not answer" in capsys.readouterr().err
     records = read_records(runs_path(get_config().settings))
     assert [(r["entry_point"], r["exit_code"], r["status"]) for r in records] == [
-        ("mozart run", 45, "LUIGID_UNREACHABLE"), ("mozart backfill", 45, "LUIGID_UNREACHABLE")]  # fmt: skip
+        ("mozart run", 45, "LUIGID_UNREACHABLE"),
+        ("mozart backfill", 45, "LUIGID_UNREACHABLE"),
+    ]
 
 
 def test_profile_local_uses_the_local_scheduler_by_default(
@@ -114,15 +126,27 @@ def _core_port(port: str):
 
 
 def test_plan_into_a_closed_pipe_ends_without_a_traceback(local: Path) -> None:
-    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "mozart"), "plan", "--date", DAY.isoformat()], cwd=REPO,
-                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "mozart"), "plan", "--date", DAY.isoformat()],
+        cwd=REPO,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # as `| head` does once it has its lines: every write of mozart now fails (EPIPE)
     err = proc.stderr.read().decode()
     proc.stderr.close()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err
-    piped = subprocess.run(f"{REPO / '.venv' / 'bin' / 'mozart'} plan --date {DAY} | head -n 1", shell=True,
-                           cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=120,
-                           check=False)  # fmt: skip
+    piped = subprocess.run(
+        f"{REPO / '.venv' / 'bin' / 'mozart'} plan --date {DAY} | head -n 1",
+        shell=True,
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert piped.stdout.startswith(f"Plan for {DAY}") and piped.stderr == ""

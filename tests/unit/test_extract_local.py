@@ -92,9 +92,7 @@ def read(table: str, date: dt.date = DAY) -> tuple[object, pa.Table]:
 
 
 def test_local_extract_runs_through_luigi_and_the_second_run_does_nothing(local: Path) -> None:
-    tasks = [
-        ExtractTable(tenant="demo", table=t, date=DAY) for t in ("orders", "order_items", "products", "empty")
-    ]
+    tasks = [ExtractTable(tenant="demo", table=t, date=DAY) for t in ("orders", "order_items", "products", "empty")]
     first = build(*tasks)
     assert first.scheduling_succeeded and "4 ran successfully" in first.summary_text
     lake = Lake.from_settings(get_config().settings)
@@ -126,15 +124,11 @@ def test_local_values_are_parsed_exactly_and_the_window_is_half_open(local: Path
     assert rows[4]["updated_at"] == dt.datetime(2026, 11, 25, 22, 30) and rows[4]["amount"] == Decimal("0.10")
     assert rows[4]["raw"] == b"" and rows[4]["placed"] == dt.date(2026, 11, 26)
     assert manifest.row_count == manifest.source_count == 3 and len(manifest.files) == 1
-    assert manifest.mode == "incremental" and manifest.window_start == dt.datetime(
-        2026, 11, 25, tzinfo=dt.UTC
-    )
+    assert manifest.mode == "incremental" and manifest.window_start == dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
 
 
 def test_local_hostile_names_exclude_and_empty_table(local: Path) -> None:
-    assert build(
-        *(ExtractTable(tenant="demo", table=t, date=DAY) for t in ("order_items", "products", "empty"))
-    )
+    assert build(*(ExtractTable(tenant="demo", table=t, date=DAY) for t in ("order_items", "products", "empty")))
     _, items = read("order_items")
     assert items.to_pylist() == [
         {"select": 1, "Unit Price": Decimal("2.500"), "from": "x"},
@@ -165,9 +159,7 @@ def test_stale_parts_are_removed_before_writing(local: Path) -> None:
 
 def test_lossy_value_fails_without_manifest(local: Path) -> None:
     with sqlite3.connect(local) as db:
-        db.execute(
-            "INSERT INTO orders VALUES (9, 1.005, 'three decimals', '2026-11-25 10:00', NULL, NULL, NULL)"
-        )
+        db.execute("INSERT INTO orders VALUES (9, 1.005, 'three decimals', '2026-11-25 10:00', NULL, NULL, NULL)")
     task = ExtractTable(tenant="demo", table="orders", date=DAY)
     with pytest.raises(TypeMappingError, match=r"tenant 'demo', table 'orders': column 'amount' \(NUMERIC"):
         task.run()
@@ -191,8 +183,9 @@ def test_part_writer_rotates_exactly_and_writes_an_empty_typed_part(tmp_path: Pa
     schema = pa.schema([("id", pa.int64()), ("name", pa.string())])
     batch = pa.record_batch([pa.array(range(7)), pa.array([str(i) for i in range(7)])], schema=schema)
     stamp = dt.datetime(2026, 11, 26, 1, 2, 3, 4, tzinfo=dt.UTC)
-    with PartWriter(lake, f"{lake.url}/t", "r1", schema, date=DAY, extracted_at=stamp, compression="snappy",
-                    part_rows=3) as writer:  # fmt: skip
+    with PartWriter(
+        lake, f"{lake.url}/t", "r1", schema, date=DAY, extracted_at=stamp, compression="snappy", part_rows=3
+    ) as writer:
         writer.write(batch)
         writer.write(batch.slice(0, 2))
         files = writer.close()
@@ -254,10 +247,12 @@ def _held_before_manifest(tmp_path: Path, tables: str, *, workers: int) -> tuple
     pause = tmp_path / "pause"
     pause.mkdir()
     env = {**os.environ, "MOZART_TEST_PAUSE_AT": "before_manifest", "MOZART_TEST_PAUSE_DIR": str(pause)}
-    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.extract import ExtractTable; "
-              "ok = luigi.build([ExtractTable(tenant='demo', table=t, date=dt.date(2026, 11, 25)) "
-              f"for t in {tables}], local_scheduler=True, workers={workers}); "
-              "raise SystemExit(0 if ok else 1)")  # fmt: skip
+    script = (
+        "import luigi, datetime as dt; from mozart_luigi.tasks.extract import ExtractTable; "
+        "ok = luigi.build([ExtractTable(tenant='demo', table=t, date=dt.date(2026, 11, 25)) "
+        f"for t in {tables}], local_scheduler=True, workers={workers}); "
+        "raise SystemExit(0 if ok else 1)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
     flag, deadline = pause / "before_manifest.reached", time.monotonic() + 120
     while not flag.exists() or not flag.read_text():

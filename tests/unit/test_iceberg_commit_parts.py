@@ -77,8 +77,17 @@ def test_a_footer_larger_than_the_guess_takes_a_second_exact_get() -> None:
     assert lake.objects.calls == [_FOOTER_GUESS, needed]
 
 
-@pytest.mark.parametrize("data", [None, b"", b"PAR1", b"not a parquet file at all", _parquet(2, 10)[:-1],
-                                  b"x" * 100 + (50).to_bytes(4, "little") + b"PAR1"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        b"",
+        b"PAR1",
+        b"not a parquet file at all",
+        _parquet(2, 10)[:-1],
+        b"x" * 100 + (50).to_bytes(4, "little") + b"PAR1",
+    ],
+)
 def test_what_is_not_a_parquet_file_is_a_load_error_naming_it(data: bytes | None) -> None:
     with pytest.raises(LoadError, match=r"s3://b/bad\.parquet"):
         _footer(_lake(data), "s3://b/bad.parquet")

@@ -155,8 +155,9 @@ def describe(graph: Graph, cycle: list[str], component: list[str]) -> str:
 def test_the_package_has_no_import_cycle() -> None:
     graph = build_graph()
     found = knots(graph)
-    report = "\n\n".join(f"knot {i + 1}: {', '.join(c)}\n{describe(graph, _cycle_in(graph, set(c)), c)}"
-                         for i, c in enumerate(found))  # fmt: skip
+    report = "\n\n".join(
+        f"knot {i + 1}: {', '.join(c)}\n{describe(graph, _cycle_in(graph, set(c)), c)}" for i, c in enumerate(found)
+    )
     assert not found, f"{len(found)} import cycle knot(s) in {PACKAGE}:\n{report}"
 
 

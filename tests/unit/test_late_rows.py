@@ -32,10 +32,15 @@ pytestmark = pytest.mark.unit
 TENANT = "shop"
 D1, D2, D3, D4 = (dt.date(2026, 11, 25) + dt.timedelta(days=i) for i in range(4))
 TABLES = {
-    "orders": {"mode": "incremental", "cursor": "updated_at", "primary_key": ["order_id"], "lookback_days": 2,
-               "deletes": "keys"},
+    "orders": {
+        "mode": "incremental",
+        "cursor": "updated_at",
+        "primary_key": ["order_id"],
+        "lookback_days": 2,
+        "deletes": "keys",
+    },
     "products": {"mode": "full", "primary_key": ["product_id"]},
-}  # fmt: skip
+}
 
 
 def build(*tasks: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
@@ -67,9 +72,13 @@ def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     tenants = {"tenants": {TENANT: {"source": {"kind": "sqlite", "path": str(path)}}}}
     (config / "tenants.yaml").write_text(yaml.safe_dump(tenants), encoding="utf-8")
     (config / "tables.yaml").write_text(yaml.safe_dump({"tables": TABLES}, sort_keys=False), encoding="utf-8")
-    for key, value in {"MOZART_CONFIG_DIR": str(config), "MOZART_PROFILE": "local",
-                       "MOZART_DATA_DIR": str(tmp_path / "data"), "MOZART_LAKE_URL": (tmp_path / "lake").as_uri(),
-                       "MOZART_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}.items():  # fmt: skip
+    for key, value in {
+        "MOZART_CONFIG_DIR": str(config),
+        "MOZART_PROFILE": "local",
+        "MOZART_DATA_DIR": str(tmp_path / "data"),
+        "MOZART_LAKE_URL": (tmp_path / "lake").as_uri(),
+        "MOZART_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+    }.items():
         monkeypatch.setenv(key, value)
     reset_config_cache()
     yield path
@@ -94,8 +103,11 @@ def _manifest(date: dt.date, table: str = "orders") -> Manifest:
 def test_the_graph_of_a_lookback_run(source: Path) -> None:
     loads = _loads(D3)
     assert [(t.table, t.date, t.refresh) for t in loads] == [
-        ("orders", D3, None), ("orders__keys", D3, None), ("products", D3, None),
-        ("orders", D2, D3), ("orders", D1, D3),
+        ("orders", D3, None),
+        ("orders__keys", D3, None),
+        ("products", D3, None),
+        ("orders", D2, D3),
+        ("orders", D1, D3),
     ]
     assert [t.requires() for t in loads] == [
         ExtractTable(tenant=TENANT, table=t.table, date=t.date, refresh=t.refresh) for t in loads
@@ -223,8 +235,11 @@ def test_audit_goes_on_when_a_tenant_fails(source: Path, tmp_path: Path) -> None
     reset_config_cache()
     assert build(*_loads(D2)).scheduling_succeeded
     with open_warehouse(get_config().settings) as warehouse:  # a day the broken tenant once loaded
-        warehouse.write_marker(Marker(task_family="LoadIceberg", task_id="LoadIceberg_gone_x", tenant="gone",
-                                      date=D2, table="orders", rows=5))  # fmt: skip
+        warehouse.write_marker(
+            Marker(
+                task_family="LoadIceberg", task_id="LoadIceberg_gone_x", tenant="gone", date=D2, table="orders", rows=5
+            )
+        )
     _insert(source, [(30, "late", f"{D2} 12:00:00")])
     result = audit(get_config(), D1, D2)
     assert set(result.errors) == {"gone"} and "unable to open database file" in result.errors["gone"]

@@ -47,8 +47,9 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Config with one SQLite tenant, a local lake and a DuckDB file, all in tmp_path."""
     source = tmp_path / "shop.sqlite"
     with sqlite3.connect(source) as conn:
-        conn.execute("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, amount NUMERIC(10,2), note TEXT, "
-                     "updated_at TIMESTAMP)")  # fmt: skip
+        conn.execute(
+            "CREATE TABLE orders (order_id INTEGER PRIMARY KEY, amount NUMERIC(10,2), note TEXT, updated_at TIMESTAMP)"
+        )
         rows = [(i, f"{i}.25", f"n{i}", f"2026-11-25 10:00:0{i}") for i in range(1, 4)]
         conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)", rows)
     config = tmp_path / "config"
@@ -74,8 +75,9 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def _rows(date: dt.date = DAY) -> list[tuple]:
     warehouse = DuckDBWarehouse.from_settings(get_config().settings)
-    return warehouse.query(f'SELECT order_id, amount, note FROM "{TENANT}"."orders" '
-                           "WHERE _mozart_date = ? ORDER BY 1", [date])  # fmt: skip
+    return warehouse.query(
+        f'SELECT order_id, amount, note FROM "{TENANT}"."orders" WHERE _mozart_date = ? ORDER BY 1', [date]
+    )
 
 
 def test_extract_then_load_and_a_second_run_does_nothing(local: Path):
@@ -149,8 +151,14 @@ def test_bulk_complete_answers_a_range_in_one_go(local: Path):
     partial = functools.partial(LoadIceberg, tenant=TENANT, table="orders")
     assert LoadIceberg.bulk_complete.__func__(partial, days) == days[:2]
     assert LoadIceberg(tenant=TENANT, table="orders", date=days[0]).complete()  # served by the cache
-    backfill = RangeDaily(of=LoadIceberg, of_params={"tenant": TENANT, "table": "orders"}, param_name="date",
-                          start=days[0], stop=days[-1] + dt.timedelta(days=1), reverse=False)  # fmt: skip
+    backfill = RangeDaily(
+        of=LoadIceberg,
+        of_params={"tenant": TENANT, "table": "orders"},
+        param_name="date",
+        start=days[0],
+        stop=days[-1] + dt.timedelta(days=1),
+        reverse=False,
+    )
     assert [t.date for t in backfill.requires()] == [days[2]]
 
 
@@ -159,12 +167,13 @@ def test_a_crash_between_delete_and_insert_converges(local: Path):
     task = LoadIceberg(tenant=TENANT, table="orders", date=DAY)
     with open_warehouse(get_config().settings) as warehouse:
         warehouse.delete_markers(TENANT, DAY, [task.task_id])
-    script = ("import luigi; from mozart_luigi.tasks.load import LoadIceberg; import datetime as dt; "
-              f"luigi.build([LoadIceberg(tenant={TENANT!r}, table='orders', date=dt.date(2026, 11, 25))], "
-              "local_scheduler=True)")  # fmt: skip
+    script = (
+        "import luigi; from mozart_luigi.tasks.load import LoadIceberg; import datetime as dt; "
+        f"luigi.build([LoadIceberg(tenant={TENANT!r}, table='orders', date=dt.date(2026, 11, 25))], "
+        "local_scheduler=True)"
+    )
     env = {**os.environ, "MOZART_TEST_CRASH_AT": "after_delete"}
-    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120,
-                            check=False)  # fmt: skip
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120, check=False)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not task.complete()
     assert len(_rows()) == 3  # DuckDB rolled the delete back; on Trino the partition may be empty here
@@ -172,15 +181,15 @@ def test_a_crash_between_delete_and_insert_converges(local: Path):
     assert len(_rows()) == 3 and task.complete()
 
 
-_HOLD = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
-         "time.sleep(float(sys.argv[2]))")
+_HOLD = (
+    "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+    "time.sleep(float(sys.argv[2]))"
+)
 
 
 def _holding(path: Path, seconds: float) -> subprocess.Popen[str]:
     """Another process that holds the DuckDB file (its single-writer lock) for ``seconds``."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -221,8 +230,10 @@ def test_a_failed_snapshot_expiry_is_logged_and_the_load_stands(local: Path, mon
     reset_config_cache()
     not_due = due + dt.timedelta(days=1)
     with caplog.at_level("WARNING", logger="mozart_luigi.tasks.load"):
-        result = build(LoadIceberg(tenant=TENANT, table="orders", date=not_due),
-                       LoadIceberg(tenant=TENANT, table="orders", date=due))  # fmt: skip
+        result = build(
+            LoadIceberg(tenant=TENANT, table="orders", date=not_due),
+            LoadIceberg(tenant=TENANT, table="orders", date=due),
+        )
     assert result.scheduling_succeeded, result.summary_text
     assert calls == [(TENANT, "orders", 3)]  # only the due date
     assert "snapshot expiry skipped" in caplog.text and "catalog said no" in caplog.text
@@ -248,9 +259,11 @@ def test_a_cached_missing_is_asked_again_at_the_run_time_dependency_check(local:
     clear_marker_cache()
     load = LoadIceberg(tenant=TENANT, table="orders", date=DAY)
     assert not load.complete()  # cached: "missing"
-    script = ("import luigi, datetime as dt; from mozart_luigi.tasks.load import LoadIceberg; "
-              f"ok = luigi.build([LoadIceberg(tenant={TENANT!r}, table='orders', date=dt.date(2026, 11, 25))], "
-              "local_scheduler=True); raise SystemExit(0 if ok else 1)")  # fmt: skip
+    script = (
+        "import luigi, datetime as dt; from mozart_luigi.tasks.load import LoadIceberg; "
+        f"ok = luigi.build([LoadIceberg(tenant={TENANT!r}, table='orders', date=dt.date(2026, 11, 25))], "
+        "local_scheduler=True); raise SystemExit(0 if ok else 1)"
+    )
     other = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300, check=False)
     assert other.returncode == 0, other.stderr[-2000:]
     assert not load.complete()  # outside a run-time check the graph-time answer may still be served
@@ -261,8 +274,13 @@ def test_a_cached_missing_is_asked_again_at_the_run_time_dependency_check(local:
             results.append(item)
 
     downstream = _NeedsOrders(date=DAY)
-    process = luigi.worker.TaskProcess(downstream, "w1", _Queue(), status_reporter=luigi.worker.TaskStatusReporter(
-        luigi.scheduler.Scheduler(), downstream.task_id, "w1", None), check_unfulfilled_deps=True)  # fmt: skip
+    process = luigi.worker.TaskProcess(
+        downstream,
+        "w1",
+        _Queue(),
+        status_reporter=luigi.worker.TaskStatusReporter(luigi.scheduler.Scheduler(), downstream.task_id, "w1", None),
+        check_unfulfilled_deps=True,
+    )
     process.run()
     (task_id, status, explanation, *_rest) = results[0]
     assert task_id == downstream.task_id and status == "DONE", explanation

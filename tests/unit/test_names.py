@@ -68,8 +68,17 @@ def test_a_good_tenant_is_unchanged() -> None:
 
 def test_the_command_line_is_an_edge_too() -> None:
     """``luigi --module mozart_luigi DbtRun --tenant ...`` parses through the same parameter."""
-    args = ["--module", "mozart_luigi", "DbtRun", "--tenant", "Bad-Id", "--date", "2026-11-28", "--local-scheduler",
-            "--no-lock"]  # fmt: skip
+    args = [
+        "--module",
+        "mozart_luigi",
+        "DbtRun",
+        "--tenant",
+        "Bad-Id",
+        "--date",
+        "2026-11-28",
+        "--local-scheduler",
+        "--no-lock",
+    ]
     with pytest.raises(ConfigError, match=r"task parameter: tenant: invalid tenant id 'Bad-Id'"):
         luigi.run(args)
 

@@ -50,8 +50,9 @@ def _table(*columns: sa.Column) -> sa.Table:
 def test_pg_values_are_bound_through_settings_never_written_into_the_sql() -> None:
     t = _table(sa.Column("id", sa.BigInteger), sa.Column("updated_at", sa.DateTime(timezone=True)))
     start = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
-    query = sa.select(t.c.id).where(t.c.updated_at >= start, t.c.updated_at < start + dt.timedelta(days=1),
-                                    t.c.id != "1; DROP TABLE x")  # fmt: skip
+    query = sa.select(t.c.id).where(
+        t.c.updated_at >= start, t.c.updated_at < start + dt.timedelta(days=1), t.c.id != "1; DROP TABLE x"
+    )
     sql, count_sql, settings = _native_pg.compile_query(query)
     assert settings == [
         ("mozart.p0", "2026-11-25T00:00:00+00:00"),
@@ -103,18 +104,31 @@ def test_pg_arrays_convert_item_by_item() -> None:
     assert convert(lists).to_pylist() == [[Decimal("1.5"), None], None, [Decimal("2.0")]]
 
 
-@pytest.mark.parametrize(("src", "dst"), [(pa.opaque(pa.binary(), "inet", "PostgreSQL"), pa.string()),
-                                           (pa.float64(), pa.float32()), (pa.json_(), pa.binary())])
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        (pa.opaque(pa.binary(), "inet", "PostgreSQL"), pa.string()),
+        (pa.float64(), pa.float32()),
+        (pa.json_(), pa.binary()),
+    ],
+)
 def test_pg_inexact_pairs_have_no_converter(src: pa.DataType, dst: pa.DataType) -> None:
     assert _native_pg.converter_for(src, dst) is None
 
 
 # ------------------------------------------------------------------------------------------- MySQL SQL
 def _mysql_table() -> sa.Table:
-    return _table(sa.Column("id", mysql.BIGINT(unsigned=True)), sa.Column("price", mysql.DECIMAL(65, 30)),
-                  sa.Column("ts", mysql.TIMESTAMP(fsp=6)), sa.Column("dt", mysql.DATETIME(fsp=6)),
-                  sa.Column("d", sa.Date), sa.Column("t", mysql.TIME), sa.Column("b", mysql.BIT(3)),
-                  sa.Column("f", mysql.DOUBLE), sa.Column("n", mysql.DECIMAL(28, 10)))  # fmt: skip
+    return _table(
+        sa.Column("id", mysql.BIGINT(unsigned=True)),
+        sa.Column("price", mysql.DECIMAL(65, 30)),
+        sa.Column("ts", mysql.TIMESTAMP(fsp=6)),
+        sa.Column("dt", mysql.DATETIME(fsp=6)),
+        sa.Column("d", sa.Date),
+        sa.Column("t", mysql.TIME),
+        sa.Column("b", mysql.BIT(3)),
+        sa.Column("f", mysql.DOUBLE),
+        sa.Column("n", mysql.DECIMAL(28, 10)),
+    )
 
 
 def test_mysql_rewrite_selects_exact_forms_and_counts_in_the_same_statement() -> None:
@@ -155,14 +169,21 @@ def test_mysql_datetime_to_utc_target_keeps_the_wall_clock_as_utc() -> None:
 
 
 # ----------------------------------------------------------------------------------------- shared parts
-@pytest.mark.parametrize(("src", "dst", "ok"), [
-    (pa.int32(), pa.int64(), True), (pa.uint64(), pa.decimal128(20, 0), True), (pa.int8(), pa.bool_(), True),
-    (pa.float32(), pa.float64(), True), (pa.float64(), pa.float32(), False),
-    (pa.string(), pa.binary(), False),
-    (pa.timestamp("us", "UTC"), pa.timestamp("us", "+00:00"), True),
-    (pa.timestamp("us"), pa.timestamp("ms"), False), (pa.large_binary(), pa.binary(), True),
-    (pa.timestamp("us"), pa.timestamp("us", "UTC"), False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("src", "dst", "ok"),
+    [
+        (pa.int32(), pa.int64(), True),
+        (pa.uint64(), pa.decimal128(20, 0), True),
+        (pa.int8(), pa.bool_(), True),
+        (pa.float32(), pa.float64(), True),
+        (pa.float64(), pa.float32(), False),
+        (pa.string(), pa.binary(), False),
+        (pa.timestamp("us", "UTC"), pa.timestamp("us", "+00:00"), True),
+        (pa.timestamp("us"), pa.timestamp("ms"), False),
+        (pa.large_binary(), pa.binary(), True),
+        (pa.timestamp("us"), pa.timestamp("us", "UTC"), False),
+    ],
+)
 def test_safe_converter_only_accepts_exact_pairs(src: pa.DataType, dst: pa.DataType, ok: bool) -> None:
     assert (safe_converter(src, dst) is not None) is ok
 
@@ -257,18 +278,33 @@ class _EvilDate(dt.date):
         return "2026-11-25' OR 1=1 -- "
 
 
-@pytest.mark.parametrize(("value", "type_"), [
-    ("2026-11-25", sa.DateTime()), ("2026-11-25' OR 1=1 -- ", sa.Date()), ("2026-11-25", sa.String()),
-    (20261125, sa.DateTime()), (Decimal("2026.11"), sa.DateTime()), (1.5, sa.Date()), (b"2026-11-25", sa.Date()),
-    (None, sa.DateTime()), (dt.time(1, 2), sa.Time()), (dt.timedelta(days=1), sa.DateTime()),
-    (dt.datetime(2026, 11, 25, tzinfo=dt.UTC), sa.DateTime()),  # aware: rendered with an offset
-    (dt.datetime(2026, 11, 25), sa.Date()), (dt.date(2026, 11, 25), sa.DateTime()),  # type and value disagree
-    (dt.date(2026, 11, 25), sa.String()), (dt.datetime(2026, 11, 25), sa.String()),
-    (_EvilDatetime(2026, 11, 25), sa.DateTime()), (_EvilDate(2026, 11, 25), sa.Date()),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "type_"),
+    [
+        ("2026-11-25", sa.DateTime()),
+        ("2026-11-25' OR 1=1 -- ", sa.Date()),
+        ("2026-11-25", sa.String()),
+        (20261125, sa.DateTime()),
+        (Decimal("2026.11"), sa.DateTime()),
+        (1.5, sa.Date()),
+        (b"2026-11-25", sa.Date()),
+        (None, sa.DateTime()),
+        (dt.time(1, 2), sa.Time()),
+        (dt.timedelta(days=1), sa.DateTime()),
+        (dt.datetime(2026, 11, 25, tzinfo=dt.UTC), sa.DateTime()),  # aware: rendered with an offset
+        (dt.datetime(2026, 11, 25), sa.Date()),
+        (dt.date(2026, 11, 25), sa.DateTime()),  # type and value disagree
+        (dt.date(2026, 11, 25), sa.String()),
+        (dt.datetime(2026, 11, 25), sa.String()),
+        (_EvilDatetime(2026, 11, 25), sa.DateTime()),
+        (_EvilDate(2026, 11, 25), sa.Date()),
+    ],
+)
 def test_no_other_value_ever_reaches_the_literal_path(value: object, type_: sa.types.TypeEngine) -> None:
-    query = _window_query(sa.bindparam("window_start", dt.datetime(2026, 11, 25), type_=sa.DateTime()),
-                          sa.bindparam("v", value, type_=type_))  # fmt: skip
+    query = _window_query(
+        sa.bindparam("window_start", dt.datetime(2026, 11, 25), type_=sa.DateTime()),
+        sa.bindparam("v", value, type_=type_),
+    )
     with pytest.raises(NativeUnsupportedError, match="not a date/datetime window bound"):
         _native_mysql.inline_dates(query, WHERE)
 
@@ -287,8 +323,9 @@ def test_no_string_is_ever_rendered(text: str, type_: sa.types.TypeEngine) -> No
         _native_mysql.inline_dates(_window_query(sa.bindparam("v", text, type_=type_)), WHERE)
 
 
-@pytest.mark.parametrize("bad", ["2026-11-25", dt.date(2026, 11, 25), dt.datetime(2026, 11, 25, tzinfo=dt.UTC),
-                                 _EvilDatetime(2026, 11, 25)])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad", ["2026-11-25", dt.date(2026, 11, 25), dt.datetime(2026, 11, 25, tzinfo=dt.UTC), _EvilDatetime(2026, 11, 25)]
+)
 def test_a_window_holds_naive_datetimes_only(bad: object) -> None:
     with pytest.raises(TypeError, match="naive UTC datetime"):
         Window(bad, dt.datetime(2026, 11, 26))  # type: ignore[arg-type]
@@ -302,13 +339,15 @@ class _StringWindow(MySQLConnector):
         return [column >= sa.bindparam("window_start", window.start.isoformat(sep=" "), type_=sa.DateTime())]
 
 
-def _mysql_snapshot(cls: type[MySQLConnector] = MySQLConnector, *, sleeps: list[float] | None = None,
-                    window: bool = True) -> Snapshot:  # fmt: skip
+def _mysql_snapshot(
+    cls: type[MySQLConnector] = MySQLConnector, *, sleeps: list[float] | None = None, window: bool = True
+) -> Snapshot:
     source = SourceConfig(kind="mysql", url=Secret("mysql+pymysql://u:hunter22@127.0.0.1:1/app"))
     tenant = TenantConfig(id="acme", source=source, tables=())
     connector = cls(tenant, sleep=(sleeps if sleeps is not None else []).append, base_delay=0.01)
-    table = TableConfig(name="orders", source_name="orders", mode="incremental" if window else "full",
-                        cursor="at" if window else None)  # fmt: skip
+    table = TableConfig(
+        name="orders", source_name="orders", mode="incremental" if window else "full", cursor="at" if window else None
+    )
     columns = [SourceColumn("id", mysql.INTEGER()), SourceColumn("at", mysql.DATETIME(fsp=6))]
     return Snapshot(connector, None, table, Window.for_date(dt.date(2026, 11, 25)) if window else None, columns)
 
@@ -330,17 +369,22 @@ def test_a_text_window_keeps_the_row_path_before_any_connection(monkeypatch) -> 
 class _FakeConnectorx:
     """Records what we send connectorx and fails like it does (the recorded messages of connectorx 0.4)."""
 
-    REFUSED = ("timed out waiting for connection: DriverError { Could not connect to address "
-               "`127.0.0.1:1': Connection refused (os error 111) }")  # fmt: skip
-    DENIED = ("timed out waiting for connection: MySqlError { ERROR 1045 (28000): Access denied for user "
-              "'u'@'127.0.0.1' (using password: YES) }")  # fmt: skip
+    REFUSED = (
+        "timed out waiting for connection: DriverError { Could not connect to address "
+        "`127.0.0.1:1': Connection refused (os error 111) }"
+    )
+    DENIED = (
+        "timed out waiting for connection: MySqlError { ERROR 1045 (28000): Access denied for user "
+        "'u'@'127.0.0.1' (using password: YES) }"
+    )
 
     def __init__(self, message: str) -> None:
         self.message = message
         self.sessions: list[list[str]] = []
 
-    def read_sql(self, conn: str, query: str, *, return_type: str, batch_size: int,
-                 pre_execution_query: list[str]) -> None:  # fmt: skip
+    def read_sql(
+        self, conn: str, query: str, *, return_type: str, batch_size: int, pre_execution_query: list[str]
+    ) -> None:
         """connectorx 0.4's keywords, exactly: a misspelt one (it ignores unknown ones) fails here."""
         self.sessions.append(list(pre_execution_query))
         raise RuntimeError(self.message)
@@ -375,31 +419,48 @@ def test_mysql_native_access_denied_fails_at_once(monkeypatch) -> None:
     assert "ERROR 1045" in str(info.value)
 
 
-@pytest.mark.parametrize(("message", "transient"), [
-    (_FakeConnectorx.REFUSED, True), (_FakeConnectorx.DENIED, False),
-    ("timed out waiting for connection: MySqlError { ERROR 1049 (42000): Unknown database 'x' }", False),
-    ("MySqlError { ERROR 1040 (08004): Too many connections }", True),
-    ("DriverError { Could not connect to address `db:3306': Name or service not known }", True),
-    ("MySqlError { ERROR 1146 (42S02): Table 'app.x' doesn't exist }", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("message", "transient"),
+    [
+        (_FakeConnectorx.REFUSED, True),
+        (_FakeConnectorx.DENIED, False),
+        ("timed out waiting for connection: MySqlError { ERROR 1049 (42000): Unknown database 'x' }", False),
+        ("MySqlError { ERROR 1040 (08004): Too many connections }", True),
+        ("DriverError { Could not connect to address `db:3306': Name or service not known }", True),
+        ("MySqlError { ERROR 1146 (42S02): Table 'app.x' doesn't exist }", False),
+    ],
+)
 def test_connectorx_errors_transient_or_terminal(message: str, transient: bool) -> None:
     assert _native_mysql.is_transient(message) is transient
 
 
-@pytest.mark.parametrize(("message", "sqlstate", "operational", "transient"), [
-    ('IO: [libpq] Failed to connect: connection to server at "127.0.0.1", port 1 failed: Connection refused',
-     None, True, True),
-    ('IO: [libpq] Failed to connect: connection to server at "db", port 5432 failed: FATAL:  password '
-     'authentication failed for user "u"', None, True, False),
-    ('IO: [libpq] Failed to connect: could not translate host name "db" to address', None, True, True),
-    ("IO: [libpq] Failed to connect: timeout expired", None, True, True),
-    ('FATAL:  database "app" does not exist', None, True, False),
-    ("the database system is starting up", "57P03", True, True),
-    ('relation "x" does not exist', "42P01", False, False),
-    ("some driver failure", None, False, False),
-])  # fmt: skip
-def test_postgres_errors_transient_or_terminal_for_both_clients(message: str, sqlstate: str | None,
-                                                                operational: bool, transient: bool) -> None:
+@pytest.mark.parametrize(
+    ("message", "sqlstate", "operational", "transient"),
+    [
+        (
+            'IO: [libpq] Failed to connect: connection to server at "127.0.0.1", port 1 failed: Connection refused',
+            None,
+            True,
+            True,
+        ),
+        (
+            'IO: [libpq] Failed to connect: connection to server at "db", port 5432 failed: FATAL:  password '
+            'authentication failed for user "u"',
+            None,
+            True,
+            False,
+        ),
+        ('IO: [libpq] Failed to connect: could not translate host name "db" to address', None, True, True),
+        ("IO: [libpq] Failed to connect: timeout expired", None, True, True),
+        ('FATAL:  database "app" does not exist', None, True, False),
+        ("the database system is starting up", "57P03", True, True),
+        ('relation "x" does not exist', "42P01", False, False),
+        ("some driver failure", None, False, False),
+    ],
+)
+def test_postgres_errors_transient_or_terminal_for_both_clients(
+    message: str, sqlstate: str | None, operational: bool, transient: bool
+) -> None:
     assert _native_pg.is_transient(message, sqlstate, operational=operational) is transient
 
 
@@ -412,8 +473,9 @@ def test_postgres_native_connect_is_retried_like_the_row_path() -> None:
         port = s.getsockname()[1]
     sleeps: list[float] = []
     source = SourceConfig(kind="postgresql", url=Secret(f"postgresql://u:hunter22@127.0.0.1:{port}/app"))
-    connector = PostgresConnector(TenantConfig(id="acme", source=source, tables=()), sleep=sleeps.append,
-                                  base_delay=0.01)  # fmt: skip
+    connector = PostgresConnector(
+        TenantConfig(id="acme", source=source, tables=()), sleep=sleeps.append, base_delay=0.01
+    )
     table = TableConfig(name="orders", source_name="orders", mode="full")
     snap = Snapshot(connector, None, table, None, [SourceColumn("id", sa.Integer())])
     with pytest.raises(SourceUnavailableError) as info:
@@ -433,5 +495,9 @@ def test_postgres_native_url_names_the_application_and_keeps_a_given_name() -> N
 
 def test_each_dialect_names_its_reader_in_the_registry() -> None:
     assert {cls.kind: cls.native_reader for cls in CONNECTORS.values()} == {
-        "postgresql": "adbc-postgresql", "mysql": "connectorx-mysql", "oracle": None, "sqlite": None}
+        "postgresql": "adbc-postgresql",
+        "mysql": "connectorx-mysql",
+        "oracle": None,
+        "sqlite": None,
+    }
     assert set(READERS) == {"adbc-postgresql", "connectorx-mysql"}

@@ -64,9 +64,7 @@ def test_graph_shape(local: Path) -> None:
     assert all(t.requires().get_task_family() == "ExtractTable" for t in loads)
 
 
-def test_date_defaults_to_yesterday_at_instantiation_not_import(
-    local: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_date_defaults_to_yesterday_at_instantiation_not_import(local: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert AllTenants().date == dt.date.today() - dt.timedelta(days=1)
     monkeypatch.setattr(base, "yesterday", lambda: dt.date(2030, 1, 2))
     luigi.task_register.Register.clear_instance_cache()
@@ -79,9 +77,7 @@ def test_command_line_without_date_gives_yesterday(local: Path) -> None:
         task = parser.get_task_obj()
     assert isinstance(task, AllTenants)
     assert task.date == dt.date.today() - dt.timedelta(days=1)
-    with CmdlineParser.global_instance(
-        ["AllTenants", "--date", "2026-11-28", "--tenants", '["demo_west"]']
-    ) as p:
+    with CmdlineParser.global_instance(["AllTenants", "--date", "2026-11-28", "--tenants", '["demo_west"]']) as p:
         task = p.get_task_obj()
     assert task.date == dt.date(2026, 11, 28)
     assert [t.tenant for t in task.requires()] == ["demo_west"]
@@ -98,10 +94,7 @@ def test_tenants_narrow_the_run_and_unknown_ones_are_named(local: Path) -> None:
 
 def test_tenant_pipeline_requires_its_dbt_run(local: Path) -> None:
     pipeline = TenantPipeline(tenant="demo_south", date=dt.date(2026, 11, 27))
-    assert (
-        pipeline.requires().task_id
-        == mozart_luigi.DbtRun(tenant="demo_south", date=dt.date(2026, 11, 27)).task_id
-    )
+    assert pipeline.requires().task_id == mozart_luigi.DbtRun(tenant="demo_south", date=dt.date(2026, 11, 27)).task_id
 
 
 def test_task_ids_and_params_carry_no_secrets(local: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,18 +106,14 @@ def test_task_ids_and_params_carry_no_secrets(local: Path, monkeypatch: pytest.M
     for task in tasks:
         for text in (task.task_id, repr(task), str(task.to_str_params()), str(task.param_kwargs)):
             assert CANARY not in text
-    assert any(
-        t.source.password.reveal() == CANARY for t in get_config().tenants.values() if t.source.password
-    )
+    assert any(t.source.password.reveal() == CANARY for t in get_config().tenants.values() if t.source.password)
 
 
 def _mark_dbt_done(settings, tenants: list[str], day: dt.date) -> None:
     with open_warehouse(settings) as warehouse:
         for tenant in tenants:
             task = mozart_luigi.DbtRun(tenant=tenant, date=day)
-            warehouse.write_marker(
-                Marker(task_family="DbtRun", task_id=task.task_id, tenant=tenant, date=day)
-            )
+            warehouse.write_marker(Marker(task_family="DbtRun", task_id=task.task_id, tenant=tenant, date=day))
 
 
 def test_bulk_complete_answers_many_dates_at_once(local: Path, monkeypatch: pytest.MonkeyPatch) -> None:

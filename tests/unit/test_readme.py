@@ -56,8 +56,9 @@ def _normal(command: str | list[str]) -> str:
 
 
 # the pipeline commands run for real, and by which test
-RUN_BY_DEMO_E2E = {_normal(c) for c in readme_commands(_section("## Using it"))
-                   + readme_commands(_section("**Backfills.**"))}  # fmt: skip
+RUN_BY_DEMO_E2E = {
+    _normal(c) for c in readme_commands(_section("## Using it")) + readme_commands(_section("**Backfills.**"))
+}
 LUIGID_BLOCK = _first_block("**luigid.**")
 
 
@@ -79,17 +80,21 @@ def _make(argv: list[str], env: dict[str, str], tmp: Path) -> None:
         done = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=False)
         assert done.returncode == 0, f"make target {target!r}: {done.stderr}"
         if target == "luigid":  # the same luigid as the README's next line (MOZART_DATA_DIR unset: .mozart)
-            made = subprocess.run(["make", "-n", "luigid"], cwd=REPO, capture_output=True, text=True, check=True,
-                                  env={k: v for k, v in os.environ.items() if k != "MOZART_DATA_DIR"}).stdout
+            made = subprocess.run(
+                ["make", "-n", "luigid"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+                env={k: v for k, v in os.environ.items() if k != "MOZART_DATA_DIR"},
+            ).stdout
             luigid = next(c for c in LUIGID_BLOCK if c.startswith(".venv/bin/luigid "))
             assert _normal(made.replace("\\\n", " ").splitlines()[-1]) == _normal(luigid), made
 
 
 def _stack_env() -> dict[str, str]:
     """What ``eval "$(scripts/stack env)"`` exports (the README runs that before ``--profile stack``)."""
-    out = subprocess.run(
-        [REPO / "scripts" / "stack", "env"], capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run([REPO / "scripts" / "stack", "env"], capture_output=True, text=True, check=True).stdout
     exports = [shlex.split(line)[1] for line in out.splitlines() if line.startswith("export ")]
     return dict(item.split("=", 1) for item in exports)
 
@@ -132,9 +137,7 @@ def _cron(argv: list[str], env: dict[str, str], tmp: Path) -> None:
     fake.write_text(f'#!/usr/bin/env bash\necho "$@" > "{tmp}/called"\n')
     fake.chmod(0o755)
     run_env = {**env, "MOZART_BIN": str(fake), "MOZART_LOG_DIR": str(tmp / "logs")}
-    done = subprocess.run(
-        [REPO / argv[0], *argv[1:]], env=run_env, capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([REPO / argv[0], *argv[1:]], env=run_env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     if "--help" in argv:
         assert "Exit codes" in done.stdout
@@ -159,9 +162,7 @@ def _docker(argv: list[str], env: dict[str, str], tmp: Path) -> None:
 
 def _eval(argv: list[str], env: dict[str, str], tmp: Path) -> None:
     assert argv == ["eval", "$(scripts/stack env)"]
-    out = subprocess.run(
-        [REPO / "scripts" / "stack", "env"], capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run([REPO / "scripts" / "stack", "env"], capture_output=True, text=True, check=True).stdout
     assert "export MOZART_PROFILE=stack" in out
 
 
@@ -329,8 +330,14 @@ def test_readme_luigid_block_runs_as_written(local: Path) -> None:
         shutil.move(aside, source)  # the cause fixed
         done = mozart(enable)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert sorted(line.removeprefix("re-enabled: ").removesuffix(f" {day}")
-                      for line in done.stdout.splitlines() if line.startswith("re-enabled: ")) == extracts  # fmt: skip
+        assert (
+            sorted(
+                line.removeprefix("re-enabled: ").removesuffix(f" {day}")
+                for line in done.stdout.splitlines()
+                if line.startswith("re-enabled: ")
+            )
+            == extracts
+        )
         assert client.disabled() == []
         done = mozart(run)
         assert done.returncode == 0, done.stdout + done.stderr

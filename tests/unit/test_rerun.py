@@ -33,14 +33,31 @@ def test_rerun_from_extract_extracts_loads_and_builds_again(local: Path) -> None
     lake = Lake.from_settings(get_config().settings)
     before = lake.read_manifest(TENANT, "orders", DAY).run_id
     other = lake.read_manifest(TENANT, "customers", DAY).run_id
-    assert main(["rerun", "--tenant", TENANT, "--table", "orders", "--date", DAY.isoformat(), "--from-extract",
-                 "--local-scheduler"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "rerun",
+                "--tenant",
+                TENANT,
+                "--table",
+                "orders",
+                "--date",
+                DAY.isoformat(),
+                "--from-extract",
+                "--local-scheduler",
+            ]
+        )
+        == 0
+    )
     assert lake.read_manifest(TENANT, "orders", DAY).run_id != before  # extracted again
     assert lake.read_manifest(TENANT, "customers", DAY).run_id == other  # the other table untouched
     moved = [n for n in lake.list_files(lake.date_url(TENANT, "orders", DAY)) if n.startswith("_SUCCESS.rerun-")]
     assert len(moved) == 1
     with open_warehouse(get_config().settings) as warehouse:
-        (marker,) = [m for m in warehouse.markers(TENANT, DAY) if m.task_id == LoadIceberg(
-            tenant=TENANT, table="orders", date=DAY).task_id]  # fmt: skip
+        (marker,) = [
+            m
+            for m in warehouse.markers(TENANT, DAY)
+            if m.task_id == LoadIceberg(tenant=TENANT, table="orders", date=DAY).task_id
+        ]
         assert marker.details["run_id"] == lake.read_manifest(TENANT, "orders", DAY).run_id
         assert marker.rows == warehouse.count_partition(TENANT, "orders", DAY) > 0

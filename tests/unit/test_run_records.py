@@ -67,9 +67,7 @@ def test_concurrent_appends_give_one_whole_line_per_record(tmp_path: Path) -> No
 # ------------------------------------------------------------------------------------- mozart run
 
 
-def test_mozart_run_appends_a_record_and_mozart_runs_lists_it(
-    local: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_mozart_run_appends_a_record_and_mozart_runs_lists_it(local: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reset_config_cache()  # demo_west's source does not exist: its four extracts fail at once
     assert main(["run", "--date", DAY.isoformat(), "--tenants", "demo_west"]) == 30
     (record,) = _records()
@@ -109,8 +107,11 @@ def test_every_run_appends_and_nothing_is_rewritten(local: Path) -> None:
         assert main(["run", "--date", DAY.isoformat(), "--tenants", "demo_west"]) == 10
     text = runs_path(get_config().settings).read_bytes()
     assert text.startswith(first) and text.count(b"\n") == 3
-    assert [(r["exit_code"], r["status"]) for r in _records()] == [(30, "FAILED"), (30, "FAILED"),
-                                                                    (10, "ALREADY_RUNNING")]  # fmt: skip
+    assert [(r["exit_code"], r["status"]) for r in _records()] == [
+        (30, "FAILED"),
+        (30, "FAILED"),
+        (10, "ALREADY_RUNNING"),
+    ]
 
 
 def test_a_failing_dbt_test_is_named_in_the_record_and_the_closing_block(
@@ -121,8 +122,11 @@ def test_a_failing_dbt_test_is_named_in_the_record_and_the_closing_block(
     source = _generate("demo_west")
     with contextlib.closing(sqlite3.connect(source)) as conn:
         conn.execute("PRAGMA ignore_check_constraints = ON")
-        conn.execute("UPDATE orders SET status = 'lost' WHERE order_id = (SELECT min(order_id) FROM orders "
-                     "WHERE updated_at >= ? AND updated_at < ?)", (DAY.isoformat(), "2026-11-29"))  # fmt: skip
+        conn.execute(
+            "UPDATE orders SET status = 'lost' WHERE order_id = (SELECT min(order_id) FROM orders "
+            "WHERE updated_at >= ? AND updated_at < ?)",
+            (DAY.isoformat(), "2026-11-29"),
+        )
         conn.commit()
     capsys.readouterr()
     assert main(["run", "--date", DAY.isoformat(), "--tenants", "demo_west"]) == 30
@@ -143,19 +147,31 @@ def test_a_failing_dbt_test_is_named_in_the_record_and_the_closing_block(
 
 def _luigi(args: list[str]) -> subprocess.CompletedProcess[str]:
     """The unmodified ``luigi`` command from the project folder (its luigi.cfg names config/logging.ini)."""
-    return subprocess.run([str(REPO / ".venv" / "bin" / "luigi"), "--module", "mozart_luigi", *args], cwd=REPO,
-                          env=dict(os.environ), capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "luigi"), "--module", "mozart_luigi", *args],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_the_luigi_command_appends_a_record_for_alltenants_and_rangedaily(local: Path) -> None:
     reset_config_cache()
-    done = _luigi(["AllTenants", "--date", DAY.isoformat(), "--tenants", '["demo_west"]', "--local-scheduler",
-                   "--workers", "2"])  # fmt: skip
+    done = _luigi(
+        ["AllTenants", "--date", DAY.isoformat(), "--tenants", '["demo_west"]', "--local-scheduler", "--workers", "2"]
+    )
     assert done.returncode == 30, done.stderr[-3000:]
     assert "Luigi Execution Summary" in done.stderr  # luigi's own output is unchanged
     (record,) = _records()
-    assert record["entry_point"] == "luigi" and record["argv"][:4] == ["luigi", "--module", "mozart_luigi",
-                                                                        "AllTenants"]  # fmt: skip
+    assert record["entry_point"] == "luigi" and record["argv"][:4] == [
+        "luigi",
+        "--module",
+        "mozart_luigi",
+        "AllTenants",
+    ]
     assert record["exit_code"] == done.returncode and record["tenants"] == ["demo_west"]
     failed = [t for t in record["tasks"] if t["outcome"] == "failed"]
     assert sorted(t["table"] for t in failed) == sorted(TABLES)  # seen in two forked task processes
@@ -165,13 +181,26 @@ def test_the_luigi_command_appends_a_record_for_alltenants_and_rangedaily(local:
     stop = (DAY + dt.timedelta(days=1)).isoformat()
     extract = ["ExtractTable", "--tenant", "demo_west", "--table", "orders", "--date", DAY.isoformat()]
     assert _luigi([*extract, "--local-scheduler"]).returncode == 0
-    ranged = _luigi(["RangeDaily", "--of", "AllTenants", "--of-params", '{"tenants": ["demo_north"]}', "--start",
-                     DAY.isoformat(), "--stop", stop, "--local-scheduler"])  # fmt: skip
+    ranged = _luigi(
+        [
+            "RangeDaily",
+            "--of",
+            "AllTenants",
+            "--of-params",
+            '{"tenants": ["demo_north"]}',
+            "--start",
+            DAY.isoformat(),
+            "--stop",
+            stop,
+            "--local-scheduler",
+        ]
+    )
     assert ranged.returncode == 30, ranged.stderr[-3000:]  # demo_north has no source
     records = _records()
     assert [r["argv"][3] for r in records] == ["AllTenants", "ExtractTable", "RangeDaily"]
-    assert records[1]["exit_code"] == 0 and [(t["task"], t["table"], t["outcome"], t["rows"])
-                                             for t in records[1]["tasks"]] == [("ExtractTable", "orders", "done", 24)]
+    assert records[1]["exit_code"] == 0 and [
+        (t["task"], t["table"], t["outcome"], t["rows"]) for t in records[1]["tasks"]
+    ] == [("ExtractTable", "orders", "done", 24)]
     assert records[2]["dates"] == [DAY.isoformat()] and records[2]["exit_code"] == 30
     assert {t["tenant"] for t in records[2]["tasks"]} == {"demo_north"}
 
@@ -184,11 +213,24 @@ def _row(tenant: str, table: str, status: str, error: str | None = None) -> Tabl
 
 
 def test_merge_keeps_other_tenants_and_the_newest_outcome_per_cell() -> None:
-    old = RunReport(DAY, "local", rows=(_row("a", "t1", "failed", "boom"), _row("a", "t2", "done"),
-                                        _row("b", "t1", "failed", "bad password"), _row("b", "t2", "missing")),
-                    dbt=(DbtStatus("a", "missing"), DbtStatus("b", "failed", error="dbt test")))  # fmt: skip
-    new = RunReport(DAY, "local", rows=(_row("a", "t1", "missing"), _row("a", "t2", "missing")),
-                    dbt=(DbtStatus("a", "done", 3.0),), run={"exit_code": 0})  # fmt: skip
+    old = RunReport(
+        DAY,
+        "local",
+        rows=(
+            _row("a", "t1", "failed", "boom"),
+            _row("a", "t2", "done"),
+            _row("b", "t1", "failed", "bad password"),
+            _row("b", "t2", "missing"),
+        ),
+        dbt=(DbtStatus("a", "missing"), DbtStatus("b", "failed", error="dbt test")),
+    )
+    new = RunReport(
+        DAY,
+        "local",
+        rows=(_row("a", "t1", "missing"), _row("a", "t2", "missing")),
+        dbt=(DbtStatus("a", "done", 3.0),),
+        run={"exit_code": 0},
+    )
     merged = merge_reports(json.loads(old.to_json()), new)
     cells = {(r.tenant, r.table): (r.status, r.error) for r in merged.rows}
     assert cells == {

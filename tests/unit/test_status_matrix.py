@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 TENANT = "demo_west"
 D1, D2, D3 = dt.date(2026, 11, 26), dt.date(2026, 11, 27), dt.date(2026, 11, 28)
 TABLES = ("customers", "products", "orders", "order_items", "(dbt build)")
-BAD_VALUE = "<i>oops</i> & \"x\""  # lands in the error message: must be escaped everywhere
+BAD_VALUE = '<i>oops</i> & "x"'  # lands in the error message: must be escaped everywhere
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,20 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]
         _poison_one_order(source, D2)
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            code = main(["--log-level", "ERROR", "backfill", "--from", D1.isoformat(), "--to", D2.isoformat(),
-                         "--tenant", TENANT, "--local-scheduler"])  # fmt: skip
+            code = main(
+                [
+                    "--log-level",
+                    "ERROR",
+                    "backfill",
+                    "--from",
+                    D1.isoformat(),
+                    "--to",
+                    D2.isoformat(),
+                    "--tenant",
+                    TENANT,
+                    "--local-scheduler",
+                ]
+            )
         reset_config_cache()
         yield Backfilled(data, code, out.getvalue())
 
@@ -124,8 +136,17 @@ def test_backfill_dry_run_lists_the_dates_and_tasks_and_runs_nothing(
 ) -> None:
     before = _markers()
     capsys.readouterr()
-    argv = ["backfill", "--from", D1.isoformat(), "--to", D3.isoformat(), "--tenant", TENANT, "--dry-run",
-            "--local-scheduler"]  # fmt: skip
+    argv = [
+        "backfill",
+        "--from",
+        D1.isoformat(),
+        "--to",
+        D3.isoformat(),
+        "--tenant",
+        TENANT,
+        "--dry-run",
+        "--local-scheduler",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "3 date(s) to run, 0 already complete and skipped" in out
@@ -150,32 +171,76 @@ def test_backfill_only_missing_skips_a_done_date(env: Backfilled, capsys: pytest
     written = report.stat().st_mtime_ns
     before = _markers()
     capsys.readouterr()
-    assert main(["backfill", "--from", D1.isoformat(), "--to", D2.isoformat(), "--tenant", TENANT,
-                 "--only-missing", "--local-scheduler", "--dry-run"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "backfill",
+                "--from",
+                D1.isoformat(),
+                "--to",
+                D2.isoformat(),
+                "--tenant",
+                TENANT,
+                "--only-missing",
+                "--local-scheduler",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "1 date(s) to run, 1 already complete and skipped" in out and f"{D2}: would run" in out
     # every tenant: demo_north and demo_south have nothing for D1, so D1 is not complete for them
-    assert main(["backfill", "--from", D1.isoformat(), "--to", D1.isoformat(), "--only-missing", "--dry-run",
-                 "--local-scheduler"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "backfill",
+                "--from",
+                D1.isoformat(),
+                "--to",
+                D1.isoformat(),
+                "--only-missing",
+                "--dry-run",
+                "--local-scheduler",
+            ]
+        )
+        == 0
+    )
     assert "1 date(s) to run, 0 already complete" in capsys.readouterr().out
     # for real: D1 is complete for demo_west, so nothing runs and its report is not rewritten
-    assert main(["backfill", "--from", D1.isoformat(), "--to", D1.isoformat(), "--tenant", TENANT,
-                 "--only-missing", "--local-scheduler"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "backfill",
+                "--from",
+                D1.isoformat(),
+                "--to",
+                D1.isoformat(),
+                "--tenant",
+                TENANT,
+                "--only-missing",
+                "--local-scheduler",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "0 date(s) to run, 1 already complete and skipped" in out and "backfill done: 0 date(s) ok" in out
     assert "--- " not in out
     assert report.stat().st_mtime_ns == written and _markers() == before
 
 
-def test_backfill_exits_10_when_a_local_run_holds_the_lock(
-    env: Backfilled, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_backfill_exits_10_when_a_local_run_holds_the_lock(env: Backfilled, capsys: pytest.CaptureFixture[str]) -> None:
     from mozart_luigi.runner import local_run_lock
 
     settings = get_config().settings
     with local_run_lock(settings.data_dir):
-        assert main(["backfill", "--from", D3.isoformat(), "--to", D3.isoformat(), "--tenant", TENANT,
-                     "--local-scheduler"]) == 10  # fmt: skip
+        assert (
+            main(
+                ["backfill", "--from", D3.isoformat(), "--to", D3.isoformat(), "--tenant", TENANT, "--local-scheduler"]
+            )
+            == 10
+        )
     assert "run.lock" in capsys.readouterr().err
     assert not report_path(settings, D3).exists()
 
@@ -214,8 +279,12 @@ def test_status_matrix_json_has_one_cell_per_tenant_table_date(
     assert failed["error"].startswith("ExtractTable: ") and repr(BAD_VALUE) in failed["error"]
     assert failed["finished_at"] == read_report(get_config().settings, D2)["generated_at"]
     assert {t: cells[(t, D2.isoformat())]["state"] for t in TABLES} == {
-        "customers": "done", "products": "done", "orders": "failed", "order_items": "done", "(dbt build)": "missing"
-    }  # fmt: skip
+        "customers": "done",
+        "products": "done",
+        "orders": "failed",
+        "order_items": "done",
+        "(dbt build)": "missing",
+    }
     assert cells[("(dbt build)", D2.isoformat())]["extracted"] is None
     for table in TABLES:  # D3 never ran
         cell = cells[(table, D3.isoformat())]
@@ -247,8 +316,11 @@ def test_status_matrix_missing_keeps_only_cells_not_done(env: Backfilled, capsys
     code, out, _ = _status(capsys, "--from", D1.isoformat(), "--to", D3.isoformat(), "--missing", "--json")
     assert code == 1
     states = {(c["table"], c["date"]): c["state"] for c in json.loads(out)["cells"]}
-    assert states == {("orders", str(D2)): "failed", ("(dbt build)", str(D2)): "missing",
-                      **{(t, str(D3)): "missing" for t in TABLES}}  # fmt: skip
+    assert states == {
+        ("orders", str(D2)): "failed",
+        ("(dbt build)", str(D2)): "missing",
+        **{(t, str(D3)): "missing" for t in TABLES},
+    }
     code, out, _ = _status(capsys, "--from", D1.isoformat(), "--to", D1.isoformat(), "--missing")
     assert code == 0 and out.splitlines()[1] == "every cell is done"
 
@@ -266,8 +338,15 @@ def test_a_report_that_judged_the_marker_keeps_it_failed_until_it_is_loaded_agai
     config = get_config()
     loaded = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.UTC)
     _write_marker(config, "orders", loaded)
-    failed = {"tenant": TENANT, "table": "orders", "rows_extracted": 24, "rows_loaded": 23, "seconds": None,
-              "status": "failed", "error": "loaded 23 rows but the manifest has 24"}  # fmt: skip
+    failed = {
+        "tenant": TENANT,
+        "table": "orders",
+        "rows_extracted": 24,
+        "rows_loaded": 23,
+        "seconds": None,
+        "status": "failed",
+        "error": "loaded 23 rows but the manifest has 24",
+    }
     report = RunReport(date=D1, profile="local", rows=(), dbt=(), generated_at=loaded + dt.timedelta(minutes=5))
     path = write_report(report, config.settings)
     body = json.loads(path.read_text())
@@ -331,16 +410,18 @@ def _check_page(page: _Cells) -> None:
         which = "" if table == "(dbt build)" else f" --table {table}"
         assert (f"rerun: mozart rerun --tenant {TENANT}{which} --date {date}" in attr["title"]) is (state != "done")
     assert {k: a["data-state"] for k, a in page.cells.items() if a["data-state"] != "done"} == {
-        (TENANT, "orders", str(D2)): "failed", (TENANT, "(dbt build)", str(D2)): "missing",
+        (TENANT, "orders", str(D2)): "failed",
+        (TENANT, "(dbt build)", str(D2)): "missing",
         **{(TENANT, t, str(D3)): "missing" for t in TABLES},
-    }  # fmt: skip
+    }
     failed = page.cells[(TENANT, "orders", str(D2))]["title"]
     assert "ExtractTable: " in failed and repr(BAD_VALUE) in failed
     assert "i" not in page.tags and "script" not in page.tags  # the markup in the error stayed text
 
 
-def test_status_matrix_html_is_static_escaped_and_complete(env: Backfilled, capsys: pytest.CaptureFixture[str],
-                                                           tmp_path: Path) -> None:  # fmt: skip
+def test_status_matrix_html_is_static_escaped_and_complete(
+    env: Backfilled, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     path = tmp_path / "site" / "status.html"
     code, out, err = _status(capsys, "--from", D1.isoformat(), "--to", D3.isoformat(), "--json", "--html", str(path))
     assert code == 1 and json.loads(out)["from"] == D1.isoformat()  # stdout stays pure JSON
@@ -353,20 +434,32 @@ def test_status_matrix_html_is_static_escaped_and_complete(env: Backfilled, caps
     _check_page(_parse(text))
 
 
-def test_status_matrix_html_in_chromium(env: Backfilled, capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                        request: pytest.FixtureRequest) -> None:  # fmt: skip
+def test_status_matrix_html_in_chromium(
+    env: Backfilled, capsys: pytest.CaptureFixture[str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """The page as Chromium parses it: a cell per tenant x table x date, its state class, the error in the title.
     The screenshot stays in the test's tmp folder, and a copy in .pytest_cache/d/status-matrix/ (git-ignored)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium); the HTML is still checked "
-                    "by test_status_matrix_html_is_static_escaped_and_complete")  # fmt: skip
+        pytest.skip(
+            "chromium is not installed (Debian: apt-get install -y chromium); the HTML is still checked "
+            "by test_status_matrix_html_is_static_escaped_and_complete"
+        )
     page = tmp_path / "status.html"
     assert _status(capsys, "--from", D1.isoformat(), "--to", D3.isoformat(), "--html", str(page))[0] == 1
     shot = tmp_path / "status.png"
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,800"]  # fmt: skip
+    flags = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,800",
+    ]
     dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60, check=True)
     _check_page(_parse(dom.stdout))
     subprocess.run([*flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=60, check=True)
@@ -392,18 +485,47 @@ def test_status_matrix_shows_what_luigid_runs_or_disabled(local: Path, capsys: p
         other_day = LoadIceberg(tenant=TENANT, table="customers", date=D2)
         # as a worker does: schedule (PENDING, with the task's retry policy), then report RUNNING or FAILED;
         # one failure with retry_count 1 makes luigid disable the task
-        for task, status in ((load, "PENDING"), (load, "RUNNING"), (dbt, "PENDING"), (dbt, "FAILED"),
-                             (other_day, "PENDING"), (other_day, "RUNNING")):  # fmt: skip
-            scheduler.add_task(worker="status-test", task_id=task.task_id, status=status, family=task.task_family,
-                               params=task.to_str_params(), runnable=True,
-                               retry_policy_dict={"retry_count": 1})  # fmt: skip
+        for task, status in (
+            (load, "PENDING"),
+            (load, "RUNNING"),
+            (dbt, "PENDING"),
+            (dbt, "FAILED"),
+            (other_day, "PENDING"),
+            (other_day, "RUNNING"),
+        ):
+            scheduler.add_task(
+                worker="status-test",
+                task_id=task.task_id,
+                status=status,
+                family=task.task_family,
+                params=task.to_str_params(),
+                runnable=True,
+                retry_policy_dict={"retry_count": 1},
+            )
         html = local / "status.html"
-        code, out, err = _status(capsys, "--from", D1.isoformat(), "--to", D1.isoformat(), "--json", "--html",
-                                 str(html), "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port))  # fmt: skip
+        code, out, err = _status(
+            capsys,
+            "--from",
+            D1.isoformat(),
+            "--to",
+            D1.isoformat(),
+            "--json",
+            "--html",
+            str(html),
+            "--scheduler-host",
+            "127.0.0.1",
+            "--scheduler-port",
+            str(port),
+        )
     assert code == 1 and "warning" not in err
     states = {table: c["state"] for (table, _), c in _cells(out).items()}
-    assert states == {"customers": "missing", "products": "missing", "orders": "running", "order_items": "missing",
-                      "(dbt build)": "disabled"}  # fmt: skip
+    assert states == {
+        "customers": "missing",
+        "products": "missing",
+        "orders": "running",
+        "order_items": "missing",
+        "(dbt build)": "disabled",
+    }
     cells = _parse(html.read_text()).cells
     assert cells[(TENANT, "orders", str(D1))]["class"] == "cell running"
     assert cells[(TENANT, "(dbt build)", str(D1))]["class"] == "cell disabled"
@@ -412,9 +534,17 @@ def test_status_matrix_shows_what_luigid_runs_or_disabled(local: Path, capsys: p
 def test_status_matrix_without_an_answering_luigid_warns_and_goes_on(
     local: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _status(capsys, "--from", D1.isoformat(), "--to", D1.isoformat(), "--json",
-                             "--scheduler-host", "127.0.0.1", "--scheduler-port", str(free_port()))  # fmt: skip
+    code, out, err = _status(
+        capsys,
+        "--from",
+        D1.isoformat(),
+        "--to",
+        D1.isoformat(),
+        "--json",
+        "--scheduler-host",
+        "127.0.0.1",
+        "--scheduler-port",
+        str(free_port()),
+    )
     assert code == 1 and "did not answer" in err and "running and disabled are not shown" in err
     assert {c["state"] for c in json.loads(out)["cells"]} == {"missing"}
-
-

@@ -75,8 +75,14 @@ class Week:
 def local_week(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Week]:
     data = tmp_path_factory.mktemp("status_week")
     project = small_dbt_project(tmp_path_factory.mktemp("dbt"), REPO)
-    env = {**os.environ, "MOZART_PROFILE": "local", "MOZART_CONFIG_DIR": str(REPO / "config"),
-           "MOZART_DATA_DIR": str(data), "MOZART_DBT_PROJECT_DIR": str(project), "COLUMNS": "200"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MOZART_PROFILE": "local",
+        "MOZART_CONFIG_DIR": str(REPO / "config"),
+        "MOZART_DATA_DIR": str(data),
+        "MOZART_DBT_PROJECT_DIR": str(project),
+        "COLUMNS": "200",
+    }
     for name in ("MOZART_DUCKDB_PATH", "MOZART_LAKE_URL", "MOZART_REPORT_DIR"):
         env.pop(name, None)
     with pytest.MonkeyPatch.context() as patch:
@@ -91,8 +97,15 @@ def local_week(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Week]:
     for day in DAYS:
         with _failure_of(day, sources[FAILING]):
             started = dt.datetime.now(dt.UTC)
-            done = subprocess.run([MOZART, "run", "--date", day.isoformat()], cwd=REPO, env=env,
-                                  capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+            done = subprocess.run(
+                [MOZART, "run", "--date", day.isoformat()],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
             nights[day] = Night(done.returncode, done.stdout + done.stderr, started, dt.datetime.now(dt.UTC))
     yield Week(data, project, nights, wanted)
     reset_config_cache()
@@ -202,8 +215,9 @@ def test_text_grid_has_the_right_symbol_in_every_cell(env: Week, capsys: pytest.
     check_text(out, env.wanted, "local")
 
 
-def test_html_page_in_headless_chromium(env: Week, capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                        request: pytest.FixtureRequest) -> None:  # fmt: skip
+def test_html_page_in_headless_chromium(
+    env: Week, capsys: pytest.CaptureFixture[str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """The page as Chromium builds it: every cell's state class and hover text; the screenshot is kept in the
     test's tmp folder and under .pytest_cache/d/status-week-local/."""
     page = tmp_path / "status.html"

@@ -37,8 +37,13 @@ TASK_LINE = re.compile(
 def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The three demo tenants' sources in a data folder of the module; the environment to run mozart in."""
     data = tmp_path_factory.mktemp("night")
-    env = {**os.environ, "MOZART_PROFILE": "local", "MOZART_CONFIG_DIR": str(REPO / "config"),
-           "MOZART_DATA_DIR": str(data), "COLUMNS": "200"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MOZART_PROFILE": "local",
+        "MOZART_CONFIG_DIR": str(REPO / "config"),
+        "MOZART_DATA_DIR": str(data),
+        "COLUMNS": "200",
+    }
     for name in ("MOZART_DUCKDB_PATH", "MOZART_LAKE_URL", "MOZART_REPORT_DIR"):
         env.pop(name, None)
     with pytest.MonkeyPatch.context() as patch:
@@ -53,8 +58,7 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 
 def _mozart(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([MOZART, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-                          check=False)  # fmt: skip
+    return subprocess.run([MOZART, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 @contextmanager
@@ -103,9 +107,11 @@ def test_one_failing_tenant_fits_in_40_lines_and_the_log_has_the_traceback(night
     assert sorted(line.split()[0] for line in failed) == sorted(f"demo_west.{t}" for t in TABLES)
     assert all(f"{D_FAIL} extract FAILED: ExtractTable: SourceError: " in line for line in failed)
     head = f"Run report for {D_FAIL} (profile local): 10 done, 1 missing, 4 failed (exit 30)"
-    block = lines[lines.index(head) + 1:]
-    assert block[0].startswith("FAILED demo_west customers, products, orders, order_items: ExtractTable: "
-                               "SourceError: tenant 'demo_west', table '*': cannot connect to sqlite:")  # fmt: skip
+    block = lines[lines.index(head) + 1 :]
+    assert block[0].startswith(
+        "FAILED demo_west customers, products, orders, order_items: ExtractTable: "
+        "SourceError: tenant 'demo_west', table '*': cannot connect to sqlite:"
+    )
     assert block[1].startswith("  look at: the source of demo_west: tenants.demo_west.source in ")
     assert "config/tenants.yaml (sqlite:" in block[1]
     assert block[2] == f"  rerun:   mozart rerun --tenant demo_west --date {D_FAIL}"
@@ -120,8 +126,9 @@ def test_verbose_shows_the_log_on_stderr(night: dict[str, str]) -> None:
     assert quiet.returncode == loud.returncode == 30
     assert quiet.stderr == ""
     assert "luigi-interface" in loud.stderr and "Traceback (most recent call last)" in loud.stderr
-    assert [line for line in loud.stdout.splitlines() if "FAILED" in line] == \
-        [line for line in quiet.stdout.splitlines() if "FAILED" in line]  # fmt: skip
+    assert [line for line in loud.stdout.splitlines() if "FAILED" in line] == [
+        line for line in quiet.stdout.splitlines() if "FAILED" in line
+    ]
 
 
 def test_a_live_progress_line_only_on_a_tty(night: dict[str, str]) -> None:
@@ -136,8 +143,9 @@ def test_a_live_progress_line_only_on_a_tty(night: dict[str, str]) -> None:
 
 def _on_a_tty(env: dict[str, str], *args: str) -> str:
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([MOZART, *args], cwd=REPO, env={**env, "TERM": "xterm"}, stdin=follower,
-                            stdout=follower, stderr=follower)  # fmt: skip
+    proc = subprocess.Popen(
+        [MOZART, *args], cwd=REPO, env={**env, "TERM": "xterm"}, stdin=follower, stdout=follower, stderr=follower
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -165,14 +173,37 @@ def test_grouped_lines_one_per_tenant_and_day(tmp_path: Path) -> None:
             for tenant in TENANTS:
                 for table in TABLES:
                     for family in ("ExtractTable", "LoadIceberg"):
-                        terminal.event(TaskEvent("done", f"{family}-{tenant}-{table}-{day}", family, tenant, day,
-                                                 table, seconds=0.1, rows=10))  # fmt: skip
-                terminal.event(TaskEvent("done", f"dbt-{tenant}-{day}", "DbtRun", tenant, day, None, seconds=9.5,
-                                         models=9, tests=38))  # fmt: skip
-        terminal.event(TaskEvent("failed", "x", "ExtractTable", "demo_west", "2026-11-29", "orders",
-                                 error="ExtractTable: mozart_luigi.errors.SourceError: boom"))  # fmt: skip
+                        terminal.event(
+                            TaskEvent(
+                                "done",
+                                f"{family}-{tenant}-{table}-{day}",
+                                family,
+                                tenant,
+                                day,
+                                table,
+                                seconds=0.1,
+                                rows=10,
+                            )
+                        )
+                terminal.event(
+                    TaskEvent(
+                        "done", f"dbt-{tenant}-{day}", "DbtRun", tenant, day, None, seconds=9.5, models=9, tests=38
+                    )
+                )
+        terminal.event(
+            TaskEvent(
+                "failed",
+                "x",
+                "ExtractTable",
+                "demo_west",
+                "2026-11-29",
+                "orders",
+                error="ExtractTable: mozart_luigi.errors.SourceError: boom",
+            )
+        )
     lines = out.read_text().splitlines()
     assert len(lines) == 13
-    assert lines[0] == ("demo_north 2026-11-25: 4 table(s), 40 rows extracted and loaded; dbt 9 models, 38 tests "
-                        "in 9.5 s")
+    assert lines[0] == (
+        "demo_north 2026-11-25: 4 table(s), 40 rows extracted and loaded; dbt 9 models, 38 tests in 9.5 s"
+    )
     assert lines[-1] == "demo_west.orders 2026-11-29 extract FAILED: ExtractTable: SourceError: boom"

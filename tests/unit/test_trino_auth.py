@@ -51,8 +51,9 @@ def test_defaults_are_the_plain_http_dev_stack(tmp_path: Path) -> None:
 
 
 def test_https_with_password_and_ca_bundle(tmp_path: Path, ca_file: Path) -> None:
-    settings, problems = _settings(tmp_path, MOZART_TRINO_HTTP_SCHEME="HTTPS", MOZART_TRINO_PASSWORD=PASSWORD,
-                                   MOZART_TRINO_VERIFY=str(ca_file))  # fmt: skip
+    settings, problems = _settings(
+        tmp_path, MOZART_TRINO_HTTP_SCHEME="HTTPS", MOZART_TRINO_PASSWORD=PASSWORD, MOZART_TRINO_VERIFY=str(ca_file)
+    )
     assert problems == []
     assert settings.trino_http_scheme == "https"
     assert settings.trino_password is not None and settings.trino_password.reveal() == PASSWORD
@@ -60,8 +61,9 @@ def test_https_with_password_and_ca_bundle(tmp_path: Path, ca_file: Path) -> Non
     assert settings.trino_password in settings.secrets()
 
 
-@pytest.mark.parametrize(("raw", "verify"), [("", True), ("true", True), ("TRUE", True), ("false", False),
-                                             ("False", False), ("0", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("raw", "verify"), [("", True), ("true", True), ("TRUE", True), ("false", False), ("False", False), ("0", False)]
+)
 def test_verify_words(tmp_path: Path, raw: str, verify: bool) -> None:
     settings, problems = _settings(tmp_path, MOZART_TRINO_HTTP_SCHEME="https", MOZART_TRINO_VERIFY=raw)
     assert problems == [] and settings.trino_verify is verify
@@ -82,10 +84,19 @@ def test_a_credential_over_http_is_refused(tmp_path: Path, variable: str) -> Non
 
 
 def test_every_trino_problem_is_reported_at_once(tmp_path: Path) -> None:
-    _, problems = _settings(tmp_path, MOZART_TRINO_HTTP_SCHEME="http", MOZART_TRINO_PASSWORD=PASSWORD,
-                            MOZART_TRINO_JWT=JWT, MOZART_TRINO_VERIFY=str(tmp_path / "missing.pem"))  # fmt: skip
-    assert _keys(problems) == ["MOZART_TRINO_PASSWORD/MOZART_TRINO_JWT", "MOZART_TRINO_PASSWORD",
-                               "MOZART_TRINO_JWT", "MOZART_TRINO_VERIFY"]  # fmt: skip
+    _, problems = _settings(
+        tmp_path,
+        MOZART_TRINO_HTTP_SCHEME="http",
+        MOZART_TRINO_PASSWORD=PASSWORD,
+        MOZART_TRINO_JWT=JWT,
+        MOZART_TRINO_VERIFY=str(tmp_path / "missing.pem"),
+    )
+    assert _keys(problems) == [
+        "MOZART_TRINO_PASSWORD/MOZART_TRINO_JWT",
+        "MOZART_TRINO_PASSWORD",
+        "MOZART_TRINO_JWT",
+        "MOZART_TRINO_VERIFY",
+    ]
     text = str(ConfigError(problems))
     assert PASSWORD not in text and JWT not in text
     assert "missing.pem is not a file" in text
@@ -101,8 +112,15 @@ def test_secrets_never_render(tmp_path: Path) -> None:
     jwt, _ = _settings(tmp_path, MOZART_TRINO_HTTP_SCHEME="https", MOZART_TRINO_JWT=JWT)
     for settings, secret in ((password, PASSWORD), (jwt, JWT)):
         warehouse = TrinoWarehouse.from_settings(settings, tenant="acme")
-        for text in (repr(settings), str(settings), f"{settings}", repr(warehouse), str(vars(warehouse)),
-                     repr(settings.secrets()), warehouse._clean(f"driver said {secret}")):  # fmt: skip
+        for text in (
+            repr(settings),
+            str(settings),
+            f"{settings}",
+            repr(warehouse),
+            str(vars(warehouse)),
+            repr(settings.secrets()),
+            warehouse._clean(f"driver said {secret}"),
+        ):
             assert secret not in text
 
 
@@ -110,9 +128,14 @@ def test_secrets_never_render(tmp_path: Path) -> None:
 
 
 def test_password_connection_is_https_with_basic_auth_and_the_ca(tmp_path: Path, ca_file: Path) -> None:
-    settings, _ = _settings(tmp_path, MOZART_TRINO_HTTP_SCHEME="https", MOZART_TRINO_PORT="8443",
-                            MOZART_TRINO_USER="etl", MOZART_TRINO_PASSWORD=PASSWORD,
-                            MOZART_TRINO_VERIFY=str(ca_file))  # fmt: skip
+    settings, _ = _settings(
+        tmp_path,
+        MOZART_TRINO_HTTP_SCHEME="https",
+        MOZART_TRINO_PORT="8443",
+        MOZART_TRINO_USER="etl",
+        MOZART_TRINO_PASSWORD=PASSWORD,
+        MOZART_TRINO_VERIFY=str(ca_file),
+    )
     connection = TrinoWarehouse.from_settings(settings, tenant="acme")._connection(None)
     assert connection.http_scheme == "https" and connection.port == 8443 and connection.user == "etl"
     assert connection.auth == trino.auth.BasicAuthentication("etl", PASSWORD)
@@ -136,19 +159,25 @@ def test_plain_connection_is_unchanged(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("verify", ["ca", False])
-def test_the_configured_verify_wins_over_requests_ca_bundle(tmp_path: Path, ca_file: Path,
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            verify: str | bool) -> None:  # fmt: skip
+def test_the_configured_verify_wins_over_requests_ca_bundle(
+    tmp_path: Path, ca_file: Path, monkeypatch: pytest.MonkeyPatch, verify: str | bool
+) -> None:
     """Plain requests would replace a session's verify with REQUESTS_CA_BUNDLE (psf/requests#3829)."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     wanted = str(ca_file.resolve()) if verify == "ca" else False
-    settings, _ = _settings(tmp_path, MOZART_TRINO_HTTP_SCHEME="https", MOZART_TRINO_PASSWORD=PASSWORD,
-                            MOZART_TRINO_VERIFY=str(ca_file) if verify == "ca" else "false")  # fmt: skip
+    settings, _ = _settings(
+        tmp_path,
+        MOZART_TRINO_HTTP_SCHEME="https",
+        MOZART_TRINO_PASSWORD=PASSWORD,
+        MOZART_TRINO_VERIFY=str(ca_file) if verify == "ca" else "false",
+    )
     session = TrinoWarehouse.from_settings(settings)._connection(None)._http_session
     merged = session.merge_environment_settings("https://127.0.0.1:8443/v1/statement", {}, None, None, None)
     assert merged["verify"] == wanted
-    assert requests.Session().merge_environment_settings("https://x/", {}, None, None, None)["verify"] == \
-        "/etc/ssl/certs/ca-certificates.crt"  # fmt: skip
+    assert (
+        requests.Session().merge_environment_settings("https://x/", {}, None, None, None)["verify"]
+        == "/etc/ssl/certs/ca-certificates.crt"
+    )
 
 
 def test_default_verify_keeps_the_environment_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,17 +205,23 @@ def _render_profile(env: dict[str, str]) -> object:
 
 
 def test_dbt_gets_the_password_only_as_a_dbt_secret(tmp_path: Path, ca_file: Path) -> None:
-    settings, _ = _settings(tmp_path, MOZART_TRINO_HTTP_SCHEME="https", MOZART_TRINO_PASSWORD=PASSWORD,
-                            MOZART_TRINO_VERIFY=str(ca_file))  # fmt: skip
-    base = {"PATH": "/usr/bin", "MOZART_TRINO_PASSWORD": PASSWORD, "MOZART_TRINO_JWT": "stale",
-            "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}  # fmt: skip
+    settings, _ = _settings(
+        tmp_path, MOZART_TRINO_HTTP_SCHEME="https", MOZART_TRINO_PASSWORD=PASSWORD, MOZART_TRINO_VERIFY=str(ca_file)
+    )
+    base = {
+        "PATH": "/usr/bin",
+        "MOZART_TRINO_PASSWORD": PASSWORD,
+        "MOZART_TRINO_JWT": "stale",
+        "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+    }
     env = dbt_env(settings, "trino", base)
     assert env["DBT_ENV_SECRET_MOZART_TRINO_PASSWORD"] == PASSWORD
     assert [k for k, v in env.items() if PASSWORD in v] == ["DBT_ENV_SECRET_MOZART_TRINO_PASSWORD"]
     assert "MOZART_TRINO_JWT" not in env and "REQUESTS_CA_BUNDLE" not in env
     assert env["MOZART_DBT_TRINO_METHOD"] == "ldap" and env["MOZART_TRINO_HTTP_SCHEME"] == "https"
-    argv = build_command("acme", target="trino", project=project_dir(), work=work_dir(settings, "acme"),
-                         executable="dbt")  # fmt: skip
+    argv = build_command(
+        "acme", target="trino", project=project_dir(), work=work_dir(settings, "acme"), executable="dbt"
+    )
     assert not any(PASSWORD in arg for arg in argv)
     credentials = _render_profile(env)
     assert type(credentials).__name__ == "TrinoLdapCredentials"
@@ -195,8 +230,9 @@ def test_dbt_gets_the_password_only_as_a_dbt_secret(tmp_path: Path, ca_file: Pat
 
 
 def test_dbt_gets_the_jwt_as_a_dbt_secret(tmp_path: Path) -> None:
-    settings, _ = _settings(tmp_path, MOZART_TRINO_HTTP_SCHEME="https", MOZART_TRINO_JWT=JWT,
-                            MOZART_TRINO_VERIFY="false")  # fmt: skip
+    settings, _ = _settings(
+        tmp_path, MOZART_TRINO_HTTP_SCHEME="https", MOZART_TRINO_JWT=JWT, MOZART_TRINO_VERIFY="false"
+    )
     env = dbt_env(settings, "trino", {"PATH": "/usr/bin", "MOZART_TRINO_JWT": JWT})
     assert [k for k, v in env.items() if JWT in v] == ["DBT_ENV_SECRET_MOZART_TRINO_JWT"]
     credentials = _render_profile(env)

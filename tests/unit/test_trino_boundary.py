@@ -33,11 +33,14 @@ def test_user_error_is_terminal_and_keeps_query_id_and_context():
     assert f"(query {QUERY_ID})" in str(translated)
 
 
-@pytest.mark.parametrize(("message", "retryable"), [
-    ("Failed to commit during insert: Commit failed: Requirement failed: branch main has changed", True),
-    ("Failed to commit Iceberg update to table: acme.orders because it was concurrently modified", True),
-    ("Failed to set column type: Cannot change type from list<int> to list<long>", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("message", "retryable"),
+    [
+        ("Failed to commit during insert: Commit failed: Requirement failed: branch main has changed", True),
+        ("Failed to commit Iceberg update to table: acme.orders because it was concurrently modified", True),
+        ("Failed to set column type: Cannot change type from list<int> to list<long>", False),
+    ],
+)
 def test_iceberg_commit_conflicts_retry_other_commit_errors_do_not(message, retryable):
     exc = _error(TrinoExternalError, "ICEBERG_COMMIT_ERROR", message, "EXTERNAL")
     translated = _warehouse()._translate(exc, "acme", None)
@@ -57,12 +60,15 @@ def test_unreachable_trino_is_retried_then_reported_as_unavailable():
     assert info.value.retryable and info.value.tenant == "acme"
 
 
-@pytest.mark.parametrize(("name", "message", "swallowed"), [
-    ("GENERIC_INTERNAL_ERROR", "Namespace already exists: acme", True),  # the REST catalog's refusal
-    ("SCHEMA_ALREADY_EXISTS", "Schema 'raw.acme' already exists", True),
-    ("GENERIC_INTERNAL_ERROR", "Failed to list namespaces", False),
-    ("PERMISSION_DENIED", "Access Denied: Cannot create schema acme (it already exists)", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "message", "swallowed"),
+    [
+        ("GENERIC_INTERNAL_ERROR", "Namespace already exists: acme", True),  # the REST catalog's refusal
+        ("SCHEMA_ALREADY_EXISTS", "Schema 'raw.acme' already exists", True),
+        ("GENERIC_INTERNAL_ERROR", "Failed to list namespaces", False),
+        ("PERMISSION_DENIED", "Access Denied: Cannot create schema acme (it already exists)", False),
+    ],
+)
 def test_a_create_if_not_exists_that_loses_the_race_is_success(monkeypatch, name, message, swallowed):
     warehouse = _warehouse()
     calls: list[str] = []
@@ -86,8 +92,6 @@ def _kind(statement: str) -> str:
         if f"EXECUTE {kind}" in statement:
             return kind
     return statement.split(maxsplit=1)[0]
-
-
 
 
 def test_refused_credentials_and_untrusted_certificates_are_named_and_not_retried() -> None:

@@ -43,43 +43,52 @@ DAY = dt.date(2026, 11, 25)
 
 
 # --------------------------------------------------------------------------------------------- parsing
-@pytest.mark.parametrize(("text", "parsed"), [
-    ("decimal(38,18)", TypeOverride("decimal", 38, 18)),
-    (" DECIMAL( 10 , 0 ) ", TypeOverride("decimal", 10, 0)),
-    ("string", TypeOverride("string")),
-    ("String", TypeOverride("string")),
-    ("duration_us", TypeOverride("duration_us")),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("decimal(38,18)", TypeOverride("decimal", 38, 18)),
+        (" DECIMAL( 10 , 0 ) ", TypeOverride("decimal", 10, 0)),
+        ("string", TypeOverride("string")),
+        ("String", TypeOverride("string")),
+        ("duration_us", TypeOverride("duration_us")),
+    ],
+)
 def test_parse_override(text: str, parsed: TypeOverride) -> None:
     assert parse_override(text) == parsed
     assert parse_override(str(parsed)) == parsed
 
 
-@pytest.mark.parametrize(("text", "why"), [
-    ("decimal(39,2)", "precision must be 1..38"),
-    ("decimal(0,0)", "precision must be 1..38"),
-    ("decimal(5,6)", "scale must be 0..precision"),
-    ("decimal(10)", "unknown type override"),
-    ("float", "unknown type override"),
-    ("varchar", "unknown type override"),
-    ("duration", "Iceberg (and so Trino's Iceberg tables) has no duration or interval type; use 'duration_us'"),
-    (12, "must be a string"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("decimal(39,2)", "precision must be 1..38"),
+        ("decimal(0,0)", "precision must be 1..38"),
+        ("decimal(5,6)", "scale must be 0..precision"),
+        ("decimal(10)", "unknown type override"),
+        ("float", "unknown type override"),
+        ("varchar", "unknown type override"),
+        ("duration", "Iceberg (and so Trino's Iceberg tables) has no duration or interval type; use 'duration_us'"),
+        (12, "must be a string"),
+    ],
+)
 def test_parse_override_refuses(text: Any, why: str) -> None:
     with pytest.raises(ValueError, match=why.replace("(", r"\(").replace(")", r"\)")):
         parse_override(text)
 
 
-@pytest.mark.parametrize(("source", "target", "lossy"), [
-    ((12, 4), "decimal(10,2)", "fractional digits would be rounded"),
-    ((12, 4), "decimal(12,2)", "4 fractional digits would be rounded to 2"),
-    ((12, 4), "decimal(13,6)", "8 integer digits do not fit in 7"),
-    ((12, 4), "decimal(14,6)", None),
-    ((12, 4), "decimal(12,4)", None),
-    ((65, 30), "decimal(38,18)", "35 integer digits do not fit in 20"),
-    ((None, 0), "decimal(38,18)", None),  # unbounded: each value is checked instead
-    ((None, 0), "decimal(1,1)", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("source", "target", "lossy"),
+    [
+        ((12, 4), "decimal(10,2)", "fractional digits would be rounded"),
+        ((12, 4), "decimal(12,2)", "4 fractional digits would be rounded to 2"),
+        ((12, 4), "decimal(13,6)", "8 integer digits do not fit in 7"),
+        ((12, 4), "decimal(14,6)", None),
+        ((12, 4), "decimal(12,4)", None),
+        ((65, 30), "decimal(38,18)", "35 integer digits do not fit in 20"),
+        ((None, 0), "decimal(38,18)", None),  # unbounded: each value is checked instead
+        ((None, 0), "decimal(1,1)", None),
+    ],
+)
 def test_decimal_loss(source: tuple[int | None, int], target: str, lossy: str | None) -> None:
     found = decimal_loss(source, parse_override(target))
     assert (found is None) if lossy is None else (lossy in (found or ""))
@@ -105,12 +114,24 @@ def _config(tmp_path: Path, tables: dict[str, Any]) -> Any:
 
 
 def test_config_parses_column_overrides(tmp_path: Path) -> None:
-    config = _config(tmp_path, {"measures": {"columns": {"amount": {"type": "decimal(38,18)"},
-                                                         "Spent Time": {"type": "duration_us"},
-                                                         "note": {"type": "string"}}}})  # fmt: skip
+    config = _config(
+        tmp_path,
+        {
+            "measures": {
+                "columns": {
+                    "amount": {"type": "decimal(38,18)"},
+                    "Spent Time": {"type": "duration_us"},
+                    "note": {"type": "string"},
+                }
+            }
+        },
+    )
     table = config.tables["measures"]
-    assert dict(table.columns) == {"amount": TypeOverride("decimal", 38, 18),
-                                   "Spent Time": TypeOverride("duration_us"), "note": TypeOverride("string")}
+    assert dict(table.columns) == {
+        "amount": TypeOverride("decimal", 38, 18),
+        "Spent Time": TypeOverride("duration_us"),
+        "note": TypeOverride("string"),
+    }
     assert table.override("amount") == TypeOverride("decimal", 38, 18) and table.override("id") is None
     assert _config(tmp_path, {"measures": {}}).tables["measures"].columns == ()
 
@@ -159,10 +180,12 @@ def test_validate_refuses_an_unknown_override(tmp_path: Path, monkeypatch, capsy
 
 # ------------------------------------------------------------------------------------------- mapping
 def _connector(kind: str) -> Any:
-    source = {"postgresql": SourceConfig("postgresql", host="h", user="u", database="d"),
-              "mysql": SourceConfig("mysql", host="h", user="u", database="d"),
-              "oracle": SourceConfig("oracle", host="h", user="u", service_name="s"),
-              "sqlite": SourceConfig("sqlite", path="/nonexistent.sqlite")}[kind]  # fmt: skip
+    source = {
+        "postgresql": SourceConfig("postgresql", host="h", user="u", database="d"),
+        "mysql": SourceConfig("mysql", host="h", user="u", database="d"),
+        "oracle": SourceConfig("oracle", host="h", user="u", service_name="s"),
+        "sqlite": SourceConfig("sqlite", path="/nonexistent.sqlite"),
+    }[kind]
     return connector_for(TenantConfig("acme", source, ("t",)))
 
 
@@ -198,16 +221,19 @@ def test_postgres_bounded_numeric_override_must_not_lose_values() -> None:
     with pytest.raises(TypeMappingError) as info:
         connector.plan(SourceColumn("c", pg.NUMERIC(12, 4)), _table(c="decimal(10,2)"))
     message = str(info.value)
-    assert message.startswith("tenant 'acme', table 't': tables.t.columns.c.type: type override 'decimal(10,2)' "
-                              "cannot apply to column 'c' of type NUMERIC(12, 4): decimal(10,2) is lossy")
+    assert message.startswith(
+        "tenant 'acme', table 't': tables.t.columns.c.type: type override 'decimal(10,2)' "
+        "cannot apply to column 'c' of type NUMERIC(12, 4): decimal(10,2) is lossy"
+    )
     with pytest.raises(TypeMappingError, match="applies to decimal columns only"):
         connector.plan(SourceColumn("c", pg.INTEGER()), _table(c="decimal(20,0)"))
     with pytest.raises(TypeMappingError, match="'duration_us' applies to MySQL/MariaDB TIME columns only"):
         connector.plan(SourceColumn("c", pg.INTERVAL()), _table(c="duration_us"))
 
 
-@pytest.mark.parametrize("type_", [pg.NUMERIC(), pg.NUMERIC(50, 10), pg.INTEGER(), pg.ARRAY(pg.INTEGER()),
-                                   sa.types.NullType()])  # fmt: skip
+@pytest.mark.parametrize(
+    "type_", [pg.NUMERIC(), pg.NUMERIC(50, 10), pg.INTEGER(), pg.ARRAY(pg.INTEGER()), sa.types.NullType()]
+)
 def test_postgres_string_override_is_the_servers_text(type_: Any) -> None:
     plan = _connector("postgresql").plan(SourceColumn("c", type_), _table(c="string"))
     assert plan.arrow_type == pa.string() and plan.override == "string"
@@ -219,8 +245,12 @@ def test_mysql_time_overrides() -> None:
     connector = _connector("mysql")
     micros = connector.plan(SourceColumn("c", mysql.TIME(fsp=6)), _table(c="duration_us"))
     assert micros.arrow_type == pa.int64() and micros.override == "duration_us"
-    spans = [dt.timedelta(hours=838, minutes=59, seconds=59), -dt.timedelta(hours=838, minutes=59, seconds=59),
-             -dt.timedelta(microseconds=1), None]  # fmt: skip
+    spans = [
+        dt.timedelta(hours=838, minutes=59, seconds=59),
+        -dt.timedelta(hours=838, minutes=59, seconds=59),
+        -dt.timedelta(microseconds=1),
+        None,
+    ]
     assert _convert(micros, spans) == [3_020_399_000_000, -3_020_399_000_000, -1, None]
     text = connector.plan(SourceColumn("c", mysql.TIME()), _table(c="string"))
     assert text.arrow_type == pa.string() and _sql(text, mysql.dialect()) == "CAST(c AS CHAR)"
@@ -229,15 +259,20 @@ def test_mysql_time_overrides() -> None:
     convert = mysql_converter("time", pa.string(), pa.int64())
     assert convert is not None
     assert convert(pa.array(["838:59:59", "-838:59:59", "-00:00:01.5", None])).to_pylist() == [
-        3_020_399_000_000, -3_020_399_000_000, -1_500_000, None]  # fmt: skip
+        3_020_399_000_000,
+        -3_020_399_000_000,
+        -1_500_000,
+        None,
+    ]
 
 
 def test_mysql_decimal_and_refused_overrides() -> None:
     connector = _connector("mysql")
     text = connector.plan(SourceColumn("c", mysql.DECIMAL(65, 30)), _table(c="string"))
     assert _sql(text, mysql.dialect()) == "CAST(c AS CHAR)"
-    assert connector.plan(SourceColumn("c", mysql.DECIMAL(10, 2)), _table(c="decimal(12,2)")).arrow_type == \
-        pa.decimal128(12, 2)  # fmt: skip
+    assert connector.plan(
+        SourceColumn("c", mysql.DECIMAL(10, 2)), _table(c="decimal(12,2)")
+    ).arrow_type == pa.decimal128(12, 2)
     with pytest.raises(TypeMappingError, match="35 integer digits do not fit in 20"):
         connector.plan(SourceColumn("c", mysql.DECIMAL(65, 30)), _table(c="decimal(38,18)"))
     with pytest.raises(TypeMappingError, match="'string' applies to DECIMAL and TIME columns"):
@@ -266,34 +301,45 @@ def test_native_refusal_names_the_override_that_would_store_it() -> None:
     field = pa.field("small", pa.decimal128(38, 10), metadata={"mozart.source_type": "NUMERIC"})
     values = pa.array(["1.5", "0.000000000001"]).cast(pa.opaque(pa.string(), "numeric", "PostgreSQL"))
     message = str(where.inexact(field, ValueError("data loss"), values))
-    assert ("a value cannot be stored exactly: data loss; to store it exactly, add to tables.yaml under "
-            'tables.measures: columns: {small: {type: "decimal(38,12)"}} or {type: string}') in message
+    assert (
+        "a value cannot be stored exactly: data loss; to store it exactly, add to tables.yaml under "
+        'tables.measures: columns: {small: {type: "decimal(38,12)"}} or {type: string}'
+    ) in message
     spent = pa.field("Spent Time", pa.time64("us"), metadata={"mozart.source_type": "TIME"})
     mysql_where = Where(sa.make_url("mysql://u@h/d"), "acme", "spans")
     assert 'columns: {"Spent Time": {type: duration_us}} or {type: string}' in str(
-        mysql_where.inexact(spent, ValueError("x"), pa.array(["838:59:59"])))
+        mysql_where.inexact(spent, ValueError("x"), pa.array(["838:59:59"]))
+    )
     assert "to store it exactly" not in str(where.inexact(spent, ValueError("x"), pa.array(["25:00:00"])))
 
 
 # -------------------------------------------------------------------------------------- warehouse drift
 def _schema(override: str | None) -> pa.Schema:
     meta = {"mozart.source_type": "NUMERIC", **({"mozart.override": override} if override else {})}
-    return pa.schema([pa.field("Amount", pa.string() if override == "string" else pa.decimal128(38, 10),
-                               metadata=meta)])  # fmt: skip
+    return pa.schema(
+        [pa.field("Amount", pa.string() if override == "string" else pa.decimal128(38, 10), metadata=meta)]
+    )
 
 
 def test_columns_from_schema_carries_the_override_and_drift_names_it() -> None:
-    (name, kind), = columns_from_schema(_schema("string"), tenant="acme", table="measures")
+    ((name, kind),) = columns_from_schema(_schema("string"), tenant="acme", table="measures")
     assert (name, kind) == ("amount", ColumnType("varchar"))
     assert kind.override == "tables.measures.columns.Amount.type = 'string'"
     with pytest.raises(SchemaDriftError) as info:
         plan_drift({"amount": ColumnType("decimal", 38, 10)}, [(name, kind)], tenant="acme", table="measures")
     message = str(info.value)
-    assert "column 'amount': type change from decimal(38,10) (table) to varchar (source) is refused: the type " \
-           "override tables.measures.columns.Amount.type = 'string' changes the type" in message  # fmt: skip
+    assert (
+        "column 'amount': type change from decimal(38,10) (table) to varchar (source) is refused: the type "
+        "override tables.measures.columns.Amount.type = 'string' changes the type" in message
+    )
     assert "drop it in the warehouse and extract its days again" in message
-    widened = dict(columns_from_schema(pa.schema([pa.field("amount", pa.decimal128(38, 2), metadata={
-        "mozart.override": "decimal(38,2)"})]), tenant="acme", table="measures"))  # fmt: skip
+    widened = dict(
+        columns_from_schema(
+            pa.schema([pa.field("amount", pa.decimal128(38, 2), metadata={"mozart.override": "decimal(38,2)"})]),
+            tenant="acme",
+            table="measures",
+        )
+    )
     plan = plan_drift({"amount": ColumnType("decimal", 20, 2)}, list(widened.items()), tenant="acme", table="measures")
     assert plan.widens == (("amount", ColumnType("decimal", 20, 2), ColumnType("decimal", 38, 2)),)
 
@@ -312,15 +358,21 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     source = tmp_path / "shop.sqlite"
     with sqlite3.connect(source) as conn:
         conn.execute("CREATE TABLE measures (id INTEGER, x NUMERIC, fixed NUMERIC(12,4))")
-        conn.executemany("INSERT INTO measures VALUES (?, ?, ?)",
-                         [(1, "0.000000000001", "1.5"), (2, "123456789.5", None), (3, None, "2")])
+        conn.executemany(
+            "INSERT INTO measures VALUES (?, ?, ?)",
+            [(1, "0.000000000001", "1.5"), (2, "123456789.5", None), (3, None, "2")],
+        )
     folder = tmp_path / "config"
     folder.mkdir()
     tenants = {"tenants": {"shop": {"source": {"kind": "sqlite", "path": str(source)}}}}
     (folder / "tenants.yaml").write_text(yaml.safe_dump(tenants), encoding="utf-8")
-    for key, value in {"MOZART_CONFIG_DIR": str(folder), "MOZART_PROFILE": "local",
-                       "MOZART_DATA_DIR": str(tmp_path / "data"), "MOZART_LAKE_URL": (tmp_path / "lake").as_uri(),
-                       "MOZART_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}.items():  # fmt: skip
+    for key, value in {
+        "MOZART_CONFIG_DIR": str(folder),
+        "MOZART_PROFILE": "local",
+        "MOZART_DATA_DIR": str(tmp_path / "data"),
+        "MOZART_LAKE_URL": (tmp_path / "lake").as_uri(),
+        "MOZART_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("MOZART_TEST_CRASH_AT", raising=False)
 
@@ -336,10 +388,12 @@ def test_local_refusal_then_override_loads_exactly_into_duckdb(local: Any) -> No
     local({"mode": "full"})
     with pytest.raises(TypeMappingError) as info:
         ExtractTable(tenant="shop", table="measures", date=DAY).run()
-    assert ("tenant 'shop', table 'measures': column 'x' (NUMERIC -> decimal128(38, 10)): a value cannot be stored "
-            "exactly") in str(info.value)  # fmt: skip
-    assert 'add to tables.yaml under tables.measures: columns: {x: {type: "decimal(38,12)"}} or {type: string}' \
-        in str(info.value)  # fmt: skip
+    assert (
+        "tenant 'shop', table 'measures': column 'x' (NUMERIC -> decimal128(38, 10)): a value cannot be stored exactly"
+    ) in str(info.value)
+    assert 'add to tables.yaml under tables.measures: columns: {x: {type: "decimal(38,12)"}} or {type: string}' in str(
+        info.value
+    )
 
     local({"mode": "full", "columns": {"x": {"type": "decimal(38,12)"}, "fixed": {"type": "string"}}})
     assert _build(LoadIceberg(tenant="shop", table="measures", date=DAY))
@@ -348,28 +402,47 @@ def test_local_refusal_then_override_loads_exactly_into_duckdb(local: Any) -> No
     assert "type override decimal(38,12) (each value checked, never rounded)" in manifest.details["policies"]["x"]
     assert manifest.schema.field("x").metadata[b"mozart.override"] == b"decimal(38,12)"
     warehouse = DuckDBWarehouse.from_settings(get_config().settings)
-    types = dict(warehouse.query("SELECT column_name, data_type FROM information_schema.columns "
-                                 "WHERE table_schema = 'shop' AND table_name = 'measures'"))  # fmt: skip
+    types = dict(
+        warehouse.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'shop' AND table_name = 'measures'"
+        )
+    )
     assert (types["x"], types["fixed"]) == ("DECIMAL(38,12)", "VARCHAR")
-    assert warehouse.query('SELECT id, x, fixed FROM shop.measures ORDER BY id') == [
-        (1, Decimal("0.000000000001"), "1.5"), (2, Decimal("123456789.5"), None), (3, None, "2")]
+    assert warehouse.query("SELECT id, x, fixed FROM shop.measures ORDER BY id") == [
+        (1, Decimal("0.000000000001"), "1.5"),
+        (2, Decimal("123456789.5"), None),
+        (3, None, "2"),
+    ]
 
 
 def test_extract_refuses_an_override_of_a_missing_column(local: Any) -> None:
     local({"mode": "full", "columns": {"nope": {"type": "string"}}})
-    expected = (r"tenant 'shop', table 'measures': tables.measures.columns.nope.type: column 'nope' does not exist "
-                r"in measures \(columns: \['id', 'x', 'fixed'\]\)")
+    expected = (
+        r"tenant 'shop', table 'measures': tables.measures.columns.nope.type: column 'nope' does not exist "
+        r"in measures \(columns: \['id', 'x', 'fixed'\]\)"
+    )
     with pytest.raises(SourceError, match=expected):
         ExtractTable(tenant="shop", table="measures", date=DAY).run()
 
 
 def test_validate_connect_checks_override_columns_and_loss(local: Any, capsys) -> None:
-    local({"mode": "full", "columns": {"fixed": {"type": "decimal(10,2)"}, "nope": {"type": "string"},
-                                       "x": {"type": "decimal(38,18)"}}})  # fmt: skip
+    local(
+        {
+            "mode": "full",
+            "columns": {
+                "fixed": {"type": "decimal(10,2)"},
+                "nope": {"type": "string"},
+                "x": {"type": "decimal(38,18)"},
+            },
+        }
+    )
     assert main(["validate"]) == 0  # without the source, the types are unknown
     assert main(["validate", "--connect"]) == 1
     text = capsys.readouterr().out
     assert "tables.measures.columns.nope.type: column 'nope' not found in measures" in text
-    assert "tables.measures.columns.fixed.type: type override 'decimal(10,2)' cannot apply to column 'fixed' of " \
-           "type NUMERIC(12, 4): decimal(10,2) is lossy" in text  # fmt: skip
+    assert (
+        "tables.measures.columns.fixed.type: type override 'decimal(10,2)' cannot apply to column 'fixed' of "
+        "type NUMERIC(12, 4): decimal(10,2) is lossy" in text
+    )
     assert "columns.x.type" not in text  # unbounded: allowed, each value is checked at extract time

@@ -19,11 +19,22 @@ def _config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables: dict) -> No
     good = tmp_path / "good.sqlite"
     with sqlite3.connect(good) as conn:
         conn.execute("CREATE TABLE orders (order_id INTEGER, updated_at TIMESTAMP, note TEXT)")
-    tenants = {"tenants": {
-        "good": {"source": {"kind": "sqlite", "path": str(good)}},
-        "gone": {"source": {"kind": "postgresql", "host": "127.0.0.1", "port": 1, "database": "x", "user": "u",
-                            "password": "${GONE_PASSWORD}", "connect_timeout": 2}},
-    }}  # fmt: skip
+    tenants = {
+        "tenants": {
+            "good": {"source": {"kind": "sqlite", "path": str(good)}},
+            "gone": {
+                "source": {
+                    "kind": "postgresql",
+                    "host": "127.0.0.1",
+                    "port": 1,
+                    "database": "x",
+                    "user": "u",
+                    "password": "${GONE_PASSWORD}",
+                    "connect_timeout": 2,
+                }
+            },
+        }
+    }
     folder = tmp_path / "config"
     folder.mkdir()
     (folder / "tenants.yaml").write_text(yaml.safe_dump(tenants), encoding="utf-8")

@@ -63,12 +63,26 @@ def test_exact_mapping_and_parse_back(arrow_type, trino, duckdb):
     assert parse_duckdb_type(duckdb) == kind
 
 
-@pytest.mark.parametrize("arrow_type", [
-    pa.timestamp("ns"), pa.timestamp("ns", tz="UTC"), pa.time64("ns"), pa.time32("ms"), pa.uint8(),
-    pa.uint32(), pa.uint64(), pa.decimal256(39, 2), pa.decimal128(5, -1), pa.null(), pa.float16(),
-    pa.struct([("a", pa.int32())]), pa.map_(pa.string(), pa.int32()), pa.duration("us"),
-    pa.list_(pa.timestamp("ns")),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "arrow_type",
+    [
+        pa.timestamp("ns"),
+        pa.timestamp("ns", tz="UTC"),
+        pa.time64("ns"),
+        pa.time32("ms"),
+        pa.uint8(),
+        pa.uint32(),
+        pa.uint64(),
+        pa.decimal256(39, 2),
+        pa.decimal128(5, -1),
+        pa.null(),
+        pa.float16(),
+        pa.struct([("a", pa.int32())]),
+        pa.map_(pa.string(), pa.int32()),
+        pa.duration("us"),
+        pa.list_(pa.timestamp("ns")),
+    ],
+)
 def test_inexact_types_are_refused_naming_the_column(arrow_type):
     with pytest.raises(TypeMappingError, match=r"column 'odd': (Arrow type|decimal)"):
         column_type(arrow_type, "odd")
@@ -114,30 +128,27 @@ def test_drift_create_noop_add_and_widen():
     ]
 
 
-@pytest.mark.parametrize(("table_type", "source_type", "message"), [
-    ("bigint", "integer", "column 'c': narrowing from bigint (table) to integer (source)"),
-    ("double", "real", "column 'c': narrowing from double (table) to real (source)"),
-    ("decimal(12,2)", "decimal(10,2)", "narrowing from decimal(12,2) (table) to decimal(10,2) (source)"),
-    ("decimal(10,2)", "decimal(12,3)", "type change from decimal(10,2) (table) to decimal(12,3) (source)"),
-    ("integer", "double", "type change from integer (table) to double (source)"),
-    ("timestamp(6)", "timestamp(6) with time zone", "type change from timestamp(6) (table)"),
-    ("array(integer)", "array(bigint)", "type change from array(integer) (table) to array(bigint)"),
-    ("varchar", "varbinary", "type change from varchar (table) to varbinary (source)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("table_type", "source_type", "message"),
+    [
+        ("bigint", "integer", "column 'c': narrowing from bigint (table) to integer (source)"),
+        ("double", "real", "column 'c': narrowing from double (table) to real (source)"),
+        ("decimal(12,2)", "decimal(10,2)", "narrowing from decimal(12,2) (table) to decimal(10,2) (source)"),
+        ("decimal(10,2)", "decimal(12,3)", "type change from decimal(10,2) (table) to decimal(12,3) (source)"),
+        ("integer", "double", "type change from integer (table) to double (source)"),
+        ("timestamp(6)", "timestamp(6) with time zone", "type change from timestamp(6) (table)"),
+        ("array(integer)", "array(bigint)", "type change from array(integer) (table) to array(bigint)"),
+        ("varchar", "varbinary", "type change from varchar (table) to varbinary (source)"),
+    ],
+)
 def test_refused_drift_names_column_and_both_types(table_type, source_type, message):
     with pytest.raises(SchemaDriftError, match=re.escape(message)):
-        plan_drift(
-            _cols(id="bigint", c=table_type), _wanted(id="bigint", c=source_type), tenant="t", table="x"
-        )
+        plan_drift(_cols(id="bigint", c=table_type), _wanted(id="bigint", c=source_type), tenant="t", table="x")
 
 
 def test_dropped_column_is_refused():
-    with pytest.raises(
-        SchemaDriftError, match=re.escape("column 'gone' (varchar) is in the warehouse table")
-    ):
+    with pytest.raises(SchemaDriftError, match=re.escape("column 'gone' (varchar) is in the warehouse table")):
         plan_drift(_cols(id="bigint", gone="varchar"), _wanted(id="bigint"), tenant="t", table="x")
-
-
 
 
 def test_quote_ident_doubles_quotes_and_refuses_empty():
