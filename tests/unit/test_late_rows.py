@@ -1,7 +1,7 @@
 """Late rows and deletes on the local profile (SQLite source -> local lake -> DuckDB): ``lookback_days`` in the
 graph (refresh tasks: distinct ids, their own completeness, the day's own ids unchanged) and through Luigi (a
 late row reaches the warehouse on the next run, a rerun re-extracts nothing), and the keys stream of
-``deletes: keys``. The stack twin is ``tests/integration/test_late_rows.py``.
+``deletes: keys``. The stack twin is ``tests/integration/test_late_rows_stack.py``.
 """
 
 from __future__ import annotations
