@@ -2,7 +2,7 @@
 
 ``MarkerTarget`` is pure at construction (no I/O, no config read). ``exists()`` asks the warehouse, in one
 query, for every completed task of the same family and date for all configured tenants, and keeps the answer
-in a per-process cache (:data:`mozart_luigi.warehouse.common.MARKER_CACHE`), so checking 2,000 tasks of a
+in a per-process cache (:data:`mozart_luigi.markers.MARKER_CACHE`), so checking 2,000 tasks of a
 day costs one query; :func:`prefetch_markers` answers a whole backfill (many dates) in one query.
 
 No stale "missing": a cached answer that says a task is *not* done is used only while Luigi builds the
@@ -24,8 +24,8 @@ import luigi
 import luigi.worker
 
 from mozart_luigi.errors import ConfigError
+from mozart_luigi.markers import MARKER_CACHE, warehouse_key
 from mozart_luigi.settings import Settings
-from mozart_luigi.warehouse.common import MARKER_CACHE, warehouse_key
 
 _TASK_PROCESS_RUN = luigi.worker.TaskProcess.run.__code__
 

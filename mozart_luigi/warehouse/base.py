@@ -18,31 +18,18 @@ __all__ = ["EXTRACTED_AT_COLUMN", "META_SCHEMA", "PARTITION_COLUMN", "DayLoad", 
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest
+from mozart_luigi.markers import Marker  # re-exported: the Warehouse ABC's marker type
 
 PARTITION_COLUMN = "_mozart_date"
 EXTRACTED_AT_COLUMN = "_mozart_extracted_at"
 META_SCHEMA = "mozart_meta"
-
-
-@dataclass(frozen=True)
-class Marker:
-    """One completed task, stored in ``{warehouse}.mozart_meta.task_markers``."""
-
-    task_family: str
-    task_id: str
-    tenant: str
-    date: dt.date
-    table: str | None = None
-    rows: int | None = None
-    finished_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

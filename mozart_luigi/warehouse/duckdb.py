@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from mozart_luigi.errors import LoadError, VerificationError, WarehouseUnavailableError
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest, PartFile
+from mozart_luigi.markers import MARKER_CACHE, Marker, latest_markers, marker_from_row, marker_row
 from mozart_luigi.retry import retrying
 from mozart_luigi.settings import Settings
 from mozart_luigi.verify import broken, check_footer, check_manifest, check_stat, sha256_of
@@ -41,19 +42,9 @@ from mozart_luigi.warehouse.base import (
     PARTITION_COLUMN,
     DayLoad,
     LoadResult,
-    Marker,
     Warehouse,
 )
-from mozart_luigi.warehouse.common import (
-    MARKER_CACHE,
-    crash_point,
-    latest_markers,
-    marker_from_row,
-    marker_row,
-    placeholders,
-    qualified,
-    quote_ident,
-)
+from mozart_luigi.warehouse.common import crash_point, placeholders, qualified, quote_ident
 from mozart_luigi.warehouse.types import (
     ColumnType,
     DriftPlan,

@@ -2,7 +2,7 @@
 
 Loads do not go through Trino: :class:`~mozart_luigi.warehouse.iceberg.IcebergLoader` commits the verified
 Parquet parts to the same REST catalog in one snapshot, and completion markers are small objects on S3
-(:class:`~mozart_luigi.warehouse.object_markers.ObjectMarkerStore`). Trino answers what SQL answers best:
+(:class:`~mozart_luigi.markers.ObjectMarkerStore`). Trino answers what SQL answers best:
 counts, ``mozart status``, tests, and the weekly snapshot expiry.
 
 The one module that imports the ``trino`` client. Every statement goes through
@@ -37,15 +37,15 @@ import trino
 from trino.exceptions import HttpError, TrinoConnectionError, TrinoQueryError
 
 from mozart_luigi.errors import LoadError, WarehouseUnavailableError
+from mozart_luigi.markers import MARKER_CACHE, Marker, ObjectMarkerStore
 from mozart_luigi.objectstore import S3Objects
 from mozart_luigi.retry import retrying
 from mozart_luigi.secrets import Secret, redact
 from mozart_luigi.settings import Settings
 from mozart_luigi.warehouse import sql
-from mozart_luigi.warehouse.base import DayLoad, LoadResult, Marker, Warehouse
-from mozart_luigi.warehouse.common import MARKER_CACHE, qualified, quote_ident
+from mozart_luigi.warehouse.base import DayLoad, LoadResult, Warehouse
+from mozart_luigi.warehouse.common import qualified, quote_ident
 from mozart_luigi.warehouse.iceberg import IcebergLoader
-from mozart_luigi.warehouse.object_markers import ObjectMarkerStore
 from mozart_luigi.warehouse.types import columns_from_schema
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 
 from mozart_luigi.errors import SchemaDriftError, TypeMappingError
+from mozart_luigi.markers import Marker, MarkerCache, latest_markers, warehouse_key
 from mozart_luigi.warehouse import sql
-from mozart_luigi.warehouse.base import Marker
-from mozart_luigi.warehouse.common import MarkerCache, latest_markers, quote_ident, warehouse_key
+from mozart_luigi.warehouse.common import quote_ident
 from mozart_luigi.warehouse.types import (
     ColumnType,
     column_type,
