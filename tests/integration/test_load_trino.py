@@ -356,6 +356,31 @@ def test_a_reload_killed_at_any_step_keeps_a_whole_day_and_converges(stack: Stac
     assert [f for f in files if not f.startswith(f"{location}/data/") or f.startswith("s3://raw/")] == []
 
 
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_first_load_killed_at_any_step_converges(stack: Stack, pg_schema, point: str) -> None:
+    """kill -9 at each step of a table's first load (its creation is staged and committed with the day):
+    before the commit no table exists, after it the table holds the whole day; one rerun converges exactly,
+    with one snapshot, on files the table owns."""
+    engine, schema = pg_schema
+    _orders(engine, schema)
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "incremental", "cursor": "updated_at"}})
+    killed = _load_in_a_fresh_process(stack, "orders", MOZART_TEST_CRASH_AT=point)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    committed = point == "after_commit"
+    found = stack.warehouse.loader.table(stack.tenant, "orders")
+    assert (found is not None) is committed  # a staged creation leaves nothing behind before its commit
+    assert not stack.load("orders").complete()
+    rerun = build(stack.load("orders"))
+    assert rerun.scheduling_succeeded, rerun.summary_text
+    assert stack.rows("orders", "id, qty") == [[2, 20], [3, 30]]
+    assert stack.warehouse.count_partition(stack.tenant, "orders", DAY) == stack.manifest("orders").row_count == 2
+    assert stack.snapshots("orders") == 1
+    (marker,) = stack.warehouse.markers(stack.tenant, DAY)
+    assert marker.details["recovered"] is committed
+    location, files = stack.location("orders"), stack.data_files("orders")
+    assert len(files) == 1 and files[0].startswith(f"{location}/data/"), (location, files)
+
+
 # --------------------------------------------------------------------------------- the boundary
 def _our_statements(stack: Stack) -> list[str]:
     """This tenant's statements so far, oldest first (its id is in each: quoted, or a bound value)."""
