@@ -80,13 +80,16 @@ def _make(argv: list[str], env: dict[str, str], tmp: Path) -> None:
         done = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=False)
         assert done.returncode == 0, f"make target {target!r}: {done.stderr}"
         if target == "luigid":  # the same luigid as the README's next line (MOZART_DATA_DIR unset: .mozart)
+            # run by `make test`, this is a make inside make: its MAKELEVEL/MAKEFLAGS would add "Entering
+            # directory" lines and the outer make's flags; the README's reader runs it from a shell
+            outer = {"MOZART_DATA_DIR", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"}
             made = subprocess.run(
-                ["make", "-n", "luigid"],
+                ["make", "--no-print-directory", "-n", "luigid"],
                 cwd=REPO,
                 capture_output=True,
                 text=True,
                 check=True,
-                env={k: v for k, v in os.environ.items() if k != "MOZART_DATA_DIR"},
+                env={k: v for k, v in os.environ.items() if k not in outer},
             ).stdout
             luigid = next(c for c in LUIGID_BLOCK if c.startswith(".venv/bin/luigid "))
             assert _normal(made.replace("\\\n", " ").splitlines()[-1]) == _normal(luigid), made
