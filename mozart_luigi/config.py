@@ -81,6 +81,7 @@ _TABLE_KEYS = {
     "description",
     "lookback_days",
     "deletes",
+    "checksum",
 }
 # Late rows and deletes of incremental tables (docs/late-rows.md): each run also re-extracts the
 # ``lookback_days`` days before its date; ``deletes: keys`` adds the table's keys stream, ``{table}__keys``.
@@ -139,6 +140,8 @@ class TableConfig:
     lookback_days: int = 0  # incremental: each run also re-extracts (replaces) the N days before its date
     deletes: str | None = None  # incremental with a primary key: "keys" -> the keys stream {name}__keys
     keys_of: str | None = None  # set on a keys stream: the table whose primary keys it holds (mode full)
+    #: integer / exact decimal columns whose sums are compared, source vs loaded day (mozart_luigi/checksums.py)
+    checksum: tuple[str, ...] = ()
 
     def keys_stream(self) -> TableConfig:
         """The keys stream of a ``deletes: keys`` table: its primary key columns, the whole table each night
@@ -435,6 +438,7 @@ def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableCon
     primary_key = _columns(body.get("primary_key"), f"{path}.primary_key", problems)
     lookback = _lookback_days(body.get("lookback_days"), str(mode), f"{path}.lookback_days", problems)
     deletes = _deletes(body.get("deletes"), str(mode), primary_key, f"{path}.deletes", problems)
+    columns = _overrides(body.get("columns"), path, problems, cursor=cursor, include=include, exclude=exclude)
     return TableConfig(
         name=normalise_name(key),
         source_name=str(body.get("source_name") or key),
@@ -444,9 +448,12 @@ def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableCon
         primary_key=primary_key,
         include=include,
         exclude=exclude,
-        columns=_overrides(body.get("columns"), path, problems, cursor=cursor, include=include, exclude=exclude),
+        columns=columns,
         lookback_days=lookback,
         deletes=deletes,
+        checksum=_checksum(
+            body.get("checksum"), f"{path}.checksum", problems, include=include, exclude=exclude, overrides=columns
+        ),
     )
 
 
@@ -559,6 +566,46 @@ def _deletes(
         problems.append(ConfigProblem("tables.yaml", path, "deletes: keys needs the table's primary_key"))
         return None
     return "keys"
+
+
+def _checksum(
+    value: Any,
+    path: str,
+    problems: list[ConfigProblem],
+    *,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    overrides: tuple[tuple[str, TypeOverride], ...],
+) -> tuple[str, ...]:
+    """``checksum``: extracted columns whose sums are compared, source vs loaded day (docs/late-rows.md). Their
+    type (integer or exact decimal) is checked against the source catalog at extract time."""
+    if value is None or value == []:
+        return ()
+    if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+        problems.append(
+            ConfigProblem("tables.yaml", path, f"must be a column name or a list of them, got {shown(value)}")
+        )
+        return ()
+    names = _columns(value, path, problems)
+    kinds = dict(overrides)
+    found: list[str] = []
+    for name in names:
+        reason = (
+            "is listed twice"
+            if name in found
+            else "is excluded (exclude:)"
+            if name in exclude
+            else "is not extracted (not in include:)"
+            if include and name not in include
+            else f"has the type override {kinds[name]} (only integer and decimal columns are summed exactly)"
+            if name in kinds and kinds[name].kind != "decimal"
+            else None
+        )
+        if reason:
+            problems.append(ConfigProblem("tables.yaml", path, f"column {name!r} {reason}"))
+        else:
+            found.append(name)
+    return tuple(found)
 
 
 def _columns(value: Any, path: str, problems: list[ConfigProblem]) -> tuple[str, ...]:

@@ -34,6 +34,7 @@ import pyarrow as pa
 MANIFEST_NAME = "_SUCCESS"
 MANIFEST_VERSION = 2
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_DECIMAL_RE = re.compile(r"^-?[0-9]+(?:\.[0-9]+)?(?:E[+-]?[0-9]+)?$")
 RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}(?:[0-9]{6})?-[0-9a-f]{8}$")
 
 
@@ -88,6 +89,8 @@ class Manifest:
     zero_dates_nulled: int = 0
     details: dict[str, Any] = field(default_factory=dict)
     refresh: dt.date | None = None  # the run date whose lookback re-extracted this day (None: the day's own)
+    #: ``checksum`` columns -> the source's sum in the extract's snapshot (exact decimal text; None: NULL)
+    checksums: dict[str, str | None] = field(default_factory=dict)
 
     def to_json(self) -> str:
         body = {
@@ -114,6 +117,8 @@ class Manifest:
         }
         if self.refresh is not None:
             body["refresh"] = self.refresh.isoformat()
+        if self.checksums:
+            body["checksums"] = self.checksums
         return json.dumps(body, indent=2, sort_keys=True)
 
     @classmethod
@@ -154,6 +159,7 @@ class Manifest:
             zero_dates_nulled=int(body.get("zero_dates_nulled", 0)),
             details=details if isinstance(details := body.get("details"), dict) else {},
             refresh=dt.date.fromisoformat(_str(body, "refresh")) if body.get("refresh") is not None else None,
+            checksums=_checksums(body.get("checksums")),
         )
 
 
@@ -190,6 +196,18 @@ def _part(entry: Any) -> PartFile:
     return PartFile(
         name=_str(entry, "name"), rows=_count(entry, "rows"), bytes=_count(entry, "bytes"), sha256=sha, etag=etag
     )
+
+
+def _checksums(value: Any) -> dict[str, str | None]:
+    """``checksums``: absent (older manifests, tables without ``checksum``) or column -> decimal text / null."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ManifestFormatError("field 'checksums' must be an object of column -> decimal text or null")
+    for column, text in value.items():
+        if text is not None and (not isinstance(text, str) or not _DECIMAL_RE.match(text)):
+            raise ManifestFormatError(f"checksums entry {column!r:.200}: {text!r:.80} is not decimal text or null")
+    return dict(value)
 
 
 def _dt_or_none(value: str | None) -> dt.datetime | None:

@@ -124,12 +124,15 @@ def _is_date_bound(type_: sa.types.TypeEngine[Any], value: object) -> bool:
     return False
 
 
-def rewrite(query: sa.Select[Any], where: Where) -> tuple[str, list[str], dict[int, int]]:
+def rewrite(
+    query: sa.Select[Any], where: Where, sums: Sequence[sa.ColumnElement[Any]] = ()
+) -> tuple[str, list[str], dict[int, int]]:
     """The statement connectorx runs, each column's kind, and its zero-date flag columns.
 
     Its columns: the query's columns re-selected exactly; per date column a flag (``1`` where the statement
     turned an invalid date into NULL, else NULL) — ``flags`` maps a flag's result position to its column's;
-    last, the window's ``COUNT(*)``. All from one statement, so from one read view.
+    then the ``sums`` (a table's checksums, over the query's table and filter); last, the window's
+    ``COUNT(*)``. All from one statement, so from one read view.
     """
     exprs, kinds, flags = [], [], {}
     flag_exprs: list[sa.Label[Any]] = []
@@ -142,9 +145,12 @@ def rewrite(query: sa.Select[Any], where: Where) -> tuple[str, list[str], dict[i
             flag_exprs.append(sa.case((invalid(column), sa.literal_column("1"))).label(f"mozart_f{i}"))
     rows = query.with_only_columns(*exprs, *flag_exprs).subquery("mozart_q")
     counted = sa.select(sa.func.count().label(_COUNT)).select_from(query.subquery("mozart_q2"))
+    if sums:
+        counted = query.with_only_columns(sa.func.count().label(_COUNT), *sums)
     count = counted.subquery("mozart_c")
+    summed = [c for c in count.c if c.name != _COUNT]
     # the 1-row count first (STRAIGHT_JOIN keeps that order): the rows then stream from the scan
-    statement = sa.select(*rows.c, count.c[_COUNT]).select_from(count.join(rows, sa.true()))
+    statement = sa.select(*rows.c, *summed, count.c[_COUNT]).select_from(count.join(rows, sa.true()))
     statement = statement.prefix_with("STRAIGHT_JOIN", dialect="mysql")
     compiled = statement.compile(dialect=_DIALECT)
     if compiled.binds:
@@ -298,23 +304,28 @@ def open_read(
     stats: dict[str, int],
     session: Sequence[str],
     where: Where,
-) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:
-    """``(count, batches)`` from one statement (one read view); the first batch is read to learn the count.
+    sums: Sequence[sa.ColumnElement[Any]] = (),
+) -> Iterator[tuple[int, tuple[Any, ...], Iterator[pa.RecordBatch]]]:
+    """``(count, sums, batches)`` from one statement (one read view); the first batch is read to learn the
+    count and the ``sums`` expressions' values (all NULL for an empty window).
 
     ``session`` statements run once, first, on connectorx's connection (``pre_execution_query``). A
     window's date bounds are rendered as literals (:func:`inline_dates`); any other value is refused.
     """
     check_width(query, schema, where)
-    sql, kinds, flags = rewrite(inline_dates(query, where), where)
+    sql, kinds, flags = rewrite(inline_dates(query, where), where, sums)
     reader = _start(url, sql, batch_rows, list(dict.fromkeys(session)), where)
     try:
         converters = plan(pa.schema(list(reader.schema)[: len(kinds)]), kinds, schema, where)
         first = _next(reader, where)
         count = int(first.column(first.num_columns - 1)[0].as_py()) if first is not None else 0
+        summed: tuple[Any, ...] = (None,) * len(sums)  # an empty window: no row, and every sum is NULL
+        if first is not None:
+            summed = tuple(first.column(first.num_columns - 1 - len(sums) + i)[0].as_py() for i in range(len(sums)))
         zeros = {position: schema.field(i).name for position, i in flags.items()}
         driver = _driver_batches(first, reader, where)
         # no read-ahead thread: connectorx reads ahead in Rust already, and its iterator holds the GIL
-        yield count, _batches(driver, converters, schema, batch_rows, zeros=zeros, stats=stats, where=where)
+        yield count, summed, _batches(driver, converters, schema, batch_rows, zeros=zeros, stats=stats, where=where)
     finally:
         reader.close()
 

@@ -57,8 +57,13 @@ TERMINAL_HINTS = (
 
 
 # --------------------------------------------------------------------------------------------- compiling
-def compile_query(query: sa.Select[Any]) -> tuple[str, str, list[tuple[str, str]]]:
-    """``(select_sql, count_sql, settings)``: SQL without placeholders and the ``(name, text)`` to bind."""
+def compile_query(
+    query: sa.Select[Any], sums: Sequence[sa.ColumnElement[Any]] = ()
+) -> tuple[str, str, list[tuple[str, str]]]:
+    """``(select_sql, count_sql, settings)``: SQL without placeholders and the ``(name, text)`` to bind.
+
+    With ``sums`` (a table's checksums, over the query's table), ``count_sql`` selects them after the count:
+    ``SELECT count(*), <sums> FROM <table> WHERE <the query's filter>``, one statement."""
     settings: list[tuple[str, str]] = []
 
     def replace(element: Any, **_kw: Any) -> Any:
@@ -71,6 +76,8 @@ def compile_query(query: sa.Select[Any]) -> tuple[str, str, list[tuple[str, str]
 
     rewritten = cast(sa.Select[Any], replacement_traverse(query, {}, replace))  # typed as ExternallyTraversible
     counted = sa.select(sa.func.count()).select_from(rewritten.subquery("mozart_q"))
+    if sums:
+        counted = rewritten.with_only_columns(sa.func.count(), *sums)
     return _render(rewritten), _render(counted), settings
 
 
@@ -188,9 +195,17 @@ def plan(result: pa.Schema, target: pa.Schema, where: Where) -> list[Converter]:
 # ---------------------------------------------------------------------------------------------- reading
 @contextmanager
 def open_read(
-    url: sa.URL, query: sa.Select[Any], schema: pa.Schema, batch_rows: int, *, session: Sequence[str], where: Where
-) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:
-    """``(count, batches)`` read in one ``REPEATABLE READ READ ONLY`` transaction on one connection.
+    url: sa.URL,
+    query: sa.Select[Any],
+    schema: pa.Schema,
+    batch_rows: int,
+    *,
+    session: Sequence[str],
+    where: Where,
+    sums: Sequence[sa.ColumnElement[Any]] = (),
+) -> Iterator[tuple[int, tuple[Any, ...], Iterator[pa.RecordBatch]]]:
+    """``(count, sums, batches)`` read in one ``REPEATABLE READ READ ONLY`` transaction on one connection
+    (``sums``: the values of the ``sums`` expressions, selected with the count).
 
     ``session`` statements (the connector's session settings, e.g. ``SET LOCAL intervalstyle``, which
     decides how the server renders casts to text) run once, right after ``BEGIN``.
@@ -198,19 +213,19 @@ def open_read(
     import adbc_driver_manager
 
     check_width(query, schema, where)
-    sql, count_sql, settings = compile_query(query)
+    sql, count_sql, settings = compile_query(query, sums)
     conn = _connect(url, where)
     cursor = conn.cursor()
     try:
         try:
-            count = _begin_and_count(cursor, count_sql, settings, session)
+            count, *summed = _begin_and_count(cursor, count_sql, settings, session)
             cursor.execute(sql)
             reader = cursor.fetch_record_batch()
         except adbc_driver_manager.Error as exc:
             raise _translate(exc, where) from exc
         converters = plan(reader.schema, schema, where)
         # no read-ahead thread: the driver's stream holds the GIL, so one only adds contention (measured)
-        yield count, _batches(reader, converters, schema, batch_rows, where)
+        yield count, tuple(summed), _batches(reader, converters, schema, batch_rows, where)
     finally:
         _close(cursor, conn)  # closing ends the read-only transaction (and any unfinished COPY) at once
 
@@ -234,7 +249,10 @@ def _connect(url: sa.URL, where: Where) -> Any:
         raise _translate(exc, where) from exc
 
 
-def _begin_and_count(cursor: Any, count_sql: str, settings: list[tuple[str, str]], session: Sequence[str]) -> int:
+def _begin_and_count(
+    cursor: Any, count_sql: str, settings: list[tuple[str, str]], session: Sequence[str]
+) -> tuple[Any, ...]:
+    """``(count, *sums)``: the count statement's row, first in the snapshot."""
     cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     for statement in session:
         cursor.execute(statement)
@@ -242,7 +260,8 @@ def _begin_and_count(cursor: Any, count_sql: str, settings: list[tuple[str, str]
         cursor.execute("SELECT set_config($1, $2, true)", (name, value))
         cursor.fetchall()
     cursor.execute(count_sql)
-    return int(cursor.fetchone()[0])
+    row = cursor.fetchone()
+    return (int(row[0]), *row[1:])
 
 
 def _batches(

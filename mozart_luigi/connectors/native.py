@@ -73,6 +73,7 @@ class NativeRead:
     batches: Iterator[pa.RecordBatch]
     reader: str
     stats: dict[str, int] = field(default_factory=dict)
+    sums: tuple[Any, ...] = ()  # the ``sums`` expressions' values, read with the count
 
     @property
     def zero_dates_nulled(self) -> int:
@@ -89,6 +90,7 @@ def postgres_batches(
     session: Sequence[str] | None = None,
     tenant: str | None = None,
     table: str | None = None,
+    sums: Sequence[sa.ColumnElement[Any]] = (),
 ) -> Iterator[NativeRead]:
     """Read ``query`` from PostgreSQL through ADBC as batches of ``schema``.
 
@@ -99,8 +101,12 @@ def postgres_batches(
     """
     where = Where(url, tenant, table)
     statements = _native_pg.DEFAULT_SESSION if session is None else session
-    with _native_pg.open_read(url, query, schema, batch_rows, session=statements, where=where) as (n, batches):
-        yield NativeRead(count=n, batches=batches, reader="adbc-postgresql")
+    with _native_pg.open_read(url, query, schema, batch_rows, session=statements, where=where, sums=sums) as (
+        n,
+        summed,
+        batches,
+    ):
+        yield NativeRead(count=n, batches=batches, reader="adbc-postgresql", sums=summed)
 
 
 @contextmanager
@@ -113,6 +119,7 @@ def mysql_batches(
     session: Sequence[str] | None = None,
     tenant: str | None = None,
     table: str | None = None,
+    sums: Sequence[sa.ColumnElement[Any]] = (),
 ) -> Iterator[NativeRead]:
     """Read ``query`` from MySQL/MariaDB through connectorx, as batches of ``schema``.
 
@@ -123,11 +130,11 @@ def mysql_batches(
     stats: dict[str, int] = {}
     where = Where(url, tenant, table)
     statements = _native_mysql.DEFAULT_SESSION if session is None else session
-    with _native_mysql.open_read(url, query, schema, batch_rows, stats=stats, session=statements, where=where) as (
-        n,
-        batches,
-    ):
-        yield NativeRead(count=n, batches=batches, reader="connectorx-mysql", stats=stats)
+    opened = _native_mysql.open_read(
+        url, query, schema, batch_rows, stats=stats, session=statements, where=where, sums=sums
+    )
+    with opened as (n, summed, batches):
+        yield NativeRead(count=n, batches=batches, reader="connectorx-mysql", stats=stats, sums=summed)
 
 
 Opener = Callable[..., AbstractContextManager[NativeRead]]
@@ -146,12 +153,16 @@ def native_batches(
     session: Sequence[str] | None = None,
     tenant: str | None = None,
     table: str | None = None,
+    sums: Sequence[sa.ColumnElement[Any]] = (),
 ) -> AbstractContextManager[NativeRead]:
     """The native reader for ``url``'s backend; :class:`NativeUnsupportedError` for any other backend."""
     name = _BY_BACKEND.get(url.get_backend_name())
     if name is None:
         raise NativeUnsupportedError(f"no native reader for {url.get_backend_name()!r}", tenant=tenant, table=table)
-    return READERS[name](url, query, schema, batch_rows=batch_rows, session=session, tenant=tenant, table=table)
+    extra: dict[str, Any] = {"sums": sums} if sums else {}
+    return READERS[name](
+        url, query, schema, batch_rows=batch_rows, session=session, tenant=tenant, table=table, **extra
+    )
 
 
 class NativeBatchReader:
@@ -176,6 +187,9 @@ class NativeBatchReader:
         query, batch_rows = typed_query(snapshot), driver_batch_rows(snapshot.schema)
         snapshot.release_connection()
 
+        # a table's checksums ride with the count (same snapshot); only then, so other openers need not know
+        sums: dict[str, Any] = {"sums": snapshot.sum_columns} if snapshot.sum_columns else {}
+
         def open_once() -> NativeRead:
             opened = self._open(
                 connector.native_url(),
@@ -185,12 +199,15 @@ class NativeBatchReader:
                 session=connector.session_statements,
                 tenant=tenant,
                 table=table,
+                **sums,
             )
             return self._stack.enter_context(opened)
 
         what = f"tenant '{tenant}' table '{table}': native read from {connector.source.describe()}"
         self._read = connector.retry(open_once, what)
         self.name = self._read.reader
+        if sums:
+            snapshot.record_sums(self._read.sums)
         return self._read.count
 
     def read(self, snapshot: Snapshot, batch_rows: int) -> Iterator[pa.RecordBatch]:

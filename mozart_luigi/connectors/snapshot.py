@@ -46,9 +46,10 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import pyarrow as pa
 import sqlalchemy as sa
 
+from mozart_luigi import checksums
 from mozart_luigi.config import SourceConfig, TableConfig, TenantConfig
 from mozart_luigi.connectors._native_common import NativeUnsupportedError
-from mozart_luigi.errors import SourceError, TypeMappingError
+from mozart_luigi.errors import ConfigError, ConfigProblem, SourceError, TypeMappingError
 from mozart_luigi.overrides import setting
 from mozart_luigi.parquet import pause_point
 from mozart_luigi.types import ColumnPlan, ColumnStats, inexact_hint
@@ -156,7 +157,10 @@ class RowBatchReader:
     name = "sqlalchemy"
 
     def count(self, snapshot: Snapshot) -> int:
-        return int(snapshot.connection.execute(snapshot.count_query).scalar_one())
+        count = int(snapshot.connection.execute(snapshot.count_query).scalar_one())
+        if snapshot.sums_query is not None:  # the table's checksums, in the same transaction as the count
+            snapshot.record_sums(snapshot.connection.execute(snapshot.sums_query).one())
+        return count
 
     def read(self, snapshot: Snapshot, batch_rows: int) -> Iterator[pa.RecordBatch]:
         conn = snapshot.connection.execution_options(yield_per=batch_rows)
@@ -214,6 +218,10 @@ class Snapshot:
             sa.select(*(p.select_expression(clause.c[p.name]) for p in self.plans)).select_from(clause).where(*where)
         )
         self.count_query = sa.select(sa.func.count()).select_from(clause).where(*where)
+        #: ``CAST(sum(col) AS text)`` per ``checksum`` column; the reader runs them in the count's snapshot
+        self.sum_columns = checksums.source_sums([clause.c[name] for name in self._checksum_columns()])
+        self.sums_query = sa.select(*self.sum_columns).select_from(clause).where(*where) if self.sum_columns else None
+        self.sums: dict[str, str | None] = {}
         self.reader: BatchReader = connector.make_reader(self)
         self.rows_read = 0
 
@@ -237,6 +245,16 @@ class Snapshot:
             self.connector.close_read(conn)
 
     # ------------------------------------------------------------------------------------ reading
+    def record_sums(self, values: Sequence[Any]) -> None:
+        """Keep the ``checksum`` columns' sums, as a reader read them in the count's snapshot."""
+        names = self.table.checksum
+        if len(values) != len(names):
+            raise self._error(f"{len(values)} checksum value(s) read for {len(names)} column(s) {list(names)}")
+        try:
+            self.sums = {name: checksums.source_text(value) for name, value in zip(names, values, strict=True)}
+        except (TypeError, ValueError) as exc:
+            raise self._error(f"{checksums.setting(self.table.name)}: {exc}") from None
+
     def count(self) -> int:
         """Rows in the window, in the snapshot the rows are then read from."""
         with self.connector.errors("cannot count rows on", self.table):
@@ -351,6 +369,31 @@ class Snapshot:
                     f"{self.source_table} (columns: {names})"
                 )
         return selected
+
+    def _checksum_columns(self) -> tuple[str, ...]:
+        """The ``checksum`` columns, each extracted and of a type whose sum is exact (else ``ConfigError``)."""
+        plans = {p.name: p for p in self.plans}
+        types = {c.name: c.type for c in self.source_columns}
+        for name in self.table.checksum:
+            plan = plans.get(name)
+            reason = (
+                ("is not extracted (include/exclude)" if name in types else "does not exist")
+                if plan is None
+                else checksums.refusal(plan.arrow_type, types[name], sqlite=self.connector.source.kind == "sqlite")
+            )
+            if reason:
+                what = f"column {name!r}" if plan is None else f"column {name!r} ({plan.source_type})"
+                raise ConfigError(
+                    [
+                        ConfigProblem(
+                            "tables.yaml",
+                            checksums.setting(self.table.name),
+                            f"tenant '{self._tenant}', table '{self.table.name}': {what} {reason} "
+                            f"in {self.source_table}; only integer and exact decimal columns can be checksummed",
+                        )
+                    ]
+                )
+        return self.table.checksum
 
     def _where(self, clause: sa.TableClause, columns: Sequence[SourceColumn]) -> list[sa.ColumnElement[bool]]:
         if self.window is None or self.table.mode != "incremental":

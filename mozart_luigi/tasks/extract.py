@@ -253,6 +253,7 @@ class ExtractTable(RefreshableDay):
             zero_dates_nulled=snap.zero_dates_nulled,
             details={**snap.details(), "seconds": round(seconds, 3)},  # for the run report
             refresh=self.refresh,
+            checksums=dict(snap.sums),  # the table's ``checksum`` sums, from the count's snapshot
         )
 
     def _summary(self, manifest: Manifest, seconds: float) -> None:

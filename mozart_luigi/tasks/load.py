@@ -98,6 +98,14 @@ class LoadIceberg(MarkerBulkComplete, RefreshableDay):
         seconds = time.monotonic() - started
         how = "already committed, marker written" if result.recovered else f"loaded in {seconds:.1f}s"
         progress.update(3, f"{where}: {result.rows:,} row(s) {how}")
+        if manifest.checksums:
+            log.info(
+                "checksums pass tenant=%s table=%s date=%s %s",
+                self.tenant,
+                self.table,
+                self.date,
+                " ".join(f"sum({column})={value}" for column, value in manifest.checksums.items()),
+            )
         log.info(
             "loaded tenant=%s table=%s date=%s rows=%d files=%d bytes=%d seconds=%.2f snapshot=%s "
             "recovered=%s changes=%s",
@@ -201,6 +209,8 @@ class LoadIceberg(MarkerBulkComplete, RefreshableDay):
         }
         if self.refresh is not None:
             details["refresh"] = self.refresh.isoformat()
+        if manifest.checksums:  # the marker is written only once the loaded day's sums equal these
+            details["checksums"] = manifest.checksums
         return Marker(
             task_family=self.task_family,
             task_id=self.task_id,

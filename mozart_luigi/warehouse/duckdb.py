@@ -28,6 +28,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mozart_luigi.checksums import compare, warehouse_sums
 from mozart_luigi.errors import LoadError, VerificationError, WarehouseUnavailableError
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest, PartFile
@@ -153,6 +154,10 @@ class DuckDBWarehouse(Warehouse):
                         tenant=tenant,
                         table=table,
                     )
+                if manifest.checksums:  # in the load's transaction: a difference leaves the old day
+                    sums = _sql("partition_sums", table=qualified(tenant, table), sums=warehouse_sums(manifest))
+                    loaded = conn.execute(sums, [manifest.date]).fetchone() or ()
+                    compare(tenant, table, manifest.date, manifest.checksums, loaded)
                 _write_marker(conn, replace(load.marker, rows=rows))
                 crash_point("before_commit")
                 conn.execute("COMMIT")

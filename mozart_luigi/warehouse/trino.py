@@ -36,7 +36,9 @@ import requests
 import trino
 from trino.exceptions import HttpError, TrinoConnectionError, TrinoQueryError
 
+from mozart_luigi.checksums import compare, warehouse_sums
 from mozart_luigi.errors import LoadError, WarehouseUnavailableError
+from mozart_luigi.manifest import Manifest
 from mozart_luigi.markers import MARKER_CACHE, Marker, ObjectMarkerStore
 from mozart_luigi.objectstore import S3Objects
 from mozart_luigi.retry import retrying
@@ -287,9 +289,20 @@ class TrinoWarehouse(Warehouse):
             "mozart.table": load.manifest.table,
         }
         result = self.loader.load_day(load.manifest, load.lake, proof)
+        if load.manifest.checksums:  # after the commit, before the marker: a difference leaves no marker
+            self._check_sums(load.manifest)
         details = {**load.marker.details, "snapshot_id": result.snapshot_id, "recovered": result.recovered}
         self.write_marker(replace(load.marker, rows=result.rows, details=details))
         return result
+
+    def _check_sums(self, manifest: Manifest) -> None:
+        """The day's sums of the ``checksum`` columns, compared exactly with the extract's (VerificationError)."""
+        tenant, table = manifest.tenant, manifest.table
+        target = qualified(self.catalog, tenant, table)
+        statement = self._sql("partition_sums", table=target, sums=warehouse_sums(manifest))
+        summed = lambda: self._execute(statement, [manifest.date], tenant=tenant, table=table)  # noqa: E731
+        rows = self._retry(f"checksums {tenant}.{table} {manifest.date}", summed)
+        compare(tenant, table, manifest.date, manifest.checksums, rows[0] if rows else ())
 
     def count_partition(self, tenant: str, table: str, date: dt.date) -> int:
         statement = self._sql("count_partition", table=qualified(self.catalog, tenant, table))

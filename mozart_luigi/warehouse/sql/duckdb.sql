@@ -30,6 +30,10 @@ SELECT {expressions}, "_mozart_date", "_mozart_extracted_at" FROM mozart_part
 -- name: count_partition
 SELECT count(*) FROM {table} WHERE "_mozart_date" = ?
 
+-- name: partition_sums
+-- {sums}: sum("col") per checksum column (mozart_luigi/checksums.py: warehouse_sums), identifiers quoted
+SELECT {sums} FROM {table} WHERE "_mozart_date" = ?
+
 -- name: create_markers
 CREATE TABLE IF NOT EXISTS "mozart_meta"."task_markers" (
     task_family VARCHAR NOT NULL,

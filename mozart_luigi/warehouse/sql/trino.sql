@@ -13,6 +13,10 @@ DROP TABLE IF EXISTS {table}
 -- name: count_partition
 SELECT count(*) FROM {table} WHERE "_mozart_date" = ?
 
+-- name: partition_sums
+-- {sums}: sum("col") per checksum column (mozart_luigi/checksums.py: warehouse_sums), identifiers quoted
+SELECT {sums} FROM {table} WHERE "_mozart_date" = ?
+
 -- name: expire_snapshots
 -- {retention} is a quoted duration literal rendered from an int (EXECUTE takes no parameters)
 ALTER TABLE {table} EXECUTE expire_snapshots(retention_threshold => {retention})
