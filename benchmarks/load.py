@@ -52,7 +52,8 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +65,15 @@ import yaml
 
 from mozart_luigi.config import get_config, reset_config_cache
 from mozart_luigi.lake import Lake
-from mozart_luigi.manifest import Manifest, new_run_id
+from mozart_luigi.manifest import Manifest, PartFile, new_run_id
 from mozart_luigi.parquet import PartWriter
 from mozart_luigi.settings import Settings
 from mozart_luigi.targets import clear_marker_cache, prefetch_markers
 from mozart_luigi.tasks.load import LoadIceberg, maintenance_due
-from mozart_luigi.warehouse import Marker, open_warehouse
+from mozart_luigi.warehouse import Marker, open_warehouse, prestage_for
 from mozart_luigi.warehouse.base import DayLoad
 from mozart_luigi.warehouse.common import qualified
-from mozart_luigi.warehouse.iceberg import IcebergLoader
+from mozart_luigi.warehouse.iceberg import IcebergLoader, Prestage
 from mozart_luigi.warehouse.trino import TrinoWarehouse
 
 DAY = dt.date(2026, 11, 25)
@@ -205,12 +206,22 @@ def bench_chunk(start: int, rows: int) -> pa.RecordBatch:
     )
 
 
-def write_extracts(settings: Settings, slices: list[tuple[str, str, dt.date]], rows: int) -> list[Manifest]:
+def write_extracts(
+    settings: Settings, slices: list[tuple[str, str, dt.date]], rows: int, *, prestage: bool = False
+) -> list[Manifest]:
     """One complete extract (parts + ``_SUCCESS``) per (tenant, table, date), all of the same rows: each
-    1M-row chunk is generated once and fed, in ``batch_rows`` batches, to every slice's ``PartWriter``."""
+    1M-row chunk is generated once and fed, in ``batch_rows`` batches, to every slice's ``PartWriter``.
+    ``prestage``: as ``ExtractTable`` does in the stack profile, each finished part is copied into the
+    (existing) Iceberg table's location on a background thread while the next one is written."""
     lake = Lake.from_settings(settings)
     now = dt.datetime.now(dt.UTC)
     run_ids = [new_run_id() for _ in slices]
+    stages = [
+        prestage_for(settings, lake, tenant=t, table=tb, date=d, run_id=r) if prestage else None
+        for (t, tb, d), r in zip(slices, run_ids, strict=True)
+    ]
+    if prestage and None in stages:
+        raise SystemExit("prestage asked for, but a table does not exist yet or MOZART_PRESTAGE is off")
     writers = [
         PartWriter(
             lake,
@@ -221,8 +232,9 @@ def write_extracts(settings: Settings, slices: list[tuple[str, str, dt.date]], r
             extracted_at=now,
             compression=settings.compression,
             part_rows=settings.part_rows,
+            on_part=None if stage is None else partial(_prestage_part, stage, lake.date_url(t, tb, d)),
         )
-        for (t, tb, d), r in zip(slices, run_ids, strict=True)
+        for (t, tb, d), r, stage in zip(slices, run_ids, stages, strict=True)
     ]
     chunk_rows = max(settings.part_rows, settings.batch_rows)
     with ThreadPoolExecutor(2) as pool:
@@ -232,6 +244,9 @@ def write_extracts(settings: Settings, slices: list[tuple[str, str, dt.date]], r
                 batch = chunk.slice(offset, settings.batch_rows)
                 list(pool.map(lambda w, b=batch: w.write(b), writers))
         files = list(pool.map(lambda w: w.close(), writers))
+    for stage in stages:
+        if stage is not None:
+            stage.finish()
     manifests = [
         Manifest(
             tenant=t,
@@ -250,6 +265,10 @@ def write_extracts(settings: Settings, slices: list[tuple[str, str, dt.date]], r
     for manifest in manifests:
         lake.write_manifest(manifest)
     return manifests
+
+
+def _prestage_part(stage: Prestage, folder: str, n: int, part: PartFile) -> None:
+    stage.submit(f"{folder}/{part.name}", n, part)
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -296,6 +315,7 @@ class _Size:
     days: list[dt.date]
     fork: bool = False
     manifest: Manifest | None = None
+    writes: dict[str, list[float]] = field(default_factory=lambda: {"prestaged": [], "plain": []})
 
     @property
     def facts(self) -> str:
@@ -359,19 +379,39 @@ def _set_up_size(settings: Settings, warehouse: TrinoWarehouse, size: _Size) -> 
     """The extracts (``src`` on DAY, ``facts`` on a warm-up date + one per round), ``src`` loaded, the
     ``facts`` table created by a warm-up LoadIceberg, ``bare`` created LIKE ``src`` and warmed up."""
     rows, tenant = size.rows, size.tenant
-    slices = [(tenant, f"src_{rows}", DAY)] + [(tenant, size.facts, d) for d in size.days]
+    slices = [(tenant, f"src_{rows}", DAY), (tenant, size.facts, size.days[0])]
     started = time.perf_counter()
     manifests = write_extracts(settings, slices, rows)
     print(f"{rows:,} rows: {len(slices)} extracts written in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    size.manifest = manifests[1]
     lake = Lake.from_settings(settings)
     marker = Marker("LoadIceberg", f"bench-src-{rows}", tenant, DAY, table=f"src_{rows}", rows=rows)
     warehouse.load_day(DayLoad(manifests[0], lake, marker))
-    _ours(settings, size, size.days[0])
+    _ours(settings, size, size.days[0])  # creates facts: the rounds' extracts are prestaged into it
+    _write_round_days(settings, size)
     src, bare = (qualified(settings.trino_catalog, tenant, f"{k}_{rows}") for k in ("src", "bare"))
     warehouse.query(f"CREATE TABLE {bare} (LIKE {src}) WITH (partitioning = ARRAY['_mozart_date'])")
     _bare(warehouse, settings, size)
     return size
+
+
+def _write_round_days(settings: Settings, size: _Size) -> None:
+    """Each round's day written as ``ExtractTable`` writes it on the stack (prestaged), timed; side by side, in
+    alternating order, as many control days written without the prestage (never loaded): the prestage's
+    cost on the extract side, where it runs on a thread while the next part is written."""
+    for n, day in enumerate(size.days[1:]):
+        control = day + dt.timedelta(days=4000)
+        for prestaged in (True, False) if n % 2 == 0 else (False, True):
+            started = time.perf_counter()
+            slices = [(size.tenant, size.facts, day if prestaged else control)]
+            (manifest,) = write_extracts(settings, slices, size.rows, prestage=prestaged)
+            size.writes["prestaged" if prestaged else "plain"].append(time.perf_counter() - started)
+            if prestaged and size.manifest is None:
+                size.manifest = manifest
+    print(
+        f"{size.rows:,} rows: extract writes {[_r(v) for v in size.writes['prestaged']]} s prestaged, "
+        f"{[_r(v) for v in size.writes['plain']]} s plain",
+        file=sys.stderr,
+    )
 
 
 def _ours(settings: Settings, size: _Size, day: dt.date) -> float:
@@ -462,6 +502,8 @@ def _size_result(size: _Size, timings: dict[str, list[float]]) -> dict[str, Any]
         "ratio_quartiles": _quartiles(ratios),
         "ratio_of_medians": _r(statistics.median(ours) / statistics.median(bare), 3),
         "bare_copy_seconds_median": _r(statistics.median(copy)),
+        # the copy moved into the extract: its writes of the same day with and without the prestage
+        "extract_write_seconds_median": {k: _r(statistics.median(v)) for k, v in size.writes.items() if v},
         "LoadIceberg_minus_copy_median": _r(statistics.median([o - c for o, c in zip(ours, copy, strict=True)])),
     }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = ["ObjectChangedError", "ObjectInfo", "S3Objects", "split_s3_url"]
 
 import builtins
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -47,6 +48,7 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    modified: dt.datetime | None = None  # HEAD's Last-Modified (UTC), when the call reports it
 
 
 def split_s3_url(url: str) -> tuple[str, str]:
@@ -75,7 +77,13 @@ class S3Objects:
             answer = self._call("head", url, self._client.head_object, Bucket=bucket, Key=key)
         except _Missing:
             return None
-        return ObjectInfo(key=key, size=int(answer["ContentLength"]), etag=answer["ETag"])
+        modified = answer.get("LastModified")
+        return ObjectInfo(
+            key=key,
+            size=int(answer["ContentLength"]),
+            etag=answer["ETag"],
+            modified=modified if isinstance(modified, dt.datetime) else None,
+        )
 
     def get(self, url: str) -> bytes | None:
         bucket, key = split_s3_url(url)

@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 import numpy as np
@@ -116,7 +117,8 @@ class PartWriter:
 
     ``schema`` is the source schema; each part's schema is it plus :data:`PIPELINE_FIELDS`, filled with
     ``date`` and ``extracted_at``. Zero batches still give one typed zero-row part, so an empty table is a
-    valid, complete extract.
+    valid, complete extract. ``on_part(n, part)`` is called as each part is finished (and on the lake): the
+    extract's prestage of the part into the Iceberg table starts there, while the next part is read.
     """
 
     def __init__(
@@ -130,8 +132,10 @@ class PartWriter:
         extracted_at: dt.datetime,
         compression: str = "zstd",
         part_rows: int = 1_000_000,
+        on_part: Callable[[int, PartFile], None] | None = None,
     ) -> None:
         self._lake = lake
+        self._on_part = on_part
         self._dir_url = dir_url
         self._run_id = run_id
         self._schema = schema
@@ -242,8 +246,9 @@ class PartWriter:
             raise StorageError(f"cannot finish {url}: {exc}") from exc
         size, digest = self._sink.size, self._sink.sha256.hexdigest()
         etag = self._lake.etag(url, size) if self._lake.scheme == "s3" else None
-        self._files.append(
-            PartFile(name=url.rsplit("/", 1)[1], rows=self._rows_in_part, bytes=size, sha256=digest, etag=etag)
-        )
+        part = PartFile(name=url.rsplit("/", 1)[1], rows=self._rows_in_part, bytes=size, sha256=digest, etag=etag)
+        self._files.append(part)
         self._writer = self._stream = self._sink = None
         self._rows_in_part = 0
+        if self._on_part is not None:
+            self._on_part(len(self._files) - 1, part)

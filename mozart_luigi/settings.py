@@ -64,6 +64,9 @@ class Settings:
     compression: str = "zstd"
     report_dir: Path = Path(".mozart/reports")
     snapshot_retention_days: int = 7
+    #: stack: the extract copies each finished part into the Iceberg table's data location while it reads on
+    #: (server-side), so the load registers those copies without copying (``MOZART_PRESTAGE``, default on)
+    prestage: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], problems: list[ConfigProblem]) -> Settings:
@@ -101,6 +104,7 @@ class Settings:
             compression=env.get("MOZART_COMPRESSION") or "zstd",
             report_dir=Path(env.get("MOZART_REPORT_DIR") or data_dir / "reports").resolve(),
             snapshot_retention_days=_int(env, "MOZART_SNAPSHOT_RETENTION_DAYS", 7, problems, minimum=0),
+            prestage=_flag(env, "MOZART_PRESTAGE", True, problems),
         )
         settings._check(problems)
         return settings
@@ -166,6 +170,18 @@ def _verify(raw: str | None) -> bool | str:
     if value.lower() in ("false", "0", "no"):
         return False
     return str(Path(value).expanduser().resolve())
+
+
+def _flag(env: Mapping[str, str], key: str, default: bool, problems: list[ConfigProblem]) -> bool:
+    raw = (env.get(key) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    problems.append(ConfigProblem("environment", key, "must be 1/true/yes/on or 0/false/no/off"))
+    return default
 
 
 def _int(env: Mapping[str, str], key: str, default: int, problems: list[ConfigProblem], *, minimum: int = 1) -> int:

@@ -28,6 +28,8 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
 
 import luigi
 
@@ -38,6 +40,10 @@ from mozart_luigi.lake import Lake, ManifestTarget
 from mozart_luigi.manifest import Manifest, PartFile, new_run_id, run_started
 from mozart_luigi.parquet import PartWriter, crash_point, pause_point
 from mozart_luigi.tasks.base import Progress, RefreshableDay
+from mozart_luigi.warehouse import prestage_for
+
+if TYPE_CHECKING:
+    from mozart_luigi.warehouse.iceberg import Prestage
 
 log = logging.getLogger(__name__)
 STALE_AFTER = dt.timedelta(hours=1)
@@ -59,6 +65,10 @@ class _Extracted:
     count: int
     files: tuple[PartFile, ...]
     snapshot: Snapshot
+
+
+def _prestage_part(prestage: Prestage, dir_url: str, n: int, part: PartFile) -> None:
+    prestage.submit(f"{dir_url}/{part.name}", n, part)
 
 
 class RefreshTarget(ManifestTarget):
@@ -120,8 +130,18 @@ class ExtractTable(RefreshableDay):
     def run(self) -> None:
         job = self._job()
         started = time.monotonic()
-        extracted = self._extract(job)
-        manifest = self._manifest(job, extracted, seconds=time.monotonic() - started)
+        prestage = prestage_for(
+            self.config.settings, job.lake, tenant=self.tenant, table=self.table, date=self.date, run_id=job.run_id
+        )
+        try:
+            extracted = self._extract(job, prestage)
+            manifest = self._manifest(job, extracted, seconds=time.monotonic() - started)
+            if prestage is not None:
+                prestage.finish()  # the last part's copy; the others were made while the next parts were read
+        except BaseException:
+            if prestage is not None:
+                prestage.discard()
+            raise
         crash_point("before_manifest")
         pause_point("before_manifest")
         published, replaced = job.lake.publish_manifest(manifest)
@@ -138,6 +158,8 @@ class ExtractTable(RefreshableDay):
             )
             for part in manifest.files:
                 job.lake.delete_file(f"{job.dir_url}/{part.name}")
+            if prestage is not None:
+                prestage.discard()
         self._summary(manifest, time.monotonic() - started)
 
     def _remove_stale_parts(self, job: _Job, manifest: Manifest, replaced: Manifest | None) -> None:
@@ -186,8 +208,9 @@ class ExtractTable(RefreshableDay):
             extracted_at=dt.datetime.now(dt.UTC),
         )
 
-    def _extract(self, job: _Job) -> _Extracted:
-        """Count, then stream every row of the window into parts, in one snapshot."""
+    def _extract(self, job: _Job, prestage: Prestage | None = None) -> _Extracted:
+        """Count, then stream every row of the window into parts, in one snapshot; each finished part is
+        handed to ``prestage`` (its copy into the Iceberg table runs while the next part is read)."""
         settings = self.config.settings
         connector = connector_for(job.tenant)
         try:
@@ -204,6 +227,7 @@ class ExtractTable(RefreshableDay):
                     extracted_at=job.extracted_at,
                     compression=settings.compression,
                     part_rows=settings.part_rows,
+                    on_part=None if prestage is None else partial(_prestage_part, prestage, job.dir_url),
                 )
                 with writer:
                     for batch in snap.batches(settings.batch_rows):

@@ -31,7 +31,7 @@ Copies of an attempt that did not commit are deleted (a SIGKILL leaves them unre
 
 from __future__ import annotations
 
-__all__ = ["IcebergLoader"]
+__all__ = ["IcebergLoader", "Prestage", "prestaged_url"]
 
 import contextlib
 import datetime as dt
@@ -41,7 +41,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
@@ -92,12 +92,12 @@ from pyiceberg.types import (
 from mozart_luigi.errors import LoadError, MozartError, WarehouseUnavailableError
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest, PartFile
-from mozart_luigi.objectstore import ObjectChangedError
+from mozart_luigi.objectstore import ObjectChangedError, ObjectInfo
 from mozart_luigi.parquet import crash_point
 from mozart_luigi.retry import retrying
 from mozart_luigi.secrets import redact
 from mozart_luigi.settings import Settings
-from mozart_luigi.verify import broken, check_footer, check_manifest, check_stat
+from mozart_luigi.verify import broken, check_footer, check_manifest, check_stat, etag_equal
 from mozart_luigi.warehouse.base import EXTRACTED_AT_COLUMN, PARTITION_COLUMN, LoadResult
 from mozart_luigi.warehouse.types import ColumnType, DriftPlan, columns_from_schema, plan_drift
 
@@ -123,6 +123,7 @@ _SIMPLE: dict[str, IcebergType] = {
 class _Copy:
     part: PartFile
     url: str
+    prestaged: bool = False  # made by the extract (Prestage): never copied nor deleted by the load
 
 
 class IcebergLoader:
@@ -228,6 +229,22 @@ class IcebergLoader:
 
         return self._guard(f"create {tenant}.{table}", staged)
 
+    def prestage(self, lake: Lake, *, tenant: str, table: str, date: dt.date, run_id: str) -> Prestage | None:
+        """The extract's half of a zero-copy load: a :class:`Prestage` into ``{tenant}.{table}``'s data
+        location, or None when there is nothing to gain or it cannot be had (the table does not exist yet — its
+        first load copies —, the lake is not on S3, the catalog does not answer). Never raises: the load
+        copies whatever was not prestaged."""
+        if lake.scheme != "s3" or not self._settings.prestage:
+            return None
+        try:
+            found = self.table(tenant, table)
+        except (MozartError, _NoTable) as exc:
+            log.info("tenant %s table %s: no prestage (%s); the load will copy the parts", tenant, table, exc)
+            return None
+        if found is None or not found.location().startswith("s3://"):
+            return None
+        return Prestage(lake, found.location(), date=date, run_id=run_id)
+
     # ------------------------------------------------------------------------------------------- loads
     def load_day(self, manifest: Manifest, lake: Lake, proof: dict[str, str]) -> LoadResult:
         """Steps 1-6 of the module docstring. ``proof`` goes into the snapshot summary."""
@@ -316,6 +333,62 @@ class _Transaction(Transaction):
         return memo[2]
 
 
+PRESTAGE_MAX_AGE = dt.timedelta(hours=12)  # well inside remove_orphan_files' shortest retention (1 day)
+
+
+def prestaged_url(location: str, date: dt.date, run_id: str, n: int) -> str:
+    """Where the extract prestages part ``n`` of ``run_id`` in a table at ``location`` (the load's own copies
+    end in an 8-hex-digit attempt token instead of ``-x``)."""
+    return f"{location.rstrip('/')}/data/{PARTITION_COLUMN}={date.isoformat()}/{run_id}-{n:05d}-x.parquet"
+
+
+class Prestage:
+    """Server-side copies of an extract's parts into its Iceberg table's data location, made one at a time on
+    a background thread as each part is finished, while the extract reads the next one.
+
+    The load looks for them by name (:func:`prestaged_url`) and registers one instead of copying only when
+    its size and ETag are the manifest's (a server-side copy keeps the source's ETag on SeaweedFS and MinIO;
+    where a store changes it, the load copies as before), it is younger than :data:`PRESTAGE_MAX_AGE` (so
+    ``remove_orphan_files`` cannot take it between the check and the commit) and its footer passes the same
+    checks as a copy's. A prestaged copy is never trusted for more than a shortcut: every failure here only
+    means the load copies. Copies of an extract that publishes no manifest are deleted (:meth:`discard`); a
+    killed extract leaves them unreferenced in the table's location, for ``remove_orphan_files``.
+    """
+
+    def __init__(self, lake: Lake, location: str, *, date: dt.date, run_id: str) -> None:
+        self._lake, self._location, self._date, self._run_id = lake, location.rstrip("/"), date, run_id
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prestage")
+        self._jobs: list[tuple[str, Future[ObjectInfo]]] = []
+
+    def submit(self, source_url: str, n: int, part: PartFile) -> None:
+        """Start copying part ``n`` (just closed at ``source_url``); empty parts are never registered."""
+        if not part.rows or not part.etag:
+            return
+        target = prestaged_url(self._location, self._date, self._run_id, n)
+        self._jobs.append((target, self._pool.submit(self._lake.objects.copy_if_match, source_url, target, part.etag)))
+
+    def finish(self) -> int:
+        """Wait for every copy; returns how many were made (failures are logged: the load copies those)."""
+        made = 0
+        for target, job in self._jobs:
+            try:
+                job.result()
+                made += 1
+            except Exception as exc:  # noqa: BLE001 — a shortcut failed; the load copies instead
+                log.warning("prestage of %s failed (the load will copy the part): %s", target, exc)
+        self._pool.shutdown(wait=True)
+        return made
+
+    def discard(self) -> None:
+        """Delete this extract's prestaged copies (it publishes no manifest: no load can reference them)."""
+        self.finish()
+        for target, _job in self._jobs:
+            try:
+                self._lake.objects.delete(target)
+            except MozartError as exc:
+                log.warning("could not delete the prestaged copy %s: %s", target, exc)
+
+
 class _NoTable(Exception):
     """Internal: the table does not exist."""
 
@@ -366,7 +439,7 @@ class _Attempt:
                 recovered=True,
                 snapshot_id=snapshot.snapshot_id if snapshot else None,
             )
-        self._copy(found.location())
+        self._copy(found.location(), current)
         crash_point("before_commit")
         try:
             snapshot_id = self.loader._guard("commit", lambda: self._commit(found, plan, current))
@@ -382,7 +455,7 @@ class _Attempt:
         """A first load: the staged creation, the name mapping and the day's files in one commit. Another
         worker creating the table meanwhile fails it as a conflict: the retry loads into theirs."""
         m = self.manifest
-        self._copy(staged.table_metadata.location)
+        self._copy(staged.table_metadata.location, prestaged=False)  # a new table: nothing was prestaged
         crash_point("before_commit")
         try:
             snapshot_id = self.loader._guard("create and commit", lambda: self._commit_created(staged))
@@ -416,9 +489,10 @@ class _Attempt:
             "mozart.file-rows": ",".join(str(meta.num_rows) for meta in self.footers),
         }
 
-    def _copy(self, table_location: str) -> None:
-        """Copy the parts into ``table_location`` once per load; copies an earlier attempt made elsewhere (the
-        table another worker created meanwhile lives at another location) are dropped and made again."""
+    def _copy(self, table_location: str, current: Sequence[Any] = (), *, prestaged: bool = True) -> None:
+        """Copy the parts into ``table_location`` once per load, or take the extract's prestaged copies there
+        (``prestaged``); copies an earlier attempt made elsewhere (the table another worker created meanwhile
+        lives at another location) are dropped and made again."""
         location = table_location.rstrip("/")
         checked = len(self.footers) == len(self.copies)  # an attempt stopped between copy and check: again
         if self.copies and checked and all(copy.url.startswith(f"{location}/") for copy in self.copies):
@@ -430,17 +504,56 @@ class _Attempt:
         if not location.startswith("s3://"):
             raise LoadError(f"table location {location} is not on S3", tenant=m.tenant, table=m.table)
         crash_point("before_copy")
+        parts = []
         for n, part in enumerate(m.files):
             if not part.rows:  # an empty extract's typed zero-row part: checked, never registered
                 check_footer(m, part, _footer(self.lake, f"{self.folder}/{part.name}"))
                 continue
+            parts.append((n, part))
+        ready = self._prestaged(location, parts, current) if prestaged else {}
+        for n, part in parts:
+            if n in ready:
+                self.copies.append(_Copy(part, ready[n], prestaged=True))
+                continue
             target = f"{location}/data/{PARTITION_COLUMN}={m.date.isoformat()}/{m.run_id}-{n:05d}-{self.token}.parquet"
             self.copies.append(_Copy(part, target))
-        _parallel(self._copy_one, self.copies)  # server-side, several at once: cost in files, not rows
+        # server-side, several at once: cost in files, not rows (none at all for prestaged parts)
+        _parallel(self._copy_one, [copy for copy in self.copies if not copy.prestaged])
         crash_point("after_copy")
         self.footers = _parallel(lambda copy: _footer(self.lake, copy.url), self.copies)
         for copy, meta in zip(self.copies, self.footers, strict=True):
             check_footer(m, copy.part, meta)
+        if ready:
+            log.info(
+                "tenant %s table %s date %s: %d of %d part(s) prestaged by the extract, %d copied",
+                m.tenant,
+                m.table,
+                m.date,
+                len(ready),
+                len(parts),
+                len(parts) - len(ready),
+            )
+
+    def _prestaged(
+        self, location: str, parts: Sequence[tuple[int, PartFile]], current: Sequence[Any]
+    ) -> dict[int, str]:
+        """The parts the extract prestaged (:class:`Prestage`) that can be registered as they are: same size
+        and ETag as the manifest says of the raw part, young enough, not already a file of the table."""
+        if not parts or not self.loader._settings.prestage:
+            return {}
+        m = self.manifest
+        urls = [prestaged_url(location, m.date, m.run_id, n) for n, _part in parts]
+        infos = _parallel(self.lake.objects.head, urls)
+        taken = {task.file.file_path for task in current}
+        now = dt.datetime.now(dt.UTC)
+        ready = {}
+        for (n, part), url, info in zip(parts, urls, infos, strict=True):
+            if info is None or url in taken or info.size != part.bytes or not etag_equal(info.etag, part.etag):
+                continue
+            if info.modified is None or not now - PRESTAGE_MAX_AGE < info.modified <= now + dt.timedelta(minutes=5):
+                continue
+            ready[n] = url
+        return ready
 
     def _copy_one(self, copy: _Copy) -> None:
         try:
@@ -470,6 +583,8 @@ class _Attempt:
 
     def discard_copies(self) -> None:
         for copy in self.copies:
+            if copy.prestaged:  # the extract's: the rerun may register it; else remove_orphan_files takes it
+                continue
             try:
                 self.lake.objects.delete(copy.url)
             except MozartError as exc:

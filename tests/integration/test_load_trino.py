@@ -35,7 +35,10 @@ from mozart_luigi.config import get_config, reset_config_cache
 from mozart_luigi.errors import LoadError, SchemaDriftError
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest
+from mozart_luigi.tasks.extract import ExtractTable
 from mozart_luigi.tasks.load import LoadIceberg, maintenance_due
+from mozart_luigi.warehouse import iceberg
+from mozart_luigi.warehouse.iceberg import prestaged_url
 from mozart_luigi.warehouse.trino import TrinoQueryFailed, TrinoWarehouse
 
 pytestmark = pytest.mark.integration
@@ -582,3 +585,114 @@ def test_two_first_loads_racing_to_create_one_table_both_land(stack: Stack, pg_s
         assert stack.load("orders", day).complete()
     location, files = stack.location("orders"), stack.data_files("orders")
     assert len(files) == 2 and all(f.startswith(f"{location}/data/") for f in files), (location, files)
+
+
+# ------------------------------------------------------------------------- the extract's prestage
+def _orders_table(stack: Stack, pg_schema, monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
+    """``orders`` (full) loaded once (a first load: copied by the load), then forgotten: the next build
+    extracts again into an existing table, which the extract prestages into. Parts of one row each."""
+    engine, schema = pg_schema
+    _orders(engine, schema)
+    monkeypatch.setenv("MOZART_PART_ROWS", "1")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    stack.configure(pg_tenant(schema), {"orders": {"mode": "full"}})
+    assert build(stack.load("orders")).scheduling_succeeded
+    assert [f for f in stack.data_files("orders") if f.endswith("-x.parquet")] == []  # a first load copies
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"""INSERT INTO "{schema}".orders VALUES (4, 40, '2026-11-25 12:00+00')""")
+    stack.force("orders")
+    return engine
+
+
+def _prestaged(stack: Stack) -> list[str]:
+    manifest = stack.manifest("orders")
+    return [prestaged_url(stack.location("orders"), DAY, manifest.run_id, n) for n in range(len(manifest.files))]
+
+
+def test_a_reload_registers_the_copies_the_extract_prestaged(stack: Stack, pg_schema, monkeypatch) -> None:
+    """An extract into an existing table copies each finished part into the table's location while it reads
+    on; the load registers those very objects (no copy of its own), and the day reads back exactly."""
+    _orders_table(stack, pg_schema, monkeypatch)
+    assert build(ExtractTable(tenant=stack.tenant, table="orders", date=DAY)).scheduling_succeeded
+    lake = Lake.from_settings(get_config().settings)
+    manifest, staged = stack.manifest("orders"), _prestaged(stack)
+    assert len(staged) == 4
+    folder = lake.date_url(stack.tenant, "orders", DAY)
+    for part, url in zip(manifest.files, staged, strict=True):
+        raw, copy = lake.objects.head(f"{folder}/{part.name}"), lake.objects.head(url)
+        assert raw is not None and copy is not None, url
+        assert (copy.size, copy.etag) == (raw.size, raw.etag) == (part.bytes, part.etag)
+    assert build(stack.load("orders")).scheduling_succeeded
+    assert sorted(stack.data_files("orders")) == sorted(staged)
+    assert stack.rows("orders", "id, qty") == [[1, 10], [2, 20], [3, 30], [4, 40]]
+    assert stack.warehouse.count_partition(stack.tenant, "orders", DAY) == manifest.row_count == 4
+    assert stack.summary("orders")["mozart.file-rows"] == "1,1,1,1"
+    _expire_all_and_check_rows(stack, 4)
+
+
+def _expire_all_and_check_rows(stack: Stack, rows: int) -> None:
+    stack.warehouse.expire_snapshots(stack.tenant, "orders", 0)
+    lake = Lake.from_settings(get_config().settings)
+    manifest, folder = stack.manifest("orders"), lake.date_url(stack.tenant, "orders", DAY)
+    raw = [*(f"{folder}/{part.name}" for part in manifest.files), lake.manifest_url(stack.tenant, "orders", DAY)]
+    assert [url for url in raw if not lake.exists(url)] == []  # expiry never touches the raw landing zone
+    assert stack.warehouse.count_partition(stack.tenant, "orders", DAY) == manifest.row_count == rows
+
+
+def test_a_tampered_missing_or_old_prestaged_copy_is_not_registered(stack: Stack, pg_schema, monkeypatch) -> None:
+    """The load takes a prestaged object only when its size and ETag are the raw part's and it is young: one
+    overwritten with other bytes of the same size, one deleted and one aged past the limit are copied again
+    from the raw part, and the day is exact."""
+    _orders_table(stack, pg_schema, monkeypatch)
+    assert build(ExtractTable(tenant=stack.tenant, table="orders", date=DAY)).scheduling_succeeded
+    lake = Lake.from_settings(get_config().settings)
+    staged = _prestaged(stack)
+    size = lake.objects.head(staged[0]).size
+    lake.objects.put(staged[0], b"\0" * size)  # same size, other bytes (a new ETag)
+    lake.objects.delete(staged[1])
+    monkeypatch.setattr(iceberg, "PRESTAGE_MAX_AGE", dt.timedelta(0))  # every prestaged copy is too old now
+    assert build(stack.load("orders")).scheduling_succeeded
+    files = stack.data_files("orders")
+    assert len(files) == 4 and [f for f in files if f in staged] == []
+    assert all(f.startswith(f"{stack.location('orders')}/data/") for f in files)
+    assert stack.rows("orders", "id, qty") == [[1, 10], [2, 20], [3, 30], [4, 40]]
+
+
+def test_only_the_damaged_prestaged_copies_are_copied_again(stack: Stack, pg_schema, monkeypatch) -> None:
+    _orders_table(stack, pg_schema, monkeypatch)
+    assert build(ExtractTable(tenant=stack.tenant, table="orders", date=DAY)).scheduling_succeeded
+    lake = Lake.from_settings(get_config().settings)
+    staged = _prestaged(stack)
+    lake.objects.put(staged[2], b"PAR1 not the part")  # another size
+    assert build(stack.load("orders")).scheduling_succeeded
+    files = stack.data_files("orders")
+    assert sorted(f for f in files if f in staged) == sorted(staged[:2] + staged[3:])
+    assert len(files) == 4
+    assert stack.rows("orders", "id, qty") == [[1, 10], [2, 20], [3, 30], [4, 40]]
+
+
+def test_prestage_off_the_load_copies(stack: Stack, pg_schema, monkeypatch) -> None:
+    _orders_table(stack, pg_schema, monkeypatch, MOZART_PRESTAGE="0")
+    assert build(ExtractTable(tenant=stack.tenant, table="orders", date=DAY)).scheduling_succeeded
+    lake = Lake.from_settings(get_config().settings)
+    assert [url for url in _prestaged(stack) if lake.exists(url)] == []
+    assert build(stack.load("orders")).scheduling_succeeded
+    assert [f for f in stack.data_files("orders") if f.endswith("-x.parquet")] == []
+    assert stack.rows("orders", "id, qty") == [[1, 10], [2, 20], [3, 30], [4, 40]]
+
+
+def test_an_extract_killed_mid_stream_after_prestaging_converges(stack: Stack, pg_schema, monkeypatch) -> None:
+    """kill -9 of the extract while it prestages (a part done and copied, the next one half written): its
+    copies are never referenced; the rerun's extract prestages its own and the day is exact."""
+    _orders_table(stack, pg_schema, monkeypatch)
+    killed = _load_in_a_fresh_process(
+        stack, "orders", MOZART_TEST_CRASH_AT="mid_stream", MOZART_PART_ROWS="2", MOZART_BATCH_ROWS="1"
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert stack.rows("orders", "id, qty") == [[1, 10], [2, 20], [3, 30]]  # the old day, whole
+    rerun = build(stack.load("orders"))
+    assert rerun.scheduling_succeeded, rerun.summary_text
+    assert sorted(stack.data_files("orders")) == sorted(_prestaged(stack))  # the rerun's own, registered
+    assert stack.rows("orders", "id, qty") == [[1, 10], [2, 20], [3, 30], [4, 40]]
+    assert stack.snapshots("orders") == 2

@@ -227,3 +227,23 @@ def test_snapshot_retention_setting(value, days, problem):
     env = {} if value is None else {"MOZART_SNAPSHOT_RETENTION_DAYS": value}
     assert Settings.from_env(env, problems).snapshot_retention_days == days
     assert [p.message for p in problems if p.key == "MOZART_SNAPSHOT_RETENTION_DAYS"] == ([problem] if problem else [])
+
+
+@pytest.mark.parametrize(
+    ("value", "on", "problem"),
+    [
+        (None, True, None),
+        ("", True, None),
+        ("0", False, None),
+        ("off", False, None),
+        ("YES", True, None),
+        ("maybe", True, "must be 1/true/yes/on or 0/false/no/off"),
+    ],
+)
+def test_prestage_setting(value, on, problem):
+    from mozart_luigi.settings import Settings
+
+    problems: list = []
+    env = {} if value is None else {"MOZART_PRESTAGE": value}
+    assert Settings.from_env(env, problems).prestage is on
+    assert [p.message for p in problems if p.key == "MOZART_PRESTAGE"] == ([problem] if problem else [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +16,9 @@ from pyiceberg.table import Transaction
 from pyiceberg.types import LongType, NestedField
 
 from mozart_luigi.errors import LoadError
-from mozart_luigi.warehouse.iceberg import _FOOTER_GUESS, _footer, _Transaction
+from mozart_luigi.manifest import PartFile
+from mozart_luigi.objectstore import ObjectChangedError
+from mozart_luigi.warehouse.iceberg import _FOOTER_GUESS, Prestage, _footer, _Transaction, prestaged_url
 
 
 @pytest.fixture
@@ -91,3 +94,60 @@ def test_a_footer_larger_than_the_guess_takes_a_second_exact_get() -> None:
 def test_what_is_not_a_parquet_file_is_a_load_error_naming_it(data: bytes | None) -> None:
     with pytest.raises(LoadError, match=r"s3://b/bad\.parquet"):
         _footer(_lake(data), "s3://b/bad.parquet")
+
+
+# ------------------------------------------------------------------------------------- Prestage
+class _CopyingObjects:
+    """The S3 calls Prestage makes, in memory: ``copy_if_match`` honours the ETag condition."""
+
+    def __init__(self, objects: dict[str, tuple[bytes, str]], fail: set[str] = frozenset()) -> None:
+        self.objects, self.fail, self.deleted = objects, fail, []
+
+    def copy_if_match(self, source: str, target: str, etag: str):
+        if target in self.fail or self.objects.get(source, (b"", ""))[1] != etag:
+            raise ObjectChangedError(f"{source} is not {etag}")
+        self.objects[target] = self.objects[source]
+        return SimpleNamespace(etag=etag)
+
+    def delete(self, url: str) -> None:
+        self.deleted.append(url)
+        self.objects.pop(url, None)
+
+
+def _prestage(objects: _CopyingObjects) -> Prestage:
+    lake = SimpleNamespace(objects=objects)
+    return Prestage(lake, "s3://wh/t/", date=dt.date(2026, 11, 25), run_id="R")  # type: ignore[arg-type]
+
+
+def _part(n: int, rows: int = 1, etag: str | None = "e") -> PartFile:
+    return PartFile(name=f"part-R-{n:05d}.parquet", rows=rows, bytes=10, sha256="s", etag=etag)
+
+
+def test_prestaged_names_cannot_be_taken_for_the_loads_own_copies() -> None:
+    url = prestaged_url("s3://wh/t/", dt.date(2026, 11, 25), "R", 3)
+    assert url == "s3://wh/t/data/_mozart_date=2026-11-25/R-00003-x.parquet"
+    assert not any(c in "0123456789abcdef" for c in url.rsplit("-", 1)[1].removesuffix(".parquet"))
+
+
+def test_prestage_copies_non_empty_parts_and_a_failed_copy_is_only_logged(caplog) -> None:
+    objects = _CopyingObjects({"s3://raw/p0": (b"a", "e"), "s3://raw/p1": (b"b", "other"), "s3://raw/p3": (b"d", "e")})
+    stage = _prestage(objects)
+    stage.submit("s3://raw/p0", 0, _part(0))
+    stage.submit("s3://raw/p1", 1, _part(1))  # the raw part changed since it was written: refused
+    stage.submit("s3://raw/p2", 2, _part(2, rows=0))  # an empty part is never registered: not copied
+    stage.submit("s3://raw/p3", 3, _part(3, etag=None))  # no ETag to hold the copy to: not copied
+    assert stage.finish() == 1
+    day = "s3://wh/t/data/_mozart_date=2026-11-25"
+    assert sorted(k for k in objects.objects if k.startswith(day)) == [f"{day}/R-00000-x.parquet"]
+    assert "prestage of s3://wh/t/data/_mozart_date=2026-11-25/R-00001-x.parquet failed" in caplog.text
+
+
+def test_discard_deletes_every_copy_it_started() -> None:
+    objects = _CopyingObjects({"s3://raw/p0": (b"a", "e"), "s3://raw/p1": (b"b", "e")})
+    stage = _prestage(objects)
+    stage.submit("s3://raw/p0", 0, _part(0))
+    stage.submit("s3://raw/p1", 1, _part(1))
+    stage.discard()
+    day = "s3://wh/t/data/_mozart_date=2026-11-25"
+    assert objects.deleted == [f"{day}/R-00000-x.parquet", f"{day}/R-00001-x.parquet"]
+    assert [k for k in objects.objects if k.startswith("s3://wh/")] == []
