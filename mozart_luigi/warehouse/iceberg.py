@@ -238,8 +238,9 @@ class IcebergLoader:
             return None
         try:
             found = self.table(tenant, table)
-        except (MozartError, _NoTable) as exc:
-            log.info("tenant %s table %s: no prestage (%s); the load will copy the parts", tenant, table, exc)
+        except Exception as exc:  # noqa: BLE001 — a shortcut only: any catalog trouble means the load copies
+            message = self._clean(str(exc))[:300]
+            log.info("tenant %s table %s: no prestage (%s); the load will copy the parts", tenant, table, message)
             return None
         if found is None or not found.location().startswith("s3://"):
             return None

@@ -151,3 +151,33 @@ def test_discard_deletes_every_copy_it_started() -> None:
     day = "s3://wh/t/data/_mozart_date=2026-11-25"
     assert objects.deleted == [f"{day}/R-00000-x.parquet", f"{day}/R-00001-x.parquet"]
     assert [k for k in objects.objects if k.startswith("s3://wh/")] == []
+
+
+@pytest.mark.parametrize(
+    "trouble", [RuntimeError("catalog says no"), ConnectionError("refused"), LoadError("bad answer")]
+)
+def test_any_catalog_trouble_means_no_prestage_never_a_failed_extract(monkeypatch, caplog, trouble) -> None:
+    from mozart_luigi.settings import Settings
+    from mozart_luigi.warehouse.iceberg import IcebergLoader
+
+    def table(self, tenant: str, table: str):
+        raise trouble
+
+    monkeypatch.setattr(IcebergLoader, "table", table)
+    caplog.set_level("INFO", logger="mozart_luigi.warehouse.iceberg")
+    lake = SimpleNamespace(scheme="s3")
+    loader = IcebergLoader(Settings(profile="stack", lake_url="s3://raw"))
+    assert loader.prestage(lake, tenant="acme", table="orders", date=dt.date(2026, 11, 25), run_id="R") is None
+    assert "tenant acme table orders: no prestage" in caplog.text
+
+
+def test_no_prestage_where_it_is_off_or_the_lake_is_local(monkeypatch) -> None:
+    from mozart_luigi.settings import Settings
+    from mozart_luigi.warehouse.iceberg import IcebergLoader
+
+    monkeypatch.setattr(IcebergLoader, "table", lambda *_: pytest.fail("the catalog was asked"))
+    day = dt.date(2026, 11, 25)
+    off = IcebergLoader(Settings(profile="stack", lake_url="s3://raw", prestage=False))
+    assert off.prestage(SimpleNamespace(scheme="s3"), tenant="a", table="t", date=day, run_id="R") is None
+    local = IcebergLoader(Settings(profile="stack", lake_url="file:///x"))
+    assert local.prestage(SimpleNamespace(scheme="file"), tenant="a", table="t", date=day, run_id="R") is None
