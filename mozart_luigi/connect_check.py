@@ -2,8 +2,9 @@
 catalog and Trino) once, with a short timeout, and say per component ``ok`` or why not.
 
 For each source it also reflects every configured table and checks that the columns tables.yaml names
-(``cursor``, ``primary_key``, ``include``, ``exclude``, ``columns``) exist, and that each type override applies
-to its column's source type without losing values (``decimal(10,2)`` for a ``numeric(12,4)`` is refused).
+(``cursor``, ``primary_key``, ``include``, ``exclude``, ``columns``, ``checksum``) exist, that each type override
+applies to its column's source type without losing values (``decimal(10,2)`` for a ``numeric(12,4)`` is
+refused), and that each ``checksum`` column is an integer or exact decimal.
 Messages come from the translated errors of each client (secrets already removed) and are redacted again
 with every configured secret.
 """
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mozart_luigi import checksums
 from mozart_luigi.config import Config, TableConfig, TenantConfig
 from mozart_luigi.errors import MozartError
 from mozart_luigi.secrets import Secret, redact
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from mozart_luigi.connectors.base import Connector
+    from mozart_luigi.connectors.snapshot import SourceColumn
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,25 @@ def _columns(connector: Connector, conn: sa.Connection, table: TableConfig) -> l
             connector.plan(reflected[column], table)
         except MozartError as exc:
             problems.append(f"tables.yaml: {exc}")
+    return problems + _checksums(connector, reflected, table)
+
+
+def _checksums(connector: Connector, reflected: dict[str, SourceColumn], table: TableConfig) -> list[str]:
+    """Each ``checksum`` column exists and is an integer or exact decimal (as the extract checks again)."""
+    problems = []
+    for column in table.checksum:
+        where = f"tables.yaml: {checksums.setting(table.name)}: column {column!r}"
+        if column not in reflected:
+            problems.append(f"{where} not found in {table.source_name}")
+            continue
+        try:
+            plan = connector.plan(reflected[column], table)
+        except MozartError:
+            continue  # reported above, or by the extract (the column's type has no mapping)
+        kind = connector.source.kind
+        reason = checksums.refusal(plan.arrow_type, reflected[column].type, sqlite=kind == "sqlite")
+        if reason:
+            problems.append(f"{where} ({plan.source_type}) {reason}")
     return problems
 
 

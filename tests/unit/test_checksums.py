@@ -363,3 +363,86 @@ def test_a_float_or_missing_column_fails_the_extract_naming_the_setting(
         text = str(caught.value)
         assert "tables.ledger.checksum" in text and f"column '{column}'" in text and why in text, text
         assert "tenant 'shop', table 'ledger'" in text
+
+
+def test_validate_connect_checks_the_checksum_columns(
+    tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mozart_luigi.connect_check import check_all
+
+    _configure(tmp_path, monkeypatch, source, {"ledger": {"mode": "full", "checksum": ["qty", "rate", "nope"]}})
+    (check,) = check_all(get_config())
+    assert not check.ok
+    assert "tables.ledger.checksum: column 'rate' (REAL) is a floating point column" in check.detail
+    assert "tables.ledger.checksum: column 'nope' not found in ledger" in check.detail
+    assert "'qty'" not in check.detail
+    _configure(tmp_path, monkeypatch, source, TABLES)
+    assert all(c.ok for c in check_all(get_config()))
+
+
+# ---------------------------------------------------------------------------------- compiled, per dialect
+
+
+def _sums_query(dialect: str) -> str:
+    from sqlalchemy.dialects import mysql, oracle, postgresql, sqlite
+
+    table = sa.table("Orders", sa.column("Amount"), sa.column("qty"), sa.column("at"), schema="sales")
+    start = sa.bindparam("start", dt.datetime(2026, 11, 25), type_=sa.DateTime)
+    query = sa.select(*checksums.source_sums([table.c.Amount, table.c.qty])).where(table.c.at >= start)
+    engine = {"postgresql": postgresql, "mysql": mysql, "oracle": oracle, "sqlite": sqlite}[dialect].dialect()
+    return " ".join(str(query.compile(dialect=engine)).split())
+
+
+@pytest.mark.parametrize(
+    ("dialect", "expected"),
+    [
+        (
+            "postgresql",
+            'SELECT CAST(sum(sales."Orders"."Amount") AS VARCHAR(4000)) AS mozart_sum_0, CAST(sum(sales."Orders".qty) '
+            'AS VARCHAR(4000)) AS mozart_sum_1 FROM sales."Orders" WHERE sales."Orders".at >= %(start)s',
+        ),
+        (
+            "mysql",
+            "SELECT CAST(sum(sales.`Orders`.`Amount`) AS CHAR(4000)) AS mozart_sum_0, CAST(sum(sales.`Orders`.qty) "
+            "AS CHAR(4000)) AS mozart_sum_1 FROM sales.`Orders` WHERE sales.`Orders`.at >= %s",
+        ),
+        (
+            "oracle",
+            'SELECT CAST(sum(sales."Orders"."Amount") AS VARCHAR2(4000 CHAR)) AS mozart_sum_0, '
+            'CAST(sum(sales."Orders".qty) AS VARCHAR2(4000 CHAR)) AS mozart_sum_1 FROM sales."Orders" '
+            'WHERE sales."Orders".at >= :"start"',  # start is an Oracle reserved word: quoted
+        ),
+        (
+            "sqlite",
+            'SELECT CAST(sum(sales."Orders"."Amount") AS VARCHAR(4000)) AS mozart_sum_0, CAST(sum(sales."Orders".qty) '
+            'AS VARCHAR(4000)) AS mozart_sum_1 FROM sales."Orders" WHERE sales."Orders".at >= ?',
+        ),
+    ],
+)
+def test_the_source_sums_compile_quoted_and_bound_for_every_dialect(dialect: str, expected: str) -> None:
+    assert _sums_query(dialect) == expected
+
+
+def test_the_native_readers_take_the_sums_with_the_count() -> None:
+    from mozart_luigi.connectors import _native_mysql, _native_pg
+    from mozart_luigi.connectors._native_common import Where
+
+    table = sa.table("orders", sa.column("id"), sa.column("amount"), sa.column("at"))
+    start = sa.bindparam("start", dt.datetime(2026, 11, 25), type_=sa.DateTime)
+    query = sa.select(table.c.id, table.c.amount).select_from(table).where(table.c.at >= start)
+    sums = checksums.source_sums([table.c.amount])
+    _, count_sql, settings = _native_pg.compile_query(query, sums)
+    assert " ".join(count_sql.split()) == (
+        "SELECT count(*) AS count_1, CAST(sum(orders.amount) AS VARCHAR(4000)) AS mozart_sum_0 FROM orders "
+        "WHERE orders.at >= (SELECT CAST(current_setting('mozart.p0') AS TIMESTAMP WITHOUT TIME ZONE) AS "
+        "current_setting_1)"
+    )
+    assert settings == [("mozart.p0", "2026-11-25T00:00:00")]
+    where = Where(sa.make_url("mysql://u@h/db"), TENANT, "orders")
+    sql, kinds, _ = _native_mysql.rewrite(_native_mysql.inline_dates(query, where), where, sums)
+    assert len(kinds) == 2
+    assert " ".join(sql.split()).startswith(
+        "SELECT STRAIGHT_JOIN mozart_q.mozart_c0, mozart_q.mozart_c1, mozart_c.mozart_sum_0, mozart_c.mozart_n "
+        "FROM (SELECT count(*) AS mozart_n, CAST(sum(orders.amount) AS CHAR(4000)) AS mozart_sum_0 FROM orders "
+        "WHERE orders.at >= '2026-11-25 00:00:00') AS mozart_c"
+    )
