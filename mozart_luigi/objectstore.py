@@ -99,6 +99,11 @@ class S3Objects:
 
     def tail(self, url: str, length: int) -> bytes | None:
         """The last ``length`` bytes of an object (all of it when it is smaller), in one ranged GET."""
+        found = self.tail_and_info(url, length)
+        return None if found is None else found[0]
+
+    def tail_and_info(self, url: str, length: int) -> tuple[bytes, ObjectInfo] | None:
+        """:meth:`tail`, with what a HEAD would say (whole size, ETag, Last-Modified) from the same answer."""
         bucket, key = split_s3_url(url)
         try:
             answer = self._call(
@@ -108,9 +113,18 @@ class S3Objects:
             return None
         body = answer["Body"]
         try:
-            return bytes(body.read())
+            data = bytes(body.read())
         finally:
             body.close()
+        whole = str(answer.get("ContentRange") or "").rpartition("/")[2]  # "bytes a-b/total"; none: all of it
+        modified = answer.get("LastModified")
+        info = ObjectInfo(
+            key=key,
+            size=int(whole) if whole.isdigit() else len(data),
+            etag=str(answer.get("ETag") or ""),
+            modified=modified if isinstance(modified, dt.datetime) else None,
+        )
+        return data, info
 
     def list(self, prefix_url: str) -> Iterator[ObjectInfo]:
         """Every object under a prefix (all pages), keys relative to the bucket."""

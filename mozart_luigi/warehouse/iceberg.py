@@ -514,14 +514,15 @@ class _Attempt:
         ready = self._prestaged(location, parts, current) if prestaged else {}
         for n, part in parts:
             if n in ready:
-                self.copies.append(_Copy(part, ready[n], prestaged=True))
+                self.copies.append(_Copy(part, ready[n][0], prestaged=True))
                 continue
             target = f"{location}/data/{PARTITION_COLUMN}={m.date.isoformat()}/{m.run_id}-{n:05d}-{self.token}.parquet"
             self.copies.append(_Copy(part, target))
         # server-side, several at once: cost in files, not rows (none at all for prestaged parts)
         _parallel(self._copy_one, [copy for copy in self.copies if not copy.prestaged])
         crash_point("after_copy")
-        self.footers = _parallel(lambda copy: _footer(self.lake, copy.url), self.copies)
+        tails = dict(ready.values())  # a prestaged copy's footer came with its check
+        self.footers = _parallel(lambda copy: _footer(self.lake, copy.url, tails.get(copy.url)), self.copies)
         for copy, meta in zip(self.copies, self.footers, strict=True):
             check_footer(m, copy.part, meta)
         if ready:
@@ -537,23 +538,27 @@ class _Attempt:
 
     def _prestaged(
         self, location: str, parts: Sequence[tuple[int, PartFile]], current: Sequence[Any]
-    ) -> dict[int, str]:
+    ) -> dict[int, tuple[str, bytes]]:
         """The parts the extract prestaged (:class:`Prestage`) that can be registered as they are: same size
-        and ETag as the manifest says of the raw part, young enough, not already a file of the table."""
+        and ETag as the manifest says of the raw part, young enough, not already a file of the table. One
+        ranged GET each answers both the check and the footer read: {part number: (url, its last bytes)}."""
         if not parts or not self.loader._settings.prestage:
             return {}
         m = self.manifest
         urls = [prestaged_url(location, m.date, m.run_id, n) for n, _part in parts]
-        infos = _parallel(self.lake.objects.head, urls)
+        answers = _parallel(lambda url: self.lake.objects.tail_and_info(url, _FOOTER_GUESS), urls)
         taken = {task.file.file_path for task in current}
         now = dt.datetime.now(dt.UTC)
         ready = {}
-        for (n, part), url, info in zip(parts, urls, infos, strict=True):
-            if info is None or url in taken or info.size != part.bytes or not etag_equal(info.etag, part.etag):
+        for (n, part), url, answer in zip(parts, urls, answers, strict=True):
+            if answer is None or url in taken:
+                continue
+            tail, info = answer
+            if info.size != part.bytes or not etag_equal(info.etag, part.etag):
                 continue
             if info.modified is None or not now - PRESTAGE_MAX_AGE < info.modified <= now + dt.timedelta(minutes=5):
                 continue
-            ready[n] = url
+            ready[n] = (url, tail)
         return ready
 
     def _copy_one(self, copy: _Copy) -> None:
@@ -639,11 +644,12 @@ def _holds_exactly(current: Sequence[Any], m: Manifest) -> bool:
 _FOOTER_GUESS = 64 * 1024  # a part's footer is a few KB: one ranged GET usually holds it whole
 
 
-def _footer(lake: Lake, url: str) -> pq.FileMetaData:
-    """The Parquet footer of ``url`` from its last bytes (one ranged GET; a second when the footer is
-    larger than the first guess), parsed by Arrow."""
+def _footer(lake: Lake, url: str, tail: bytes | None = None) -> pq.FileMetaData:
+    """The Parquet footer of ``url`` from its last bytes (one ranged GET, or ``tail`` when they were read
+    already; a second GET when the footer is larger than the first guess), parsed by Arrow."""
     try:
-        tail = lake.objects.tail(url, _FOOTER_GUESS)
+        if tail is None:
+            tail = lake.objects.tail(url, _FOOTER_GUESS)
         if tail is None:
             raise LoadError(f"cannot read the footer of {url}: no such object")
         if len(tail) < 12 or tail[-4:] != b"PAR1":
