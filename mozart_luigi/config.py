@@ -14,6 +14,8 @@ __all__ = [
     "COLUMN_NAME_RE",
     "KEYS_SUFFIX",
     "MAX_LOOKBACK_DAYS",
+    "MAX_PARALLEL",
+    "PARALLEL_MIN_ROWS",
     "RESERVED_TENANT_IDS",
     "Config",
     "Settings",
@@ -82,12 +84,19 @@ _TABLE_KEYS = {
     "lookback_days",
     "deletes",
     "checksum",
+    "parallel",
+    "split_by",
+    "parallel_min_rows",
 }
 # Late rows and deletes of incremental tables (docs/late-rows.md): each run also re-extracts the
 # ``lookback_days`` days before its date; ``deletes: keys`` adds the table's keys stream, ``{table}__keys``.
 MAX_LOOKBACK_DAYS = 31
 DELETES = ("none", "keys")
 KEYS_SUFFIX = "__keys"
+# Parallel streams of a big full table (docs/parallel.md): ``parallel: N`` key-range streams of one snapshot,
+# only when the table holds at least ``parallel_min_rows`` rows.
+MAX_PARALLEL = 16
+PARALLEL_MIN_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,19 @@ class TableConfig:
     keys_of: str | None = None  # set on a keys stream: the table whose primary keys it holds (mode full)
     #: integer / exact decimal columns whose sums are compared, source vs loaded day (mozart_luigi/checksums.py)
     checksum: tuple[str, ...] = ()
+    #: full tables: key-range streams reading one snapshot (1: one stream, as always); see docs/parallel.md
+    parallel: int = 1
+    #: the integer column the streams split on (None: the single-column primary key)
+    split_by: str | None = None
+    #: fewer rows than this in the snapshot: one stream
+    parallel_min_rows: int = PARALLEL_MIN_ROWS
+
+    @property
+    def split_column(self) -> str | None:
+        """The column parallel streams split on: ``split_by``, else a single-column primary key."""
+        if self.split_by:
+            return self.split_by
+        return self.primary_key[0] if len(self.primary_key) == 1 else None
 
     def keys_stream(self) -> TableConfig:
         """The keys stream of a ``deletes: keys`` table: its primary key columns, the whole table each night
@@ -439,6 +461,7 @@ def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableCon
     lookback = _lookback_days(body.get("lookback_days"), str(mode), f"{path}.lookback_days", problems)
     deletes = _deletes(body.get("deletes"), str(mode), primary_key, f"{path}.deletes", problems)
     columns = _overrides(body.get("columns"), path, problems, cursor=cursor, include=include, exclude=exclude)
+    parallel, split_by, min_rows = _parallel(body, str(mode), primary_key, path, problems)
     return TableConfig(
         name=normalise_name(key),
         source_name=str(body.get("source_name") or key),
@@ -454,6 +477,9 @@ def _parse_table(key: str, body: Any, problems: list[ConfigProblem]) -> TableCon
         checksum=_checksum(
             body.get("checksum"), f"{path}.checksum", problems, include=include, exclude=exclude, overrides=columns
         ),
+        parallel=parallel,
+        split_by=split_by,
+        parallel_min_rows=min_rows,
     )
 
 
@@ -606,6 +632,63 @@ def _checksum(
         else:
             found.append(name)
     return tuple(found)
+
+
+def _whole(value: Any, path: str, problems: list[ConfigProblem], *, low: int, high: int, what: str) -> int | None:
+    """A whole number in ``low..high`` (not a bool, not ``2.5``), or None after reporting the problem."""
+    try:
+        number = int(value)
+        if isinstance(value, bool) or str(number) != str(value).strip():
+            raise ValueError
+    except (TypeError, ValueError):
+        problems.append(ConfigProblem("tables.yaml", path, f"must be a whole number of {what}, got {shown(value)}"))
+        return None
+    if not low <= number <= high:
+        problems.append(ConfigProblem("tables.yaml", path, f"must be {low} to {high:,} {what}, got {number}"))
+        return None
+    return number
+
+
+def _parallel(
+    body: Mapping[str, Any], mode: str, primary_key: tuple[str, ...], path: str, problems: list[ConfigProblem]
+) -> tuple[int, str | None, int]:
+    """``parallel`` (1..MAX_PARALLEL, full tables), ``split_by`` and ``parallel_min_rows``: the streams need an
+    integer column to split on, ``split_by`` or a single-column ``primary_key`` (its type is checked against the
+    source catalog at extract time)."""
+    raw, split_raw, min_raw = body.get("parallel"), body.get("split_by"), body.get("parallel_min_rows")
+    parallel = (
+        1 if raw in (None, "") else _whole(raw, f"{path}.parallel", problems, low=1, high=MAX_PARALLEL, what="streams")
+    )
+    min_rows = PARALLEL_MIN_ROWS
+    if min_raw not in (None, ""):
+        min_rows = _whole(min_raw, f"{path}.parallel_min_rows", problems, low=0, high=10**15, what="rows") or 0
+    split_by = _cursor(split_raw, f"{path}.split_by", problems) if split_raw not in (None, "") else None
+    if parallel is None:
+        return 1, None, PARALLEL_MIN_ROWS
+    if parallel == 1:
+        for key, value in (("split_by", split_raw), ("parallel_min_rows", min_raw)):
+            if value not in (None, ""):
+                problems.append(ConfigProblem("tables.yaml", f"{path}.{key}", "only applies with parallel: 2 or more"))
+        return 1, None, PARALLEL_MIN_ROWS
+    if mode != "full":
+        problems.append(
+            ConfigProblem(
+                "tables.yaml",
+                f"{path}.parallel",
+                "only full tables are read in parallel streams (an incremental day is one window)",
+            )
+        )
+        return 1, None, PARALLEL_MIN_ROWS
+    if split_raw in (None, "") and len(primary_key) != 1:
+        problems.append(
+            ConfigProblem(
+                "tables.yaml",
+                f"{path}.parallel",
+                "the streams split on an integer column: set split_by, or a single-column primary_key",
+            )
+        )
+        return 1, None, PARALLEL_MIN_ROWS
+    return parallel, split_by, min_rows
 
 
 def _columns(value: Any, path: str, problems: list[ConfigProblem]) -> tuple[str, ...]:

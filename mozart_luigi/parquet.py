@@ -119,6 +119,10 @@ class PartWriter:
     ``date`` and ``extracted_at``. Zero batches still give one typed zero-row part, so an empty table is a
     valid, complete extract. ``on_part(n, part)`` is called as each part is finished (and on the lake): the
     extract's prestage of the part into the Iceberg table starts there, while the next part is read.
+
+    Parts are numbered 0, 1, 2, ... by this writer; parallel streams of one extract pass a shared
+    ``next_part`` (a thread-safe counter) instead, so the parts of all their writers are numbered 0..n-1
+    together. ``n`` (in the part's name and in ``on_part``) is the number the part was opened with.
     """
 
     def __init__(
@@ -133,8 +137,11 @@ class PartWriter:
         compression: str = "zstd",
         part_rows: int = 1_000_000,
         on_part: Callable[[int, PartFile], None] | None = None,
+        next_part: Callable[[], int] | None = None,
     ) -> None:
         self._lake = lake
+        self._next_part = next_part
+        self._n = 0  # the number of the part being written
         self._on_part = on_part
         self._dir_url = dir_url
         self._run_id = run_id
@@ -205,9 +212,10 @@ class PartWriter:
 
     # ---------------------------------------------------------------------------------------- parts
     def _url(self) -> str:
-        return f"{self._dir_url}/{part_name(self._run_id, len(self._files))}"
+        return f"{self._dir_url}/{part_name(self._run_id, self._n)}"
 
     def _open(self) -> None:
+        self._n = len(self._files) if self._next_part is None else self._next_part()
         url = self._url()
         try:
             self._stream = self._lake.open_output(url)
@@ -251,4 +259,4 @@ class PartWriter:
         self._writer = self._stream = self._sink = None
         self._rows_in_part = 0
         if self._on_part is not None:
-            self._on_part(len(self._files) - 1, part)
+            self._on_part(self._n, part)

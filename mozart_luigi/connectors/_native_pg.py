@@ -203,9 +203,11 @@ def open_read(
     session: Sequence[str],
     where: Where,
     sums: Sequence[sa.ColumnElement[Any]] = (),
+    count: bool = True,
 ) -> Iterator[tuple[int, tuple[Any, ...], Iterator[pa.RecordBatch]]]:
     """``(count, sums, batches)`` read in one ``REPEATABLE READ READ ONLY`` transaction on one connection
-    (``sums``: the values of the ``sums`` expressions, selected with the count).
+    (``sums``: the values of the ``sums`` expressions, selected with the count). ``count=False``: no count
+    statement (a parallel stream: its coordinator counted the table in the same snapshot); the count is -1.
 
     ``session`` statements (the connector's session settings, e.g. ``SET LOCAL intervalstyle``, which
     decides how the server renders casts to text) run once, right after ``BEGIN``.
@@ -218,14 +220,14 @@ def open_read(
     cursor = conn.cursor()
     try:
         try:
-            count, *summed = _begin_and_count(cursor, count_sql, settings, session)
+            counted, *summed = _begin_and_count(cursor, count_sql if count else None, settings, session)
             cursor.execute(sql)
             reader = cursor.fetch_record_batch()
         except adbc_driver_manager.Error as exc:
             raise _translate(exc, where) from exc
         converters = plan(reader.schema, schema, where)
         # no read-ahead thread: the driver's stream holds the GIL, so one only adds contention (measured)
-        yield count, tuple(summed), _batches(reader, converters, schema, batch_rows, where)
+        yield counted, tuple(summed), _batches(reader, converters, schema, batch_rows, where)
     finally:
         _close(cursor, conn)  # closing ends the read-only transaction (and any unfinished COPY) at once
 
@@ -250,15 +252,17 @@ def _connect(url: sa.URL, where: Where) -> Any:
 
 
 def _begin_and_count(
-    cursor: Any, count_sql: str, settings: list[tuple[str, str]], session: Sequence[str]
+    cursor: Any, count_sql: str | None, settings: list[tuple[str, str]], session: Sequence[str]
 ) -> tuple[Any, ...]:
-    """``(count, *sums)``: the count statement's row, first in the snapshot."""
+    """``(count, *sums)``: the count statement's row, first in the snapshot (``(-1,)`` without one)."""
     cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     for statement in session:
         cursor.execute(statement)
     for name, value in settings:
         cursor.execute("SELECT set_config($1, $2, true)", (name, value))
         cursor.fetchall()
+    if count_sql is None:
+        return (-1,)
     cursor.execute(count_sql)
     row = cursor.fetchone()
     return (int(row[0]), *row[1:])

@@ -235,8 +235,9 @@ def _value_bytes(arrow_type: pa.DataType) -> int:
         return 64
 
 
-def typed_query(snapshot: Snapshot) -> sa.Select[Any]:
-    """``snapshot.query`` with the reflected type on each table column (the readers choose casts by type)."""
+def typed_query(snapshot: Snapshot, query: sa.Select[Any] | None = None) -> sa.Select[Any]:
+    """``snapshot.query`` (or ``query``, a filtered form of it) with the reflected type on each table column
+    (the readers choose casts by type)."""
     types = {c.name: c.type for c in snapshot.source_columns}
 
     def typed(element: object, **_kw: Any) -> sa.ColumnClause[Any] | None:
@@ -249,4 +250,5 @@ def typed_query(snapshot: Snapshot) -> sa.Select[Any]:
             return sa.column(element.name, types[element.name], _selectable=element.table)
         return None
 
-    return cast(sa.Select[Any], replacement_traverse(snapshot.query, {}, typed))  # typed as ExternallyTraversible
+    selected = snapshot.query if query is None else query
+    return cast(sa.Select[Any], replacement_traverse(selected, {}, typed))  # typed as ExternallyTraversible

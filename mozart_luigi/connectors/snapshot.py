@@ -163,13 +163,7 @@ class RowBatchReader:
         return count
 
     def read(self, snapshot: Snapshot, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        conn = snapshot.connection.execution_options(yield_per=batch_rows)
-        result = conn.execute(snapshot.query)
-        try:
-            while rows := _fetch_raw(result, batch_rows):
-                yield snapshot.to_batch(rows)
-        finally:
-            result.close()
+        return snapshot.rows_of(snapshot.connection, snapshot.query, batch_rows)
 
     def close(self) -> None:
         return None
@@ -213,6 +207,7 @@ class Snapshot:
         self.schema = pa.schema([p.field for p in self.plans])
         self.stats = {p.name: ColumnStats() for p in self.plans}
         clause = connector.table_clause(table, columns)
+        self.clause = clause  # the queries' table: a filter added to them names its columns (parallel streams)
         where = self._where(clause, columns)
         self.query = (
             sa.select(*(p.select_expression(clause.c[p.name]) for p in self.plans)).select_from(clause).where(*where)
@@ -288,15 +283,32 @@ class Snapshot:
                 if first:
                     pause_point(PAUSE_MID_READ)  # tests only: the source connection is open mid-stream
 
-    def to_batch(self, rows: Sequence[Sequence[Any]]) -> pa.RecordBatch:
+    def rows_of(
+        self,
+        conn: sa.Connection,
+        query: sa.Select[Any],
+        batch_rows: int,
+        stats: dict[str, ColumnStats] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """The SQLAlchemy row path: ``query`` on ``conn`` through a server-side cursor, as batches (``stats``:
+        where the conversions count, default :attr:`stats`; a parallel stream passes its own)."""
+        result = conn.execution_options(yield_per=batch_rows).execute(query)
+        try:
+            while rows := _fetch_raw(result, batch_rows):
+                yield self.to_batch(rows, stats)
+        finally:
+            result.close()
+
+    def to_batch(self, rows: Sequence[Sequence[Any]], stats: dict[str, ColumnStats] | None = None) -> pa.RecordBatch:
         """Driver rows -> one RecordBatch: transpose once, then convert column by column."""
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in self.plans]
-        arrays = [self._convert(plan, values) for plan, values in zip(self.plans, columns, strict=True)]
+        counted = self.stats if stats is None else stats
+        arrays = [self._convert(plan, values, counted) for plan, values in zip(self.plans, columns, strict=True)]
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
-    def _convert(self, plan: ColumnPlan, values: Sequence[Any]) -> pa.Array:
+    def _convert(self, plan: ColumnPlan, values: Sequence[Any], stats: dict[str, ColumnStats]) -> pa.Array:
         try:
-            return plan.convert(values, self.stats[plan.name])
+            return plan.convert(values, stats[plan.name])
         except _CONVERSION_ERRORS as exc:
             advice = inexact_hint(
                 self.table.name, plan.name, plan.arrow_type, values, durations=self.connector.source.kind == "mysql"

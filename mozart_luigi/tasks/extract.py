@@ -27,19 +27,22 @@ import datetime as dt
 import logging
 import time
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import luigi
 
 from mozart_luigi.config import TableConfig, TenantConfig
 from mozart_luigi.connectors import Snapshot, Window, connector_for
+from mozart_luigi.connectors.parallel import ParallelRead, open_streams, stream_count
 from mozart_luigi.errors import ConfigError, ConfigProblem, MozartError, VerificationError
 from mozart_luigi.lake import Lake, ManifestTarget
 from mozart_luigi.manifest import Manifest, PartFile, new_run_id, run_started
 from mozart_luigi.parquet import PartWriter, crash_point, pause_point
 from mozart_luigi.tasks.base import Progress, RefreshableDay
+from mozart_luigi.tasks.streams import write_streams
 from mozart_luigi.warehouse import prestage_for
 
 if TYPE_CHECKING:
@@ -65,6 +68,7 @@ class _Extracted:
     count: int
     files: tuple[PartFile, ...]
     snapshot: Snapshot
+    details: dict[str, Any] = field(default_factory=dict)  # parallel streams: reader, streams, split_by
 
 
 def _prestage_part(prestage: Prestage, dir_url: str, n: int, part: PartFile) -> None:
@@ -105,9 +109,17 @@ class ExtractTable(RefreshableDay):
         of slot ``crc32(table) % max_connections``: at most ``max_connections`` extracts (one connection
         each) run against a tenant database at once, without any luigi.cfg entry. Two tables that hash to the
         same slot wait for each other even if another slot is free.
+
+        A table read in N parallel streams (``parallel: N``, capped at ``max_connections - 1``) holds N + 1
+        connections at its start (the streams and their coordinator): it takes that many consecutive slots.
         """
-        slots = self.config.tenant(self.tenant).max_connections
-        return {f"db_{self.tenant}_{zlib.crc32(self.table.encode('utf-8')) % slots}": 1}
+        tenant = self.config.tenant(self.tenant)
+        slots = tenant.max_connections
+        first = zlib.crc32(self.table.encode("utf-8")) % slots
+        table = self.config.tables.get(self.table)
+        streams = 1 if table is None else stream_count(tenant, table)
+        held = 1 if streams == 1 else streams + 1  # parallel: the streams and, while they start, a coordinator
+        return {f"db_{self.tenant}_{(first + i) % slots}": 1 for i in range(held)}
 
     def output(self) -> ManifestTarget:
         lake = self._lake
@@ -210,34 +222,76 @@ class ExtractTable(RefreshableDay):
 
     def _extract(self, job: _Job, prestage: Prestage | None = None) -> _Extracted:
         """Count, then stream every row of the window into parts, in one snapshot; each finished part is
-        handed to ``prestage`` (its copy into the Iceberg table runs while the next part is read)."""
+        handed to ``prestage`` (its copy into the Iceberg table runs while the next part is read). A table
+        with ``parallel: N`` is read in N key-range streams of that one snapshot (``connectors/parallel.py``)."""
         settings = self.config.settings
         connector = connector_for(job.tenant)
+        on_part = None if prestage is None else partial(_prestage_part, prestage, job.dir_url)
         try:
             with connector.snapshot(job.table, job.window) as snap:
-                count = snap.count()
-                progress = Progress(self, count)
-                progress.update(0, f"{self.table}: 0/{count:,} rows", force=True)
-                writer = PartWriter(
-                    job.lake,
-                    job.dir_url,
-                    job.run_id,
-                    snap.schema,
-                    date=self.date,
-                    extracted_at=job.extracted_at,
-                    compression=settings.compression,
-                    part_rows=settings.part_rows,
-                    on_part=None if prestage is None else partial(_prestage_part, prestage, job.dir_url),
-                )
-                with writer:
-                    for batch in snap.batches(settings.batch_rows):
-                        writer.write(batch)
-                        progress.update(writer.rows, f"{self.table}: {writer.rows:,}/{count:,} rows")
-                    files = writer.close()
-                progress.update(writer.rows, f"{self.table}: {writer.rows:,}/{count:,} rows", force=True)
+                wanted = stream_count(job.tenant, job.table)
+                with open_streams(snap, wanted, settings.batch_rows) as streams:
+                    if streams is not None:
+                        return self._read_streams(job, snap, streams, on_part)
+                    count = snap.count()
+                    progress = Progress(self, count)
+                    progress.update(0, f"{self.table}: 0/{count:,} rows", force=True)
+                    writer = self._writer(job, snap, on_part)
+                    with writer:
+                        for batch in snap.batches(settings.batch_rows):
+                            writer.write(batch)
+                            progress.update(writer.rows, f"{self.table}: {writer.rows:,}/{count:,} rows")
+                        files = writer.close()
+                    progress.update(writer.rows, f"{self.table}: {writer.rows:,}/{count:,} rows", force=True)
         finally:
             connector.dispose()
         return _Extracted(count, files, snap)
+
+    def _read_streams(
+        self, job: _Job, snap: Snapshot, streams: ParallelRead, on_part: Callable[[int, PartFile], None] | None
+    ) -> _Extracted:
+        """The streams of one snapshot, each in a thread, into parts numbered together; the union is checked
+        against the count the coordinator took in that snapshot (in :meth:`_manifest`)."""
+        count = streams.count
+        progress = Progress(self, count)
+
+        def report(rows: int, *, force: bool = False) -> None:
+            message = f"{self.table}: {rows:,}/{count:,} rows in {len(streams.streams)} streams"
+            progress.update(rows, message, force=force)
+
+        report(0, force=True)
+        files = write_streams(
+            streams,
+            lambda next_part, locked: self._writer(job, snap, locked, next_part=next_part),
+            on_part=on_part,
+            progress=report,
+        )
+        report(sum(f.rows for f in files), force=True)
+        streams.add_stats(snap)
+        details = {"reader": streams.reader, "streams": len(streams.streams), "split_by": streams.split_by}
+        return _Extracted(count, files, snap, details)
+
+    def _writer(
+        self,
+        job: _Job,
+        snap: Snapshot,
+        on_part: Callable[[int, PartFile], None] | None,
+        *,
+        next_part: Callable[[], int] | None = None,
+    ) -> PartWriter:
+        settings = self.config.settings
+        return PartWriter(
+            job.lake,
+            job.dir_url,
+            job.run_id,
+            snap.schema,
+            date=self.date,
+            extracted_at=job.extracted_at,
+            compression=settings.compression,
+            part_rows=settings.part_rows,
+            on_part=on_part,
+            next_part=next_part,
+        )
 
     def _manifest(self, job: _Job, extracted: _Extracted, *, seconds: float = 0.0) -> Manifest:
         """The manifest, only when the rows written equal the rows counted in the snapshot."""
@@ -275,7 +329,7 @@ class ExtractTable(RefreshableDay):
             source=job.tenant.source.describe(),
             source_table=snap.source_table,
             zero_dates_nulled=snap.zero_dates_nulled,
-            details={**snap.details(), "seconds": round(seconds, 3)},  # for the run report
+            details={**snap.details(), **extracted.details, "seconds": round(seconds, 3)},  # for the run report
             refresh=self.refresh,
             checksums=dict(snap.sums),  # the table's ``checksum`` sums, from the count's snapshot
         )
