@@ -5,7 +5,8 @@ window *now* (one ``count(*)`` per day, in one read transaction per table: the e
 values bound, identifiers quoted by the dialect) is compared with the rows loaded (the newest ``LoadIceberg``
 marker of the day). A day differs when rows were committed late into it, deleted, or moved out of it (their
 cursor changed since); ``lookback_days`` re-extracts recent days every night, ``mozart rerun ... --from-extract``
-any day.
+any day. For a table with ``checksum`` the day's sums are compared too (in the same transaction), with those
+its load checked (the marker's ``details.checksums``): a value updated in place, its cursor unchanged, differs.
 
 The differing days are written to ``{MOZART_DATA_DIR}/audit/findings.json`` (merged: the cells this audit
 checked are replaced, the others kept), which ``mozart status`` reads to show them as ``stale`` until the day
@@ -15,10 +16,11 @@ the other tenants are audited.
 
 from __future__ import annotations
 
-__all__ = ["AuditResult", "Finding", "audit", "findings_path", "read_findings", "window_counts"]
+__all__ = ["AuditResult", "Finding", "audit", "findings_path", "read_findings", "window_counts", "window_totals"]
 
 import contextlib
 import datetime as dt
+import decimal
 import fcntl
 import json
 import logging
@@ -49,16 +51,27 @@ class Finding:
     source_rows: int
     loaded_at: dt.datetime
     audited_at: dt.datetime
+    #: ``(column, loaded sum, source sum now)`` of the ``checksum`` columns whose sum changed (docs/late-rows.md)
+    sums: tuple[tuple[str, str | None, str | None], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` form: tenant, table, date, loaded_rows, source_rows."""
-        return {
+        """The ``--json`` form: tenant, table, date, loaded_rows, source_rows (and ``checksums`` when a sum
+        differs: ``{column: {"loaded": ..., "source": ...}}``)."""
+        out: dict[str, Any] = {
             "tenant": self.tenant,
             "table": self.table,
             "date": self.date.isoformat(),
             "loaded_rows": self.loaded_rows,
             "source_rows": self.source_rows,
         }
+        if self.sums:
+            out["checksums"] = {column: {"loaded": then, "source": now} for column, then, now in self.sums}
+        return out
+
+    def describe(self) -> str:
+        """``loaded 12, source now 12, sum(amount) loaded 10.50, source now 11.50``."""
+        sums = "".join(f", sum({c}) loaded {then}, source now {now}" for c, then, now in self.sums)
+        return f"loaded {self.loaded_rows:,}, source now {self.source_rows:,}{sums}"
 
     def record(self) -> dict[str, Any]:
         return {**self.to_dict(), "loaded_at": self.loaded_at.isoformat(), "audited_at": self.audited_at.isoformat()}
@@ -73,6 +86,7 @@ class Finding:
             source_rows=int(raw["source_rows"]),
             loaded_at=_utc(dt.datetime.fromisoformat(raw["loaded_at"])),
             audited_at=_utc(dt.datetime.fromisoformat(raw["audited_at"])),
+            sums=tuple((str(c), v["loaded"], v["source"]) for c, v in (raw.get("checksums") or {}).items()),
         )
 
 
@@ -103,23 +117,8 @@ def audit(config: Config, start: dt.date, end: dt.date, *, tenants: Sequence[str
             try:
                 for table in tables:
                     marked = {d: m for (t, x, d), m in loaded.items() if t == tenant and x == table.name}
-                    if not marked:
-                        continue
-                    counts = window_counts(connector, table, sorted(marked))
-                    for day, marker in sorted(marked.items()):
-                        result.checked.append((tenant, table.name, day))
-                        if counts[day] != marker.rows:
-                            result.findings.append(
-                                Finding(
-                                    tenant,
-                                    table.name,
-                                    day,
-                                    int(marker.rows or 0),
-                                    counts[day],
-                                    _utc(marker.finished_at),
-                                    audited_at,
-                                )
-                            )
+                    if marked:
+                        _audit_table(connector, table, marked, audited_at, result)
             finally:
                 connector.dispose()
         except Exception as exc:  # noqa: BLE001 - one tenant's failure never stops the others; it is reported
@@ -128,6 +127,43 @@ def audit(config: Config, start: dt.date, end: dt.date, *, tenants: Sequence[str
             result.errors[tenant] = text
     _record(config.settings, result)
     return result
+
+
+def _audit_table(
+    connector: Connector,
+    table: TableConfig,
+    marked: dict[dt.date, Marker],
+    audited_at: dt.datetime,
+    result: AuditResult,
+) -> None:
+    """Compare each loaded day of one table: its count and, for a ``checksum`` table, its sums (the ones the
+    load's marker records, which the load checked against the day it loaded)."""
+    counts, sums = window_totals(connector, table, sorted(marked))
+    tenant = connector.tenant.id
+    for day, marker in sorted(marked.items()):
+        result.checked.append((tenant, table.name, day))
+        differing = _differing_sums(marker.details.get("checksums"), sums.get(day, {}))
+        if counts[day] != marker.rows or differing:
+            loaded_at = _utc(marker.finished_at)
+            rows = int(marker.rows or 0)
+            result.findings.append(
+                Finding(tenant, table.name, day, rows, counts[day], loaded_at, audited_at, sums=differing)
+            )
+
+
+def _differing_sums(loaded: Any, now: Mapping[str, str | None]) -> tuple[tuple[str, str | None, str | None], ...]:
+    """``(column, loaded sum, source sum now)`` of every checksum column whose sum changed since the load."""
+    if not isinstance(loaded, dict):
+        return ()  # loaded before the table had ``checksum``: nothing to compare with
+    out = []
+    for column, then in loaded.items():
+        if column in now and _decimal(then) != _decimal(now[column]):
+            out.append((str(column), then, now[column]))
+    return tuple(out)
+
+
+def _decimal(text: str | None) -> decimal.Decimal | None:
+    return None if text is None else decimal.Decimal(text)
 
 
 def _loaded(settings: Settings, tenants: Sequence[str], days: Sequence[dt.date]) -> dict[Cell, Marker]:
@@ -147,14 +183,26 @@ def _loaded(settings: Settings, tenants: Sequence[str], days: Sequence[dt.date])
 def window_counts(connector: Connector, table: TableConfig, days: Iterable[dt.date]) -> dict[dt.date, int]:
     """``count(*)`` of each day's window of ``table``, all in one read transaction (the table reflected once):
     the extract's own count query (bound window values, dialect-quoted names), never a row read."""
-    out: dict[dt.date, int] = {}
+    return window_totals(connector, table, days)[0]
+
+
+def window_totals(
+    connector: Connector, table: TableConfig, days: Iterable[dt.date]
+) -> tuple[dict[dt.date, int], dict[dt.date, dict[str, str | None]]]:
+    """:func:`window_counts`, and for a table with ``checksum`` each day's sums (the extract's own sums query,
+    in the same transaction)."""
+    counts: dict[dt.date, int] = {}
+    sums: dict[dt.date, dict[str, str | None]] = {}
     with connector.snapshot(table, None) as whole:
         conn = whole.connection
         for day in days:
             window = Snapshot(connector, conn, table, Window.for_date(day), whole.source_columns)
             with connector.errors("cannot count rows on", table):
-                out[day] = int(conn.execute(window.count_query).scalar_one())
-    return out
+                counts[day] = int(conn.execute(window.count_query).scalar_one())
+                if window.sums_query is not None:
+                    window.record_sums(conn.execute(window.sums_query).one())
+                    sums[day] = window.sums
+    return counts, sums
 
 
 # ------------------------------------------------------------------------------------------ findings file

@@ -461,8 +461,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         )
         for f in result.findings:
             print(
-                f"  {f.tenant}.{f.table} {f.date.isoformat()}: loaded {f.loaded_rows:,}, source now "
-                f"{f.source_rows:,}   rerun: mozart rerun --tenant {f.tenant} --table {f.table} "
+                f"  {f.tenant}.{f.table} {f.date.isoformat()}: {f.describe()}   "
+                f"rerun: mozart rerun --tenant {f.tenant} --table {f.table} "
                 f"--date {f.date.isoformat()} --from-extract"
             )
     return EXIT_OK if result.ok else EXIT_NOT_DONE

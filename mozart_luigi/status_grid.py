@@ -242,9 +242,10 @@ def _cell(
         if failure and judged_at and _utc(marker.finished_at) <= judged_at:  # the report saw this very marker
             return Cell(tenant, table, date, FAILED, marker.rows, judged_at, failure)
         if finding is not None and finding.loaded_at >= _utc(marker.finished_at):  # the audit judged this load
+            sums = "".join(f", sum({c}) {now} now, {then} loaded" for c, then, now in finding.sums)
             why = (
                 f"the source has {finding.source_rows:,} row(s) in the day's window now, {finding.loaded_rows:,} "
-                f"loaded (mozart audit at {finding.audited_at:%Y-%m-%d %H:%M:%S} UTC)"
+                f"loaded{sums} (mozart audit at {finding.audited_at:%Y-%m-%d %H:%M:%S} UTC)"
             )
             return Cell(tenant, table, date, STALE, marker.rows, _utc(marker.finished_at), why)
         return Cell(tenant, table, date, DONE, marker.rows, _utc(marker.finished_at))

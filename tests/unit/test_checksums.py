@@ -308,8 +308,8 @@ def test_a_value_changed_between_source_and_load_fails_the_load_without_marker(
     naming tenant, table, date, column and both sums: no marker, the DuckDB transaction rolled back."""
     real = Snapshot.to_batch
 
-    def off_by_one(self: Snapshot, rows: Any) -> pa.RecordBatch:
-        batch = real(self, rows)
+    def off_by_one(self: Snapshot, rows: Any, *args: Any) -> pa.RecordBatch:
+        batch = real(self, rows, *args)
         position = batch.schema.get_field_index("qty")
         qty = batch.column(position).to_pylist()
         qty[0] += 1
@@ -446,3 +446,29 @@ def test_the_native_readers_take_the_sums_with_the_count() -> None:
         "FROM (SELECT count(*) AS mozart_n, CAST(sum(orders.amount) AS CHAR(4000)) AS mozart_sum_0 FROM orders "
         "WHERE orders.at >= '2026-11-25 00:00:00') AS mozart_c"
     )
+
+
+# ------------------------------------------------------------------------------------------------ audit
+
+
+def test_audit_finds_a_value_updated_in_place_by_its_sum(source: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An update that keeps the row in its day (the cursor unchanged) leaves the count as loaded; the sums
+    tell. The finding names the column and both sums; ``status`` shows the day stale."""
+    from mozart_luigi import cli
+    from mozart_luigi.audit import audit
+    from mozart_luigi.status_grid import STALE, build_matrix
+
+    assert build(_load("moves")).scheduling_succeeded
+    assert audit(get_config(), DAY, DAY).ok  # as loaded
+    with sqlite3.connect(source) as conn:
+        conn.execute("UPDATE moves SET qty = qty + 5 WHERE id = 1")
+    conn.close()
+    result = audit(get_config(), DAY, DAY)
+    (finding,) = result.findings
+    assert (finding.table, finding.date, finding.loaded_rows, finding.source_rows) == ("moves", DAY, 2, 2)
+    assert finding.sums == (("qty", "6", "11"),)
+    assert finding.to_dict()["checksums"] == {"qty": {"loaded": "6", "source": "11"}}
+    (cell,) = [c for c in build_matrix(get_config(), DAY, DAY).cells if c.table == "moves"]
+    assert cell.state == STALE and "sum(qty) 11 now, 6 loaded" in (cell.error or "")
+    assert cli.main(["audit", "--from", DAY.isoformat(), "--to", DAY.isoformat()]) == 1
+    assert "shop.moves 2026-11-25: loaded 2, source now 2, sum(qty) loaded 6, source now 11" in capsys.readouterr().out
