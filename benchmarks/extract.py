@@ -24,8 +24,14 @@ The 1-minute load average before each contender is shown: the machine is shared.
 of a 500k-row table; no index on the cursor: each contender scans the table), as ``ExtractTable`` with
 ``mode: incremental`` does; the other contenders run the same ``WHERE`` (dlt is not measured in this mode).
 
+``--parallel 1,2,4`` runs only ``ours`` on the full table, read in 1, 2 and 4 streams of one snapshot
+(tables.yaml ``parallel: N``, ``parallel_min_rows: 0``, ``max_connections: N + 1``; 1: no ``parallel``),
+``--repeat`` times each (default 3), the stream counts interleaved; it reports the median of each and its
+speed-up over one stream.
+
 Usage: ``.venv/bin/python benchmarks/extract.py [--rows 2000000] [--dialect pg|mysql|both]
-[--mode full|incremental] [--only ours,dlt-connectorx,...] [--memcheck] [--json out.json]``
+[--mode full|incremental] [--only ours,dlt-connectorx,...] [--memcheck] [--parallel 1,2,4 [--repeat 3]]
+[--json out.json]``
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ INCREMENTAL = ("limit", "ours", "ours-rows", "ours-read", "pandas", "connectorx"
 DATE = "2026-11-25"
 WINDOW_DATE = "2024-01-01"  # the incremental day: the bench table's updated_at starts there (common.py)
 CURSOR = "updated_at"
+PARALLEL_PREFIX = "ours-p"  # ours-p1, ours-p2, ...: ours with tables.yaml parallel: N (--parallel)
 
 
 # ------------------------------------------------------------------------------------- child processes
@@ -55,6 +62,7 @@ def _worker(name: str, dialect: str, table: str, tmp: str) -> dict[str, float]:
     import importlib
 
     url = stack_urls()[dialect]  # the contenders read MOZART_BENCH_MODE (full | incremental)
+    name = "ours" if name.startswith(PARALLEL_PREFIX) else name  # ours-pN: ours, config with parallel: N
     for module in WARM[name]:  # imports are not what we measure
         importlib.import_module(module)
     started = time.monotonic()
@@ -220,8 +228,13 @@ def _config_env(name: str, dialect: str, table: str, tmp: Path, mode: str) -> di
     kind, var = ("postgresql", "MOZART_TEST_PG") if dialect == "pg" else ("mysql", "MOZART_TEST_MYSQL")
     native = "false" if name == "ours-rows" else "true"
     source = f"{{kind: {kind}, url: '${{{var}_URL}}', native: {native}}}"  # the URL (a secret) stays in the env
-    (config / "tenants.yaml").write_text(f"tenants:\n  bench:\n    source: {source}\n")
+    streams = int(name[len(PARALLEL_PREFIX) :]) if name.startswith(PARALLEL_PREFIX) else 1
+    (config / "tenants.yaml").write_text(
+        f"tenants:\n  bench:\n    source: {source}\n    max_connections: {max(2, streams + 1)}\n"
+    )
     spec = f"{{mode: incremental, cursor: {CURSOR}}}" if mode == "incremental" else "{mode: full}"
+    if streams > 1:
+        spec = f"{{mode: full, primary_key: id, parallel: {streams}, parallel_min_rows: 0}}"
     (config / "tables.yaml").write_text(f"tables:\n  {table}: {spec}\n")
     return {
         **os.environ,
@@ -339,6 +352,39 @@ def _memcheck(dialects: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _parallel(dialects: list[str], rows: int, streams: list[int], repeat: int, rebuild: bool) -> tuple[str, list]:
+    """``ours`` in each number of streams, ``repeat`` rounds interleaved; medians and speed-up over one."""
+    results: list[Measured] = []
+    lines = [
+        "| db | streams | rows | median s | rows/s | vs 1 stream | runs (s) | peak MB | client CPU s | load |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for dialect in dialects:
+        table = ensure_table(stack_urls()[dialect], dialect, rows, rebuild=rebuild)
+        runs: dict[int, list[Measured]] = {n: [] for n in streams}
+        for _round in range(repeat):
+            for n in streams:
+                result = _contender(f"{PARALLEL_PREFIX}{n}", dialect, table, rows)
+                print(f"{dialect} {n} stream(s): {result}", file=sys.stderr)
+                runs[n].append(result)
+                results.append(result)
+        base = None
+        for n in streams:
+            good = sorted((r for r in runs[n] if not r.error), key=lambda r: r.seconds)
+            if not good:
+                lines.append(f"| {dialect} | {n} | - | failed: {runs[n][0].error[:80]} | | | | | | |")
+                continue
+            mid = good[len(good) // 2]
+            base = base or (mid.seconds if n == streams[0] else None)
+            speedup = f"{base / mid.seconds:.2f}x" if base else "-"
+            each = ", ".join(f"{r.seconds:.2f}" for r in runs[n] if not r.error)
+            lines.append(
+                f"| {dialect} | {n} | {mid.rows:,} | {mid.seconds:.2f} | {mid.rows / mid.seconds:,.0f} | {speedup} | "
+                f"{each} | {max(r.peak_mb for r in good):,.0f} | {mid.cpu_s:.1f} | {mid.load:.1f} |"
+            )
+    return "\n".join(lines), results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -352,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated contenders (default: all of the mode's)")
     parser.add_argument("--memcheck", action="store_true", help="ours at 1M vs 5M rows (peak RSS)")
     parser.add_argument("--rebuild", action="store_true", help="recreate the bench tables")
+    parser.add_argument("--parallel", help="ours only, in these numbers of streams (e.g. 1,2,4)")
+    parser.add_argument("--repeat", type=int, default=3, help="--parallel: runs of each (median reported)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
@@ -361,6 +409,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_worker(args.worker, args.dialect, args.table, args.tmp)))
         return 0
     dialects = ["pg", "mysql"] if args.dialect == "both" else [args.dialect]
+    if args.parallel:
+        streams = [int(n) for n in args.parallel.split(",") if n]
+        table_md, measured = _parallel(dialects, args.rows, streams, max(1, args.repeat), args.rebuild)
+        print(table_md)
+        if args.json:
+            args.json.write_text(json.dumps({"results": [asdict(r) for r in measured]}, indent=2))
+        return 0
     allowed = INCREMENTAL if args.mode == "incremental" else CONTENDERS
     names = [n for n in (args.only or ",".join(allowed)).split(",") if n]
     unknown = sorted(set(names) - set(allowed))
