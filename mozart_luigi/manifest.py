@@ -159,7 +159,7 @@ class Manifest:
             zero_dates_nulled=int(body.get("zero_dates_nulled", 0)),
             details=details if isinstance(details := body.get("details"), dict) else {},
             refresh=dt.date.fromisoformat(_str(body, "refresh")) if body.get("refresh") is not None else None,
-            checksums=_checksums(body.get("checksums")),
+            checksums=_checksums(body.get("checksums"), schema),
         )
 
 
@@ -198,13 +198,16 @@ def _part(entry: Any) -> PartFile:
     )
 
 
-def _checksums(value: Any) -> dict[str, str | None]:
-    """``checksums``: absent (older manifests, tables without ``checksum``) or column -> decimal text / null."""
+def _checksums(value: Any, schema: pa.Schema) -> dict[str, str | None]:
+    """``checksums``: absent (older manifests, tables without ``checksum``) or column -> decimal text / null,
+    each a column of the schema."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ManifestFormatError("field 'checksums' must be an object of column -> decimal text or null")
     for column, text in value.items():
+        if schema.get_field_index(column) < 0:
+            raise ManifestFormatError(f"checksums entry {column!r:.200} is not a column of the schema")
         if text is not None and (not isinstance(text, str) or not _DECIMAL_RE.match(text)):
             raise ManifestFormatError(f"checksums entry {column!r:.200}: {text!r:.80} is not decimal text or null")
     return dict(value)
