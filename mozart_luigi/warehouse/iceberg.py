@@ -617,7 +617,7 @@ def _parallel(action: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
     """``action`` over ``items`` on a few threads (S3 round trips), results in order; the first error wins."""
     if len(items) <= 1:
         return [action(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
         return list(pool.map(action, items))
 
 
