@@ -9,8 +9,10 @@ by the package's own ``PartWriter`` (``MOZART_PART_ROWS`` rows per part, ``MOZAR
 as ``ExtractTable`` writes them) + ``Lake.write_manifest``, for one date per round. Each round, per size:
 
 - (a) ``luigi.build([LoadIceberg(...)], local_scheduler=True)`` of a fresh date: completeness checks (the
-  marker listing, the extract's ``_SUCCESS``), then the load (manifest, HEADs, server-side copies, footers,
-  one Iceberg commit, the marker object). The date is checked afterwards (``count_partition`` = rows);
+  marker listing, the extract's ``_SUCCESS``), then the load (manifest, HEADs, the prestaged copies' checks and
+  footers, one Iceberg commit, the marker object). The date is checked afterwards (``count_partition`` = rows).
+  Each round's date is written as ``ExtractTable`` writes it on the stack, prestaged into the table (timed,
+  side by side with a control date written without the prestage: ``extract_write_seconds_median``);
 - (b) the bare Trino baseline: ``INSERT INTO iceberg.<t>.bare SELECT * FROM iceberg.<t>.src WHERE
   _mozart_date = <day>`` of the same rows (``src`` loaded once at set-up), through the trino client.
 
