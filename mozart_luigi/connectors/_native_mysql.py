@@ -125,14 +125,15 @@ def _is_date_bound(type_: sa.types.TypeEngine[Any], value: object) -> bool:
 
 
 def rewrite(
-    query: sa.Select[Any], where: Where, sums: Sequence[sa.ColumnElement[Any]] = ()
+    query: sa.Select[Any], where: Where, sums: Sequence[sa.ColumnElement[Any]] = (), *, with_count: bool = True
 ) -> tuple[str, list[str], dict[int, int]]:
     """The statement connectorx runs, each column's kind, and its zero-date flag columns.
 
     Its columns: the query's columns re-selected exactly; per date column a flag (``1`` where the statement
     turned an invalid date into NULL, else NULL) — ``flags`` maps a flag's result position to its column's;
     then the ``sums`` (a table's checksums, over the query's table and filter); last, the window's
-    ``COUNT(*)``. All from one statement, so from one read view.
+    ``COUNT(*)``. All from one statement, so from one read view. ``with_count=False`` (a parallel stream, whose
+    coordinator counts the table): the rows and their flags only, streamed from the first row scanned.
     """
     exprs, kinds, flags = [], [], {}
     flag_exprs: list[sa.Label[Any]] = []
@@ -144,6 +145,11 @@ def rewrite(
             flags[len(query.selected_columns) + len(flag_exprs)] = i
             flag_exprs.append(sa.case((invalid(column), sa.literal_column("1"))).label(f"mozart_f{i}"))
     rows = query.with_only_columns(*exprs, *flag_exprs).subquery("mozart_q")
+    if not with_count:
+        compiled = sa.select(*rows.c).compile(dialect=_DIALECT)
+        if compiled.binds:
+            raise where.unsupported(f"connectorx cannot bind values; the query carries {sorted(compiled.binds)}")
+        return str(compiled), kinds, flags
     counted = sa.select(sa.func.count().label(_COUNT)).select_from(query.subquery("mozart_q2"))
     if sums:
         counted = query.with_only_columns(sa.func.count().label(_COUNT), *sums)
@@ -305,27 +311,30 @@ def open_read(
     session: Sequence[str],
     where: Where,
     sums: Sequence[sa.ColumnElement[Any]] = (),
+    count: bool = True,
 ) -> Iterator[tuple[int, tuple[Any, ...], Iterator[pa.RecordBatch]]]:
     """``(count, sums, batches)`` from one statement (one read view); the first batch is read to learn the
-    count and the ``sums`` expressions' values (all NULL for an empty window).
+    count and the ``sums`` expressions' values (all NULL for an empty window). ``count=False``: no count
+    (-1) and no sums; the first batch is still read before this yields, so the statement's read view exists.
 
     ``session`` statements run once, first, on connectorx's connection (``pre_execution_query``). A
     window's date bounds are rendered as literals (:func:`inline_dates`); any other value is refused.
     """
     check_width(query, schema, where)
-    sql, kinds, flags = rewrite(inline_dates(query, where), where, sums)
+    sums = sums if count else ()
+    sql, kinds, flags = rewrite(inline_dates(query, where), where, sums, with_count=count)
     reader = _start(url, sql, batch_rows, list(dict.fromkeys(session)), where)
     try:
         converters = plan(pa.schema(list(reader.schema)[: len(kinds)]), kinds, schema, where)
         first = _next(reader, where)
-        count = int(first.column(first.num_columns - 1)[0].as_py()) if first is not None else 0
+        counted = -1 if not count else int(first.column(first.num_columns - 1)[0].as_py()) if first is not None else 0
         summed: tuple[Any, ...] = (None,) * len(sums)  # an empty window: no row, and every sum is NULL
         if first is not None:
             summed = tuple(first.column(first.num_columns - 1 - len(sums) + i)[0].as_py() for i in range(len(sums)))
         zeros = {position: schema.field(i).name for position, i in flags.items()}
         driver = _driver_batches(first, reader, where)
         # no read-ahead thread: connectorx reads ahead in Rust already, and its iterator holds the GIL
-        yield count, summed, _batches(driver, converters, schema, batch_rows, zeros=zeros, stats=stats, where=where)
+        yield counted, summed, _batches(driver, converters, schema, batch_rows, zeros=zeros, stats=stats, where=where)
     finally:
         reader.close()
 

@@ -163,33 +163,30 @@ def open_streams(snapshot: Snapshot, wanted: int, batch_rows: int) -> Iterator[P
 
 
 # ------------------------------------------------------------------------------------------ coordinating
-@dataclass(frozen=True)
-class _Plan:
-    count: int
-    points: tuple[int, ...]
-    sums: tuple[Any, ...] | None
-
-
 def _postgres(snapshot: Snapshot, column: str, wanted: int, batch_rows: int, stack: ExitStack) -> ParallelRead | None:
     connector, table = snapshot.connector, snapshot.table
     conn = snapshot.connection
     with connector.errors("cannot count rows on", table):
-        plan = _plan(snapshot, conn, column, wanted)
-        if plan is None:
-            return None
+        count = int(conn.execute(snapshot.count_query).scalar_one())
+        points = _split(snapshot, conn, column, wanted) if count >= table.parallel_min_rows else None
+        if not points:
+            return None  # one stream, in this snapshot (it counts again)
+        sums = _sums(snapshot, conn)
         exported = str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
     if not SNAPSHOT_ID_RE.fullmatch(exported):
         raise SourceError(
             f"pg_export_snapshot() returned {exported!r:.40}, not a snapshot id", tenant=_tenant(snapshot)
         )
     imported = f"SET TRANSACTION SNAPSHOT '{exported}'"  # checked above: hex digits and dashes only
-    streams, reader = _open_all(snapshot, column, plan, batch_rows, stack, pg_import=imported)
-    _record(snapshot, plan)
+    streams, reader = _open_all(snapshot, column, points, batch_rows, stack, pg_import=imported)
+    _record(snapshot, sums)
     snapshot.release_connection()  # every stream imported the snapshot: the exporting transaction may end
-    return ParallelRead(plan.count, streams, reader, column)
+    return _opened(snapshot, count, streams, reader, column)
 
 
 def _mysql(snapshot: Snapshot, column: str, wanted: int, batch_rows: int, stack: ExitStack) -> ParallelRead | None:
+    """Only the split column's min and max (an index lookup on a key) and the streams' start run under the
+    global read lock; the count and the sums run after it, in the coordinator's snapshot (the same)."""
     connector, table = snapshot.connector, snapshot.table
     conn = snapshot.connection
     with connector.errors("cannot count rows on", table):
@@ -200,50 +197,49 @@ def _mysql(snapshot: Snapshot, column: str, wanted: int, batch_rows: int, stack:
             return None
         try:
             conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            plan = _plan(snapshot, conn, column, wanted, check_rows=False)
-            if plan is None:
+            points = _split(snapshot, conn, column, wanted)
+            if not points:
                 return None  # one stream, in the coordinator's consistent snapshot
-            streams, reader = _open_all(snapshot, column, plan, batch_rows, stack)
+            streams, reader = _open_all(snapshot, column, points, batch_rows, stack)
         finally:
             conn.exec_driver_sql("UNLOCK TABLES")
-    _record(snapshot, plan)
+        count = int(conn.execute(snapshot.count_query).scalar_one())
+        _record(snapshot, _sums(snapshot, conn))
     snapshot.release_connection()
-    return ParallelRead(plan.count, streams, reader, column)
+    return _opened(snapshot, count, streams, reader, column)
 
 
 _COORDINATORS = {"postgresql": _postgres, "mysql": _mysql}
 
 
-def _plan(
-    snapshot: Snapshot, conn: sa.Connection, column: str, wanted: int, *, check_rows: bool = True
-) -> _Plan | None:
-    """Count, min and max of the split column (and the checksums) in the coordinator's snapshot; None when
-    the table is too small to split (then nothing is recorded: the one stream counts again)."""
+def _split(snapshot: Snapshot, conn: sa.Connection, column: str, wanted: int) -> tuple[int, ...]:
+    """The streams' inner bounds from the split column's min and max in the coordinator's snapshot (none for an
+    empty table or a single key value)."""
     key = snapshot.clause.c[column]
-    row = conn.execute(sa.select(sa.func.count(), sa.func.min(key), sa.func.max(key)).select_from(snapshot.clause))
-    count, low, high = row.one()
-    table = snapshot.table
-    if (check_rows and int(count) < table.parallel_min_rows) or low is None:
-        return None
-    points = split_points(int(low), int(high), wanted)
-    if not points:
-        return None
-    sums = None if snapshot.sums_query is None else tuple(conn.execute(snapshot.sums_query).one())
+    low, high = conn.execute(sa.select(sa.func.min(key), sa.func.max(key)).select_from(snapshot.clause)).one()
+    return () if low is None else split_points(int(low), int(high), wanted)
+
+
+def _sums(snapshot: Snapshot, conn: sa.Connection) -> tuple[Any, ...] | None:
+    return None if snapshot.sums_query is None else tuple(conn.execute(snapshot.sums_query).one())
+
+
+def _record(snapshot: Snapshot, sums: tuple[Any, ...] | None) -> None:
+    if sums is not None:
+        snapshot.record_sums(sums)
+
+
+def _opened(snapshot: Snapshot, count: int, streams: list[Stream], reader: str, column: str) -> ParallelRead:
     log.info(
-        "tenant '%s' table '%s': %d rows in %d streams split on %r at %s",
+        "tenant '%s' table '%s': %d rows in %d streams (%s) split on %r",
         _tenant(snapshot),
-        table.name,
+        snapshot.table.name,
         count,
-        len(points) + 1,
+        len(streams),
+        reader,
         column,
-        list(points),
     )
-    return _Plan(int(count), points, sums)
-
-
-def _record(snapshot: Snapshot, plan: _Plan) -> None:
-    if plan.sums is not None:
-        snapshot.record_sums(plan.sums)
+    return ParallelRead(count, streams, reader, column)
 
 
 def _estimate(snapshot: Snapshot, conn: sa.Connection) -> int:
@@ -286,7 +282,7 @@ def _read_lock(snapshot: Snapshot, conn: sa.Connection) -> bool:
 def _open_all(
     snapshot: Snapshot,
     column: str,
-    plan: _Plan,
+    points: tuple[int, ...],
     batch_rows: int,
     stack: ExitStack,
     *,
@@ -300,14 +296,14 @@ def _open_all(
     if isinstance(snapshot.reader, NativeBatchReader):  # the dialect's native reader, unless native: false
         native = stack.enter_context(ExitStack())
         inline = connector.source.kind == "mysql"  # connectorx cannot bind
-        filters = stream_filters(key, plan.points, nullable=nullable, bound=_integer_literal if inline else None)
+        filters = stream_filters(key, points, nullable=nullable, bound=_integer_literal if inline else None)
         try:
             streams = [_native(snapshot, i, f, batch_rows, native, pg_import=pg_import) for i, f in enumerate(filters)]
             return streams, "adbc-postgresql" if pg_import else "connectorx-mysql"
         except NativeUnsupportedError as exc:
             native.close()
             log.info("table '%s': native streams unsupported (%s); row-path streams", snapshot.table.name, exc)
-    filters = stream_filters(key, plan.points, nullable=nullable)
+    filters = stream_filters(key, points, nullable=nullable)
     return [_rows(snapshot, i, f, batch_rows, stack, pg_import=pg_import) for i, f in enumerate(filters)], "sqlalchemy"
 
 
@@ -334,8 +330,9 @@ def _native(
                 url, query, snapshot.schema, driver_rows, session=session, where=place, count=False
             )
         else:
+            session = connector.session_statements
             opened = _native_mysql.open_read(
-                url, query, snapshot.schema, driver_rows, stats=stats, session=connector.session_statements, where=place
+                url, query, snapshot.schema, driver_rows, stats=stats, session=session, where=place, count=False
             )
         _count, _sums, batches = stack.enter_context(opened)
         return batches

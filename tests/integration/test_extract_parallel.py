@@ -88,6 +88,7 @@ def assert_the_snapshot(manifest, data, *, streams: int) -> None:
     assert sorted(ids) == list(range(1, ROWS + 1))
     assert set(data.column("h").to_pylist()) == {"orig"}, "no changed or inserted row"
     assert manifest.row_count == manifest.source_count == ROWS
+    assert manifest.checksums == {"id": str(ROWS * (ROWS + 1) // 2)}, "summed by the coordinator, in the snapshot"
     assert manifest.details["streams"] == streams and manifest.details["split_by"] == "id"
     names = [part.name for part in manifest.files]
     assert names == [f"part-{manifest.run_id}-{n:05d}.parquet" for n in range(len(names))]
@@ -118,7 +119,8 @@ def pg_role(pg_schema) -> Iterator[tuple[sa.Engine, str, str]]:
 def pg_config(tmp_path: Path, monkeypatch, schema: str, url: str, reader: str, **table) -> None:
     monkeypatch.setenv("MOZART_TEST_PAR_URL", url)
     source = {"kind": "postgresql", "url": "${MOZART_TEST_PAR_URL}", "schema": schema, "native": reader == "native"}
-    spec = {"mode": "full", "primary_key": "id", "parallel": STREAMS, "parallel_min_rows": 0, **table}
+    spec = {"mode": "full", "primary_key": "id", "parallel": STREAMS, "parallel_min_rows": 0, "checksum": ["id"]}
+    spec.update(table)
     write_config(tmp_path, monkeypatch, {"acme": {"source": source, "max_connections": 4}}, {"big": spec})
     monkeypatch.setenv("MOZART_BATCH_ROWS", "1000")
     monkeypatch.setenv("MOZART_PART_ROWS", "7000")
@@ -196,7 +198,7 @@ def mysql_own(stack_env: dict[str, str]) -> Iterator[tuple[sa.Engine, str]]:
 def mysql_config(tmp_path: Path, monkeypatch, url: str, reader: str) -> None:
     monkeypatch.setenv("MOZART_TEST_PAR_URL", url)
     source = {"kind": "mysql", "url": "${MOZART_TEST_PAR_URL}", "native": reader == "native"}
-    spec = {"mode": "full", "primary_key": "id", "parallel": STREAMS, "parallel_min_rows": 0}
+    spec = {"mode": "full", "primary_key": "id", "parallel": STREAMS, "parallel_min_rows": 0, "checksum": ["id"]}
     write_config(tmp_path, monkeypatch, {"globex": {"source": source, "max_connections": 4}}, {"big": spec})
     monkeypatch.setenv("MOZART_BATCH_ROWS", "1000")
     monkeypatch.setenv("MOZART_PART_ROWS", "7000")
