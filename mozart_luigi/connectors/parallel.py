@@ -15,8 +15,9 @@ resources count). How the streams share the snapshot:
   ADBC connections (the import is their first statement); row-path streams psycopg2 ones.
 * **MariaDB/MySQL** (as mydumper): ``FLUSH TABLES WITH READ LOCK`` on the coordinator — no transaction can
   commit while it is held — then the coordinator and every stream start their consistent snapshot (row path:
-  ``START TRANSACTION WITH CONSISTENT SNAPSHOT``; connectorx: its one statement has returned its first batch,
-  so its read view exists), then ``UNLOCK TABLES``. The lock needs the RELOAD privilege and is waited for at
+  ``START TRANSACTION WITH CONSISTENT SNAPSHOT``; connectorx: its one statement, without a count, has returned
+  its first batch, so its read view exists), then ``UNLOCK TABLES``; only the split column's min and max run
+  under the lock, the count and the sums after it (in the coordinator's snapshot, the same). The lock needs the RELOAD privilege and is waited for at
   most :data:`LOCK_WAIT_SECONDS` (``lock_wait_timeout``: it waits for running queries to release their
   tables, and blocks every writer meanwhile); without the privilege, or without the lock in time, the
   extract logs a warning and reads in one stream, as without ``parallel``. Whether to split is decided on the
