@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from extract_helpers import DAY, build, extract, lake, read_back, unique, write_config
 
 from mozart_luigi.connectors.snapshot import PAUSE_MID_READ
+from mozart_luigi.errors import ConfigError
 from mozart_luigi.manifest import MANIFEST_NAME
 
 pytestmark = pytest.mark.integration
@@ -264,3 +265,28 @@ def test_mariadb_streams_killed_mid_stream_converge_in_one_rerun(mysql_own, tmp_
     manifest, data = read_back("globex", "big")
     assert_the_snapshot(manifest, data, streams=STREAMS)
     assert lake().list_files(folder) == sorted([MANIFEST_NAME, *(f.name for f in manifest.files)])
+
+
+def test_postgres_split_by_a_nullable_column_takes_every_row_once(pg_role, tmp_path: Path, monkeypatch) -> None:
+    """``split_by`` on a nullable, non-unique column with NULLs and negatives: the ranges still take every row
+    exactly once (NULL keys in the first stream)."""
+    engine, schema, url = pg_role
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'ALTER TABLE "{schema}".big ADD COLUMN grp int')
+        conn.exec_driver_sql(f'UPDATE "{schema}".big SET grp = CASE WHEN id %% 7 = 0 THEN NULL ELSE id %% 100 - 50 END')
+    pg_config(tmp_path, monkeypatch, schema, url, "native", primary_key=[], split_by="grp")
+    assert build(extract("acme", "big")).scheduling_succeeded
+    manifest, data = read_back("acme", "big")
+    ids = data.column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == ROWS == manifest.row_count == manifest.source_count
+    assert manifest.details["streams"] == STREAMS and manifest.details["split_by"] == "grp"
+    assert data.column("grp").null_count == ROWS // 7
+
+
+def test_postgres_split_column_must_be_an_integer(pg_role, tmp_path: Path, monkeypatch) -> None:
+    engine, schema, url = pg_role
+    pg_config(tmp_path, monkeypatch, schema, url, "native", split_by="h")
+    with pytest.raises(ConfigError) as info:
+        extract("acme", "big").run()
+    assert "tables.big.split_by" in str(info.value) and "not an integer type" in str(info.value)
+    assert MANIFEST_NAME not in lake().list_files(lake().date_url("acme", "big", DAY))
