@@ -17,17 +17,17 @@ resources count). How the streams share the snapshot:
   commit while it is held — then the coordinator and every stream start their consistent snapshot (row path:
   ``START TRANSACTION WITH CONSISTENT SNAPSHOT``; connectorx: its one statement, without a count, has returned
   its first batch, so its read view exists), then ``UNLOCK TABLES``; only the split column's min and max run
-  under the lock, the count and the sums after it (in the coordinator's snapshot, the same). The lock needs the RELOAD privilege and is waited for at
-  most :data:`LOCK_WAIT_SECONDS` (``lock_wait_timeout``: it waits for running queries to release their
-  tables, and blocks every writer meanwhile); without the privilege, or without the lock in time, the
-  extract logs a warning and reads in one stream, as without ``parallel``. Whether to split is decided on the
+  under the lock, the count and the sums after it (in the coordinator's snapshot, the same). The lock needs
+  the RELOAD privilege and is waited for at most :data:`LOCK_WAIT_SECONDS` (``lock_wait_timeout``: it waits
+  for running queries to release their tables, and blocks every writer meanwhile); without the privilege, or
+  without the lock in time, the extract logs a warning and reads in one stream, as without ``parallel``. Whether to split is decided on the
   catalog's row estimate (``information_schema.TABLES.TABLE_ROWS``), before any lock is taken.
 * Other sources (Oracle, SQLite): one stream.
 
 Fewer rows than the table's ``parallel_min_rows``, or fewer distinct key values than streams: one stream
 (:func:`open_streams` yields None and the extract reads as it always did). The streams' batches are consumed
-in threads by the caller (``tasks/streams.py``); every database driver used here releases the GIL while it
-waits on the server or decodes.
+in threads by the caller (``tasks/streams.py``): the drivers release the GIL while they wait on the server,
+Arrow's Parquet writer while it encodes.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Write the parallel streams of one extract (``connectors/parallel.py``) into parts, one thread per stream.
 
 Threads, not processes: each stream's time is spent in the database driver (ADBC's COPY decoding,
-connectorx's Rust reader, libpq/PyMySQL socket reads) and in Arrow's Parquet writer and compute kernels,
-which release the GIL; a stream's connection and its snapshot (an imported PostgreSQL snapshot, a MariaDB
+connectorx's Rust reader, libpq/PyMySQL socket reads; they release the GIL at least while they wait on the
+server) and in Arrow's Parquet writer and compute kernels (which release it); a stream's connection and its
+snapshot (an imported PostgreSQL snapshot, a MariaDB
 read view opened under the global read lock) live in this process and could not be handed to another one.
 The SQLAlchemy row path converts values in Python (GIL-bound): its streams overlap their I/O but share one
 core for the conversion.
