@@ -20,8 +20,9 @@ resources count). How the streams share the snapshot:
   under the lock, the count and the sums after it (in the coordinator's snapshot, the same). The lock needs
   the RELOAD privilege and is waited for at most :data:`LOCK_WAIT_SECONDS` (``lock_wait_timeout``: it waits
   for running queries to release their tables, and blocks every writer meanwhile); without the privilege, or
-  without the lock in time, the extract logs a warning and reads in one stream, as without ``parallel``. Whether to split is decided on the
-  catalog's row estimate (``information_schema.TABLES.TABLE_ROWS``), before any lock is taken.
+  without the lock in time, the extract logs a warning and reads in one stream, as without ``parallel``.
+  Whether to split is decided on the catalog's row estimate (``information_schema.TABLES.TABLE_ROWS``),
+  before any lock is taken.
 * Other sources (Oracle, SQLite): one stream.
 
 Fewer rows than the table's ``parallel_min_rows``, or fewer distinct key values than streams: one stream
