@@ -11,20 +11,19 @@ import datetime as dt
 import json
 import logging
 import sqlite3
-import warnings
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import luigi
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 import yaml
+from local_pipeline import build, configure_local
 
 from mozart_luigi import checksums
-from mozart_luigi.config import get_config, load_config, reset_config_cache
+from mozart_luigi.config import get_config, load_config
 from mozart_luigi.connectors import connector_for
 from mozart_luigi.connectors.snapshot import Snapshot
 from mozart_luigi.errors import ConfigError, VerificationError
@@ -199,14 +198,6 @@ def test_refusal(
 # ------------------------------------------------------------------------------------- local pipeline
 
 
-def build(*tasks: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
-    luigi.task_register.Register.clear_instance_cache()
-    clear_marker_cache()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=luigi.parameter.UnconsumedParameterWarning)
-        return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True)
-
-
 @pytest.fixture
 def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """One SQLite tenant: ledger (full; checksum qty, delta; a REAL column `rate`) and moves (incremental)."""
@@ -223,20 +214,7 @@ def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: Path, tables: dict[str, Any]) -> None:
-    config = tmp_path / "config"
-    config.mkdir(exist_ok=True)
-    tenants = {"tenants": {TENANT: {"source": {"kind": "sqlite", "path": str(path)}}}}
-    (config / "tenants.yaml").write_text(yaml.safe_dump(tenants), encoding="utf-8")
-    (config / "tables.yaml").write_text(yaml.safe_dump({"tables": tables}, sort_keys=False), encoding="utf-8")
-    for key, value in {
-        "MOZART_CONFIG_DIR": str(config),
-        "MOZART_PROFILE": "local",
-        "MOZART_DATA_DIR": str(tmp_path / "data"),
-        "MOZART_LAKE_URL": (tmp_path / "lake").as_uri(),
-        "MOZART_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
-    }.items():
-        monkeypatch.setenv(key, value)
-    reset_config_cache()
+    configure_local(tmp_path, monkeypatch, tenant=TENANT, source=path, tables=tables)
 
 
 def _load(table: str, date: dt.date = DAY) -> LoadIceberg:

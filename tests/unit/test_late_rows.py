@@ -9,13 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import luigi
 import pytest
 import yaml
+from local_pipeline import build, configure_local
 from luigi.task import flatten, task_id_str
 
 from mozart_luigi.config import get_config, reset_config_cache
@@ -43,14 +42,6 @@ TABLES = {
 }
 
 
-def build(*tasks: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
-    luigi.task_register.Register.clear_instance_cache()
-    clear_marker_cache()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=luigi.parameter.UnconsumedParameterWarning)
-        return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True)
-
-
 def _insert(source: Path, rows: list[tuple[int, str, str]]) -> None:
     with sqlite3.connect(source) as conn:
         conn.executemany("INSERT INTO orders VALUES (?, ?, ?)", rows)
@@ -67,20 +58,7 @@ def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         conn.execute("INSERT INTO products VALUES (1, 'p1')")
     conn.close()
     _insert(path, [(1, "a", f"{D1} 10:00:00"), (2, "b", f"{D2} 11:00:00"), (3, "c", f"{D3} 12:00:00")])
-    config = tmp_path / "config"
-    config.mkdir()
-    tenants = {"tenants": {TENANT: {"source": {"kind": "sqlite", "path": str(path)}}}}
-    (config / "tenants.yaml").write_text(yaml.safe_dump(tenants), encoding="utf-8")
-    (config / "tables.yaml").write_text(yaml.safe_dump({"tables": TABLES}, sort_keys=False), encoding="utf-8")
-    for key, value in {
-        "MOZART_CONFIG_DIR": str(config),
-        "MOZART_PROFILE": "local",
-        "MOZART_DATA_DIR": str(tmp_path / "data"),
-        "MOZART_LAKE_URL": (tmp_path / "lake").as_uri(),
-        "MOZART_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
-    }.items():
-        monkeypatch.setenv(key, value)
-    reset_config_cache()
+    configure_local(tmp_path, monkeypatch, tenant=TENANT, source=path, tables=TABLES)
     yield path
     clear_marker_cache()
 

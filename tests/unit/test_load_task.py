@@ -11,13 +11,12 @@ import os
 import sqlite3
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import luigi
 import pytest
-import yaml
+from local_pipeline import build, configure_local
 from luigi.tools.range import RangeDaily
 
 from mozart_luigi.config import get_config, reset_config_cache
@@ -34,14 +33,6 @@ DAY = dt.date(2026, 11, 25)
 TENANT = "shop"
 
 
-def build(*tasks: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
-    luigi.task_register.Register.clear_instance_cache()
-    clear_marker_cache()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=luigi.parameter.UnconsumedParameterWarning)
-        return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True)
-
-
 @pytest.fixture
 def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Config with one SQLite tenant, a local lake and a DuckDB file, all in tmp_path."""
@@ -52,23 +43,8 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         )
         rows = [(i, f"{i}.25", f"n{i}", f"2026-11-25 10:00:0{i}") for i in range(1, 4)]
         conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)", rows)
-    config = tmp_path / "config"
-    config.mkdir()
-    tenants = {"tenants": {TENANT: {"source": {"kind": "sqlite", "path": str(source)}}}}
-    (config / "tenants.yaml").write_text(yaml.safe_dump(tenants), encoding="utf-8")
-    tables = {"tables": {"orders": {"mode": "full", "primary_key": ["order_id"]}}}
-    (config / "tables.yaml").write_text(yaml.safe_dump(tables), encoding="utf-8")
-    env = {
-        "MOZART_CONFIG_DIR": str(config),
-        "MOZART_PROFILE": "local",
-        "MOZART_DATA_DIR": str(tmp_path / "data"),
-        "MOZART_LAKE_URL": (tmp_path / "lake").as_uri(),
-        "MOZART_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("MOZART_TEST_CRASH_AT", raising=False)
-    reset_config_cache()
+    tables = {"orders": {"mode": "full", "primary_key": ["order_id"]}}
+    configure_local(tmp_path, monkeypatch, tenant=TENANT, source=source, tables=tables)
     yield source
     clear_marker_cache()
 

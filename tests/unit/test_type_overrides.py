@@ -19,6 +19,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 import yaml
+from local_pipeline import configure_local, write_tables
 from sqlalchemy.dialects import mysql, oracle
 from sqlalchemy.dialects import postgresql as pg
 
@@ -362,23 +363,10 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
             "INSERT INTO measures VALUES (?, ?, ?)",
             [(1, "0.000000000001", "1.5"), (2, "123456789.5", None), (3, None, "2")],
         )
-    folder = tmp_path / "config"
-    folder.mkdir()
-    tenants = {"tenants": {"shop": {"source": {"kind": "sqlite", "path": str(source)}}}}
-    (folder / "tenants.yaml").write_text(yaml.safe_dump(tenants), encoding="utf-8")
-    for key, value in {
-        "MOZART_CONFIG_DIR": str(folder),
-        "MOZART_PROFILE": "local",
-        "MOZART_DATA_DIR": str(tmp_path / "data"),
-        "MOZART_LAKE_URL": (tmp_path / "lake").as_uri(),
-        "MOZART_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("MOZART_TEST_CRASH_AT", raising=False)
+    folder = configure_local(tmp_path, monkeypatch, tenant="shop", source=source)
 
     def configure(table: dict[str, Any]) -> None:
-        (folder / "tables.yaml").write_text(yaml.safe_dump({"tables": {"measures": table}}), encoding="utf-8")
-        reset_config_cache()
+        write_tables(folder, {"measures": table})
 
     yield configure
     clear_marker_cache()
