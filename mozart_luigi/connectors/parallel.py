@@ -204,7 +204,7 @@ def _mysql(snapshot: Snapshot, column: str, wanted: int, batch_rows: int, stack:
                 return None  # one stream, in the coordinator's consistent snapshot
             streams, reader = _open_all(snapshot, column, points, batch_rows, stack)
         finally:
-            conn.exec_driver_sql("UNLOCK TABLES")
+            _unlock(snapshot, conn)
         count = int(conn.execute(snapshot.count_query).scalar_one())
         _record(snapshot, _sums(snapshot, conn))
     snapshot.release_connection()
@@ -278,6 +278,16 @@ def _read_lock(snapshot: Snapshot, conn: sa.Connection) -> bool:
         )
         return False
     return True
+
+
+def _unlock(snapshot: Snapshot, conn: sa.Connection) -> None:
+    """``UNLOCK TABLES``; if that fails, close the coordinator's connection, which releases the lock too (the
+    extract then fails at its next statement and is rerun)."""
+    try:
+        conn.exec_driver_sql("UNLOCK TABLES")
+    except sa.exc.DBAPIError as exc:
+        log.warning("tenant '%s': UNLOCK TABLES failed (%s); closing the connection", _tenant(snapshot), exc.orig)
+        snapshot.release_connection()
 
 
 # ---------------------------------------------------------------------------------------------- streams

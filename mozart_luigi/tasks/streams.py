@@ -57,12 +57,16 @@ def write_streams(
     with ThreadPoolExecutor(len(writers), thread_name_prefix="mozart-stream") as pool:
         futures = [pool.submit(_write, s, w, stop) for s, w in zip(read.streams, writers, strict=True)]
         pending: set[Future[list[tuple[int, PartFile]]]] = set(futures)
-        while pending:
-            _done, pending = wait(pending, timeout=every_seconds, return_when=FIRST_EXCEPTION)
-            if any(f.done() and f.exception() is not None for f in futures):
-                stop.set()
-            if progress is not None:
-                progress(sum(w.rows for w in writers))
+        try:
+            while pending:
+                _done, pending = wait(pending, timeout=every_seconds, return_when=FIRST_EXCEPTION)
+                if any(f.done() and f.exception() is not None for f in futures):
+                    stop.set()
+                if progress is not None:
+                    progress(sum(w.rows for w in writers))
+        except BaseException:
+            stop.set()  # this thread failed (or was interrupted): the streams stop at their next batch
+            raise
     errors = [e for f in futures if (e := f.exception()) is not None and not isinstance(e, _Stopped)]
     if errors:
         raise errors[0]
