@@ -482,13 +482,16 @@ def _staging_sql(catalog: str, tenant: str, run_date: dt.date, *, deletes: bool)
     dbt renders it for the run date, with the ``deletes: keys`` condition or without it."""
     raw, keys = f'{catalog}."{tenant}"."{TABLE}"', f'{catalog}."{tenant}"."{KEYS}"'
     day = f"DATE '{run_date.isoformat()}'"
-    last_read = ",\n max(_mozart_extracted_at) over (partition by id) as _mozart_last_read" if deletes else ""
     present = (
         f"""
-  and (
-    exists (select 1 from {keys} as present_keys
-            where present_keys._mozart_date = {day} and present_keys.id = versions.id)
-    or versions._mozart_last_read > (select max(_mozart_extracted_at) from {keys} where _mozart_date = {day})
+  and exists (
+    select 1 from (
+      select id from {keys} where _mozart_date = {day}
+      union all
+      select id from {raw} where _mozart_date <= {day}
+        and _mozart_extracted_at > (select max(_mozart_extracted_at) from {keys} where _mozart_date = {day})
+    ) as present_keys
+    where present_keys.id = versions.id
   )"""
         if deletes
         else ""
@@ -498,7 +501,7 @@ select * from (
   select raw_rows.*,
     row_number() over (
       partition by id order by updated_at desc, _mozart_date desc, _mozart_extracted_at desc
-    ) as _mozart_version_rank{last_read}
+    ) as _mozart_version_rank
   from {raw} as raw_rows
   where _mozart_date <= {day}
 ) as versions

@@ -67,22 +67,29 @@
 {%- endmacro %}
 
 
-{#- SQL condition: the key of row `alias` (with its `_mozart_last_read`, the newest read of any of its versions)
-    is still in the source: it is in the keys snapshot of the run date, or it was read after that snapshot. -#}
+{#- SQL condition: the key of row `alias` is still in the source: it is in the keys snapshot of the run date, or
+    a version of it was read after that snapshot (a later extract knows better). One EXISTS over the union of
+    both key sets (no OR): Trino plans it as one semi-join; `exists (...) or last_read > ...` kept the
+    correlation and cost ~3.5x as much on 2 M rows (benchmarks/README.md, "Late rows"). -#}
 {% macro mozart_key_present(table, spec, alias) -%}
   {%- set keys = mozart_keys_relation(table) -%}
-  (
-        exists (
-            select 1 from {{ keys }} as present_keys
-            where present_keys._mozart_date = {{ mozart_snapshot_date(keys) }}
-            {%- for column in spec.primary_key %}
-              and present_keys.{{ column }} = {{ alias }}.{{ column }}
-            {%- endfor %}
-        )
-        or {{ alias }}._mozart_last_read > (
-            select max(_mozart_extracted_at) from {{ keys }}
+  {%- set key = spec.primary_key | join(', ') -%}
+  exists (
+        select 1 from (
+            select {{ key }} from {{ keys }}
             where _mozart_date = {{ mozart_snapshot_date(keys) }}
-        )
+            union all
+            select {{ key }} from {{ source('raw', table) }}
+            where {{ mozart_partitions_until_run_date() }}
+              and _mozart_extracted_at > (
+                  select max(_mozart_extracted_at) from {{ keys }}
+                  where _mozart_date = {{ mozart_snapshot_date(keys) }}
+              )
+        ) as present_keys
+        where
+        {%- for column in spec.primary_key %}
+          {{ 'and ' if not loop.first }}present_keys.{{ column }} = {{ alias }}.{{ column }}
+        {%- endfor %}
   )
 {%- endmacro %}
 
@@ -102,11 +109,6 @@
                 partition by {{ spec.primary_key | join(', ') }}
                 order by {{ spec.cursor }} desc, _mozart_date desc, _mozart_extracted_at desc
             ) as _mozart_version_rank
-            {%- if spec.deletes == 'keys' %},
-            max(_mozart_extracted_at) over (
-                partition by {{ spec.primary_key | join(', ') }}
-            ) as _mozart_last_read
-            {%- endif %}
         from {{ relation }} as raw_rows
         where {{ mozart_partitions_until_run_date() }}
     ) as versions
@@ -127,7 +129,7 @@
     where _mozart_date = {{ mozart_snapshot_date(relation) }}
   {%- else -%}
     select count(*) as expected_rows from (
-        select {{ spec.primary_key | join(', ') }}, max(_mozart_extracted_at) as _mozart_last_read
+        select {{ spec.primary_key | join(', ') }}
         from {{ relation }}
         where {{ mozart_partitions_until_run_date() }}
         group by {{ spec.primary_key | join(', ') }}
