@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import sqlalchemy as sa
 import yaml
 
 from mozart_luigi.config import get_config, reset_config_cache
+from mozart_luigi.connectors.snapshot import PAUSE_MID_READ
 from mozart_luigi.lake import Lake
 from mozart_luigi.manifest import Manifest
 from mozart_luigi.settings import Settings
@@ -159,3 +163,44 @@ def create_big_table(engine: sa.Engine, schema: str, rows: int = 2500) -> None:
         conn.exec_driver_sql(
             f'CREATE TABLE "{schema}".big AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, {int(rows)}) g'
         )
+
+
+# ------------------------------------------------------------------ an extract held mid-read
+@contextmanager
+def paused_mid_read(task, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[BaseException]]:
+    """Run ``task`` in a thread until it pauses after its first batch; on exit release it and wait."""
+    monkeypatch.setenv("MOZART_TEST_PAUSE_AT", PAUSE_MID_READ)
+    monkeypatch.setenv("MOZART_TEST_PAUSE_DIR", str(folder))
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            task.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, name="paused-extract")
+    thread.start()
+    deadline = time.monotonic() + 120
+    try:
+        while not (folder / f"{PAUSE_MID_READ}.reached").exists():
+            assert thread.is_alive(), f"the extract ended before its pause: {failures}"
+            assert time.monotonic() < deadline, "the extract did not reach its pause in 120 s"
+            time.sleep(0.05)
+        yield failures
+    finally:
+        (folder / f"{PAUSE_MID_READ}.go").touch()
+        thread.join(120)
+    assert not thread.is_alive() and not failures, failures
+
+
+def sessions(engine: sa.Engine, sql: str, *, settle_to: int | None = None, **params: str) -> int:
+    """The session count; with ``settle_to``, asked again (up to 5 s) until it is that number: a connection
+    just closed by the client may linger a moment in the server's view, one held open does not."""
+    deadline = time.monotonic() + 5
+    while True:
+        with engine.connect() as conn:
+            count = int(conn.execute(sa.text(sql), params).scalar_one())
+        if settle_to is None or count == settle_to or time.monotonic() > deadline:
+            return count
+        time.sleep(0.1)

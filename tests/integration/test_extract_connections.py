@@ -10,20 +10,16 @@ REPEATABLE READ transaction, and the reader's own.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import extract_helpers
 import pytest
 import sqlalchemy as sa
-from extract_helpers import build, create_big_table, extract, read_back, unique, write_config
+from extract_helpers import build, create_big_table, extract, paused_mid_read, read_back, sessions, unique, write_config
 
 from mozart_luigi.config import SourceConfig, TableConfig, TenantConfig
 from mozart_luigi.connectors import MySQLConnector, PostgresConnector, Snapshot, SourceColumn
-from mozart_luigi.connectors.snapshot import PAUSE_MID_READ
 from mozart_luigi.errors import SourceError, SourceUnavailableError
 from mozart_luigi.secrets import Secret
 
@@ -31,46 +27,6 @@ pytestmark = pytest.mark.integration
 pg_schema = extract_helpers.pg_schema
 reader = extract_helpers.reader
 ROWS = 300_000  # more than one driver batch: the stream is still open at the pause
-
-
-@contextmanager
-def paused_mid_read(task, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[BaseException]]:
-    """Run ``task`` in a thread until it pauses after its first batch; on exit release it and wait."""
-    monkeypatch.setenv("MOZART_TEST_PAUSE_AT", PAUSE_MID_READ)
-    monkeypatch.setenv("MOZART_TEST_PAUSE_DIR", str(folder))
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            task.run()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            failures.append(exc)
-
-    thread = threading.Thread(target=run, name="paused-extract")
-    thread.start()
-    deadline = time.monotonic() + 120
-    try:
-        while not (folder / f"{PAUSE_MID_READ}.reached").exists():
-            assert thread.is_alive(), f"the extract ended before its pause: {failures}"
-            assert time.monotonic() < deadline, "the extract did not reach its pause in 120 s"
-            time.sleep(0.05)
-        yield failures
-    finally:
-        (folder / f"{PAUSE_MID_READ}.go").touch()
-        thread.join(120)
-    assert not thread.is_alive() and not failures, failures
-
-
-def _sessions(engine: sa.Engine, sql: str, *, settle_to: int | None = None, **params: str) -> int:
-    """The session count; with ``settle_to``, asked again (up to 5 s) until it is that number: a connection
-    just closed by the client may linger a moment in the server's view, one held open does not."""
-    deadline = time.monotonic() + 5
-    while True:
-        with engine.connect() as conn:
-            count = int(conn.execute(sa.text(sql), params).scalar_one())
-        if settle_to is None or count == settle_to or time.monotonic() > deadline:
-            return count
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -102,13 +58,13 @@ def test_a_postgres_extract_holds_one_session(pg_own_role, reader, tmp_path: Pat
     sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = :role"
     named = sql + " AND application_name = 'mozart-luigi'"  # both readers name themselves
     with paused_mid_read(extract("acme", "big"), tmp_path, monkeypatch):
-        during = _sessions(engine, sql, settle_to=1, role=role)
-        during_named = _sessions(engine, named, settle_to=1, role=role)
+        during = sessions(engine, sql, settle_to=1, role=role)
+        during_named = sessions(engine, named, settle_to=1, role=role)
     manifest, _ = read_back("acme", "big")
     assert during == during_named == 1
     assert manifest.row_count == manifest.source_count == ROWS
     assert manifest.details["reader"] == ("sqlalchemy" if reader == "sqlalchemy" else "adbc-postgresql")
-    assert _sessions(engine, sql, settle_to=0, role=role) == 0
+    assert sessions(engine, sql, settle_to=0, role=role) == 0
 
 
 @pytest.fixture
@@ -145,7 +101,7 @@ def test_a_mariadb_extract_holds_one_session(mysql_own_db, reader, tmp_path: Pat
         folder = tmp_path / table
         folder.mkdir()
         with paused_mid_read(extract("globex", table), folder, monkeypatch):
-            during = _sessions(engine, sql, settle_to=1, db=database)
+            during = sessions(engine, sql, settle_to=1, db=database)
         manifest, _ = read_back("globex", table)
         if reader == "native":
             # connectorx reads ahead in Rust and may have read every row and closed its connection before
@@ -156,7 +112,7 @@ def test_a_mariadb_extract_holds_one_session(mysql_own_db, reader, tmp_path: Pat
             assert during == 1, table
         assert manifest.row_count == manifest.source_count == ROWS
         assert manifest.details["reader"] == ("sqlalchemy" if reader == "sqlalchemy" else "connectorx-mysql")
-    assert _sessions(engine, sql, settle_to=0, db=database) == 0
+    assert sessions(engine, sql, settle_to=0, db=database) == 0
 
 
 # ------------------------------------------------------------------ native connects: terminal at once

@@ -14,18 +14,14 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import extract_helpers
 import pytest
 import sqlalchemy as sa
-from extract_helpers import DAY, build, extract, lake, read_back, unique, write_config
+from extract_helpers import DAY, build, extract, lake, paused_mid_read, read_back, sessions, unique, write_config
 
-from mozart_luigi.connectors.snapshot import PAUSE_MID_READ
 from mozart_luigi.errors import ConfigError
 from mozart_luigi.manifest import MANIFEST_NAME
 
@@ -34,45 +30,6 @@ pg_schema = extract_helpers.pg_schema
 reader = extract_helpers.reader
 ROWS = 120_000
 STREAMS = 3
-
-
-@contextmanager
-def paused(task, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Run ``task`` in a thread until its streams pause after their first batch; on exit release and wait."""
-    monkeypatch.setenv("MOZART_TEST_PAUSE_AT", PAUSE_MID_READ)
-    monkeypatch.setenv("MOZART_TEST_PAUSE_DIR", str(folder))
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            task.run()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            failures.append(exc)
-
-    thread = threading.Thread(target=run, name="paused-parallel-extract")
-    thread.start()
-    deadline = time.monotonic() + 120
-    try:
-        while not (folder / f"{PAUSE_MID_READ}.reached").exists():
-            assert thread.is_alive(), f"the extract ended before its pause: {failures}"
-            assert time.monotonic() < deadline, "the extract did not reach its pause in 120 s"
-            time.sleep(0.05)
-        yield
-    finally:
-        (folder / f"{PAUSE_MID_READ}.go").touch()
-        thread.join(120)
-    assert not thread.is_alive() and not failures, failures
-
-
-def sessions(engine: sa.Engine, sql: str, *, settle_to: int | None = None, **params: str) -> int:
-    """The session count; with ``settle_to``, asked again (up to 5 s) until it is that number."""
-    deadline = time.monotonic() + 5
-    while True:
-        with engine.connect() as conn:
-            count = int(conn.execute(sa.text(sql), params).scalar_one())
-        if settle_to is None or count == settle_to or time.monotonic() > deadline:
-            return count
-        time.sleep(0.1)
 
 
 CHANGES = [  # run by another connection while the streams are paused: none may reach the parts
@@ -132,7 +89,7 @@ def test_postgres_streams_read_exactly_the_exported_snapshot(pg_role, reader, tm
     pg_config(tmp_path, monkeypatch, schema, url, reader)
     role = sa.make_url(url).username
     sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = :role"
-    with paused(extract("acme", "big"), tmp_path, monkeypatch):
+    with paused_mid_read(extract("acme", "big"), tmp_path, monkeypatch):
         during = sessions(engine, sql, settle_to=STREAMS, role=role)
         with engine.begin() as conn:
             for change in CHANGES:
@@ -209,7 +166,7 @@ def test_mariadb_streams_read_one_consistent_snapshot(mysql_own, reader, tmp_pat
     engine, database = mysql_own
     mysql_config(tmp_path, monkeypatch, engine.url.set(database=database).render_as_string(hide_password=False), reader)
     sql = "SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = :db"
-    with paused(extract("globex", "big"), tmp_path, monkeypatch):
+    with paused_mid_read(extract("globex", "big"), tmp_path, monkeypatch):
         during = sessions(engine, sql, settle_to=STREAMS, db=database)
         with engine.begin() as conn:
             for change in CHANGES:
