@@ -55,7 +55,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +66,7 @@ import yaml
 
 from mozart_luigi.config import get_config, reset_config_cache
 from mozart_luigi.lake import Lake
-from mozart_luigi.manifest import Manifest, PartFile, new_run_id
+from mozart_luigi.manifest import Manifest, new_run_id
 from mozart_luigi.parquet import PartWriter
 from mozart_luigi.settings import Settings
 from mozart_luigi.targets import clear_marker_cache, prefetch_markers
@@ -75,7 +74,7 @@ from mozart_luigi.tasks.load import LoadIceberg, maintenance_due
 from mozart_luigi.warehouse import Marker, open_warehouse, prestage_for
 from mozart_luigi.warehouse.base import DayLoad
 from mozart_luigi.warehouse.common import qualified
-from mozart_luigi.warehouse.iceberg import IcebergLoader, Prestage
+from mozart_luigi.warehouse.iceberg import IcebergLoader
 from mozart_luigi.warehouse.trino import TrinoWarehouse
 
 DAY = dt.date(2026, 11, 25)
@@ -234,7 +233,7 @@ def write_extracts(
             extracted_at=now,
             compression=settings.compression,
             part_rows=settings.part_rows,
-            on_part=None if stage is None else partial(_prestage_part, stage, lake.date_url(t, tb, d)),
+            on_part=None if stage is None else stage.submit,
         )
         for (t, tb, d), r, stage in zip(slices, run_ids, stages, strict=True)
     ]
@@ -267,10 +266,6 @@ def write_extracts(
     for manifest in manifests:
         lake.write_manifest(manifest)
     return manifests
-
-
-def _prestage_part(stage: Prestage, folder: str, n: int, part: PartFile) -> None:
-    stage.submit(f"{folder}/{part.name}", n, part)
 
 
 def _timed(fn: Callable[[], object]) -> float:

@@ -29,7 +29,6 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import luigi
@@ -69,10 +68,6 @@ class _Extracted:
     files: tuple[PartFile, ...]
     snapshot: Snapshot
     details: dict[str, Any] = field(default_factory=dict)  # parallel streams: reader, streams, split_by
-
-
-def _prestage_part(prestage: Prestage, dir_url: str, n: int, part: PartFile) -> None:
-    prestage.submit(f"{dir_url}/{part.name}", n, part)
 
 
 class RefreshTarget(ManifestTarget):
@@ -226,7 +221,7 @@ class ExtractTable(RefreshableDay):
         with ``parallel: N`` is read in N key-range streams of that one snapshot (``connectors/parallel.py``)."""
         settings = self.config.settings
         connector = connector_for(job.tenant)
-        on_part = None if prestage is None else partial(_prestage_part, prestage, job.dir_url)
+        on_part = None if prestage is None else prestage.submit
         try:
             with connector.snapshot(job.table, job.window) as snap:
                 wanted = stream_count(job.tenant, job.table)

@@ -244,7 +244,8 @@ class IcebergLoader:
             return None
         if found is None or not found.location().startswith("s3://"):
             return None
-        return Prestage(lake, found.location(), date=date, run_id=run_id)
+        folder = lake.date_url(tenant, table, date)
+        return Prestage(lake, found.location(), folder=folder, date=date, run_id=run_id)
 
     # ------------------------------------------------------------------------------------------- loads
     def load_day(self, manifest: Manifest, lake: Lake, proof: dict[str, str]) -> LoadResult:
@@ -356,17 +357,20 @@ class Prestage:
     killed extract leaves them unreferenced in the table's location, for ``remove_orphan_files``.
     """
 
-    def __init__(self, lake: Lake, location: str, *, date: dt.date, run_id: str) -> None:
-        self._lake, self._location, self._date, self._run_id = lake, location.rstrip("/"), date, run_id
+    def __init__(self, lake: Lake, location: str, *, folder: str, date: dt.date, run_id: str) -> None:
+        self._lake, self._location, self._folder = lake, location.rstrip("/"), folder
+        self._date, self._run_id = date, run_id
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prestage")
         self._jobs: list[tuple[str, Future[ObjectInfo]]] = []
 
-    def submit(self, source_url: str, n: int, part: PartFile) -> None:
-        """Start copying part ``n`` (just closed at ``source_url``); empty parts are never registered."""
+    def submit(self, n: int, part: PartFile) -> None:
+        """Start copying part ``n``, just closed in the extract's ``folder`` (``PartWriter``'s ``on_part``);
+        empty parts are never registered, so never copied."""
         if not part.rows or not part.etag:
             return
         target = prestaged_url(self._location, self._date, self._run_id, n)
-        self._jobs.append((target, self._pool.submit(self._lake.objects.copy_if_match, source_url, target, part.etag)))
+        source = f"{self._folder}/{part.name}"
+        self._jobs.append((target, self._pool.submit(self._lake.objects.copy_if_match, source, target, part.etag)))
 
     def finish(self) -> int:
         """Wait for every copy; returns how many were made (failures are logged: the load copies those)."""

@@ -116,7 +116,7 @@ class _CopyingObjects:
 
 def _prestage(objects: _CopyingObjects) -> Prestage:
     lake = SimpleNamespace(objects=objects)
-    return Prestage(lake, "s3://wh/t/", date=dt.date(2026, 11, 25), run_id="R")  # type: ignore[arg-type]
+    return Prestage(lake, "s3://wh/t/", folder="s3://raw", date=dt.date(2026, 11, 25), run_id="R")  # type: ignore[arg-type]
 
 
 def _part(n: int, rows: int = 1, etag: str | None = "e") -> PartFile:
@@ -130,12 +130,18 @@ def test_prestaged_names_cannot_be_taken_for_the_loads_own_copies() -> None:
 
 
 def test_prestage_copies_non_empty_parts_and_a_failed_copy_is_only_logged(caplog) -> None:
-    objects = _CopyingObjects({"s3://raw/p0": (b"a", "e"), "s3://raw/p1": (b"b", "other"), "s3://raw/p3": (b"d", "e")})
+    objects = _CopyingObjects(
+        {
+            "s3://raw/part-R-00000.parquet": (b"a", "e"),
+            "s3://raw/part-R-00001.parquet": (b"b", "other"),
+            "s3://raw/part-R-00003.parquet": (b"d", "e"),
+        }
+    )
     stage = _prestage(objects)
-    stage.submit("s3://raw/p0", 0, _part(0))
-    stage.submit("s3://raw/p1", 1, _part(1))  # the raw part changed since it was written: refused
-    stage.submit("s3://raw/p2", 2, _part(2, rows=0))  # an empty part is never registered: not copied
-    stage.submit("s3://raw/p3", 3, _part(3, etag=None))  # no ETag to hold the copy to: not copied
+    stage.submit(0, _part(0))
+    stage.submit(1, _part(1))  # the raw part changed since it was written: refused
+    stage.submit(2, _part(2, rows=0))  # an empty part is never registered: not copied
+    stage.submit(3, _part(3, etag=None))  # no ETag to hold the copy to: not copied
     assert stage.finish() == 1
     day = "s3://wh/t/data/_mozart_date=2026-11-25"
     assert sorted(k for k in objects.objects if k.startswith(day)) == [f"{day}/R-00000-x.parquet"]
@@ -143,10 +149,12 @@ def test_prestage_copies_non_empty_parts_and_a_failed_copy_is_only_logged(caplog
 
 
 def test_discard_deletes_every_copy_it_started() -> None:
-    objects = _CopyingObjects({"s3://raw/p0": (b"a", "e"), "s3://raw/p1": (b"b", "e")})
+    objects = _CopyingObjects(
+        {"s3://raw/part-R-00000.parquet": (b"a", "e"), "s3://raw/part-R-00001.parquet": (b"b", "e")}
+    )
     stage = _prestage(objects)
-    stage.submit("s3://raw/p0", 0, _part(0))
-    stage.submit("s3://raw/p1", 1, _part(1))
+    stage.submit(0, _part(0))
+    stage.submit(1, _part(1))
     stage.discard()
     day = "s3://wh/t/data/_mozart_date=2026-11-25"
     assert objects.deleted == [f"{day}/R-00000-x.parquet", f"{day}/R-00001-x.parquet"]
