@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from mozart_luigi.config import load_config
@@ -235,3 +236,12 @@ def _wait_up(server: Luigid, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError("luigid did not answer within 60 s")
+
+
+@pytest.fixture(name="setup")  # test modules: setup = pipeline_helpers.made_setups
+def made_setups() -> Iterator[list[Setup]]:
+    """A test's list of set-ups (tenants, schemas, lake prefixes), each cleaned up afterwards."""
+    made: list[Setup] = []
+    yield made
+    for each in made:
+        cleanup(each)

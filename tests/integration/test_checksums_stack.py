@@ -19,11 +19,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pipeline_helpers
 import pytest
 import sqlalchemy as sa
 import yaml
 from dbt_shop import build
-from pipeline_helpers import Setup, cleanup
+from pipeline_helpers import Setup
 
 from mozart_luigi.config import get_config, reset_config_cache
 from mozart_luigi.errors import VerificationError
@@ -33,6 +34,7 @@ from mozart_luigi.tasks.load import LoadIceberg
 from mozart_luigi.warehouse import open_warehouse
 
 pytestmark = pytest.mark.integration
+setup = pipeline_helpers.made_setups
 DAY = dt.date(2026, 11, 25)
 BIG = "1234567890123456789012345678.0123456789"  # 38 digits
 # (id, qty, delta, amount numeric(38,10), price numeric(12,2), loose unbounded numeric (PG) / decimal(30,10))
@@ -97,14 +99,6 @@ def _fill(conn: sa.Connection, kind: str, schema: str) -> None:
     conn.execute(ledger, [dict(zip("iqdapl", row, strict=True)) for row in LEDGER])
     moves = sa.text(f"INSERT INTO {schema}.moves VALUES (:i, :q, :p, :m)")
     conn.execute(moves, [dict(zip("iqpm", row, strict=True)) for row in MOVES])
-
-
-@pytest.fixture
-def setup(tmp_path: Path) -> Iterator[list[Setup]]:
-    made: list[Setup] = []
-    yield made
-    for each in made:
-        cleanup(each)
 
 
 def _configure(

@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pipeline_helpers
 import pytest
 import sqlalchemy as sa
 import yaml
 from dbt_shop import build, luigi_events, write_config
-from pipeline_helpers import Setup, cleanup
+from pipeline_helpers import Setup
 from test_dbt_trino import _expected_from_source, _got
 
 from mozart_luigi import cli
@@ -34,6 +35,7 @@ from mozart_luigi.tasks.load import LoadIceberg
 from mozart_luigi.warehouse import open_warehouse
 
 pytestmark = pytest.mark.integration
+setup = pipeline_helpers.made_setups
 DAYS = [dt.date(2026, 11, 25) + dt.timedelta(days=i) for i in range(4)]  # the sample shops' days
 NEXT = dt.date(2026, 11, 29)  # the next run date
 LAST = dt.date(2026, 11, 30)  # the run after it: the deletes
@@ -120,14 +122,6 @@ def _loaded_ids(tenant: str, table: str, key: str, date: dt.date) -> set[int]:
             tenant=tenant,
         )
     return {int(r[0]) for r in rows}
-
-
-@pytest.fixture
-def setup(tmp_path: Path) -> Iterator[list[Setup]]:
-    made: list[Setup] = []
-    yield made
-    for each in made:
-        cleanup(each)
 
 
 def test_late_rows_reach_iceberg_and_the_marts_on_the_next_run(
