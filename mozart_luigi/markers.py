@@ -28,10 +28,13 @@ __all__ = [
     "warehouse_key",
 ]
 
+import ctypes
 import datetime as dt
 import json
 import logging
+import multiprocessing
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -123,43 +126,56 @@ def latest_markers(markers: Iterable[Marker]) -> list[Marker]:
 class MarkerCache:
     """Completed task ids per (warehouse, family, tenant, date), trusted for ``ttl`` seconds in this process.
 
-    Entries fetched by another process (a Luigi worker forked after the fetch) are ignored, so a task's
-    run-time dependency check never sees a stale "missing". Writes and deletes made through a
-    :class:`~mozart_luigi.warehouse.base.Warehouse` of this process update the cache at once.
+    An entry is trusted only by the process that fetched it (a Luigi task process forked after the fetch
+    asks again), and only until a marker is written or deleted by any process of this process tree: every
+    write and delete made through a :class:`~mozart_luigi.warehouse.base.Warehouse` sets a new random
+    *generation* in memory shared with every process forked from this one (Luigi's worker processes), and
+    an entry fetched under an older generation is asked again. So a scheduler that found a task missing,
+    then ran it in a forked worker, never answers "missing" for it afterwards (a second ``luigi.build`` in
+    one process, dynamic dependencies, the summary). Writes by unrelated processes (other worker hosts,
+    ``mozart rerun``) are seen after ``ttl`` or at Luigi's run-time check (:mod:`mozart_luigi.targets`).
     """
 
     def __init__(self, ttl: float = 30.0) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str, str, dt.date], tuple[int, float, set[str]]] = {}
+        self._entries: dict[tuple[str, str, str, dt.date], tuple[int, float, int, frozenset[str]]] = {}
+        # lock-free: one aligned 8-byte store; a random token (not a counter) so that two processes
+        # changing it at once can never bring back a value an entry was fetched under
+        self._generation = multiprocessing.RawValue(ctypes.c_int64, 0)
 
-    def get(self, key: str, family: str, tenant: str, date: dt.date) -> set[str] | None:
+    def generation(self) -> int:
+        """Read before fetching: an entry is stored with the generation its fetch started under."""
+        return int(self._generation.value)
+
+    def get(self, key: str, family: str, tenant: str, date: dt.date) -> frozenset[str] | None:
         with self._lock:
             entry = self._entries.get((key, family, tenant, date))
-        if entry is None or entry[0] != os.getpid() or time.monotonic() - entry[1] > self.ttl:
+        if entry is None:
             return None
-        return entry[2]
+        pid, fetched_at, generation, ids = entry
+        if pid != os.getpid() or time.monotonic() - fetched_at > self.ttl or generation != self.generation():
+            return None
+        return ids
 
-    def put(self, key: str, family: str, tenant: str, date: dt.date, task_ids: Iterable[str]) -> None:
+    def put(
+        self, key: str, family: str, tenant: str, date: dt.date, task_ids: Iterable[str], *, generation: int
+    ) -> None:
         with self._lock:
-            self._entries[(key, family, tenant, date)] = (os.getpid(), time.monotonic(), set(task_ids))
+            entry = (os.getpid(), time.monotonic(), generation, frozenset(task_ids))
+            self._entries[(key, family, tenant, date)] = entry
 
-    def add(self, key: str, marker: Marker) -> None:
-        ids = self.get(key, marker.task_family, marker.tenant, marker.date)
-        if ids is not None:
-            with self._lock:
-                ids.add(marker.task_id)
-
-    def discard(self, key: str, task_ids: Iterable[str]) -> None:
-        gone = set(task_ids)
-        with self._lock:
-            for entry_key, (_pid, _at, ids) in list(self._entries.items()):
-                if entry_key[0] == key and ids & gone:
-                    del self._entries[entry_key]
+    def changed(self) -> None:
+        """A marker was written or deleted (by this process): every cached answer in the tree is asked again."""
+        token = 0
+        while token in (0, self._generation.value):
+            token = secrets.randbits(63)
+        self._generation.value = token
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+        self.changed()
 
 
 MARKER_CACHE = MarkerCache()

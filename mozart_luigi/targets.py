@@ -9,6 +9,8 @@ No stale "missing": a cached answer that says a task is *not* done is used only 
 graph. When a worker checks a task's dependencies right before running it (Luigi's run-time check, inside
 ``luigi.worker.TaskProcess.run``) — by then the scheduler has told it they are done, possibly by another
 worker — a cached "missing" is asked again, so a task finished elsewhere is never reported unfulfilled.
+A marker written or deleted by any process of this process tree (Luigi's forked task processes included)
+makes every cached answer stale at once (:class:`~mozart_luigi.markers.MarkerCache`'s shared generation).
 """
 
 from __future__ import annotations
@@ -42,27 +44,35 @@ def prefetch_markers(
     task_family: str, pairs: Iterable[tuple[str, dt.date]], *, settings: Settings | None = None
 ) -> set[str]:
     """Completed task ids of ``task_family`` for all (tenant, date) pairs, in one query; fills the cache."""
+    return set().union(*_fetch(task_family, pairs, _settings(settings)).values())
+
+
+def _fetch(
+    task_family: str, pairs: Iterable[tuple[str, dt.date]], settings: Settings
+) -> dict[tuple[str, dt.date], frozenset[str]]:
+    """One query for every pair; each pair's answer cached under the generation read before the query
+    (a marker written while it runs makes the answer stale at once, never lost)."""
     from mozart_luigi.warehouse import open_warehouse
 
     wanted = sorted(set(pairs))
     if not wanted:
-        return set()
-    resolved = _settings(settings)
+        return {}
     tenants = {t for t, _ in wanted}
-    with open_warehouse(resolved, tenant=next(iter(tenants)) if len(tenants) == 1 else None) as warehouse:
+    generation = MARKER_CACHE.generation()
+    with open_warehouse(settings, tenant=next(iter(tenants)) if len(tenants) == 1 else None) as warehouse:
         done = warehouse.completed_rows(task_family, wanted)
-    key = warehouse_key(resolved)
     by_pair: dict[tuple[str, dt.date], set[str]] = {pair: set() for pair in wanted}
     for task_id, tenant, date in done:
         by_pair.setdefault((tenant, date), set()).add(task_id)
+    key = warehouse_key(settings)
     for (tenant, date), ids in by_pair.items():
-        MARKER_CACHE.put(key, task_family, tenant, date, ids)
-    return {task_id for task_id, _, _ in done}
+        MARKER_CACHE.put(key, task_family, tenant, date, ids, generation=generation)
+    return {pair: frozenset(ids) for pair, ids in by_pair.items()}
 
 
 def completed_task_ids(
     task_family: str, tenant: str, date: dt.date, *, settings: Settings | None = None, fresh: bool = False
-) -> set[str]:
+) -> frozenset[str]:
     """Completed task ids for one family, tenant and date: from the cache (unless ``fresh``), else one query.
 
     A miss asks for every configured tenant of that date at once (same query, same cost), so checking
@@ -73,8 +83,7 @@ def completed_task_ids(
     if cached is not None:
         return cached
     tenants = {tenant} | _configured_tenants()
-    prefetch_markers(task_family, [(t, date) for t in tenants], settings=resolved)
-    return MARKER_CACHE.get(warehouse_key(resolved), task_family, tenant, date) or set()
+    return _fetch(task_family, [(t, date) for t in tenants], resolved)[(tenant, date)]
 
 
 def _configured_tenants() -> set[str]:

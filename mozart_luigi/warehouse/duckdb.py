@@ -163,8 +163,10 @@ class DuckDBWarehouse(Warehouse):
                 conn.execute("COMMIT")
                 return LoadResult(rows=rows, files=len(parts), changes=tuple(plan.describe()))
 
-            result = self._run("load", replace_day, tenant=tenant, table=table)
-        MARKER_CACHE.add(self.key, replace(load.marker, rows=result.rows))
+            try:
+                result = self._run("load", replace_day, tenant=tenant, table=table)
+            finally:  # also when the commit's answer was lost: a marker may have been written
+                MARKER_CACHE.changed()
         if result.changes:
             log.info("tenant %s table %s: %s", tenant, table, "; ".join(result.changes))
         return result
@@ -186,8 +188,10 @@ class DuckDBWarehouse(Warehouse):
             _write_marker(conn, marker)
             conn.execute("COMMIT")
 
-        self._run("write_marker", write, tenant=marker.tenant, table=marker.table)
-        MARKER_CACHE.add(self.key, marker)
+        try:
+            self._run("write_marker", write, tenant=marker.tenant, table=marker.table)
+        finally:
+            MARKER_CACHE.changed()
 
     def completed_rows(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:
         wanted = set(pairs)
@@ -208,8 +212,10 @@ class DuckDBWarehouse(Warehouse):
             _ensure_markers(conn)
             conn.execute(_sql("delete_markers", ids=placeholders(len(ids))), ids)
 
-        self._run("delete_markers", delete)
-        MARKER_CACHE.discard(self.key, ids)
+        try:
+            self._run("delete_markers", delete)
+        finally:
+            MARKER_CACHE.changed()
 
     def markers(self, tenant: str | None, date: dt.date) -> list[Marker]:
         params: list[object] = [date] if tenant is None else [date, tenant]

@@ -341,8 +341,10 @@ class TrinoWarehouse(Warehouse):
 
     # ------------------------------------------------------------------------------------- markers
     def write_marker(self, marker: Marker) -> None:
-        self._retry(f"marker {marker.task_id}", lambda: self.marker_store.write(marker))
-        MARKER_CACHE.add(self.key, marker)
+        try:
+            self._retry(f"marker {marker.task_id}", lambda: self.marker_store.write(marker))
+        finally:  # after the write (or its lost answer): a fetch that started before it is asked again
+            MARKER_CACHE.changed()
 
     def completed_rows(self, task_family: str, pairs: Iterable[tuple[str, dt.date]]) -> set[tuple[str, str, dt.date]]:
         wanted = list(pairs)
@@ -350,8 +352,10 @@ class TrinoWarehouse(Warehouse):
 
     def delete_markers(self, tenant: str, date: dt.date, task_ids: Iterable[str]) -> None:
         ids = set(task_ids)
-        self._retry("delete markers", lambda: self.marker_store.delete(tenant, date, ids))
-        MARKER_CACHE.discard(self.key, ids)
+        try:
+            self._retry("delete markers", lambda: self.marker_store.delete(tenant, date, ids))
+        finally:
+            MARKER_CACHE.changed()
 
     def markers(self, tenant: str | None, date: dt.date) -> list[Marker]:
         return self._retry("markers", lambda: self.marker_store.markers(tenant, date))

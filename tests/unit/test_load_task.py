@@ -262,6 +262,33 @@ def test_a_cached_missing_is_asked_again_at_the_run_time_dependency_check(local:
     assert task_id == downstream.task_id and status == "DONE", explanation
 
 
+def test_a_task_run_by_a_forked_worker_is_complete_for_the_scheduling_process_at_once(local: Path):
+    """Luigi with workers > 1 runs each task in a forked process; the scheduling process cached "missing"
+    while building the graph. Right after the build (well within the cache's TTL) it must answer "done",
+    and a second build in the same process must not run the task again."""
+    clear_marker_cache()
+    loads = [LoadIceberg(tenant=TENANT, table="orders", date=DAY - dt.timedelta(days=n)) for n in range(2)]
+    pids = local.parent / "pids"
+    pids.mkdir()
+
+    def started(task: luigi.Task) -> None:  # runs in the task's process
+        (pids / f"{os.getpid()}-{task.task_id}").touch()
+
+    callbacks = luigi.Task._event_callbacks.setdefault(LoadIceberg, {}).setdefault(luigi.Event.START, set())
+    callbacks.add(started)
+    try:
+        luigi.task_register.Register.clear_instance_cache()
+        assert luigi.build(loads, local_scheduler=True, workers=2)
+    finally:
+        callbacks.discard(started)
+    ran_in = {int(name.split("-")[0]) for name in os.listdir(pids)}
+    assert len(os.listdir(pids)) == 2 and os.getpid() not in ran_in  # both loads ran in forked processes
+    assert all(MarkerTarget("LoadIceberg", t.task_id, TENANT, t.date).exists() for t in loads)
+    assert all(t.complete() for t in loads)
+    again = luigi.build(loads, local_scheduler=True, detailed_summary=True)
+    assert again.scheduling_succeeded and "ran successfully" not in again.summary_text, again.summary_text
+
+
 def test_a_garbage_manifest_names_its_file_and_is_invalidated(local: Path):
     assert build(ExtractTable(tenant=TENANT, table="orders", date=DAY)).scheduling_succeeded
     lake = Lake.from_settings(get_config().settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import re
 
 import pyarrow as pa
@@ -186,18 +187,43 @@ def test_latest_markers_keep_one_row_per_task():
 def test_marker_cache_expires_and_ignores_other_processes(monkeypatch):
     cache = MarkerCache(ttl=60)
     day = dt.date(2026, 11, 28)
-    cache.put("k", "LoadIceberg", "acme", day, {"a"})
+    cache.put("k", "LoadIceberg", "acme", day, {"a"}, generation=cache.generation())
     assert cache.get("k", "LoadIceberg", "acme", day) == {"a"}
-    cache.add("k", _marker("b", 1))
-    assert cache.get("k", "LoadIceberg", "acme", day) == {"a", "b"}
-    cache.discard("k", ["a"])
-    assert cache.get("k", "LoadIceberg", "acme", day) is None
-    cache.put("k", "LoadIceberg", "acme", day, {"a"})
     monkeypatch.setattr("os.getpid", lambda: -1)  # a forked Luigi worker must ask again
     assert cache.get("k", "LoadIceberg", "acme", day) is None
     monkeypatch.undo()
     cache.ttl = 0
     assert cache.get("k", "LoadIceberg", "acme", day) is None
+
+
+def test_a_marker_written_or_deleted_anywhere_in_the_process_tree_makes_every_cached_answer_stale():
+    cache = MarkerCache(ttl=60)
+    day = dt.date(2026, 11, 28)
+    before = cache.generation()
+    cache.put("k", "DbtRun", "acme", day, set(), generation=before)  # "missing", as the scheduler saw it
+    cache.put("k", "LoadIceberg", "acme", day, {"a"}, generation=before)
+    child = multiprocessing.get_context("fork").Process(target=cache.changed)  # how Luigi runs a task
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert cache.generation() != before
+    assert cache.get("k", "DbtRun", "acme", day) is None
+    assert cache.get("k", "LoadIceberg", "acme", day) is None
+    # an answer fetched under an older generation than the current one is never stored as current
+    cache.put("k", "DbtRun", "acme", day, set(), generation=before)
+    assert cache.get("k", "DbtRun", "acme", day) is None
+    now = cache.generation()
+    cache.put("k", "DbtRun", "acme", day, {"d"}, generation=now)
+    assert cache.get("k", "DbtRun", "acme", day) == {"d"}
+    cache.changed()  # this process's own write
+    assert cache.get("k", "DbtRun", "acme", day) is None
+    seen = set()
+    for _ in range(200):  # random tokens: a change never brings back the generation it replaced
+        previous = cache.generation()
+        cache.changed()
+        assert cache.generation() not in (previous, 0)
+        seen.add(cache.generation())
+    assert len(seen) == 200
 
 
 def test_warehouse_key_names_the_profile_target():
