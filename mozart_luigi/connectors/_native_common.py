@@ -13,13 +13,17 @@ __all__ = [
     "Where",
     "convert_batch",
     "check_width",
+    "read_ahead",
     "rebatch",
     "safe_converter",
     "scrub",
     "zero_dates_to_null",
 ]
 
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -136,6 +140,66 @@ def rebatch(batches: Iterable[pa.RecordBatch], max_rows: int) -> Iterator[pa.Rec
     for batch in batches:
         for offset in range(0, batch.num_rows, max_rows):
             yield batch.slice(offset, max_rows)
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """The producer's last item: its batches are exhausted (``error`` None) or it failed with ``error``."""
+
+    error: BaseException | None = None
+
+
+@contextmanager
+def read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[Iterator[pa.RecordBatch]]:
+    """``batches`` produced in a thread, at most ``depth`` batches ahead of the consumer.
+
+    For a driver whose stream releases the GIL while it decodes and waits (ADBC: measured), the next batch
+    is read and converted while the caller encodes and writes this one. The producer's exception is
+    re-raised, as it was raised, to the consumer, after the batches before it. On exit (consumed, failed or
+    abandoned) the producer is stopped and joined — at most the batch it is reading is finished — before
+    the caller closes the connection, and ``batches`` is closed in the caller's thread.
+    """
+    handoff: queue.Queue[pa.RecordBatch | _Ended] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: pa.RecordBatch | _Ended) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+        except BaseException as exc:  # noqa: BLE001  # handed to the consumer, which raises it
+            put(_Ended(exc))
+            return
+        put(_Ended())
+
+    def consume() -> Iterator[pa.RecordBatch]:
+        while True:
+            item = handoff.get()
+            if isinstance(item, _Ended):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+
+    thread = threading.Thread(target=produce, name="mozart-read-ahead", daemon=True)
+    thread.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def scrub(text: str, url: sa.URL) -> str:

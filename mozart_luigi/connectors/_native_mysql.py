@@ -249,9 +249,12 @@ def _checked_cast(dst: pa.DataType) -> Converter:
 def _dates(src: pa.DataType, dst: pa.DataType) -> Converter | None:
     """DATE/DATETIME (zero dates already NULL); a tz-aware target reads a DATETIME as UTC wall time."""
     if pa.types.is_timestamp(src) and pa.types.is_timestamp(dst) and src.tz is None and dst.tz is not None:
+        utc = pa.timestamp(src.unit, tz="UTC")
 
         def as_utc(array: pa.Array) -> pa.Array:
-            return pc.cast(pc.assume_timezone(array, "UTC"), dst, safe=True)
+            # the same values relabelled: a UTC wall time is its UTC instant (what assume_timezone("UTC")
+            # computes value by value, at several times the cost)
+            return pc.cast(array.view(utc), dst, safe=True)
 
         return as_utc
     return safe_converter(src, dst)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from decimal import Decimal
 
@@ -11,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql
 
 from mozart_luigi.config import SourceConfig, TableConfig, TenantConfig, load_config
 from mozart_luigi.connectors import (
@@ -28,6 +29,7 @@ from mozart_luigi.connectors._native_common import (
     NativeUnsupportedError,
     Where,
     convert_batch,
+    read_ahead,
     rebatch,
     safe_converter,
 )
@@ -79,6 +81,68 @@ def test_pg_numeric_text_casts_exactly_or_fails() -> None:
     for bad in ("1.505", "NaN", "99999999999.00"):
         with pytest.raises(pa.ArrowInvalid):
             convert(pa.ExtensionArray.from_storage(PG_NUMERIC, pa.array([bad])))
+
+
+def test_pg_decimal_numerics_are_selected_as_the_servers_text_and_cast_the_same_way() -> None:
+    t = _table(
+        sa.Column("id", sa.BigInteger),
+        sa.Column("price", sa.Numeric(12, 2)),
+        sa.Column("wide", sa.Numeric(50, 20)),  # stored as text: the driver's own decoding
+        sa.Column("score", sa.Float),
+        sa.Column("amounts", postgresql.ARRAY(sa.Numeric(12, 2))),
+    )
+    schema = pa.schema(
+        [("id", pa.int64()), ("price", pa.decimal128(12, 2)), ("wide", pa.string()), ("score", pa.float64())]
+        + [("amounts", pa.list_(pa.decimal128(12, 2)))]
+    )
+    query = sa.select(t).where(t.c.id > 5)
+    as_text = _native_pg.numeric_text_columns(query, schema)
+    assert as_text == {1}
+    sql, count_sql, settings = _native_pg.compile_query(query, as_text=as_text)
+    assert 'CAST("Order Items".price AS TEXT) AS price' in sql
+    assert sql.count("AS TEXT") == 1  # only the decimal column
+    assert "AS TEXT" not in count_sql and settings == [("mozart.p0", "5")]
+    result = pa.schema([("id", pa.int64()), ("price", pa.string()), ("wide", PG_NUMERIC), ("score", pa.float64())])
+    converters = _native_pg.plan(result.append(pa.field("amounts", pa.list_(PG_NUMERIC))), schema, WHERE, as_text)
+    text = pa.array(["1.50", None, "-0.01", "9999999999.99"])
+    assert converters[1](text).to_pylist() == [Decimal("1.50"), None, Decimal("-0.01"), Decimal("9999999999.99")]
+    for bad in ("1.505", "NaN", "Infinity", "99999999999.00"):
+        with pytest.raises(pa.ArrowInvalid):
+            converters[1](pa.array([bad]))
+    with pytest.raises(NativeUnsupportedError, match="price"):  # the text is only ever parsed into a decimal
+        _native_pg.plan(result, schema.set(1, pa.field("price", pa.int64())).remove(4), WHERE, as_text)
+
+
+def test_read_ahead_hands_over_every_batch_in_order_then_the_error() -> None:
+    batches = [pa.record_batch({"x": [i, i + 1]}) for i in range(0, 10, 2)]
+
+    def failing():
+        yield from batches
+        raise SourceError("connection lost")
+
+    with read_ahead(iter(batches)) as ahead:
+        assert list(ahead) == batches
+    with read_ahead(failing()) as ahead:
+        got = []
+        with pytest.raises(SourceError, match="connection lost"):
+            got.extend(ahead)
+        assert got == batches
+
+
+def test_read_ahead_stops_its_thread_and_closes_the_batches_when_abandoned() -> None:
+    closed = []
+
+    def endless():
+        try:
+            while True:
+                yield pa.record_batch({"x": [1]})
+        finally:
+            closed.append(True)
+
+    with read_ahead(endless(), depth=2) as ahead:
+        assert next(ahead).num_rows == 1
+    assert closed == [True]
+    assert not [t for t in threading.enumerate() if t.name == "mozart-read-ahead"]
 
 
 def test_pg_uuid_becomes_canonical_text_with_nulls_and_slices() -> None:
