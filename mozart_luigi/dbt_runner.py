@@ -31,6 +31,7 @@ __all__ = [
     "dbt_executable",
     "parse_project",
     "project_dir",
+    "project_selectors",
     "read_run_results",
     "run_dbt",
     "tables_var",
@@ -53,6 +54,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mozart_luigi import children
 from mozart_luigi.config import TableConfig
@@ -206,6 +209,19 @@ def project_dir() -> Path:
     return Path(configured).resolve() if configured else Path(__file__).resolve().parent.parent / "dbt"
 
 
+def project_selectors(project: Path) -> frozenset[str]:
+    """The selector names a dbt project defines in its ``selectors.yml`` (none when it has no such file)."""
+    path = project / "selectors.yml"
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        return frozenset()
+    except (OSError, yaml.YAMLError) as exc:
+        raise TransformError(f"cannot read the dbt selectors {path}: {exc}") from exc
+    entries = spec.get("selectors") if isinstance(spec, dict) else None
+    return frozenset(str(e["name"]) for e in entries or () if isinstance(e, dict) and "name" in e)
+
+
 def target_for_profile(profile: str) -> str:
     """dbt target of a mozart profile: ``trino`` for ``stack``, ``local`` (dbt-duckdb) for ``local``."""
     try:
@@ -254,13 +270,16 @@ def build_command(
     tables: Mapping[str, Mapping[str, Any]] | None = None,
     command: str = "build",
     executable: str | None = None,
+    selector: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The dbt command line for one tenant (no secrets: connection settings come from the environment).
 
     The run date is not a var but ``MOZART_RUN_DATE`` in the environment (:func:`dbt_env`): a var that
-    changes makes dbt re-parse the whole project, an env var read by a macro at run time does not, so a
-    tenant's builds for successive dates keep partial parsing (~2-3 s saved per build).
+    changes makes dbt re-parse the whole project, an env var read by a macro at run time only does not, so a
+    tenant's builds for successive dates reuse its saved parse (``partial_parse.msgpack`` in its target
+    folder) unchanged. ``selector`` names a selector of ``dbt/selectors.yml`` (``nightly``, ``full``);
+    selection happens after parsing, so it does not invalidate the saved parse either.
     """
     # an edge: dbt renders the tenant into SQL schema names unquoted, so the rule is checked here too
     dbt_vars: dict[str, Any] = {"tenant": validate_tenant_id(tenant, origin="dbt", key="tenant")}
@@ -288,6 +307,7 @@ def build_command(
         "100",
         "--no-send-anonymous-usage-stats",
         "--no-version-check",
+        *(["--selector", selector] if selector else []),
         *extra_args,
     ]
 
@@ -380,13 +400,15 @@ def run_dbt(
     on_progress: ProgressCallback | None = None,
     timeout: float | None = None,
     env: Mapping[str, str] | None = None,
+    selector: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> DbtRunResult:
     """Run ``dbt {command}`` for one tenant and date; return its result, or raise :class:`DbtFailure`.
 
     ``target`` defaults to the profile's (``trino`` for ``stack``, ``local`` otherwise); ``tables`` (the
-    tenant's configured tables) becomes the ``tables`` var; ``on_progress`` is called after each finished
-    node; ``timeout`` (seconds) stops dbt and fails.
+    tenant's configured tables) becomes the ``tables`` var; ``selector`` picks the nodes (a selector of
+    ``dbt/selectors.yml``; None: every node); ``on_progress`` is called after each finished node;
+    ``timeout`` (seconds) stops dbt and fails.
     """
     target = target or target_for_profile(settings.profile)
     work = work_dir(settings, tenant)
@@ -397,6 +419,7 @@ def run_dbt(
         work=work,
         tables=tables_var(tables) if tables is not None else None,
         command=command,
+        selector=selector,
         extra_args=extra_args,
     )
     call = _Invocation(tenant, run_date, target, command, argv, dbt_env(settings, target, env, run_date=run_date), work)

@@ -18,7 +18,12 @@
 {#- The run date (var `run_date`, else env MOZART_RUN_DATE) as a validated 'YYYY-MM-DD' string, or none. -#}
 {% macro mozart_run_date() -%}
   {#- the var when given (dbt by hand), else MOZART_RUN_DATE: mozart's runner sets the env var, which unlike a
-      changed var keeps dbt's partial parsing from one date to the next -#}
+      changed var keeps dbt's partial parsing from one date to the next. While parsing (`execute` is false)
+      the date is not read at all: the SQL is rendered again at run time, and an env var read while parsing
+      is recorded in the manifest, so a new date would make dbt re-parse every file that reads it. -#}
+  {%- if not execute -%}
+    {{- return(none) -}}
+  {%- endif -%}
   {%- set run_date = var('run_date', none) -%}
   {%- if run_date is none or run_date == '' -%}
     {%- set run_date = env_var('MOZART_RUN_DATE', '') -%}

@@ -1,4 +1,5 @@
--- The mart's total revenue equals the sum of the non-cancelled order lines it was built from.
+-- The mart's total revenue equals the sum of the non-cancelled order lines it was built from (weekly).
+{{ config(tags=['weekly']) }}
 with mart as (
     select coalesce(sum(revenue), 0) as revenue from {{ ref('daily_revenue') }}
 ),

@@ -5,6 +5,12 @@ Template: every ``LoadIceberg(tenant, table, date)`` of the tenant is done -> ``
 profile ``local``) -> ``run_results.json`` kept under ``{report_dir}/dbt/{tenant}/{date}/`` -> only when every
 model and test passed, a marker (family ``DbtRun``, rows = models built, details = node counts).
 
+Data tests: every model is built each run; which data tests run is a selector of ``dbt/selectors.yml``:
+``nightly`` (the tests not tagged ``weekly``) on most dates, ``full`` (every test) on the dates whose weekday
+is the setting ``MOZART_DBT_WEEKLY_TESTS`` (else ``dbt_weekly_tests`` in luigi.cfg's ``[mozart]`` section,
+else ``sunday``; ``daily`` runs the full set every date). The marker records the selection (``details.
+selection``). Which tests are weekly, and why: dbt/README.md.
+
 dbt's ``run_date`` var is this date: staging reads partitions up to it (all loaded, since they are
 required), so the marts are the state as of that date. When a later date's DbtRun already completed (a
 retry or backfill of an older date), dbt runs as of that later date instead: marts never go back in time,
@@ -24,17 +30,36 @@ Concurrency (Luigi resources):
 
 from __future__ import annotations
 
-__all__ = ["DbtRun"]
+__all__ = [
+    "DEFAULT_WEEKLY_TESTS",
+    "SELECTIONS",
+    "WEEKLY_TESTS_ENV",
+    "WEEKLY_TESTS_OPTION",
+    "DbtRun",
+    "dbt_selection",
+    "weekly_tests_setting",
+]
 
 import datetime as dt
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mozart_luigi.dbt_runner import DbtFailure, DbtProgress, DbtRunResult, run_dbt, target_for_profile
-from mozart_luigi.errors import LoadError
+import luigi.configuration
+
+from mozart_luigi.dbt_runner import (
+    DbtFailure,
+    DbtProgress,
+    DbtRunResult,
+    project_dir,
+    project_selectors,
+    run_dbt,
+    target_for_profile,
+)
+from mozart_luigi.errors import ConfigError, ConfigProblem, LoadError
 from mozart_luigi.parquet import pause_point
 from mozart_luigi.targets import MarkerTarget, completed_task_ids
 from mozart_luigi.tasks.base import MarkerBulkComplete, Progress, TenantDateTask
@@ -44,6 +69,36 @@ from mozart_luigi.warehouse import Marker, open_warehouse
 log = logging.getLogger(__name__)
 
 DUCKDB_WRITER_RESOURCE = "duckdb_writer"
+#: the selectors of dbt/selectors.yml a DbtRun picks from: most dates, and the weekly day
+SELECTIONS = ("nightly", "full")
+WEEKLY_TESTS_ENV = "MOZART_DBT_WEEKLY_TESTS"
+#: (section, option) in luigi.cfg, read when the env var is not set
+WEEKLY_TESTS_OPTION = ("mozart", "dbt_weekly_tests")
+DEFAULT_WEEKLY_TESTS = "sunday"
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def weekly_tests_setting(env: Mapping[str, str] | None = None, cfg: Any = None) -> str:
+    """The day the full test set runs: a weekday name, or ``daily``; from ``MOZART_DBT_WEEKLY_TESTS``, else
+    luigi.cfg ``[mozart] dbt_weekly_tests``, else ``sunday``. Raises :class:`ConfigError` naming the source
+    of a value that is neither."""
+    env = os.environ if env is None else env
+    cfg = luigi.configuration.get_config() if cfg is None else cfg
+    section, option = WEEKLY_TESTS_OPTION
+    if env.get(WEEKLY_TESTS_ENV, "").strip():
+        value, origin, key = env[WEEKLY_TESTS_ENV], "environment", WEEKLY_TESTS_ENV
+    else:
+        value, origin, key = cfg.get(section, option, DEFAULT_WEEKLY_TESTS), "luigi.cfg", f"[{section}] {option}"
+    day = str(value).strip().lower()
+    if day not in (*_WEEKDAYS, "daily"):
+        raise ConfigError([ConfigProblem(origin, key, f"{value!r} is not a weekday name (monday .. sunday) or daily")])
+    return day
+
+
+def dbt_selection(date: dt.date, weekly: str) -> str:
+    """``full`` (every data test) when ``date`` falls on the ``weekly`` day (every date for ``daily``), else
+    ``nightly``."""
+    return "full" if weekly == "daily" or _WEEKDAYS[date.weekday()] == weekly else "nightly"
 
 
 class DbtRun(MarkerBulkComplete, TenantDateTask):
@@ -76,8 +131,9 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
     def run(self) -> None:
         settings = self.config.settings
         target = target_for_profile(settings.profile)
+        selection, selector = self._selection()
         as_of = self._as_of()
-        self._status(f"dbt {self.tenant}: starting (target {target}, as of {as_of})")
+        self._status(f"dbt {self.tenant}: starting (target {target}, as of {as_of}, {selection} tests)")
         try:
             result = run_dbt(
                 self.tenant,
@@ -85,6 +141,7 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
                 settings=settings,
                 target=target,
                 tables=self.config.tables_for(self.tenant),
+                selector=selector,
                 on_progress=self._progress_callback(),
             )
         except DbtFailure as failure:
@@ -95,7 +152,7 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
             raise
         report = self._keep_run_results(result)
         with open_warehouse(settings, tenant=self.tenant) as warehouse:
-            warehouse.write_marker(self._marker(result, report))
+            warehouse.write_marker(self._marker(result, report, selection))
         self._status(
             f"dbt {self.tenant}: {result.models_built} models built, "
             f"{len(result.nodes)} nodes ok in {result.elapsed_seconds:.1f}s",
@@ -107,6 +164,16 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         Progress(self, 1 if done else None, every_seconds=0).update(1 if done else 0, message, force=True)
 
     # ------------------------------------------------------------------------------------------- steps
+    def _selection(self) -> tuple[str, str | None]:
+        """(selection recorded in the marker, ``--selector`` given to dbt). A project without that selector
+        (``MOZART_DBT_PROJECT_DIR`` naming one without ``selectors.yml``) runs every test: ``full``, no
+        selector."""
+        selection = dbt_selection(self.date, weekly_tests_setting())
+        if selection in project_selectors(project_dir()):
+            return selection, selection
+        log.info("dbt tenant=%s: the dbt project has no selector %r: every data test runs", self.tenant, selection)
+        return "full", None
+
     def _as_of(self) -> dt.date:
         """The run date given to dbt: this date, or a later one whose DbtRun already completed.
 
@@ -169,9 +236,10 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         partial.replace(final)
         return final
 
-    def _marker(self, result: DbtRunResult, report: Path) -> Marker:
+    def _marker(self, result: DbtRunResult, report: Path, selection: str) -> Marker:
         details: dict[str, Any] = {
             "target": result.target,
+            "selection": selection,
             "counts": result.counts(),
             "seconds": round(result.elapsed_seconds, 2),
             "invocation_id": result.invocation_id,

@@ -74,6 +74,8 @@ def test_marts_equal_an_independent_computation_as_of_each_run_date(warehouse: P
         assert marts(warehouse, GOOD) == expected_marts(shop(1), run_date), f"as of {run_date}"
     log = (work_dir(settings, GOOD) / "logs" / "dbt.log").read_text(encoding="utf-8")
     assert log.count("Unable to do partial parsing") == 1, "only the first build parses the whole project"
+    assert log.count("Partial parsing enabled, no changes found, skipping parsing") == 2  # a new date: no parse
+    assert "Partial parsing: updated file" not in log
     assert {f"{GOOD}_staging", f"{GOOD}_intermediate", f"{GOOD}_mart"} <= schemas(warehouse)
     assert not any(s.startswith(BAD + "_") for s in schemas(warehouse))
 
@@ -94,7 +96,8 @@ def test_a_broken_dbt_test_names_the_tenant_and_the_test_and_a_fix_converges(war
     assert marts(warehouse, BAD) == expected_marts(shop(2), RUN_DATE)
 
 
-def test_dbt_run_through_luigi_twice_one_tenant_failing(warehouse: Path) -> None:
+def test_dbt_run_through_luigi_twice_one_tenant_failing(warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOZART_DBT_WEEKLY_TESTS", RUN_DATE.strftime("%A"))  # RUN_DATE runs every test
     settings = get_config().settings
     for tenant in (GOOD, BAD):
         mark_loads_done(tenant, RUN_DATE)
@@ -116,7 +119,7 @@ def test_dbt_run_through_luigi_twice_one_tenant_failing(warehouse: Path) -> None
         markers = {m.tenant: m for m in wh.markers(None, RUN_DATE) if m.task_family == "DbtRun"}
     assert set(markers) == {GOOD}
     assert markers[GOOD].rows == 9 and markers[GOOD].table is None
-    assert markers[GOOD].details["counts"]["test:pass"] == 38
+    assert markers[GOOD].details["counts"]["test:pass"] == 38 and markers[GOOD].details["selection"] == "full"
     report_mtime = report.stat().st_mtime_ns
 
     with luigi_events(DbtRun) as again:
@@ -135,6 +138,8 @@ def test_dbt_run_through_luigi_twice_one_tenant_failing(warehouse: Path) -> None
     with open_warehouse(settings) as wh:
         (marker,) = [m for m in wh.markers(GOOD, older) if m.task_family == "DbtRun"]
     assert marker.details["as_of"] == RUN_DATE.isoformat()
+    assert marker.details["selection"] == "nightly"  # not the weekly day: the data tests not tagged weekly
+    assert marker.details["counts"]["test:pass"] == 9 and marker.details["counts"]["model:success"] == 9
 
 
 DELETED = {"orders": {3}, "order_items": {2, 4}}  # gone from the source on the last day (order 3 and its line)
