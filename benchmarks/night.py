@@ -38,13 +38,10 @@ import contextlib
 import datetime as dt
 import json
 import os
-import re
-import resource
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import uuid
@@ -57,7 +54,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
-BIN = REPO / ".venv" / "bin"
 for _path in (REPO, HERE):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
@@ -73,12 +69,10 @@ from night_model import (  # noqa: E402 - after the path set-up
     tables_yaml,
     tenant_ids,
 )
+from night_procs import Luigid, Worker, children_cpu, process_cpu, worker_argv  # noqa: E402
 from night_sources import build_sources, drop_sources  # noqa: E402
 
 FIRST_DATE = dt.date(2026, 11, 20)
-DONE_SCHEDULING = "Done scheduling tasks"
-RUNNING = " running   "
-ACCESS = re.compile(r"\d{3} (?:GET|POST) /api/(\w+) \([^)]*\) ([\d.]+)ms")
 
 
 class NightLoads(luigi.WrapperTask):
@@ -97,155 +91,6 @@ class NightLoads(luigi.WrapperTask):
 
 
 # ---------------------------------------------------------------------------------------------- processes
-class Luigid:
-    """luigid on a free loopback port, its state file and logs under ``folder``."""
-
-    def __init__(self, folder: Path, env: dict[str, str]) -> None:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
-        cfg = folder / "luigid.cfg"  # keep-alive workers retry a failed task after 5 s, not 900 s
-        cfg.write_text("[scheduler]\nretry_delay = 5\n")
-        argv = [str(BIN / "luigid"), "--address", "127.0.0.1", "--port", str(self.port)]
-        argv += ["--state-path", str(folder / "state.pickle"), "--logdir", str(folder)]
-        self.log = (folder / "luigid.out").open("w")
-        self.proc = subprocess.Popen(
-            argv, cwd=REPO, env={**env, "LUIGI_CONFIG_PATH": str(cfg)}, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.api("task_list", {"status": "RUNNING"})
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"luigid did not start: {(folder / 'luigid.out').read_text()[-2000:]}") from None
-                time.sleep(0.2)
-
-    def api(self, method: str, data: dict[str, Any] | None = None, timeout: float = 120) -> Any:
-        import urllib.parse
-        import urllib.request
-
-        query = urllib.parse.urlencode({"data": json.dumps(data or {})})
-        url = f"http://127.0.0.1:{self.port}/api/{method}?{query}"
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback, our own luigid
-            return json.loads(resp.read().decode())["response"]
-
-    def cpu(self) -> float:
-        return _cpu(self.proc.pid)
-
-    def log_offset(self) -> int:
-        log = self.folder / "luigi-server.log"
-        return log.stat().st_size if log.exists() else 0
-
-    def api_calls(self, since: int) -> dict[str, dict[str, float]]:
-        """Per API method since ``since`` (a :meth:`log_offset`): calls and luigid's summed handling time
-        (tornado's access log: wall time in luigid, so waiting for the CPU on a loaded box is included)."""
-        log = self.folder / "luigi-server.log"
-        if not log.exists():
-            return {}
-        with log.open("rb") as f:
-            f.seek(since)
-            text = f.read().decode(errors="replace")
-        calls: dict[str, dict[str, float]] = {}
-        for method, ms in ACCESS.findall(text):
-            entry = calls.setdefault(method, {"calls": 0, "seconds": 0.0})
-            entry["calls"] += 1
-            entry["seconds"] += float(ms) / 1000
-        return {m: {"calls": int(e["calls"]), "seconds": round(e["seconds"], 2)} for m, e in sorted(calls.items())}
-
-    def memory_mb(self) -> dict[str, float]:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
-        values = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status if line.startswith("Vm")}
-        return {"rss_mb": round(values.get("VmRSS", 0), 1), "peak_rss_mb": round(values.get("VmHWM", 0), 1)}
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
-
-
-class Worker:
-    """One ``luigi`` process (its own session, so stopping it stops its children); its output goes to a log
-    file and the first times it printed "Done scheduling tasks" and a task running are kept."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.started = time.monotonic()
-        self.times: dict[str, float] = {}
-        self.lines: list[str] = []
-        self.log_path = log
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        with self.log_path.open("w") as log:
-            for line in self.proc.stdout:
-                now = time.monotonic() - self.started
-                if "Informed scheduler that task" in line:
-                    self.times.setdefault("first_task_added", now)
-                if DONE_SCHEDULING in line:
-                    self.times.setdefault("scheduled", now)
-                if RUNNING in line:
-                    self.times.setdefault("first_running", now)
-                if "retrying in" in line or "commit conflict" in line:
-                    self.lines.append(line.strip())
-                log.write(line)
-        self.times["exited"] = time.monotonic() - self.started
-
-    def wait_for(self, key: str, timeout: float) -> float | None:
-        deadline = time.monotonic() + timeout
-        while key not in self.times and "exited" not in self.times and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.times.get(key)
-
-    def finish(self, timeout: float) -> int:
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            code = -1
-        self.reader.join(timeout=30)
-        return code
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-
-
-def worker_argv(root: str, date: dt.date, port: int, worker: str, *, keep_alive: bool) -> list[str]:
-    module = "night" if root == "NightLoads" else "mozart_luigi"
-    argv = [str(BIN / "luigi"), "--module", module, root, "--date", date.isoformat()]
-    argv += ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(port), "--workers", "1"]
-    return [*argv, "--worker-id", worker] + (["--worker-keep-alive"] if keep_alive else [])
-
-
 # ---------------------------------------------------------------------------------------------- nights
 def run_night(
     luigid: Luigid, env: dict[str, str], folder: Path, date: dt.date, args: argparse.Namespace
@@ -253,7 +98,7 @@ def run_night(
     """W workers on one date, then one more process asking for the same (now complete) date."""
     root = "AllTenants" if args.dbt else "NightLoads"
     records_before = _records(env)
-    cpu0, load0, children0, offset = luigid.cpu(), _load(), _children_cpu(), luigid.log_offset()
+    cpu0, load0, children0, offset = luigid.cpu(), _load(), children_cpu(), luigid.log_offset()
     workers = [
         Worker(
             worker_argv(root, date, luigid.port, f"night-w{k}-{date:%m%d}", keep_alive=True),
@@ -268,7 +113,7 @@ def run_night(
         for w in workers:
             w.stop()
     wall = max(w.times.get("exited", 0.0) for w in workers)
-    cpu1, workers_cpu, api = luigid.cpu(), _children_cpu() - children0, luigid.api_calls(offset)
+    cpu1, workers_cpu, api = luigid.cpu(), children_cpu() - children0, luigid.api_calls(offset)
     records = _records(env)[len(records_before) :]
     done = sum(1 for r in records for t in r.get("tasks", []) if t.get("outcome") == "done")
     task_s = sum(
@@ -319,7 +164,7 @@ def run_night(
 
 def completeness(luigid: Luigid, env: dict[str, str], folder: Path, date: dt.date, root: str) -> dict[str, Any]:
     """One fresh ``luigi`` process asking for a date that is complete: its scheduling and whole wall time."""
-    cpu0, children0 = luigid.cpu(), _children_cpu()
+    cpu0, children0 = luigid.cpu(), children_cpu()
     argv = worker_argv(root, date, luigid.port, f"check-{date:%m%d}", keep_alive=False)
     worker = Worker(argv, env, folder / f"check-{date}.log")
     try:
@@ -332,7 +177,7 @@ def completeness(luigid: Luigid, env: dict[str, str], folder: Path, date: dt.dat
         "answered_s": _round(worker.times.get("scheduled")),
         "process_wall_s": _round(worker.times.get("exited")),
         "luigid_cpu_s": round(luigid.cpu() - cpu0, 3),
-        "worker_cpu_s": round(_children_cpu() - children0, 2),
+        "worker_cpu_s": round(children_cpu() - children0, 2),
         "load_average": _load(),
     }
 
@@ -377,7 +222,7 @@ def bench_schedule_only(args: argparse.Namespace, run: str, tmp: Path) -> dict[s
         worker = Worker(worker_argv("AllTenants", date, luigid.port, "sched-w0", keep_alive=False), env, tmp / "w0.log")
         try:
             scheduled = worker.wait_for("scheduled", args.timeout)
-            cpu_scheduled, worker_cpu = luigid.cpu(), _cpu(worker.proc.pid)
+            cpu_scheduled, worker_cpu = luigid.cpu(), process_cpu(worker.proc.pid)
             first = worker.wait_for("first_running", 120)
         finally:
             worker.stop()
@@ -546,21 +391,6 @@ def _print(title: str, data: Any) -> None:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
-
-
-def _cpu(pid: int) -> float:
-    """User + system CPU seconds of a live process (``/proc/<pid>/stat``), 0 when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu() -> float:
-    """User + system CPU seconds of this process's children that have exited (and their waited-for ones)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _load() -> float:
