@@ -1,4 +1,4 @@
-"""``python -m benchmarks [extract|load|late_rows] [options]`` (what ``make bench BENCH_ARGS=...`` runs).
+"""``python -m benchmarks [extract|load|late_rows|night|dbt_cost] [options]`` (what ``make bench BENCH_ARGS=...`` runs).
 
 The first argument picks the benchmark (default ``extract``); the rest go to it. See benchmarks/README.md.
 """
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NAMES = ("extract", "load", "late_rows")
+NAMES = ("extract", "load", "late_rows", "night", "dbt_cost")
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in NAMES else "extract"
