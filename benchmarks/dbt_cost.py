@@ -297,17 +297,7 @@ def _clean_up(tenants: list[str]) -> None:
         try:
             with open_warehouse(settings, tenant=tenant) as wh:
                 for layer in LAYERS:
-                    schema = f"{tenant}_{layer}"
-                    rows = wh.query(
-                        f"SELECT table_name, table_type FROM {settings.trino_catalog}.information_schema.tables "
-                        "WHERE table_schema = ?",
-                        [schema],
-                        tenant=tenant,
-                    )
-                    for name, kind in rows:
-                        what = "VIEW" if kind == "VIEW" else "TABLE"
-                        wh.query(f'DROP {what} IF EXISTS {settings.trino_catalog}."{schema}"."{name}"', tenant=tenant)
-                    wh.query(f'DROP SCHEMA IF EXISTS {settings.trino_catalog}."{schema}"', tenant=tenant)
+                    wh.drop_schema(f"{tenant}_{layer}", tenant=tenant)
                 wh.drop_tenant(tenant)
             lake = Lake.from_settings(settings)
             for table in get_config().tables:

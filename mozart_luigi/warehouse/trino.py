@@ -368,6 +368,16 @@ class TrinoWarehouse(Warehouse):
         """Run one statement with bound values through the boundary (tests, benchmarks, ``mozart status``)."""
         return self._execute(statement, params, tenant=tenant)
 
+    def drop_schema(self, schema: str, *, tenant: str | None = None) -> None:
+        """Drop one schema of the catalog with its views and tables (clean-up of a tenant's dbt schemas
+        ``{tenant}_staging`` ... in tests and benchmarks)."""
+        listing = self._sql("relations")
+        for name, kind in self._execute(listing, [schema], tenant=tenant):
+            relation = qualified(self.catalog, schema, name)
+            drop = self._sql("drop_view", view=relation) if kind == "VIEW" else self._sql("drop_table", table=relation)
+            self._execute(drop, tenant=tenant)
+        self._execute(self._sql("drop_schema", schema=qualified(self.catalog, schema)), tenant=tenant)
+
     def drop_tenant(self, tenant: str) -> None:
         """Drop the tenant's Iceberg schema with its tables, and its markers (test clean-up)."""
         listing = sql.statement("trino", "tables", catalog=quote_ident(self.catalog))

@@ -138,7 +138,7 @@ def cleanup(setup: Setup) -> None:
         with open_warehouse(settings) as wh:
             for tenant in setup.tenants:
                 # other tests commit to mozart_meta at the same time: Iceberg commit conflicts are retried
-                retrying(lambda t=tenant: _drop_dbt_schemas(wh, settings.trino_catalog, t), what="drop dbt schemas")
+                retrying(lambda t=tenant: drop_dbt_schemas(wh, t), what="drop dbt schemas")
                 retrying(lambda t=tenant: wh.drop_tenant(t), what=f"drop tenant {tenant}", attempts=6)
         lake = Lake.from_settings(settings)
         for tenant in setup.tenants:
@@ -156,18 +156,10 @@ def _clear_table(lake: Lake, tenant: str, table: str) -> None:
             lake.filesystem.delete_file(info.path)
 
 
-def _drop_dbt_schemas(wh: Any, catalog: str, tenant: str) -> None:
+def drop_dbt_schemas(wh: Any, tenant: str) -> None:
+    """The tenant's dbt schemas (``{tenant}_staging`` ...), with their views and tables."""
     for layer in LAYERS:
-        schema = f"{tenant}_{layer}"
-        rows = wh.query(
-            f"SELECT table_name, table_type FROM {catalog}.information_schema.tables WHERE table_schema = ?",
-            [schema],
-            tenant=tenant,
-        )
-        for name, kind in rows:
-            what = "VIEW" if kind == "VIEW" else "TABLE"
-            wh.query(f'DROP {what} IF EXISTS {catalog}."{schema}"."{name}"', tenant=tenant)
-        wh.query(f'DROP SCHEMA IF EXISTS {catalog}."{schema}"', tenant=tenant)
+        wh.drop_schema(f"{tenant}_{layer}", tenant=tenant)
 
 
 # ---------------------------------------------------------------------------------------------- luigid

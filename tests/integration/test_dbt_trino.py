@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from dbt_shop import DAYS, MART_KEYS, build, expected_marts, luigi_events, shop, write_config
+from pipeline_helpers import drop_dbt_schemas
 
 from mozart_luigi.config import get_config, reset_config_cache
 from mozart_luigi.lake import Lake
@@ -30,7 +31,6 @@ from mozart_luigi.tasks.load import LoadIceberg
 from mozart_luigi.warehouse import open_warehouse
 
 pytestmark = pytest.mark.integration
-LAYERS = ("staging", "intermediate", "mart")
 
 
 def _unique(suffix: str) -> str:
@@ -41,18 +41,7 @@ def _drop_tenant(tenant: str) -> None:
     """Drop the dbt schemas (views and tables), then the raw schema, the markers and the lake files."""
     settings = get_config().settings
     with open_warehouse(settings, tenant=tenant) as wh:
-        catalog = settings.trino_catalog
-        for layer in LAYERS:
-            schema = f"{tenant}_{layer}"
-            rows = wh.query(
-                f"SELECT table_name, table_type FROM {catalog}.information_schema.tables WHERE table_schema = ?",
-                [schema],
-                tenant=tenant,
-            )
-            for name, kind in rows:
-                what = "VIEW" if kind == "VIEW" else "TABLE"
-                wh.query(f'DROP {what} IF EXISTS {catalog}."{schema}"."{name}"', tenant=tenant)
-            wh.query(f'DROP SCHEMA IF EXISTS {catalog}."{schema}"', tenant=tenant)
+        drop_dbt_schemas(wh, tenant)
         wh.drop_tenant(tenant)
     lake = Lake.from_settings(settings)
     for table in get_config().tables:

@@ -10,6 +10,12 @@ DROP SCHEMA IF EXISTS {schema}
 -- name: drop_table
 DROP TABLE IF EXISTS {table}
 
+-- name: relations
+SELECT table_name, table_type FROM {catalog}.information_schema.tables WHERE table_schema = ?
+
+-- name: drop_view
+DROP VIEW IF EXISTS {view}
+
 -- name: count_partition
 SELECT count(*) FROM {table} WHERE "_mozart_date" = ?
 
