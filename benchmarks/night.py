@@ -101,7 +101,7 @@ def run_night(
     cpu0, load0, children0, offset = luigid.cpu(), _load(), children_cpu(), luigid.log_offset()
     workers = [
         Worker(
-            worker_argv(root, date, luigid.port, f"night-w{k}-{date:%m%d}", keep_alive=True),
+            worker_argv(root, date, luigid.port, f"night-w{k}-{date:%m%d}", keep_alive=True, expand=args.expand),
             env,
             folder / f"worker-{date}-{k}.log",
         )
@@ -121,7 +121,8 @@ def run_night(
     )
     scheduled = [w.times.get("scheduled") for w in workers]
     firsts = [w.times["first_running"] for w in workers if "first_running" in w.times]
-    complete = completeness(luigid, env, folder, date, root)
+    first_work = [w.times["first_work_running"] for w in workers if "first_work_running" in w.times]
+    complete = completeness(luigid, env, folder, date, root, args.expand)
     retries = [line for w in workers for line in w.lines]
     night: dict[str, Any] = {
         "date": date.isoformat(),
@@ -135,6 +136,7 @@ def run_night(
             "slowest_worker": _round(max((s for s in scheduled if s is not None), default=None)),
         },
         "first_task_running_s": _round(min(firsts, default=None)),
+        "first_extract_load_or_dbt_running_s": _round(min(first_work, default=None)),
         "wall_s": round(wall, 2),
         "tasks_run": done,
         "tasks_per_s": round(done / wall, 3) if wall else None,
@@ -162,10 +164,12 @@ def run_night(
     return night
 
 
-def completeness(luigid: Luigid, env: dict[str, str], folder: Path, date: dt.date, root: str) -> dict[str, Any]:
+def completeness(
+    luigid: Luigid, env: dict[str, str], folder: Path, date: dt.date, root: str, expand: str | None = None
+) -> dict[str, Any]:
     """One fresh ``luigi`` process asking for a date that is complete: its scheduling and whole wall time."""
     cpu0, children0 = luigid.cpu(), children_cpu()
-    argv = worker_argv(root, date, luigid.port, f"check-{date:%m%d}", keep_alive=False)
+    argv = worker_argv(root, date, luigid.port, f"check-{date:%m%d}", keep_alive=False, expand=expand)
     worker = Worker(argv, env, folder / f"check-{date}.log")
     try:
         code = worker.finish(600)
@@ -219,11 +223,13 @@ def bench_schedule_only(args: argparse.Namespace, run: str, tmp: Path) -> dict[s
     try:
         out: dict[str, Any] = {"graph_tasks": tasks, "load_average_at_start": _load()}
         cpu0, offset = luigid.cpu(), luigid.log_offset()
-        worker = Worker(worker_argv("AllTenants", date, luigid.port, "sched-w0", keep_alive=False), env, tmp / "w0.log")
+        argv = worker_argv("AllTenants", date, luigid.port, "sched-w0", keep_alive=False, expand=args.expand)
+        worker = Worker(argv, env, tmp / "w0.log")
         try:
             scheduled = worker.wait_for("scheduled", args.timeout)
             cpu_scheduled, worker_cpu = luigid.cpu(), process_cpu(worker.proc.pid)
             first = worker.wait_for("first_running", 120)
+            first_work = worker.wait_for("first_work_running", 120)
         finally:
             worker.stop()
             worker.finish(30)
@@ -231,6 +237,7 @@ def bench_schedule_only(args: argparse.Namespace, run: str, tmp: Path) -> dict[s
             "first_task_added_s": _round(worker.times.get("first_task_added")),
             "scheduled_s": _round(scheduled),
             "first_task_running_s": _round(first),
+            "first_extract_load_or_dbt_running_s": _round(first_work),
             "luigid_cpu_s": round(cpu_scheduled - cpu0, 2),
             "luigid_cpu_ms_per_task": round((cpu_scheduled - cpu0) / tasks * 1000, 3),
             "luigid_cpu_to_first_running_s": round(luigid.cpu() - cpu0, 2),
@@ -239,11 +246,14 @@ def bench_schedule_only(args: argparse.Namespace, run: str, tmp: Path) -> dict[s
             **luigid.memory_mb(),
             "load_average": _load(),
         }
-        _print(f"all missing: scheduled {scheduled} s, first task running {first} s", out["missing"])
+        _print(
+            f"all missing: scheduled {scheduled} s, first task running {first} s, first extract running {first_work} s",
+            out["missing"],
+        )
         out["get_work"] = _probe_get_work(luigid, args.probes)
         _print("get_work (assistant)", out["get_work"])
         out["markers_written_s"] = _write_dbt_markers(env, date)
-        out["complete"] = completeness(luigid, env, tmp, date, "AllTenants")
+        out["complete"] = completeness(luigid, env, tmp, date, "AllTenants", args.expand)
         _print("complete graph", out["complete"])
         out["load_average_at_end"] = _load()
         return out
@@ -420,6 +430,12 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--probes", type=int, default=10, help="--schedule-only: get_work calls measured")
     parser.add_argument("--extrapolate", type=int, default=1000, help="tenants the model extrapolates to")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds a night (or the scheduling) may take")
+    parser.add_argument(
+        "--expand",
+        choices=("auto", "upfront", "per-tenant"),
+        help="AllTenants --expand: luigid gets the whole graph first (upfront) or a tenant's tasks when a worker "
+        "takes it on (per-tenant); default: the project's (luigi.cfg, else auto)",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.dbt and args.tables < 4 and not args.schedule_only:
@@ -441,6 +457,7 @@ def main() -> None:
         "tables": args.tables,
         "workers": args.workers,
         "dbt": args.dbt,
+        "expand": args.expand,
         "model": EXTRAPOLATION_MODEL,
     }
     with _temporary() as tmp:

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 DONE_SCHEDULING = "Done scheduling tasks"
 RUNNING = " running   "
+WRAPPERS = ("AllTenants", "TenantPipeline", "NightLoads")  # tasks that do no work of their own
 ACCESS = re.compile(r"\d{3} (?:GET|POST) /api/(\w+) \([^)]*\) ([\d.]+)ms")
 
 
@@ -135,6 +136,8 @@ class Worker:
                     self.times.setdefault("scheduled", now)
                 if RUNNING in line:
                     self.times.setdefault("first_running", now)
+                    if not any(f" {wrapper}(" in line for wrapper in WRAPPERS):
+                        self.times.setdefault("first_work_running", now)  # an extract, load or dbt run
                 if "retrying in" in line or "commit conflict" in line:
                     self.lines.append(line.strip())
                 log.write(line)
@@ -167,9 +170,14 @@ class Worker:
                 self.proc.wait(timeout=10)
 
 
-def worker_argv(root: str, date: dt.date, port: int, worker: str, *, keep_alive: bool) -> list[str]:
+def worker_argv(
+    root: str, date: dt.date, port: int, worker: str, *, keep_alive: bool, expand: str | None = None
+) -> list[str]:
+    """``expand``: ``AllTenants --expand`` (how much of the graph luigid gets up front), when given."""
     module = "night" if root == "NightLoads" else "mozart_luigi"
     argv = [str(BIN / "luigi"), "--module", module, root, "--date", date.isoformat()]
+    if expand is not None and root == "AllTenants":
+        argv += ["--expand", expand]
     argv += ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(port), "--workers", "1"]
     return [*argv, "--worker-id", worker] + (["--worker-keep-alive"] if keep_alive else [])
 

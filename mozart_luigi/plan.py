@@ -29,9 +29,15 @@ def plan_lines(root: luigi.Task) -> tuple[list[tuple[int, str, str]], dict[str, 
         state = _state(task, memo)
         lines.append((depth, repr(task), state))
         if state == TODO:
-            stack += [(depth + 1, child) for child in reversed(flatten(task.requires()))]
+            stack += [(depth + 1, child) for child in reversed(_children(task))]
     counts = {s: sum(1 for _, _, st in lines if st.startswith(s)) for s in (DONE, TODO, ERROR)}
     return lines, counts
+
+
+def _children(task: luigi.Task) -> list[luigi.Task]:
+    """A task's requirements, including those it yields at run time (``TenantPipeline`` deferred)."""
+    planned = getattr(task, "planned_requires", None)
+    return list(flatten(planned() if callable(planned) else task.requires()))
 
 
 def _state(task: luigi.Task, memo: dict[str, str]) -> str:
@@ -43,7 +49,7 @@ def _state(task: luigi.Task, memo: dict[str, str]) -> str:
 def _check(task: luigi.Task, memo: dict[str, str]) -> str:
     try:
         if isinstance(task, luigi.WrapperTask):
-            return TODO if any(_state(t, memo) != DONE for t in flatten(task.requires())) else DONE
+            return TODO if any(_state(t, memo) != DONE for t in _children(task)) else DONE
         return DONE if task.complete() else TODO
     except MozartError as exc:
         return f"{ERROR}: {exc}"

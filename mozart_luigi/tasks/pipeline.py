@@ -4,15 +4,27 @@
 the module is imported, so a long-lived scheduler process never freezes the date). Backfills use
 ``RangeDaily --of AllTenants``; :meth:`AllTenants.bulk_complete` answers every date of the range with one
 warehouse query.
+
+**How much of the graph luigid gets up front** (``AllTenants --expand``, or ``expand`` in the
+``[AllTenants]`` section of ``luigi.cfg``): ``upfront`` hands every task of the night to luigid before the
+first one runs (the whole graph in the visualizer at once); ``per-tenant`` hands only the ``TenantPipeline``
+of each tenant, and a worker that runs one *yields* its ``DbtRun`` — Luigi's dynamic dependencies — so that
+tenant's extracts, loads and dbt run are added when a worker takes the tenant on. A worker prefers the
+tasks of tenants already taken on to expanding another (``TenantPipeline`` has a lower priority), so the
+pending set in luigid stays near the tenants being worked on: the hand-over is one task per tenant instead
+of ``2 x tables + 2`` (a worker hands luigid ~150-200 tasks/s), and each ``get_work``, which sorts every
+pending task, walks a set that many times smaller. ``auto`` (the default) is ``per-tenant`` when the night
+has more than :data:`EXPAND_AUTO_TASKS` tasks. A tenant that fails stops only its own subtree either way.
+docs/operations.md "Big nights".
 """
 
 from __future__ import annotations
 
-__all__ = ["AllTenants", "TenantPipeline", "YesterdayDateParameter"]
+__all__ = ["EXPAND_AUTO_TASKS", "AllTenants", "TenantPipeline", "YesterdayDateParameter", "night_tasks"]
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import luigi
@@ -24,6 +36,13 @@ from mozart_luigi.tasks import base
 from mozart_luigi.tasks.dbt import DbtRun
 
 log = logging.getLogger(__name__)
+
+# ``--expand auto``: past this many tasks in a night, hand luigid one task per tenant (module docstring).
+# At ~5-7 ms per task handed over (benchmarks/README.md, "Night"), 4,000 tasks are ~20-30 s before the first
+# one can run, and luigid's ``get_work`` sorts them all on every call.
+EXPAND_AUTO_TASKS = 4000
+# A deferred pipeline's (and its root's) priority: below the default 0 of the tasks of tenants taken on.
+DEFERRED_PRIORITY = -100
 
 
 class YesterdayDateParameter(luigi.DateParameter):
@@ -45,13 +64,44 @@ class YesterdayDateParameter(luigi.DateParameter):
 
 
 class TenantPipeline(luigi.WrapperTask):
-    """Everything one tenant needs for one day; complete when the tenant's ``DbtRun`` is."""
+    """Everything one tenant needs for one day; complete when the tenant's ``DbtRun`` is.
+
+    ``deferred`` (set by ``AllTenants --expand per-tenant``; not part of the task id): the ``DbtRun`` is not a
+    static requirement but yielded by :meth:`run` (a dynamic dependency), so luigid learns this tenant's
+    subtree only when a worker takes the tenant on. Its low priority makes a worker finish what it has taken
+    on before expanding the next tenant.
+    """
 
     tenant: str = base.TenantParameter(description="tenant id from config/tenants.yaml")
     date: dt.date = luigi.DateParameter(description="the day to process, YYYY-MM-DD")
+    deferred: bool = luigi.BoolParameter(
+        default=False,
+        significant=False,
+        description="hand the tenant's tasks to luigid when a worker takes it on (AllTenants --expand)",
+    )
 
-    def requires(self) -> DbtRun:
+    @property
+    def priority(self) -> int:  # type: ignore[override]  # a property over luigi's class attribute
+        return DEFERRED_PRIORITY if self.deferred else 0
+
+    def dbt_run(self) -> DbtRun:
+        """The tenant's work for the date: its ``DbtRun``, which requires every load and extract."""
         return DbtRun(tenant=self.tenant, date=self.date)
+
+    def requires(self) -> DbtRun | list[DbtRun]:
+        return [] if self.deferred else self.dbt_run()
+
+    def planned_requires(self) -> list[DbtRun]:
+        """What the tenant needs whatever ``deferred`` says (``mozart plan`` walks this)."""
+        return [self.dbt_run()]
+
+    def complete(self) -> bool:
+        return bool(self.dbt_run().complete())
+
+    def run(self) -> Iterator[DbtRun]:
+        if self.deferred:
+            # Luigi re-runs this after the yielded task is done; then the yield returns and the task is DONE.
+            yield self.dbt_run()
 
 
 class AllTenants(luigi.WrapperTask):
@@ -60,6 +110,13 @@ class AllTenants(luigi.WrapperTask):
     date: dt.date = YesterdayDateParameter(description="the day to process, YYYY-MM-DD (default: yesterday)")
     tenants: tuple[str, ...] = luigi.ListParameter(
         default=(), description="JSON list narrowing the run, e.g. '[\"acme\"]' (default: every tenant)"
+    )
+    expand: str = luigi.ChoiceParameter(
+        choices=("auto", "upfront", "per-tenant"),
+        default="auto",
+        significant=False,
+        description="when luigid gets each tenant's tasks: all before the first runs (upfront), when a worker "
+        f"takes the tenant on (per-tenant), or per-tenant past {EXPAND_AUTO_TASKS} tasks (auto)",
     )
 
     def tenant_ids(self, config: Config | None = None) -> list[str]:
@@ -82,8 +139,23 @@ class AllTenants(luigi.WrapperTask):
             )
         return [t for t in config.tenants if t in set(self.tenants)]
 
+    @property
+    def priority(self) -> int:  # type: ignore[override]  # a property over luigi's class attribute
+        # luigid raises a task's priority to its dependents' (a root at 0 would lift every deferred pipeline
+        # back to 0, level with the tasks of tenants already taken on): the root of a deferred night is low too
+        return DEFERRED_PRIORITY if self.deferred() else 0
+
+    def deferred(self, config: Config | None = None) -> bool:
+        """Whether this night hands luigid one task per tenant (``expand``; ``auto`` counts the tasks)."""
+        if self.expand != "auto":
+            return bool(self.expand == "per-tenant")
+        config = config or get_config()
+        return night_tasks(config, self.tenant_ids(config)) > EXPAND_AUTO_TASKS
+
     def requires(self) -> list[TenantPipeline]:
-        return [TenantPipeline(tenant=t, date=self.date) for t in self.tenant_ids()]
+        config = get_config()
+        deferred = self.deferred(config)
+        return [TenantPipeline(tenant=t, date=self.date, deferred=deferred) for t in self.tenant_ids(config)]
 
     @classmethod
     def bulk_complete(cls, parameter_tuples: Iterable[Any]) -> list[Any]:
@@ -105,6 +177,12 @@ class AllTenants(luigi.WrapperTask):
         complete = [d for d, ids in wanted.items() if set(ids.values()) <= done]
         log.info("bulk_complete: %d of %d date(s) already complete", len(complete), len(dates))
         return complete
+
+
+def night_tasks(config: Config, tenants: Iterable[str]) -> int:
+    """The tasks of one night of ``tenants`` when the whole graph is handed over: the root, and per tenant its
+    ``TenantPipeline``, ``DbtRun`` and an extract and a load per table and per lookback day."""
+    return 1 + sum(2 + 2 * sum(1 + table.lookback_days for table in config.tables_for(tenant)) for tenant in tenants)
 
 
 def _dbt_task_ids(task: AllTenants, config: Config) -> dict[str, str]:
