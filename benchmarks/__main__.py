@@ -1,4 +1,5 @@
-"""``python -m benchmarks [extract|load|late_rows|night|dbt_cost] [options]`` (what ``make bench BENCH_ARGS=...`` runs).
+"""``python -m benchmarks [extract|load|late_rows|night|dbt_cost|dbt_history] [options]``
+(what ``make bench BENCH_ARGS=...`` runs).
 
 The first argument picks the benchmark (default ``extract``); the rest go to it. See benchmarks/README.md.
 """
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NAMES = ("extract", "load", "late_rows", "night", "dbt_cost")
+NAMES = ("extract", "load", "late_rows", "night", "dbt_cost", "dbt_history")
 
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in NAMES else "extract"

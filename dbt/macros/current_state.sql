@@ -94,11 +94,14 @@
 {%- endmacro %}
 
 
-{#- A SELECT returning the current rows of raw `table` with all raw columns. -#}
+{#- A SELECT returning the current rows of raw `table` with all raw columns (in an incremental run of an
+    incremental table's staging model: only the rows this run changes, see mozart_current_state_changes). -#}
 {% macro mozart_current_state(table) -%}
   {%- set spec = mozart_table_spec(table) -%}
   {%- set relation = source('raw', table) -%}
-  {%- if spec.mode == 'full' -%}
+  {%- if spec.mode == 'incremental' and mozart_incremental_run() -%}
+    {{ mozart_current_state_changes(table, spec) }}
+  {%- elif spec.mode == 'full' -%}
     select * from {{ relation }}
     where _mozart_date = {{ mozart_snapshot_date(relation) }}
   {%- else -%}
@@ -138,4 +141,123 @@
     where {{ mozart_key_present(table, spec, 'keys_seen') }}
     {%- endif %}
   {%- endif -%}
+{%- endmacro %}
+
+
+{#- How an incremental table's staging model is materialized: `mozart_incremental` (a table merged by
+    primary key) for an `incremental` table, a view over the snapshot partition for a `full` one. -#}
+{% macro mozart_staging_materialization(table) -%}
+  {{ return('mozart_incremental' if mozart_table_spec(table).mode == 'incremental' else 'view') }}
+{%- endmacro %}
+
+
+{#- `, _mozart_gone` in an incremental run of a `mozart_incremental` model (the flag its SELECT must end
+    with), else nothing. -#}
+{% macro mozart_gone_column() -%}
+  {%- if mozart_incremental_run() -%}, _mozart_gone{%- endif -%}
+{%- endmacro %}
+
+
+{#- SQL condition: row `a` and row `b` have the same primary key. -#}
+{% macro mozart_same_key(spec, a, b) -%}
+  {%- for column in spec.primary_key -%}
+    {{ ' and ' if not loop.first }}{{ a }}.{{ column }} = {{ b }}.{{ column }}
+  {%- endfor -%}
+{%- endmacro %}
+
+
+{#- The staging rows an incremental run changes, for an `incremental` table (the model's table `this` holds
+    the state as of the previous run; mozart_run_info() says which partitions changed since):
+
+    - fresh: the latest version per key within the changed partitions (new, replaced or removed ones);
+    - a key of `fresh` whose staged row is older (by cursor, _mozart_date, _mozart_extracted_at), or
+      not staged: its fresh version is the latest of all (every unchanged partition held nothing later than
+      the staged row);
+    - a key whose staged row came from a changed partition and whose fresh version is older, or absent (the
+      partition was replaced without it, or removed): its versions are ranked again over every partition up
+      to the run date; none left: `_mozart_gone`;
+    - any other key keeps its staged row (not returned).
+    Relies on the staging model keeping the key and the cursor under their raw names (an order-preserving
+    cast), with _mozart_date and _mozart_extracted_at. -#}
+{% macro mozart_current_state_changes(table, spec) -%}
+  {%- set relation = source('raw', table) -%}
+  {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | list -%}
+  {%- for column in columns if not modules.re.fullmatch('[a-z_][a-z0-9_]*', column) -%}
+    {{ exceptions.raise_compiler_error("table " ~ table ~ ": unexpected column name " ~ (column | tojson)) }}
+  {%- endfor -%}
+  {%- set key = spec.primary_key -%}
+  {%- set cursor = spec.cursor -%}
+  {%- set rank -%}
+    row_number() over (
+        partition by {{ key | join(', ') }}
+        order by {{ cursor }} desc, _mozart_date desc, _mozart_extracted_at desc
+    ) as _mozart_version_rank
+  {%- endset -%}
+    with fresh as (
+        select * from (
+            select raw_rows.*, {{ rank }}
+            from {{ relation }} as raw_rows
+            where {{ mozart_in_changed(table) }}
+        ) as ranked
+        where _mozart_version_rank = 1
+    ),
+    affected as (
+        select {{ key | join(', ') }} from fresh
+        union
+        select {{ key | join(', ') }} from {{ this }} where {{ mozart_in_changed(table) }}
+    ),
+    decided as (
+        select
+            {%- for column in key %}
+            affected.{{ column }},
+            {%- endfor %}
+            case
+              when fresh._mozart_version_rank is not null and (
+                  staged._mozart_date is null
+                  or fresh.{{ cursor }} > staged.{{ cursor }}
+                  or (fresh.{{ cursor }} is not null and staged.{{ cursor }} is null)
+                  or (fresh.{{ cursor }} is not distinct from staged.{{ cursor }} and (
+                      fresh._mozart_date > staged._mozart_date
+                      or (fresh._mozart_date = staged._mozart_date
+                          and fresh._mozart_extracted_at >= staged._mozart_extracted_at)))
+              ) then 'fresh'
+              when staged._mozart_date is not null and {{ mozart_in_changed(table, 'staged._mozart_date') }}
+                then 'history'
+              else 'keep'
+            end as _mozart_source
+        from affected
+        left join fresh on {{ mozart_same_key(spec, 'fresh', 'affected') }}
+        left join {{ this }} as staged on {{ mozart_same_key(spec, 'staged', 'affected') }}
+    ),
+    history as (
+        select * from (
+            select raw_rows.*, {{ rank }}
+            from {{ relation }} as raw_rows
+            where {{ mozart_partitions_until_run_date() }}
+              and exists (
+                  select 1 from decided
+                  where decided._mozart_source = 'history' and {{ mozart_same_key(spec, 'decided', 'raw_rows') }}
+              )
+        ) as ranked
+        where _mozart_version_rank = 1
+    )
+    select {% for c in columns %}fresh.{{ c }}, {% endfor %}fresh._mozart_version_rank, false as _mozart_gone
+    from fresh
+    where exists (
+        select 1 from decided
+        where decided._mozart_source = 'fresh' and {{ mozart_same_key(spec, 'decided', 'fresh') }}
+    )
+    union all
+    select {% for c in columns %}history.{{ c }}, {% endfor %}history._mozart_version_rank, false as _mozart_gone
+    from history
+    union all
+    select
+        {%- for c in columns %}
+        {{ 'decided.' ~ c if c in key else 'null' }} as {{ c }},
+        {%- endfor %}
+        cast(null as bigint) as _mozart_version_rank,
+        true as _mozart_gone
+    from decided
+    where decided._mozart_source = 'history'
+      and not exists (select 1 from history where {{ mozart_same_key(spec, 'history', 'decided') }})
 {%- endmacro %}

@@ -7,12 +7,14 @@ warehouse produces), and LoadIceberg's markers are recorded so that DbtRun's req
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from dbt_changes import History, write_duckdb
 from dbt_shop import (
     DAYS,
     MART_KEYS,
@@ -34,6 +36,7 @@ from mozart_luigi.warehouse import open_warehouse
 
 pytestmark = pytest.mark.contract
 GOOD, BAD = "shop_good", "shop_bad"
+INC, REF = "shop_inc", "shop_ref"  # the same raw history: built incrementally / always with --full-refresh
 RUN_DATE = DAYS[-1]
 
 
@@ -182,3 +185,71 @@ def test_deletes_keys_drop_the_rows_whose_key_is_gone(tmp_path: Path, monkeypatc
         orders = {r[0] for r in con.execute(f"SELECT order_id FROM {GOOD}_staging.stg_orders").fetchall()}
         items = {r[0] for r in con.execute(f"SELECT order_item_id FROM {GOOD}_staging.stg_order_items").fetchall()}
     assert 3 not in orders and 9 in orders and {2, 4}.isdisjoint(items)
+    assert run_mode(path, GOOD) == "full"  # deletes: keys: every run is a full rebuild (dbt/README.md)
+
+
+def run_mode(path: Path, tenant: str) -> str:
+    """The mode the tenant's last dbt run chose (its {tenant}_staging.mozart_run table)."""
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        (mode,) = {r[0] for r in con.execute(f"SELECT DISTINCT mode FROM {tenant}_staging.mozart_run").fetchall()}
+    return str(mode)
+
+
+def test_incremental_runs_equal_an_independent_computation_after_any_sequence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nights, lookback reloads of earlier partitions, a rerun of an old date (its partition replaced, the run as
+    of the newest date), a replaced snapshot of a `full` table, a backfill of an earlier date, a removed
+    partition: after each run the marts equal the independent computation, built incrementally where the mode
+    allows (the mode asserted), and a tenant rebuilt with --full-refresh from the same raw data agrees."""
+    write_config(tmp_path, monkeypatch, [INC, REF], profile="local")
+    settings, tables = get_config().settings, get_config().tables_for(INC)
+    path = settings.duckdb_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    history = History(seed=11)
+
+    def run(run_date: dt.date, mode: str, *, reference: bool = False) -> None:
+        dirty = history.take_dirty()
+        for tenant in (INC, REF):
+            write_duckdb(path, tenant, history, dirty)
+        result = run_dbt(INC, run_date, settings=settings, tables=tables, selector="nightly")
+        assert result.ok and result.models_built == 9, [n.describe() for n in result.failed]
+        expected = expected_marts(history.data(), run_date)
+        assert marts(path, INC) == expected, f"incremental as of {run_date}"
+        assert run_mode(path, INC) == mode, f"as of {run_date}"
+        if reference:
+            full = run_dbt(
+                REF, run_date, settings=settings, tables=tables, selector="nightly", extra_args=["--full-refresh"]
+            )
+            assert full.ok and run_mode(path, REF) == "full"
+            assert marts(path, REF) == expected, f"full as of {run_date}"
+
+    run(history.night(), "full")  # the first run: no state
+    for _ in range(3):
+        run(history.night(), "incremental")
+    day = [history.date(i) for i in range(12)]
+    history.night()
+    history.reload(day[3])  # lookback_days: 2 (late rows, an update gone from the day)
+    history.reload(day[2])
+    run(day[4], "incremental", reference=True)
+    history.reload(day[1], late=0)  # a rerun of an old date: its newest version of a row is gone
+    history.reload(day[0])
+    run(day[4], "incremental")  # DbtRun of an old date builds as of the newest: rebuilds what depends on it
+    run(day[4], "incremental")  # nothing changed: nothing to do, same marts
+    history.reload_snapshot("customers", day[4])  # the snapshot the marts were built from was replaced
+    run(day[4], "full")
+    run(day[2], "full", reference=True)  # a run date before the last one (a backfill by hand)
+    history.night()
+    history.night()
+    run(day[6], "incremental")  # from the state of day 2: partitions 3 .. 6 are new to it
+    history.remove("orders", day[5])
+    history.remove("order_items", day[5])
+    run(day[6], "incremental", reference=True)
+    for n in (7, 8):
+        history.night()
+        history.reload(day[n - 1], drop_update=n % 2 == 0)
+        history.reload(day[n - 2], late=0)
+        run(day[n], "incremental", reference=n == 8)
+    assert len(expected_marts(history.data(), day[8])["daily_revenue"]) >= 8

@@ -19,13 +19,13 @@ DAY = dt.date(2026, 11, 28)
 MODELS = {
     "stg_customers": ("staging", "view"),
     "stg_products": ("staging", "view"),
-    "stg_orders": ("staging", "view"),
-    "stg_order_items": ("staging", "view"),
+    "stg_orders": ("staging", "mozart_incremental"),  # an incremental table: merged by key
+    "stg_order_items": ("staging", "mozart_incremental"),
     "int_order_lines": ("intermediate", "view"),
     "int_orders": ("intermediate", "view"),
-    "daily_revenue": ("mart", "table"),
-    "customer_lifetime_value": ("mart", "table"),
-    "product_performance": ("mart", "table"),
+    "daily_revenue": ("mart", "mozart_incremental"),
+    "customer_lifetime_value": ("mart", "mozart_incremental"),
+    "product_performance": ("mart", "mozart_incremental"),
 }
 
 

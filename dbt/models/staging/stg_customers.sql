@@ -1,4 +1,6 @@
 -- Customers, current state (mode from var `tables`: full -> the run date's snapshot).
+{{ config(materialized=mozart_staging_materialization('customers'), unique_key=mozart_table_spec('customers').primary_key,
+           mozart_delta=true) }}
 with current_rows as (
     {{ mozart_current_state('customers') }}
 )
@@ -11,4 +13,5 @@ select
     {{ dbt.cast('updated_at', mozart_type_timestamp()) }} as updated_at,
     _mozart_date,
     _mozart_extracted_at
+    {{- mozart_gone_column() }}
 from current_rows

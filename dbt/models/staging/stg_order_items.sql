@@ -1,4 +1,6 @@
 -- Order items, current state (mode from var `tables`: incremental -> latest row per order_item_id).
+{{ config(materialized=mozart_staging_materialization('order_items'), unique_key=mozart_table_spec('order_items').primary_key,
+           mozart_delta=true) }}
 with current_rows as (
     {{ mozart_current_state('order_items') }}
 )
@@ -11,4 +13,5 @@ select
     {{ dbt.cast('updated_at', mozart_type_timestamp()) }} as updated_at,
     _mozart_date,
     _mozart_extracted_at
+    {{- mozart_gone_column() }}
 from current_rows

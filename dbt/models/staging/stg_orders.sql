@@ -1,4 +1,6 @@
 -- Orders, current state (mode from var `tables`: incremental -> latest row per order_id).
+{{ config(materialized=mozart_staging_materialization('orders'), unique_key=mozart_table_spec('orders').primary_key,
+           mozart_delta=true) }}
 with current_rows as (
     {{ mozart_current_state('orders') }}
 )
@@ -10,4 +12,5 @@ select
     {{ dbt.cast('updated_at', mozart_type_timestamp()) }} as updated_at,
     _mozart_date,
     _mozart_extracted_at
+    {{- mozart_gone_column() }}
 from current_rows
