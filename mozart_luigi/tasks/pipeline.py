@@ -150,7 +150,11 @@ class AllTenants(luigi.WrapperTask):
         if self.expand != "auto":
             return bool(self.expand == "per-tenant")
         config = config or get_config()
-        return night_tasks(config, self.tenant_ids(config)) > EXPAND_AUTO_TASKS
+        key = (id(config), EXPAND_AUTO_TASKS)  # luigid asks the priority, the worker the requirements: count once
+        if getattr(self, "_deferred_for", None) != key:
+            self._deferred = night_tasks(config, self.tenant_ids(config)) > EXPAND_AUTO_TASKS
+            self._deferred_for = key
+        return self._deferred
 
     def requires(self) -> list[TenantPipeline]:
         config = get_config()
