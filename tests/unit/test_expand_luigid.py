@@ -6,7 +6,6 @@ extract, and completes the night: every task done once, none by the dead worker 
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import signal
@@ -77,7 +76,8 @@ def test_a_killed_worker_leaves_only_its_tenant_to_the_next_run(local: Path, tmp
                 time.sleep(0.1)
             assert int(reached.read_text()) == first.pid
             killed_log = (tmp_path / "killed.log").read_text()
-            [(taken, table)] = re.findall(r"running +ExtractTable\(tenant=(\w+), date=[\d-]+, table=(\w+)\)", killed_log)
+            running = r"running +ExtractTable\(tenant=(\w+), date=[\d-]+, table=(\w+)\)"
+            [(taken, table)] = re.findall(running, killed_log)
             os.kill(first.pid, signal.SIGKILL)
             first.wait(timeout=30)
 
