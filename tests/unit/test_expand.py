@@ -120,3 +120,16 @@ def test_a_per_tenant_night_runs_tenant_by_tenant_and_is_the_same_night(
     again = build(AllTenants(date=DEMO_DATE, tenants=tenants, expand="upfront"))
     assert again.status == luigi.execution_summary.LuigiStatusCode.SUCCESS, again.summary_text
     assert ran == []  # the same night: nothing left to run
+
+
+def test_a_failing_tenant_does_not_stop_the_others_when_deferred(local: Path) -> None:
+    """demo_north's source is not there (its extracts fail): its pipeline stays pending, demo_west, expanded
+    after it, completes all the same."""
+    generate_source(Path(get_config().tenant("demo_west").source.path), "demo_west")
+    assert not Path(get_config().tenant("demo_north").source.path).exists()
+    result = build(AllTenants(date=DEMO_DATE, tenants=("demo_north", "demo_west"), expand="per-tenant"))
+    assert result.status == luigi.execution_summary.LuigiStatusCode.FAILED, result.summary_text
+    with open_warehouse(get_config().settings) as warehouse:
+        done = warehouse.completed_rows("DbtRun", [(t, DEMO_DATE) for t in ("demo_north", "demo_west")])
+    assert {tenant for _, tenant, _ in done} == {"demo_west"}
+    assert "TenantPipeline(tenant=demo_north" in result.summary_text.split("were left pending")[1]
