@@ -14,7 +14,7 @@ extract and load, no ``DbtRun``) instead of ``AllTenants``.
 Reported per night: graph scheduling time (worker start to Luigi's "Done scheduling tasks", first and
 slowest worker), first task running, wall, tasks run and tasks/s, per-stage task seconds per tenant (extract,
 load, dbt: median / max / sum over tenants, from the run records ``{report_dir}/runs.jsonl``), luigid CPU and
-memory (``/proc/<pid>``), load retries and commit conflicts (worker log lines), and the extrapolation to
+memory (``/proc/<pid>``), load retries, commit conflicts and the weekly snapshot expiries with their seconds (worker log lines), and the extrapolation to
 ``--extrapolate`` tenants under ``night_model.EXTRAPOLATION_MODEL``.
 
 ``--schedule-only`` needs no data: profile ``local`` with N SQLite tenants whose files do not exist. One
@@ -64,6 +64,7 @@ from night_model import (  # noqa: E402 - after the path set-up
     extrapolate,
     graph_size,
     local_tenants,
+    maintenance_cost,
     stack_tenants,
     stage_seconds,
     tables_yaml,
@@ -147,6 +148,7 @@ def run_night(
         "workers_cpu_s": round(workers_cpu, 2),
         "load_retries": sum("retrying in" in line for line in retries),
         "commit_conflicts": sum("commit conflict" in line for line in retries),
+        "maintenance": maintenance_cost(retries),
         "retry_lines": retries[:5],
         "completeness": complete,
     }
@@ -391,7 +393,16 @@ def _records(env: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def _print_night(night: dict[str, Any]) -> None:
-    keep = ("graph_scheduling_s", "first_task_running_s", "wall_s", "tasks_run", "tasks_per_s", "luigid")
+    keep = (
+        "graph_scheduling_s",
+        "first_task_running_s",
+        "first_extract_load_or_dbt_running_s",
+        "wall_s",
+        "tasks_run",
+        "tasks_per_s",
+        "luigid",
+        "maintenance",
+    )
     _print(f"night {night['date']} (exit {night['exit_codes']})", {k: night[k] for k in keep})
     _print("  stages per tenant", night["stages_per_tenant"])
     _print("  completeness", night["completeness"])

@@ -21,6 +21,7 @@ __all__ = [
     "tenant_ids",
 ]
 
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -126,6 +127,20 @@ def graph_size(tenants: int, tables: int, *, dbt: bool = True) -> int:
     """Tasks of one night: per tenant an extract and a load per table, with dbt also ``DbtRun`` and
     ``TenantPipeline``; plus the root (``AllTenants``, or the benchmark's ``NightLoads`` without dbt)."""
     return tenants * (2 * tables + (2 if dbt else 0)) + 1
+
+
+MAINTENANCE_LINE = re.compile(r"tenant (\S+) table (\S+): snapshots older than .* \(maintenance ([\d.]+) s\)")
+
+
+def maintenance_cost(lines: Iterable[str]) -> dict[str, float]:
+    """The weekly snapshot expiries (``LoadIceberg``'s log lines) of a night: how many tables, their summed and
+    largest seconds (a table's expiry runs in its load, once a week, the day spread by table name)."""
+    seconds = [float(m.group(3)) for line in lines if (m := MAINTENANCE_LINE.search(line))]
+    return {
+        "tables": len(seconds),
+        "seconds": round(sum(seconds), 2),
+        "max_s": round(max(seconds), 2) if seconds else 0.0,
+    }
 
 
 def stage_seconds(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:

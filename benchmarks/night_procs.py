@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 DONE_SCHEDULING = "Done scheduling tasks"
 RUNNING = " running   "
+MAINTENANCE = "(maintenance "  # LoadIceberg's weekly snapshot expiry, with its seconds
 WRAPPERS = ("AllTenants", "TenantPipeline", "NightLoads")  # tasks that do no work of their own
 ACCESS = re.compile(r"\d{3} (?:GET|POST) /api/(\w+) \([^)]*\) ([\d.]+)ms")
 
@@ -138,7 +139,7 @@ class Worker:
                     self.times.setdefault("first_running", now)
                     if not any(f" {wrapper}(" in line for wrapper in WRAPPERS):
                         self.times.setdefault("first_work_running", now)  # an extract, load or dbt run
-                if "retrying in" in line or "commit conflict" in line:
+                if "retrying in" in line or "commit conflict" in line or MAINTENANCE in line:
                     self.lines.append(line.strip())
                 log.write(line)
         self.times["exited"] = time.monotonic() - self.started

@@ -112,3 +112,15 @@ def test_extrapolation_keeps_start_up_fixed_and_scales_scheduling_by_tasks_and_w
     assert out.luigid_get_work_cpu_s == pytest.approx(1e-6 * 10_001**2 / 2)  # ~50 s: quadratic in the graph
     assert out.luigid_cpu_s == pytest.approx(10.001 + out.luigid_get_work_cpu_s)
     assert night_model.extrapolate(sample, 10).wall_s == pytest.approx(110.0)  # the sample itself
+
+
+def test_maintenance_cost_reads_the_loads_expiry_lines() -> None:
+    lines = [
+        "2026-11-20 01:00:00 INFO mozart_luigi.tasks.load[9]: tenant nt1_p000 table orders: snapshots older than "
+        "7 day(s) expired, 3 kept (maintenance 1.25 s)",
+        "INFO ... tenant nt1_m001 table customers: snapshots older than 7 day(s) expired, 1 kept (maintenance 0.50 s)",
+        "WARNING ... retrying in 0.4 s",
+        "tenant x table y: snapshot expiry skipped: refused",  # a failed expiry is not a cost measured
+    ]
+    assert night_model.maintenance_cost(lines) == {"tables": 2, "seconds": 1.75, "max_s": 1.25}
+    assert night_model.maintenance_cost([]) == {"tables": 0, "seconds": 0.0, "max_s": 0.0}
