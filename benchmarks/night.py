@@ -14,8 +14,8 @@ extract and load, no ``DbtRun``) instead of ``AllTenants``.
 Reported per night: graph scheduling time (worker start to Luigi's "Done scheduling tasks", first and
 slowest worker), first task running, wall, tasks run and tasks/s, per-stage task seconds per tenant (extract,
 load, dbt: median / max / sum over tenants, from the run records ``{report_dir}/runs.jsonl``), luigid CPU and
-memory (``/proc/<pid>``), load retries, commit conflicts and the weekly snapshot expiries with their seconds (worker log lines), and the extrapolation to
-``--extrapolate`` tenants under ``night_model.EXTRAPOLATION_MODEL``.
+memory (``/proc/<pid>``), load retries, commit conflicts and the weekly snapshot expiries with their seconds
+(worker log lines), and the extrapolation to ``--extrapolate`` tenants under ``night_model.EXTRAPOLATION_MODEL``.
 
 ``--schedule-only`` needs no data: profile ``local`` with N SQLite tenants whose files do not exist. One
 worker hands the whole graph (every task missing) to luigid; measured: the time until luigid holds it
