@@ -96,11 +96,11 @@
 
 {#- A SELECT returning the current rows of raw `table` with all raw columns (in an incremental run of an
     incremental table's staging model: only the rows this run changes, see mozart_current_state_changes). -#}
-{% macro mozart_current_state(table) -%}
+{% macro mozart_current_state(table, run=none) -%}
   {%- set spec = mozart_table_spec(table) -%}
   {%- set relation = source('raw', table) -%}
-  {%- if spec.mode == 'incremental' and mozart_incremental_run() -%}
-    {{ mozart_current_state_changes(table, spec) }}
+  {%- if spec.mode == 'incremental' and run and run.incremental -%}
+    {{ mozart_current_state_changes(table, spec, run) }}
   {%- elif spec.mode == 'full' -%}
     select * from {{ relation }}
     where _mozart_date = {{ mozart_snapshot_date(relation) }}
@@ -153,8 +153,8 @@
 
 {#- `, _mozart_gone` in an incremental run of a `mozart_incremental` model (the flag its SELECT must end
     with), else nothing. -#}
-{% macro mozart_gone_column() -%}
-  {%- if mozart_incremental_run() -%}, _mozart_gone{%- endif -%}
+{% macro mozart_gone_column(run) -%}
+  {%- if run.incremental -%}, _mozart_gone{%- endif -%}
 {%- endmacro %}
 
 
@@ -179,7 +179,7 @@
     - any other key keeps its staged row (not returned).
     Relies on the staging model keeping the key and the cursor under their raw names (an order-preserving
     cast), with _mozart_date and _mozart_extracted_at. -#}
-{% macro mozart_current_state_changes(table, spec) -%}
+{% macro mozart_current_state_changes(table, spec, run) -%}
   {%- set relation = source('raw', table) -%}
   {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | list -%}
   {%- for column in columns if not modules.re.fullmatch('[a-z_][a-z0-9_]*', column) -%}
@@ -197,14 +197,14 @@
         select * from (
             select raw_rows.*, {{ rank }}
             from {{ relation }} as raw_rows
-            where {{ mozart_in_changed(table) }}
+            where {{ mozart_in_changed(table, run) }}
         ) as ranked
         where _mozart_version_rank = 1
     ),
     affected as (
         select {{ key | join(', ') }} from fresh
         union
-        select {{ key | join(', ') }} from {{ this }} where {{ mozart_in_changed(table) }}
+        select {{ key | join(', ') }} from {{ this }} where {{ mozart_in_changed(table, run) }}
     ),
     decided as (
         select
@@ -221,7 +221,7 @@
                       or (fresh._mozart_date = staged._mozart_date
                           and fresh._mozart_extracted_at >= staged._mozart_extracted_at)))
               ) then 'fresh'
-              when staged._mozart_date is not null and {{ mozart_in_changed(table, 'staged._mozart_date') }}
+              when staged._mozart_date is not null and {{ mozart_in_changed(table, run, 'staged._mozart_date') }}
                 then 'history'
               else 'keep'
             end as _mozart_source

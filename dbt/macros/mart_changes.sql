@@ -5,13 +5,12 @@
     - an `incremental` table: `{staging model}__delta`, written by its merge this run;
     - a `full` table: the symmetric difference of the raw snapshots of the previous as_of and of the run
       date (the run was refused as incremental if the previous snapshot changed since it was consumed). -#}
-{% macro mozart_changed_rows(table) -%}
+{% macro mozart_changed_rows(table, run) -%}
   {%- set spec = mozart_table_spec(table) -%}
   {%- if spec.mode == 'incremental' -%}
     {%- set staged = ref('stg_' ~ table) -%}
     select * from {{ staged.incorporate(path={'identifier': staged.identifier ~ '__delta'}) }}
   {%- else -%}
-    {%- set info = mozart_run_info() -%}
     {%- set relation = source('raw', table) -%}
     {%- set columns = [] -%}
     {%- for column in adapter.get_columns_in_relation(relation) | map(attribute='name') -%}
@@ -20,8 +19,8 @@
       {%- endif -%}
       {%- if column not in ['_mozart_date', '_mozart_extracted_at'] -%}{%- do columns.append(column) -%}{%- endif -%}
     {%- endfor -%}
-    {%- set now = mozart_date_literal(mozart_checked_date(info.as_of)) -%}
-    {%- set before = mozart_date_literal(mozart_checked_date(info.previous_as_of)) -%}
+    {%- set now = mozart_date_literal(mozart_checked_date(run.as_of)) -%}
+    {%- set before = mozart_date_literal(mozart_checked_date(run.previous_as_of)) -%}
     select * from (
         select {{ columns | join(', ') }} from {{ relation }} where _mozart_date = {{ now }}
         except
@@ -48,35 +47,35 @@
 
 
 {#- SQL: the order days whose orders or lines changed (daily_revenue's keys to recompute). -#}
-{% macro mozart_affected_order_dates() -%}
+{% macro mozart_affected_order_dates(run) -%}
     select {{ dbt.cast('changed_orders.ordered_at', 'date') }} as order_date
-    from ({{ mozart_changed_rows('orders') }}) as changed_orders
+    from ({{ mozart_changed_rows('orders', run) }}) as changed_orders
     union
     select {{ dbt.cast('orders.ordered_at', 'date') }} as order_date
     from {{ ref('stg_orders') }} as orders
-    where orders.order_id in (select changed_items.order_id from ({{ mozart_changed_rows('order_items') }}) as changed_items)
+    where orders.order_id in (select changed_items.order_id from ({{ mozart_changed_rows('order_items', run) }}) as changed_items)
 {%- endmacro %}
 
 
 {#- SQL: the customers whose row or orders (or their lines) changed (customer_lifetime_value's keys). -#}
-{% macro mozart_affected_customers() -%}
-    select changed_orders.customer_id from ({{ mozart_changed_rows('orders') }}) as changed_orders
+{% macro mozart_affected_customers(run) -%}
+    select changed_orders.customer_id from ({{ mozart_changed_rows('orders', run) }}) as changed_orders
     union
     select orders.customer_id
     from {{ ref('stg_orders') }} as orders
-    where orders.order_id in (select changed_items.order_id from ({{ mozart_changed_rows('order_items') }}) as changed_items)
+    where orders.order_id in (select changed_items.order_id from ({{ mozart_changed_rows('order_items', run) }}) as changed_items)
     union
-    select changed_customers.customer_id from ({{ mozart_changed_rows('customers') }}) as changed_customers
+    select changed_customers.customer_id from ({{ mozart_changed_rows('customers', run) }}) as changed_customers
 {%- endmacro %}
 
 
 {#- SQL: the products whose row or order lines (or their orders) changed (product_performance's keys). -#}
-{% macro mozart_affected_products() -%}
-    select changed_items.product_id from ({{ mozart_changed_rows('order_items') }}) as changed_items
+{% macro mozart_affected_products(run) -%}
+    select changed_items.product_id from ({{ mozart_changed_rows('order_items', run) }}) as changed_items
     union
     select items.product_id
     from {{ ref('stg_order_items') }} as items
-    where items.order_id in (select changed_orders.order_id from ({{ mozart_changed_rows('orders') }}) as changed_orders)
+    where items.order_id in (select changed_orders.order_id from ({{ mozart_changed_rows('orders', run) }}) as changed_orders)
     union
-    select changed_products.product_id from ({{ mozart_changed_rows('products') }}) as changed_products
+    select changed_products.product_id from ({{ mozart_changed_rows('products', run) }}) as changed_products
 {%- endmacro %}

@@ -253,18 +253,30 @@
 {%- endmacro %}
 
 
-{#- True when the model being built applies this run's changes to its previous contents (mode incremental
-    and the model's table exists); false: it is rebuilt from scratch. -#}
-{% macro mozart_incremental_run() -%}
-  {%- if not execute or model.config.materialized != 'mozart_incremental' -%}{{ return(false) }}{%- endif -%}
+{#- This run for the model being built: mozart_run_info() plus `incremental`: true when the model applies this
+    run's changes to its previous contents (mode incremental and the model's table exists), false when it is
+    rebuilt from scratch. A model calls it once and passes it on (each call is a query). -#}
+{% macro mozart_model_run() -%}
+  {%- set info = {'incremental': false, 'mode': 'full', 'changed': {}} -%}
+  {%- if not execute or model.config.materialized != 'mozart_incremental' -%}{{ return(info) }}{%- endif -%}
   {%- set existing = adapter.get_relation(this.database, this.schema, this.identifier) -%}
-  {{ return(existing is not none and existing.is_table and mozart_run_info().mode == 'incremental') }}
+  {%- if existing is none or not existing.is_table -%}{{ return(info) }}{%- endif -%}
+  {%- set info = mozart_run_info() -%}
+  {%- do info.update({'incremental': info.mode == 'incremental'}) -%}
+  {{ return(info) }}
+{%- endmacro %}
+
+
+{#- The first line of an incremental run's SQL: the `mozart_incremental` materialization merges when it finds
+    it, and rebuilds otherwise, so the SQL and the way it is written always agree. -#}
+{% macro mozart_incremental_marker(run) -%}
+  {%- if run.incremental -%}-- mozart: incremental changes{%- endif -%}
 {%- endmacro %}
 
 
 {#- SQL: `_mozart_date in (<the changed partitions of table>)`, or a false condition. -#}
-{% macro mozart_in_changed(table, column='_mozart_date') -%}
-  {%- set dates = mozart_run_info().changed.get(table, []) | sort -%}
+{% macro mozart_in_changed(table, run, column='_mozart_date') -%}
+  {%- set dates = run.changed.get(table, []) | sort -%}
   {%- if dates -%}
     {{ column }} in ({% for d in dates %}{{ ', ' if not loop.first }}{{ mozart_date_literal(mozart_checked_date(d)) }}{% endfor %})
   {%- else -%}

@@ -2,11 +2,13 @@
 -- Incremental runs recompute only the customers whose row, orders or lines changed (macros/mart_changes.sql).
 -- depends_on: {{ ref('stg_orders') }}, {{ ref('stg_order_items') }}
 {{ config(materialized='mozart_incremental', unique_key=['customer_id']) }}
-{%- set incremental = mozart_incremental_run() %}
+{%- set run = mozart_model_run() %}
+{%- set incremental = run.incremental %}
+{{ mozart_incremental_marker(run) }}
 with
 {%- if incremental %}
 affected as (
-    {{ mozart_affected_customers() }}
+    {{ mozart_affected_customers(run) }}
 ),
 {%- endif %}
 per_customer as (
