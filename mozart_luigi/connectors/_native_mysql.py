@@ -13,8 +13,8 @@ connectorx opens its own connection and runs one statement, and it cannot bind v
 * **exact types**: connectorx parses ``DECIMAL`` into ``decimal128(38, 10)`` (exact up to ``(28, 10)``,
   silently rounded beyond: wider decimals are selected as ``CAST(... AS CHAR)``, the server's exact text,
   and parsed by Arrow), panics on zero dates and negative ``TIME`` (``TIME`` is read as text; a date with
-  year, month or day 0 is turned into NULL in the SQL and flagged in an extra column, counted per column
-  into ``stats``). ``TIMESTAMP`` is read in a ``+00:00`` session: the binary value is the UTC instant.
+  year, month or day 0 is turned into NULL in the SQL, counted per column into ``stats``: see
+  :func:`valid_date`). ``TIMESTAMP`` is read in a ``+00:00`` session: the binary value is the UTC instant.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ __all__ = [
     "is_transient",
     "open_read",
     "rewrite",
+    "valid_date",
 ]
 
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -55,6 +56,8 @@ from mozart_luigi.errors import SourceError
 
 _DIALECT = mysql.dialect(paramstyle="qmark")
 _COUNT = "mozart_n"
+#: TO_DAYS('0001-01-01'): the first day with year, month and day all non-zero (see :func:`valid_date`)
+_FIRST_VALID_DAY = 366
 _TIME_RE = r"^(?P<sign>-?)(?P<h>\d+):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<f>\d{1,6}))?$"
 _DAY_US = 86_400_000_000
 # TIMESTAMPs arrive in the session time zone: UTC, so they are instants; a slow consumer (S3 upload)
@@ -124,60 +127,87 @@ def _is_date_bound(type_: sa.types.TypeEngine[Any], value: object) -> bool:
     return False
 
 
+class Layout(NamedTuple):
+    """Where a statement's extra result columns are (positions in its result)."""
+
+    flags: dict[int, int]  #: no count: a per-row zero-date flag's position -> its date column's index
+    present: dict[int, int]  #: with the count: a date column's non-NULL source count's position -> its index
+    sums: list[int]  #: with the count: the ``sums`` expressions' positions (the count is the last column)
+
+
+class Rewritten(NamedTuple):
+    """The statement connectorx runs, each query column's converter family, and its :class:`Layout`."""
+
+    sql: str
+    kinds: list[str]
+    layout: Layout
+
+
 def rewrite(
     query: sa.Select[Any], where: Where, sums: Sequence[sa.ColumnElement[Any]] = (), *, with_count: bool = True
-) -> tuple[str, list[str], dict[int, int]]:
-    """The statement connectorx runs, each column's kind, and its zero-date flag columns.
+) -> Rewritten:
+    """The statement connectorx runs, each column's kind, and where its zero dates are counted.
 
-    Its columns: the query's columns re-selected exactly; per date column a flag (``1`` where the statement
-    turned an invalid date into NULL, else NULL) — ``flags`` maps a flag's result position to its column's;
-    then the ``sums`` (a table's checksums, over the query's table and filter); last, the window's
-    ``COUNT(*)``. All from one statement, so from one read view. ``with_count=False`` (a parallel stream, whose
-    coordinator counts the table): the rows and their flags only, streamed from the first row scanned.
+    Its columns: the query's columns re-selected exactly (a date column as NULL where its date is invalid,
+    :func:`valid_date`); then, with the count: the ``sums`` (a table's checksums, over the query's table and
+    filter), per date column ``COUNT(col)`` (its non-NULL source values) and last the window's ``COUNT(*)``,
+    all from one statement, so from one read view: a column's zero dates are its NULLs in the rows minus
+    its source NULLs (``COUNT(*) - COUNT(col)``), no per-row work. ``with_count=False`` (a parallel stream,
+    whose coordinator counts the table): the rows and, per date column, a flag (``1`` where the statement
+    turned an invalid date into NULL, else NULL), streamed from the first row scanned.
     """
-    exprs, kinds, flags = [], [], {}
-    flag_exprs: list[sa.Label[Any]] = []
-    for i, column in enumerate(query.selected_columns):
-        expr, kind, invalid = _select_expr(column)
+    selected = list(query.selected_columns)
+    exprs, kinds, dates = [], [], []
+    for i, column in enumerate(selected):
+        expr, kind, is_date = _select_expr(column)
         exprs.append(expr.label(f"mozart_c{i}"))
         kinds.append(kind)
-        if invalid is not None:
-            flags[len(query.selected_columns) + len(flag_exprs)] = i
-            flag_exprs.append(sa.case((invalid(column), sa.literal_column("1"))).label(f"mozart_f{i}"))
-    rows = query.with_only_columns(*exprs, *flag_exprs).subquery("mozart_q")
+        if is_date:
+            dates.append(i)
     if not with_count:
-        compiled = sa.select(*rows.c).compile(dialect=_DIALECT)
-        if compiled.binds:
-            raise where.unsupported(f"connectorx cannot bind values; the query carries {sorted(compiled.binds)}")
-        return str(compiled), kinds, flags
-    counted = sa.select(sa.func.count().label(_COUNT)).select_from(query.subquery("mozart_q2"))
+        flag_exprs = [_zero_flag(selected[i]).label(f"mozart_f{i}") for i in dates]
+        flags = {len(selected) + k: i for k, i in enumerate(dates)}
+        rows = query.with_only_columns(*exprs, *flag_exprs).subquery("mozart_q")
+        return Rewritten(_compiled(sa.select(*rows.c), where), kinds, Layout(flags, {}, []))
+    rows = query.with_only_columns(*exprs).subquery("mozart_q")
     if sums:
-        counted = query.with_only_columns(sa.func.count().label(_COUNT), *sums)
+        present = [sa.func.count(selected[i]).label(f"mozart_z{i}") for i in dates]
+        counted = query.with_only_columns(sa.func.count().label(_COUNT), *sums, *present)
+    else:
+        inner = list(query.subquery("mozart_q2").c)
+        present = [sa.func.count(inner[i]).label(f"mozart_z{i}") for i in dates]
+        counted = sa.select(sa.func.count().label(_COUNT), *present).select_from(inner[0].table)
     count = counted.subquery("mozart_c")
-    summed = [c for c in count.c if c.name != _COUNT]
+    extra = [c for c in count.c if c.name != _COUNT]  # the sums, then the date columns' non-NULL counts
     # the 1-row count first (STRAIGHT_JOIN keeps that order): the rows then stream from the scan
-    statement = sa.select(*rows.c, *summed, count.c[_COUNT]).select_from(count.join(rows, sa.true()))
+    statement = sa.select(*rows.c, *extra, count.c[_COUNT]).select_from(count.join(rows, sa.true()))
     statement = statement.prefix_with("STRAIGHT_JOIN", dialect="mysql")
+    first = len(selected) + len(sums)
+    positions = {first + k: i for k, i in enumerate(dates)}
+    return Rewritten(_compiled(statement, where), kinds, Layout({}, positions, list(range(len(selected), first))))
+
+
+def _compiled(statement: sa.Select[Any], where: Where) -> str:
     compiled = statement.compile(dialect=_DIALECT)
     if compiled.binds:
         raise where.unsupported(f"connectorx cannot bind values; the query carries {sorted(compiled.binds)}")
-    return str(compiled), kinds, flags
+    return str(compiled)
 
 
-_Rewrite = tuple[Any, str, Callable[[Any], Any] | None]
+_Rewrite = tuple[Any, str, bool]
 
 
 def _select_expr(column: Any) -> _Rewrite:
-    """``(expression, kind, invalid-date predicate or None)`` for one selected column."""
+    """``(expression, kind, is a date column whose invalid dates become NULL)`` for one selected column."""
     stored = _stored_float(column)
     if stored is not column or isinstance(column.type, sa.Float):
-        return stored, _PASS, None  # binary protocol: the stored IEEE value
+        return stored, _PASS, False  # binary protocol: the stored IEEE value
     if isinstance(column.type, sa.Numeric) and _fits_connectorx(column.type):
-        return column, _PASS, None  # decimal128(38, 10) holds it exactly; the cast to (p, s) is checked
+        return column, _PASS, False  # decimal128(38, 10) holds it exactly; the cast to (p, s) is checked
     for sa_type, build in _REWRITES:
         if isinstance(column.type, sa_type):
             return build(column)
-    return column, _PASS, None
+    return column, _PASS, False
 
 
 def _stored_float(column: Any) -> Any:
@@ -195,33 +225,41 @@ def _fits_connectorx(decimal: sa.Numeric[Any]) -> bool:
     return decimal.precision is not None and decimal.precision <= 28 and (decimal.scale or 0) <= 10
 
 
-def _invalid_date(column: Any) -> Any:
-    """Dates the SQLAlchemy path cannot represent either (PyMySQL hands them back as text): year, month or
-    day 0 - ``0000-00-00``, ``2024-00-10``, ``0000-01-01``. Both paths store them as NULL and count them."""
-    zero: sa.ColumnClause[Any] = sa.literal_column("0")
-    return sa.or_(sa.func.year(column) == zero, sa.func.month(column) == zero, sa.func.dayofmonth(column) == zero)
+def valid_date(column: Any) -> sa.ColumnElement[bool]:
+    """``TO_DAYS(col) >= 366``: true exactly for a DATE/DATETIME/TIMESTAMP whose year, month and day are all
+    non-zero; NULL or false for the dates neither path can represent (PyMySQL hands them back as text:
+    ``0000-00-00``, ``2024-00-10``, ``2024-10-00``, ``0000-01-01``), which both paths store as NULL and count.
+
+    ``TO_DAYS`` is NULL when the month or the day is 0 (MariaDB and MySQL read its argument with
+    ``NO_ZERO_IN_DATE | NO_ZERO_DATE``, whatever the session's ``sql_mode``), else the day number, which is
+    at most 365 in year 0 and at least 366 (``0001-01-01``) from year 1 on; a ``TIMESTAMP`` is either zero
+    or after 1970. One function call per value (``year() = 0 OR month() = 0 OR dayofmonth() = 0``, the
+    earlier form, made three) and no comparison with a zero date. A date the server stored under
+    ``ALLOW_INVALID_DATES`` (``2024-02-30``) is valid here, as it was for that form (connectorx then refuses
+    it: the extract fails, naming the driver's error).
+    """
+    return sa.func.to_days(column) >= sa.literal_column(str(_FIRST_VALID_DAY))
 
 
 def _zero_nulled(column: Any) -> _Rewrite:
-    return sa.case((_invalid_date(column), sa.null()), else_=column), _DATES, _invalid_date
+    """DATE, DATETIME and TIMESTAMP (read in the session's ``+00:00``, set by this reader, so the binary value
+    is the UTC instant): the value where :func:`valid_date`, else NULL."""
+    return sa.case((valid_date(column), column)), _DATES, True
 
 
-def _zero_timestamp(column: Any) -> Any:
-    return column == sa.literal_column("0")  # a TIMESTAMP is either valid or all zero
-
-
-def _timestamp(column: Any) -> _Rewrite:
-    """Read in the session's ``+00:00`` (set by this reader), so the binary value is the UTC instant."""
-    return sa.case((_zero_timestamp(column), sa.null()), else_=column), _DATES, _zero_timestamp
+def _zero_flag(column: Any) -> Any:
+    """``1`` where :func:`_zero_nulled` turned a non-NULL value into NULL, else NULL. (``col IS NULL`` in a
+    select list is the value's own NULL: the ODBC rule that matches ``0000-00-00`` in a NOT NULL column
+    applies to ``WHERE`` only.)"""
+    return sa.case((valid_date(column), sa.null()), (column.is_(None), sa.null()), else_=sa.literal_column("1"))
 
 
 _REWRITES: tuple[tuple[type, Callable[[Any], _Rewrite]], ...] = (
-    (sa.Numeric, lambda c: (sa.cast(c, sa.CHAR), _CHECKED, None)),  # the exact decimal text
-    (sa.TIMESTAMP, _timestamp),
-    (sa.DateTime, _zero_nulled),
+    (sa.Numeric, lambda c: (sa.cast(c, sa.CHAR), _CHECKED, False)),  # the exact decimal text
+    (sa.DateTime, _zero_nulled),  # also TIMESTAMP
     (sa.Date, _zero_nulled),
-    (sa.Time, lambda c: (sa.cast(c, sa.CHAR), _TIME, None)),  # may be negative or past 24h
-    (mysql.BIT, lambda c: (sa.cast(c, mysql.BIGINT(unsigned=True)), _CHECKED, None)),  # else raw bytes
+    (sa.Time, lambda c: (sa.cast(c, sa.CHAR), _TIME, False)),  # may be negative or past 24h
+    (mysql.BIT, lambda c: (sa.cast(c, mysql.BIGINT(unsigned=True)), _CHECKED, False)),  # else raw bytes
 )
 
 
@@ -325,19 +363,23 @@ def open_read(
     """
     check_width(query, schema, where)
     sums = sums if count else ()
-    sql, kinds, flags = rewrite(inline_dates(query, where), where, sums, with_count=count)
+    sql, kinds, layout = rewrite(inline_dates(query, where), where, sums, with_count=count)
     reader = _start(url, sql, batch_rows, list(dict.fromkeys(session)), where)
     try:
         converters = plan(pa.schema(list(reader.schema)[: len(kinds)]), kinds, schema, where)
         first = _next(reader, where)
         counted = -1 if not count else int(first.column(first.num_columns - 1)[0].as_py()) if first is not None else 0
         summed: tuple[Any, ...] = (None,) * len(sums)  # an empty window: no row, and every sum is NULL
+        zeros = _ZeroDates(
+            {position: schema.field(i).name for position, i in layout.flags.items()}, counted, stats=stats
+        )
         if first is not None:
-            summed = tuple(first.column(first.num_columns - 1 - len(sums) + i)[0].as_py() for i in range(len(sums)))
-        zeros = {position: schema.field(i).name for position, i in flags.items()}
+            summed = tuple(first.column(p)[0].as_py() for p in layout.sums)
+            for position, i in layout.present.items():
+                zeros.present[i] = (schema.field(i).name, int(first.column(position)[0].as_py()))
         driver = _driver_batches(first, reader, where)
         # no read-ahead thread: connectorx reads ahead in Rust already, and its iterator holds the GIL
-        yield counted, summed, _batches(driver, converters, schema, batch_rows, zeros=zeros, stats=stats, where=where)
+        yield counted, summed, _batches(driver, converters, schema, batch_rows, zeros=zeros, where=where)
     finally:
         reader.close()
 
@@ -381,21 +423,49 @@ def _driver_batches(first: pa.RecordBatch | None, reader: Any, where: Where) -> 
         batch = _next(reader, where)
 
 
+class _ZeroDates:
+    """Counts each date column's invalid dates (made NULL by the statement) into ``stats``.
+
+    Without the count (a parallel stream): the per-row flags, batch by batch. With it: once the rows are all
+    read, a column's NULLs in the rows minus its source NULLs (``count - COUNT(col)``, read with the count,
+    in the same read view); only when the rows read are exactly ``count`` (else the extract's count check
+    fails, and no figure is made up).
+    """
+
+    def __init__(self, flags: dict[int, str], count: int, *, stats: dict[str, int]) -> None:
+        self.flags, self.count, self.stats = flags, count, stats
+        self.present: dict[int, tuple[str, int]] = {}  # column index -> (name, its non-NULL source values)
+        self._nulls: dict[int, int] = {}
+        self._rows = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        for position, name in self.flags.items():  # 1 where an invalid date became NULL
+            flag = batch.column(position)
+            self.stats[name] = self.stats.get(name, 0) + len(flag) - flag.null_count
+        for i in self.present:
+            self._nulls[i] = self._nulls.get(i, 0) + batch.column(i).null_count
+        self._rows += batch.num_rows
+
+    def finish(self) -> None:
+        if self._rows != self.count:
+            return
+        for i, (name, present) in self.present.items():
+            self.stats[name] = self.stats.get(name, 0) + self._nulls.get(i, 0) - (self.count - present)
+
+
 def _batches(
     driver: Iterator[pa.RecordBatch],
     converters: list[Converter],
     schema: pa.Schema,
     batch_rows: int,
     *,
-    zeros: dict[int, str],
-    stats: dict[str, int],
+    zeros: _ZeroDates,
     where: Where,
 ) -> Iterator[pa.RecordBatch]:
     for batch in driver:
-        for position, name in zeros.items():  # the flags: 1 where a zero date became NULL
-            flag = batch.column(position)
-            stats[name] = stats.get(name, 0) + len(flag) - flag.null_count
+        zeros.add(batch)
         yield from rebatch([convert_batch(batch, converters, schema, where)], batch_rows)
+    zeros.finish()
 
 
 def is_transient(text: str) -> bool:

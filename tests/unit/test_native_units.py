@@ -197,17 +197,37 @@ def _mysql_table() -> sa.Table:
 
 def test_mysql_rewrite_selects_exact_forms_and_counts_in_the_same_statement() -> None:
     t = _mysql_table()
-    sql, kinds, flags = _native_mysql.rewrite(sa.select(*t.columns), WHERE)
+    sql, kinds, (flags, present, sums) = _native_mysql.rewrite(sa.select(*t.columns), WHERE)
     # DECIMAL(65, 30) as exact text; DECIMAL(28, 10) fits connectorx's decimal128(38, 10) exactly
     assert kinds == ["pass", "checked", "dates", "dates", "dates", "time", "checked", "pass", "pass"]
     assert sql.startswith("SELECT STRAIGHT_JOIN ")
     assert "CAST(`Order Items`.price AS CHAR)" in sql
-    assert "CASE WHEN (`Order Items`.ts = 0) THEN NULL ELSE `Order Items`.ts END" in sql
-    assert "CASE WHEN (year(`Order Items`.dt) = 0 OR month(`Order Items`.dt) = 0" in sql
+    for c in ("ts", "dt", "d"):  # TIMESTAMP, DATETIME, DATE: one TO_DAYS per value, no per-row flag
+        assert f"CASE WHEN (to_days(`Order Items`.{c}) >= 366) THEN `Order Items`.{c} END AS mozart_c" in sql
+    assert "mozart_f" not in sql and "year(" not in sql and flags == {} and sums == []
     assert "CAST(`Order Items`.b AS UNSIGNED INTEGER)" in sql
-    assert "count(*) AS mozart_n" in sql and flags == {9: 2, 10: 3, 11: 4}  # zero-date flags, then the count
-    assert "CASE WHEN (year(`Order Items`.d) = 0 OR month(`Order Items`.d) = 0" in sql
+    # the date columns' non-NULL source counts ride with the count (positions 9-11), the count is last
+    assert "count(*) AS mozart_n, count(mozart_q2.ts) AS mozart_z2, count(mozart_q2.dt) AS mozart_z3" in sql
+    assert present == {9: 2, 10: 3, 11: 4}
     assert sql.index("AS mozart_c") < sql.index("AS mozart_q ON true")  # count first, then the stream
+
+
+def test_mysql_rewrite_with_sums_puts_them_before_the_date_counts() -> None:
+    t = _mysql_table()
+    rewritten = _native_mysql.rewrite(sa.select(*t.columns), WHERE, [sa.func.sum(t.c.n).label("s_n")])
+    assert rewritten.layout == ({}, {10: 2, 11: 3, 12: 4}, [9])
+    assert "count(*) AS mozart_n, sum(`Order Items`.n) AS s_n, count(`Order Items`.ts) AS mozart_z2" in rewritten.sql
+
+
+def test_mysql_rewrite_without_count_flags_each_row() -> None:
+    """A parallel stream (no count): a flag per date column, 1 only where a non-NULL date became NULL."""
+    t = _mysql_table()
+    rewritten = _native_mysql.rewrite(sa.select(*t.columns), WHERE, with_count=False)
+    assert "mozart_n" not in rewritten.sql and rewritten.layout == ({9: 2, 10: 3, 11: 4}, {}, [])
+    assert (
+        "CASE WHEN (to_days(`Order Items`.d) >= 366) THEN NULL WHEN (`Order Items`.d IS NULL) THEN NULL ELSE 1 END "
+        "AS mozart_f4" in rewritten.sql
+    )
 
 
 def test_mysql_queries_with_values_fall_back() -> None:
