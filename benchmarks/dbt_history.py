@@ -23,7 +23,7 @@ Variants:
   ranking every raw row, marts rebuilt as tables every night.
 
 Usage: ``.venv/bin/python benchmarks/dbt_history.py [--histories 30,365] [--variants incremental,before]
-[--rounds 2] [--orders 200] [--customers 1000] [--days-per-commit 7] [--before-rev 449736a] [--json FILE]``
+[--rounds 2] [--orders 200] [--customers 1000] [--days-per-commit 30] [--before-rev 449736a] [--json FILE]``
 (or ``python -m benchmarks dbt_history ...``). Everything it creates is dropped at the end.
 """
 
@@ -104,7 +104,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="nightly runs measured after each history (<= 6)")
     parser.add_argument("--orders", type=int, default=200, help="new orders per day")
     parser.add_argument("--customers", type=int, default=1000)
-    parser.add_argument("--days-per-commit", type=int, default=7, help="days of history per INSERT (commit)")
+    parser.add_argument("--days-per-commit", type=int, default=30, help="days of history per INSERT (<= 100)")
     parser.add_argument("--before-rev", default="449736a", help="the commit whose dbt project 'before' runs")
     parser.add_argument("--json", help="write the measurements here")
     args = parser.parse_args()
@@ -148,25 +148,30 @@ def _write_history(tenants: dict[tuple[str, int], str], history: int, args: argp
     mine = [t for (_, h), t in tenants.items() if h == history]
     first, others = mine[0], mine[1:]
     _execute(first, [f"CREATE SCHEMA IF NOT EXISTS {_catalog()}.{first}"])
-    _execute(
-        first,
-        [
-            f"CREATE TABLE {_catalog()}.{first}.{table} ({cols}, {META}) WITH (partitioning = ARRAY['_mozart_date'])"
-            for table, cols in COLUMNS.items()
-        ],
-    )
+    _execute(first, _create_tables(first))
     for start in range(0, history, args.days_per_commit):
         _execute(first, _day_statements(first, start, min(args.days_per_commit, history - start), args))
-    for other in others:
+    for other in others:  # a copy, in the same commits (Iceberg writes at most 100 partitions at once)
         _execute(other, [f"CREATE SCHEMA IF NOT EXISTS {_catalog()}.{other}"])
-        _execute(
-            other,
-            [
-                f"CREATE TABLE {_catalog()}.{other}.{table} WITH (partitioning = ARRAY['_mozart_date']) AS "
-                f"SELECT * FROM {_catalog()}.{first}.{table}"
-                for table in COLUMNS
-            ],
-        )
+        _execute(other, _create_tables(other))
+        for start in range(0, history, args.days_per_commit):
+            first_day = START + dt.timedelta(days=start)
+            last_day = START + dt.timedelta(days=min(start + args.days_per_commit, history) - 1)
+            _execute(
+                other,
+                [
+                    f"INSERT INTO {_catalog()}.{other}.{table} SELECT * FROM {_catalog()}.{first}.{table} "
+                    f"WHERE _mozart_date BETWEEN DATE '{first_day.isoformat()}' AND DATE '{last_day.isoformat()}'"
+                    for table in COLUMNS
+                ],
+            )
+
+
+def _create_tables(tenant: str) -> list[str]:
+    return [
+        f"CREATE TABLE {_catalog()}.{tenant}.{table} ({cols}, {META}) WITH (partitioning = ARRAY['_mozart_date'])"
+        for table, cols in COLUMNS.items()
+    ]
 
 
 def _day_statements(tenant: str, first_day: int, days: int, args: argparse.Namespace) -> list[str]:
