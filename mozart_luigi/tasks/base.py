@@ -116,13 +116,21 @@ TenantDateTask.event_handler(luigi.Event.START)(_die_with_the_worker)
 
 
 class Progress:
-    """Rate-limited ``set_status_message`` / ``set_progress_percentage`` for the luigid visualizer."""
+    """Rate-limited ``set_status_message`` / ``set_progress_percentage`` for the luigid visualizer.
+
+    Each is a synchronous request to luigid, whose one thread also hands out every task of the night
+    (benchmarks/README.md, "Night": 6 progress requests per short task were as much luigid time as all its
+    ``get_work``). So besides the rate limit, a message or percentage equal to the one last sent is not sent
+    again, and 0 % (where luigid starts every task) is never sent.
+    """
 
     def __init__(self, task: luigi.Task, total: int | None, *, every_seconds: float = 2.0) -> None:
         self._task = task
         self._total = total
         self._every = every_seconds
         self._last = 0.0
+        self._sent_message: str | None = None
+        self._sent_percentage = 0
 
     def update(self, done: int, message: str, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -131,12 +139,19 @@ class Progress:
         self._last = now
         if self._task.set_status_message is None:  # run() called outside a Luigi worker (tests, debugging)
             return
-        self._task.set_status_message(message)
-        # luigi's Task.__init__ sets this to None (so mypy types it None); a worker sets a callable
+        if message != self._sent_message:
+            self._task.set_status_message(message)
+            self._sent_message = message
         if self._total:
-            self._task.set_progress_percentage(min(100, round(100 * done / self._total)))  # type: ignore[misc]
+            percentage = min(100, round(100 * done / self._total))
         elif self._total == 0:
-            self._task.set_progress_percentage(100)  # type: ignore[misc]
+            percentage = 100
+        else:
+            return
+        if percentage != self._sent_percentage:
+            # luigi's Task.__init__ sets this to None (so mypy types it None); a worker sets a callable
+            self._task.set_progress_percentage(percentage)  # type: ignore[misc]
+            self._sent_percentage = percentage
 
 
 class MarkerBulkComplete:

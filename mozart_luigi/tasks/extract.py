@@ -237,7 +237,8 @@ class ExtractTable(RefreshableDay):
                             writer.write(batch)
                             progress.update(writer.rows, f"{self.table}: {writer.rows:,}/{count:,} rows")
                         files = writer.close()
-                    progress.update(writer.rows, f"{self.table}: {writer.rows:,}/{count:,} rows", force=True)
+                    # not forced: the manifest's closing message follows at once (fewer luigid requests)
+                    progress.update(writer.rows, f"{self.table}: {writer.rows:,}/{count:,} rows")
         finally:
             connector.dispose()
         return _Extracted(count, files, snap)
@@ -261,7 +262,7 @@ class ExtractTable(RefreshableDay):
             on_part=on_part,
             progress=report,
         )
-        report(sum(f.rows for f in files), force=True)
+        report(sum(f.rows for f in files))  # not forced: the manifest's closing message follows at once
         streams.add_stats(snap)
         details = {"reader": streams.reader, "streams": len(streams.streams), "split_by": streams.split_by}
         return _Extracted(count, files, snap, details)

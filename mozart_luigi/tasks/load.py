@@ -76,7 +76,7 @@ class LoadIceberg(MarkerBulkComplete, RefreshableDay):
         started = time.monotonic()
         settings = self.config.settings
         lake = Lake.from_settings(settings)
-        progress = Progress(self, total=3, every_seconds=0)
+        progress = Progress(self, total=3)  # a load of a second or less: its first and last message only
         where = f"{self.tenant}.{self.table} {self.date}"
         manifest: Manifest | None = None
         try:
@@ -87,7 +87,7 @@ class LoadIceberg(MarkerBulkComplete, RefreshableDay):
             )
             with open_warehouse(settings, tenant=self.tenant) as warehouse:
                 if self.refresh is not None and self._loaded_already(warehouse, manifest):
-                    progress.update(3, f"{where}: extract {manifest.run_id} already loaded, marker written")
+                    progress.update(3, f"{where}: extract {manifest.run_id} already loaded, marker written", force=True)
                     return
                 result = warehouse.load_day(DayLoad(manifest, lake, self._marker(manifest)))
                 if self.refresh is None and maintenance_due(self.table, self.date):  # once a week, not per refresh
@@ -97,7 +97,7 @@ class LoadIceberg(MarkerBulkComplete, RefreshableDay):
             raise
         seconds = time.monotonic() - started
         how = "already committed, marker written" if result.recovered else f"loaded in {seconds:.1f}s"
-        progress.update(3, f"{where}: {result.rows:,} row(s) {how}")
+        progress.update(3, f"{where}: {result.rows:,} row(s) {how}", force=True)
         if manifest.checksums:
             log.info(
                 "checksums pass tenant=%s table=%s date=%s %s",
