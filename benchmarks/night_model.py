@@ -130,16 +130,23 @@ def graph_size(tenants: int, tables: int, *, dbt: bool = True) -> int:
 
 
 MAINTENANCE_LINE = re.compile(r"tenant (\S+) table (\S+): snapshots older than .* \(maintenance ([\d.]+) s\)")
+UPKEEP_LINE = re.compile(r"dbt upkeep tenant=(\S+) tables=(\d+) .* \(maintenance ([\d.]+) s\)")
 
 
 def maintenance_cost(lines: Iterable[str]) -> dict[str, float]:
-    """The weekly snapshot expiries (``LoadIceberg``'s log lines) of a night: how many tables, their summed and
-    largest seconds (a table's expiry runs in its load, once a week, the day spread by table name)."""
+    """The night's upkeep from the workers' log lines: the raw tables' weekly snapshot expiries (in their
+    ``LoadIceberg``, the day spread by table name) and the tenants' weekly dbt-table upkeep (compaction and
+    expiry in their ``DbtRun``, the day spread by tenant): how many, summed and largest seconds."""
     seconds = [float(m.group(3)) for line in lines if (m := MAINTENANCE_LINE.search(line))]
+    upkeep = [(int(m.group(2)), float(m.group(3))) for line in lines if (m := UPKEEP_LINE.search(line))]
     return {
         "tables": len(seconds),
         "seconds": round(sum(seconds), 2),
         "max_s": round(max(seconds), 2) if seconds else 0.0,
+        "dbt_tenants": len(upkeep),
+        "dbt_tables": sum(n for n, _ in upkeep),
+        "dbt_seconds": round(sum(s for _, s in upkeep), 2),
+        "dbt_max_s": round(max((s for _, s in upkeep), default=0.0), 2),
     }
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "WEEKLY_TESTS_OPTION",
     "DbtRun",
     "dbt_selection",
+    "upkeep_due",
     "weekly_tests_setting",
 ]
 
@@ -44,6 +45,8 @@ import datetime as dt
 import logging
 import os
 import shutil
+import time
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,7 +62,7 @@ from mozart_luigi.dbt_runner import (
     run_dbt,
     target_for_profile,
 )
-from mozart_luigi.errors import ConfigError, ConfigProblem, LoadError
+from mozart_luigi.errors import ConfigError, ConfigProblem, LoadError, MozartError
 from mozart_luigi.parquet import pause_point
 from mozart_luigi.targets import MarkerTarget, completed_task_ids
 from mozart_luigi.tasks.base import MarkerBulkComplete, Progress, TenantDateTask
@@ -93,6 +96,16 @@ def weekly_tests_setting(env: Mapping[str, str] | None = None, cfg: Any = None) 
     if day not in (*_WEEKDAYS, "daily"):
         raise ConfigError([ConfigProblem(origin, key, f"{value!r} is not a weekday name (monday .. sunday) or daily")])
     return day
+
+
+# The schemas of the tenant whose tables dbt builds (macros/generate_schema_name.sql); intermediate is views.
+UPKEEP_SCHEMAS = ("staging", "mart")
+
+
+def upkeep_due(tenant: str, date: dt.date) -> bool:
+    """Once a week per tenant, the weekday spread by the tenant id (stable across runs): the day its
+    ``DbtRun`` also compacts the tenant's dbt tables and expires their snapshots."""
+    return (date.toordinal() + zlib.crc32(tenant.encode("utf-8"))) % 7 == 0
 
 
 def dbt_selection(date: dt.date, weekly: str) -> str:
@@ -153,10 +166,38 @@ class DbtRun(MarkerBulkComplete, TenantDateTask):
         report = self._keep_run_results(result)
         with open_warehouse(settings, tenant=self.tenant) as warehouse:
             warehouse.write_marker(self._marker(result, report, selection))
+            if upkeep_due(self.tenant, self.date):
+                self._upkeep(warehouse)
         self._status(
             f"dbt {self.tenant}: {result.models_built} models built, "
             f"{len(result.nodes)} nodes ok in {result.elapsed_seconds:.1f}s",
             done=True,
+        )
+
+    def _upkeep(self, warehouse: Any) -> None:
+        """Weekly (:func:`upkeep_due`), after the marker, best effort: compact the tenant's dbt tables (each
+        incremental ``MERGE`` leaves small files and delete files), merge manifests, expire snapshots older
+        than ``MOZART_SNAPSHOT_RETENTION_DAYS``, remove orphans. A failure is logged; the build stands."""
+        self._status(f"dbt {self.tenant}: compacting and expiring the dbt tables")
+        started = time.monotonic()
+        schemas = [f"{self.tenant}_{layer}" for layer in UPKEEP_SCHEMAS]
+        try:
+            done = warehouse.upkeep_models(self.tenant, schemas, self.config.settings.snapshot_retention_days)
+        except MozartError as exc:
+            log.warning("dbt upkeep tenant=%s skipped: %s", self.tenant, exc)
+            return
+        if done is None:
+            return
+        log.info(
+            "dbt upkeep tenant=%s tables=%d data files %d -> %d, delete files %d -> %d, failed=%d (maintenance %.2f s)",
+            self.tenant,
+            done.tables,
+            done.files_before,
+            done.files_after,
+            done.delete_files_before,
+            done.delete_files_after,
+            len(done.failed),
+            time.monotonic() - started,
         )
 
     def _status(self, message: str, *, done: bool = False) -> None:

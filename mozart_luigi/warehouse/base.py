@@ -13,7 +13,16 @@ Every implementation passes ``tests/contract/test_warehouse_contract.py``. Failu
 
 from __future__ import annotations
 
-__all__ = ["EXTRACTED_AT_COLUMN", "META_SCHEMA", "PARTITION_COLUMN", "DayLoad", "LoadResult", "Marker", "Warehouse"]
+__all__ = [
+    "EXTRACTED_AT_COLUMN",
+    "META_SCHEMA",
+    "PARTITION_COLUMN",
+    "DayLoad",
+    "LoadResult",
+    "Marker",
+    "ModelUpkeep",
+    "Warehouse",
+]
 
 import datetime as dt
 from abc import ABC, abstractmethod
@@ -55,6 +64,19 @@ class LoadResult:
     recovered: bool = False
 
 
+@dataclass(frozen=True)
+class ModelUpkeep:
+    """What :meth:`Warehouse.upkeep_models` did: tables kept up, their data files and delete files before and
+    after compaction, and the tables whose upkeep failed (``{schema}.{table}: error``; best effort)."""
+
+    tables: int
+    files_before: int
+    files_after: int
+    delete_files_before: int
+    delete_files_after: int
+    failed: tuple[str, ...] = ()
+
+
 class Warehouse(ABC):
     """Schema per tenant; table ``{tenant}.{table}`` partitioned by ``_mozart_date``."""
 
@@ -86,6 +108,13 @@ class Warehouse(ABC):
 
         Returns how many snapshots remain, or None where there are none to expire (DuckDB).
         """
+        return None
+
+    def upkeep_models(self, tenant: str, schemas: Sequence[str], retention_days: int) -> ModelUpkeep | None:  # noqa: ARG002
+        """Housekeeping of the tables dbt builds in ``schemas`` (the tenant's staging and mart): compact their
+        files (the small files and delete files each incremental ``MERGE`` leaves), merge manifests, expire
+        snapshots older than ``retention_days``, remove orphan files. None where there is nothing to do
+        (DuckDB: dbt rewrites its tables in the database file)."""
         return None
 
     def completed(self, task_family: str, tenant: str, date: dt.date) -> set[str]:

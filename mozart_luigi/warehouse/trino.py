@@ -25,6 +25,7 @@ from __future__ import annotations
 __all__ = ["TrinoQueryFailed", "TrinoUnavailable", "TrinoWarehouse"]
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -37,7 +38,7 @@ import trino
 from trino.exceptions import HttpError, TrinoConnectionError, TrinoQueryError
 
 from mozart_luigi.checksums import compare, warehouse_sums
-from mozart_luigi.errors import LoadError, WarehouseUnavailableError
+from mozart_luigi.errors import LoadError, MozartError, WarehouseUnavailableError
 from mozart_luigi.manifest import Manifest
 from mozart_luigi.markers import MARKER_CACHE, Marker, ObjectMarkerStore
 from mozart_luigi.objectstore import S3Objects
@@ -45,7 +46,7 @@ from mozart_luigi.retry import retrying
 from mozart_luigi.secrets import Secret, redact
 from mozart_luigi.settings import Settings
 from mozart_luigi.warehouse import sql
-from mozart_luigi.warehouse.base import DayLoad, LoadResult, Warehouse
+from mozart_luigi.warehouse.base import DayLoad, LoadResult, ModelUpkeep, Warehouse
 from mozart_luigi.warehouse.common import qualified, quote_ident
 from mozart_luigi.warehouse.iceberg import IcebergLoader
 from mozart_luigi.warehouse.types import columns_from_schema
@@ -324,20 +325,53 @@ class TrinoWarehouse(Warehouse):
     def expire_snapshots(self, tenant: str, table: str, retention_days: int) -> int | None:
         """``expire_snapshots`` on ``{tenant}.{table}``: every load adds a snapshot, and every commit rewrites
         metadata that lists them all. It deletes only files the table owns (copies, never the raw parts)."""
+        return self._expire(tenant, tenant, table, retention_days)
+
+    def _expire(self, tenant: str, schema: str, table: str, retention_days: int) -> int:
+        """Merge manifests, expire snapshots older than ``retention_days``, remove orphan files older than a day
+        (at least) of ``{schema}.{table}``; the snapshots left."""
         if isinstance(retention_days, bool) or not isinstance(retention_days, int) or retention_days < 0:
             raise ValueError(f"retention_days must be a whole number >= 0, got {retention_days!r}")
-        target = qualified(self.catalog, tenant, table)
+        target = qualified(self.catalog, schema, table)
+        where = f"{schema}.{table}"
         # EXECUTE takes no parameters: the threshold is rendered from a checked int, never from text
         expire = self._sql("expire_snapshots", table=target, retention=f"'{retention_days}d'")
         # one manifest per load piles up: merged, so planning a load stays flat in the table's history
         manifests = self._sql("optimize_manifests", table=target)
-        self._retry(f"merge manifests {tenant}.{table}", lambda: self._execute(manifests, tenant=tenant, table=table))
-        self._retry(f"expire snapshots {tenant}.{table}", lambda: self._execute(expire, tenant=tenant, table=table))
+        self._retry(f"merge manifests {where}", lambda: self._execute(manifests, tenant=tenant, table=table))
+        self._retry(f"expire snapshots {where}", lambda: self._execute(expire, tenant=tenant, table=table))
         # copies of loads killed before their commit: unreferenced, older than a day (no load runs that long)
         orphans = self._sql("remove_orphan_files", table=target, retention=f"'{max(retention_days, 1)}d'")
-        self._retry(f"remove orphans {tenant}.{table}", lambda: self._execute(orphans, tenant=tenant, table=table))
-        count = self._sql("count_snapshots", table=qualified(self.catalog, tenant, f"{table}$snapshots"))
+        self._retry(f"remove orphans {where}", lambda: self._execute(orphans, tenant=tenant, table=table))
+        count = self._sql("count_snapshots", table=qualified(self.catalog, schema, f"{table}$snapshots"))
         return int(self._execute(count, tenant=tenant, table=table)[0][0])
+
+    def upkeep_models(self, tenant: str, schemas: Sequence[str], retention_days: int) -> ModelUpkeep | None:
+        """Every Iceberg table (not view) of ``schemas``: ``optimize`` (small files and a ``MERGE``'s delete
+        files rewritten into few files; the rows are the same), then :meth:`_expire`. One table failing is
+        logged and recorded, the others go on; the caller treats the whole as best effort."""
+        tables = before = after = deletes_before = deletes_after = 0
+        failed: list[str] = []
+        for schema in schemas:
+            for name, kind in self._execute(self._sql("relations"), [schema], tenant=tenant):
+                if kind != "BASE TABLE":
+                    continue
+                try:
+                    files = qualified(self.catalog, schema, f"{name}$files")
+                    count = self._sql("count_data_files", table=files)
+                    n, deletes = self._execute(count, tenant=tenant, table=name)[0]
+                    optimize = self._sql("optimize", table=qualified(self.catalog, schema, name))
+                    self._retry(f"optimize {schema}.{name}", functools.partial(self._execute, optimize, tenant=tenant))
+                    self._expire(tenant, schema, name, retention_days)
+                    m, deletes_left = self._execute(count, tenant=tenant, table=name)[0]
+                except MozartError as exc:
+                    log.warning("tenant %s: upkeep of %s.%s failed: %s", tenant, schema, name, exc)
+                    failed.append(f"{schema}.{name}: {exc}")
+                    continue
+                tables += 1
+                before, after = before + int(n), after + int(m)
+                deletes_before, deletes_after = deletes_before + int(deletes), deletes_after + int(deletes_left)
+        return ModelUpkeep(tables, before, after, deletes_before, deletes_after, tuple(failed))
 
     # ------------------------------------------------------------------------------------- markers
     def write_marker(self, marker: Marker) -> None:

@@ -121,6 +121,17 @@ def test_maintenance_cost_reads_the_loads_expiry_lines() -> None:
         "INFO ... tenant nt1_m001 table customers: snapshots older than 7 day(s) expired, 1 kept (maintenance 0.50 s)",
         "WARNING ... retrying in 0.4 s",
         "tenant x table y: snapshot expiry skipped: refused",  # a failed expiry is not a cost measured
+        "INFO mozart_luigi.tasks.dbt[7]: dbt upkeep tenant=nt1_p000 tables=9 data files 60 -> 9, delete files 12 -> 0,"
+        " failed=0 (maintenance 4.50 s)",
+        "WARNING ... dbt upkeep tenant=nt1_p001 skipped: trino is restarting",
     ]
-    assert night_model.maintenance_cost(lines) == {"tables": 2, "seconds": 1.75, "max_s": 1.25}
-    assert night_model.maintenance_cost([]) == {"tables": 0, "seconds": 0.0, "max_s": 0.0}
+    assert night_model.maintenance_cost(lines) == {
+        "tables": 2,
+        "seconds": 1.75,
+        "max_s": 1.25,
+        "dbt_tenants": 1,
+        "dbt_tables": 9,
+        "dbt_seconds": 4.5,
+        "dbt_max_s": 4.5,
+    }
+    assert night_model.maintenance_cost([])["dbt_tenants"] == 0

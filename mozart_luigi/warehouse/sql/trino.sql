@@ -27,6 +27,14 @@ SELECT {sums} FROM {table} WHERE "_mozart_date" = ?
 -- {retention} is a quoted duration literal rendered from an int (EXECUTE takes no parameters)
 ALTER TABLE {table} EXECUTE expire_snapshots(retention_threshold => {retention})
 
+-- name: optimize
+-- rewrites small data files into bigger ones and applies delete files (those a MERGE leaves)
+ALTER TABLE {table} EXECUTE optimize
+
+-- name: count_data_files
+-- {table} is the table's "$files" metadata table; content 0 = data, 1/2 = position/equality deletes
+SELECT count(*), count_if(content <> 0) FROM {table}
+
 -- name: optimize_manifests
 ALTER TABLE {table} EXECUTE optimize_manifests
 
