@@ -230,6 +230,48 @@ def test_mysql_rewrite_without_count_flags_each_row() -> None:
     )
 
 
+def _dates_batch(values: list, flag: list | None = None) -> pa.RecordBatch:
+    arrays = [pa.array(range(len(values)), pa.int64()), pa.array(values, pa.date32())]
+    return pa.RecordBatch.from_arrays(
+        arrays + ([pa.array(flag, pa.int64())] if flag else []), ["id", "d", "f"][: 2 + bool(flag)]
+    )
+
+
+def test_zero_dates_with_the_count_are_the_nulls_beyond_the_source_nulls() -> None:
+    """4 rows, 1 source NULL (COUNT(d) = 3), 3 NULLs read: 2 zero dates; only once every row is read."""
+    stats: dict[str, int] = {}
+    zeros = _native_mysql._ZeroDates({}, 4, stats=stats)
+    zeros.present[1] = ("d", 3)
+    zeros.add(_dates_batch([None, dt.date(2024, 1, 1)]))
+    assert stats == {}  # not before the end
+    zeros.add(_dates_batch([None, None]))
+    zeros.finish()
+    assert stats == {"d": 2}
+
+
+def test_zero_dates_are_not_made_up_when_the_rows_are_not_the_count() -> None:
+    stats: dict[str, int] = {}
+    zeros = _native_mysql._ZeroDates({}, 5, stats=stats)  # one row short: the count check fails the extract
+    zeros.present[1] = ("d", 3)
+    zeros.add(_dates_batch([None, dt.date(2024, 1, 1), None, None]))
+    zeros.finish()
+    assert stats == {}
+
+
+def test_zero_dates_without_the_count_are_the_flags() -> None:
+    stats: dict[str, int] = {}
+    zeros = _native_mysql._ZeroDates({2: "d"}, -1, stats=stats)
+    zeros.add(_dates_batch([None, None, dt.date(2024, 1, 1)], [1, None, None]))
+    zeros.add(_dates_batch([None], [1]))
+    zeros.finish()
+    assert stats == {"d": 2}
+
+
+def test_valid_date_is_one_to_days_comparison() -> None:
+    sql = str(_native_mysql.valid_date(sa.column("d", sa.Date)).compile(dialect=mysql.dialect()))
+    assert sql == "to_days(d) >= 366"
+
+
 def test_mysql_queries_with_values_fall_back() -> None:
     t = _mysql_table()
     with pytest.raises(NativeUnsupportedError, match="cannot bind values"):
