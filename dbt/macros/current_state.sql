@@ -193,6 +193,9 @@
         order by {{ cursor }} desc, _mozart_date desc, _mozart_extracted_at desc
     ) as _mozart_version_rank
   {%- endset -%}
+  {#- the keys to rank again over every partition: counted first, so that a night without any (the usual one)
+      does not plan a scan of the whole raw table -#}
+  {%- set decide -%}
     with fresh as (
         select * from (
             select raw_rows.*, {{ rank }}
@@ -228,7 +231,11 @@
         from affected
         left join fresh on {{ mozart_same_key(spec, 'fresh', 'affected') }}
         left join {{ this }} as staged on {{ mozart_same_key(spec, 'staged', 'affected') }}
-    ),
+    )
+  {%- endset -%}
+  {%- set rerank = run_query(decide ~ "\n    select count(*) from decided where _mozart_source = 'history'").rows[0][0] > 0 -%}
+    {{ decide }}
+    {%- if rerank %},
     history as (
         select * from (
             select raw_rows.*, {{ rank }}
@@ -241,12 +248,14 @@
         ) as ranked
         where _mozart_version_rank = 1
     )
+    {%- endif %}
     select {% for c in columns %}fresh.{{ c }}, {% endfor %}fresh._mozart_version_rank, false as _mozart_gone
     from fresh
     where exists (
         select 1 from decided
         where decided._mozart_source = 'fresh' and {{ mozart_same_key(spec, 'decided', 'fresh') }}
     )
+    {%- if rerank %}
     union all
     select {% for c in columns %}history.{{ c }}, {% endfor %}history._mozart_version_rank, false as _mozart_gone
     from history
@@ -260,4 +269,5 @@
     from decided
     where decided._mozart_source = 'history'
       and not exists (select 1 from history where {{ mozart_same_key(spec, 'history', 'decided') }})
+    {%- endif %}
 {%- endmacro %}
